@@ -1,0 +1,131 @@
+"""The dataset registry: name -> factory, and the in-memory :class:`Dataset` every factory returns.
+
+- ``mnist-mini``: the MNIST test set shipped in the package (a 10k subset of MNIST), split
+  8,000 / 2,000 (image i is a test image when i % 5 == 4); the offline default.
+- ``mnist``, ``fashion-mnist``: 60,000 / 10,000 images, located or downloaded (``sources``).
+- ``toy``: the model of the dissertation's section 5.1 (``toy``), real-valued, 8 dimensions,
+  8,000 / 2,000 vectors drawn with a fixed seed.
+
+A new dataset is one factory plus one ``DATASETS`` entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from binaryvae.data import sources
+from binaryvae.data.idx import read_image_label_pair
+from binaryvae.data.toy import TOY_DIM, TOY_SIGMA, sample_toy
+from binaryvae.errors import BadInput
+
+__all__ = ["Dataset", "DATASETS", "DatasetInfo", "load_dataset", "MNIST_MINI_DIR",
+           "MNIST_MINI_LABEL", "TOY_SEED", "TOY_SIZES", "mnist_mini_split"]
+
+MNIST_MINI_DIR = Path(__file__).parent / "mnist_mini"
+MNIST_MINI_LABEL = "mnist-mini (10k subset of MNIST: its test set, split 8,000/2,000)"
+TOY_SEED = 0  # the toy data are fixed; the training seed varies only the model and the order
+TOY_SIZES = (8000, 2000)
+
+
+@dataclass
+class Dataset:
+    """A dataset held in memory: training and test tensors plus what a reader must know."""
+
+    name: str
+    label: str  # what every reported number is labelled with
+    train_x: torch.Tensor  # uint8 [N, 784] (images) or float32 [N, d] (real)
+    test_x: torch.Tensor  # same dtype, [M, D]
+    train_y: torch.Tensor | None = None  # int64 [N] class labels, or None
+    test_y: torch.Tensor | None = None  # int64 [M]
+    image_shape: tuple[int, int] | None = None  # (28, 28), or None for non-image data
+    kind: str = "image"  # "image" (uint8 grey levels) or "real" (float32)
+    source: str = ""  # where the files came from (a folder), or how the data were made
+    params: dict[str, Any] = field(default_factory=dict)  # e.g. the toy model's sigma
+
+    @property
+    def data_dim(self) -> int:
+        return int(self.train_x.shape[1])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registry entry: the factory and what can be said without loading."""
+
+    factory: Callable[[str | Path | None, bool], Dataset]
+    description: str
+    sizes: tuple[int, int]  # (train, test)
+    shape: str  # e.g. "28x28 uint8" or "8 float32"
+
+
+def mnist_mini_split(n: int = 10000) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed 8,000 / 2,000 split of mnist-mini: (train indices, test indices), int64.
+
+    Image i is a test image when i % 5 == 4: deterministic, independent of any library's random
+    generator, and it draws test images from both halves of the MNIST test set (whose first
+    and second 5,000 images come from different writer populations).
+    """
+    i = torch.arange(n)
+    return i[i % 5 != 4], i[i % 5 == 4]
+
+
+def _mnist_mini(data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+    x, y, shape = read_image_label_pair(MNIST_MINI_DIR / "t10k-images-idx3-ubyte.gz",
+                                        MNIST_MINI_DIR / "t10k-labels-idx1-ubyte.gz")
+    train, test = mnist_mini_split(len(x))
+    return Dataset("mnist-mini", MNIST_MINI_LABEL, x[train], x[test], y[train], y[test], shape,
+                   "image", str(MNIST_MINI_DIR))
+
+
+def _idx_dataset(name: str, label: str) -> Callable[[str | Path | None, bool], Dataset]:
+    def factory(data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+        folder = sources.resolve(name, data_dir, download)
+        tr_img, tr_lbl, te_img, te_lbl = (sources.find_file(folder, f) for f in sources.FILES[name])
+        if None in (tr_img, tr_lbl, te_img, te_lbl):  # pragma: no cover - resolve checked it
+            raise BadInput(sources.missing_message(name, data_dir))
+        train_x, train_y, shape = read_image_label_pair(tr_img, tr_lbl)
+        test_x, test_y, test_shape = read_image_label_pair(te_img, te_lbl)
+        if test_shape != shape:
+            raise BadInput(f"{te_img}: images are {test_shape}, training images are {shape}")
+        return Dataset(name, label, train_x, test_x, train_y, test_y, shape, "image", str(folder))
+
+    factory.__doc__ = f"Load {label} (located or downloaded; see binaryvae.data.sources)."
+    return factory
+
+
+def _toy(data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+    g = torch.Generator().manual_seed(TOY_SEED)
+    n_train, n_test = TOY_SIZES
+    train = sample_toy(n_train, TOY_DIM, TOY_SIGMA, g)
+    test = sample_toy(n_test, TOY_DIM, TOY_SIGMA, g)
+    label = (f"toy (diss. 5.1: z ~ Logistic(0,1), x|z ~ N(step(z), {TOY_SIGMA}^2), "
+             f"{TOY_DIM} dims)")
+    return Dataset("toy", label, train.x, test.x, None, None, None, "real",
+                   f"generated, seed {TOY_SEED}",
+                   {"sigma": TOY_SIGMA, "dim": TOY_DIM, "train_bits": train.bits,
+                    "test_bits": test.bits})
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist-mini": DatasetInfo(_mnist_mini, MNIST_MINI_LABEL, (8000, 2000), "28x28 uint8"),
+    "mnist": DatasetInfo(_idx_dataset("mnist", "MNIST"), "MNIST (LeCun, Cortes and Burges)",
+                         (60000, 10000), "28x28 uint8"),
+    "fashion-mnist": DatasetInfo(_idx_dataset("fashion-mnist", "Fashion-MNIST"),
+                                 "Fashion-MNIST (Zalando Research)", (60000, 10000),
+                                 "28x28 uint8"),
+    "toy": DatasetInfo(_toy, f"toy model of diss. 5.1 (sigma={TOY_SIGMA}, seed {TOY_SEED})",
+                       TOY_SIZES, f"{TOY_DIM} float32"),
+}
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+    """Load dataset ``name`` into memory; BadInput for an unknown name or missing files."""
+    try:
+        info = DATASETS[name]
+    except KeyError:
+        raise BadInput(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+    return info.factory(data_dir, download)

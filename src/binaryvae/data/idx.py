@@ -1,0 +1,142 @@
+"""A strict reader for the IDX file format of MNIST and Fashion-MNIST (gzip-compressed or raw).
+
+The format (http://yann.lecun.com/exdb/mnist/): a 4-byte magic number ``0x00 0x00 TYPE NDIM``,
+then NDIM big-endian uint32 dimension sizes, then the data in C order, big-endian. Every
+departure from it (bad magic, unknown type code, truncated data, trailing bytes, a gzip stream
+that does not decompress) raises :class:`IdxError`, a :class:`~binaryvae.errors.BadInput`
+whose one-line message names the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from binaryvae.errors import BadInput
+
+__all__ = ["IdxError", "parse_idx", "read_idx", "read_idx_bytes", "read_image_label_pair",
+           "sha256_decompressed", "GZIP_MAGIC"]
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+# IDX type code -> big-endian numpy dtype
+_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+class IdxError(BadInput):
+    """An IDX file that is missing, truncated, corrupted or inconsistent with its partner."""
+
+
+def read_idx_bytes(path: str | Path) -> bytes:
+    """The decompressed bytes of an IDX file; gzip is detected by its magic bytes, not the name."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise IdxError(f"{path}: file not found") from None
+    except OSError as e:
+        raise IdxError(f"{path}: unreadable: {e.strerror or e}") from None
+    if raw[:2] != GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except EOFError:
+        raise IdxError(f"{path}: truncated gzip stream") from None
+    except (OSError, zlib.error) as e:  # bad CRC, bad header, corrupted deflate data
+        raise IdxError(f"{path}: corrupted gzip data ({e})") from None
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse decompressed IDX bytes into an array of the stored shape and native-endian dtype.
+
+    ``name`` is used in error messages only.
+    """
+    if len(data) < 4:
+        raise IdxError(f"{name}: truncated: {len(data)} bytes, too short for an IDX header")
+    zero, type_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0:
+        raise IdxError(f"{name}: bad magic number 0x{data[:4].hex()} (not an IDX file)")
+    if type_code not in _DTYPES:
+        raise IdxError(f"{name}: bad magic number 0x{data[:4].hex()}: unknown type code "
+                       f"0x{type_code:02x}")
+    if ndim == 0:
+        raise IdxError(f"{name}: bad magic number 0x{data[:4].hex()}: zero dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise IdxError(f"{name}: truncated header: {len(data)} bytes, need {header} for "
+                       f"{ndim} dimensions")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = _DTYPES[type_code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    found = len(data) - header
+    if found < expected:
+        raise IdxError(f"{name}: truncated: header says shape {shape} ({expected} data bytes), "
+                       f"found {found}")
+    if found > expected:
+        raise IdxError(f"{name}: {found - expected} trailing bytes after the {expected} data "
+                       f"bytes of shape {shape}")
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))  # a writable, native-endian copy
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read and validate one IDX file (gzip or raw); see :func:`parse_idx`."""
+    return parse_idx(read_idx_bytes(path), str(path))
+
+
+def read_image_label_pair(images: str | Path, labels: str | Path) -> tuple[torch.Tensor,
+                                                                          torch.Tensor,
+                                                                          tuple[int, int]]:
+    """Read an images file (uint8, 3 dims) and its labels file (uint8, 1 dim).
+
+    Returns ``(x, y, image_shape)``: x uint8 ``[N, H*W]``, y int64 ``[N]``, image_shape (H, W).
+    Raises IdxError when a file has the wrong type or rank, or the two counts differ.
+    """
+    x = read_idx(images)
+    y = read_idx(labels)
+    if x.dtype != np.uint8 or x.ndim != 3:
+        raise IdxError(f"{images}: expected uint8 images of 3 dimensions, got {x.dtype} with "
+                       f"shape {x.shape}")
+    if y.dtype != np.uint8 or y.ndim != 1:
+        raise IdxError(f"{labels}: expected uint8 labels of 1 dimension, got {y.dtype} with "
+                       f"shape {y.shape}")
+    if x.shape[0] != y.shape[0]:
+        raise IdxError(f"{images} holds {x.shape[0]} images but {labels} holds {y.shape[0]} "
+                       f"labels")
+    n, h, w = x.shape
+    x_t = torch.from_numpy(np.ascontiguousarray(x).reshape(n, h * w))  # uint8 [N, H*W]
+    y_t = torch.from_numpy(y.astype(np.int64))  # int64 [N]
+    return x_t, y_t, (h, w)
+
+
+def sha256_decompressed(path: str | Path) -> str:
+    """Hex sha256 of a file's decompressed bytes (gzip detected by magic; raw files as they are).
+
+    Archives are never compared: re-compressed copies (e.g. Debian's) have the same content.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        is_gzip = f.read(2) == GZIP_MAGIC
+    try:
+        with (gzip.open(path, "rb") if is_gzip else open(path, "rb")) as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except EOFError:
+        raise IdxError(f"{path}: truncated gzip stream") from None
+    except (OSError, zlib.error) as e:
+        raise IdxError(f"{path}: corrupted gzip data ({e})") from None
+    return digest.hexdigest()
