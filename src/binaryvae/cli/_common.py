@@ -1,0 +1,55 @@
+"""Option helpers shared by the training sub-commands (parsing only, no maths)."""
+
+from __future__ import annotations
+
+import argparse
+
+from binaryvae.errors import BadInput
+
+__all__ = ["hidden_sizes", "add_run_options"]
+
+
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    """``"512,256,128"`` -> ``(512, 256, 128)``; BadInput for anything else."""
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise BadInput(
+            f"--hidden takes comma-separated integers like 512,256,128, got {text!r}"
+        ) from None
+    if not sizes:
+        raise BadInput("--hidden needs at least one layer size")
+    return sizes
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options of `train` and `compare` that only say where/how to compute and report."""
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (default: every core this process may use, with "
+        "OMP_WAIT_POLICY=PASSIVE so a busy neighbour does not collapse them)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=("auto", "cpu", "cuda"),
+        help="where to train (default auto: cuda when available)",
+    )
+    p.add_argument(
+        "--data-dir", default=None, metavar="DIR", help="look for dataset files in DIR first"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run(s) in --out from the last checkpoint",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip figures/report.html at the end (binaryvae report DIR makes them later)",
+    )

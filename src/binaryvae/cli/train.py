@@ -1,0 +1,182 @@
+"""`binaryvae train`: one training run into a run directory (then its figures and report)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from binaryvae.cli._common import add_run_options, hidden_sizes
+from binaryvae.config import BINARIZE_MODES, OBJECTIVES, TrainConfig
+
+__all__ = ["add_parser", "config_from_args", "run_train"]
+
+# command-line option -> TrainConfig field, for options that map one to one
+_FIELDS = {
+    "dataset": "dataset",
+    "family": "family",
+    "objective": "objective",
+    "latent_dim": "latent_dim",
+    "epochs": "epochs",
+    "seed": "seed",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "beta": "beta",
+    "binarize": "binarize",
+    "threads": "threads",
+    "device": "device",
+    "data_dir": "data_dir",
+    "kl_weight": "kl_weight",
+    "kl_warmup": "kl_warmup_epochs",
+    "prior": "prior",
+    "decoder": "decoder",
+    "network": "network",
+    "activation": "activation",
+    "eval_samples": "eval_samples",
+    "gmm_components": "gmm_components",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train one model into a run directory",
+        description="Train one model and write a run directory: config.json, metrics.jsonl (one "
+        "line per epoch), checkpoints/last.pt, summary.json, figures/ and report.html. Options "
+        "not given come from --config FILE, else from the defaults.",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="a config.json (e.g. of an earlier run); options given here override it",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory to create")
+    p.add_argument(
+        "--dataset", default=None, help="mnist-mini (default), mnist, fashion-mnist, toy"
+    )
+    p.add_argument(
+        "--family",
+        default=None,
+        help="posterior family, e.g. steplogistic (default), logistic, concrete, "
+        "gaussian-sigmoid, bernoulli-sfe, autoencoder-gmm",
+    )
+    p.add_argument(
+        "--objective",
+        default=None,
+        choices=OBJECTIVES,
+        help="elbo (the family's own bound, default) or bernoulli-elbo (not a bound)",
+    )
+    p.add_argument(
+        "--latent-dim", type=int, default=None, metavar="N", help="latent bits (default 8)"
+    )
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="default 10")
+    p.add_argument("--seed", type=int, default=None, metavar="N", help="default 0")
+    p.add_argument(
+        "--hidden",
+        type=str,
+        default=None,
+        metavar="512,256,128",
+        help="hidden layer sizes of the encoder (decoder mirrored)",
+    )
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="default 128")
+    p.add_argument(
+        "--lr", type=float, default=None, metavar="F", help="Adam step size (default 1e-3)"
+    )
+    p.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        metavar="F",
+        help="inverse temperature of sigmoid(beta*z) (default 10)",
+    )
+    p.add_argument(
+        "--binarize",
+        default=None,
+        choices=BINARIZE_MODES,
+        help="pixels: grey levels (none, default), threshold at 0.5, dynamic Bernoulli",
+    )
+    p.add_argument(
+        "--kl-weight",
+        type=float,
+        default=None,
+        metavar="F",
+        help="weight of the KL term (1 = a bound; anything else is labelled not a bound)",
+    )
+    p.add_argument(
+        "--kl-warmup",
+        type=int,
+        default=None,
+        metavar="EPOCHS",
+        help="linear KL warm-up from 0 over this many epochs (default 0)",
+    )
+    p.add_argument("--prior", default=None, choices=("fixed", "learned"), help="default fixed")
+    p.add_argument(
+        "--decoder",
+        default=None,
+        choices=("auto", "bernoulli", "gaussian"),
+        help="likelihood p(x|code) (default auto)",
+    )
+    p.add_argument("--network", default=None, choices=("mlp", "conv"), help="default mlp")
+    p.add_argument("--activation", default=None, choices=("relu", "leaky_relu", "tanh"))
+    p.add_argument(
+        "--eval-samples",
+        type=int,
+        default=None,
+        metavar="K",
+        help="posterior samples per test image for the per-epoch bounds (default 1)",
+    )
+    p.add_argument(
+        "--gmm-components",
+        type=int,
+        default=None,
+        metavar="K",
+        help="autoencoder-gmm: mixture components (default 20)",
+    )
+    add_run_options(p)
+    p.set_defaults(func=run_train)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """--config FILE (or the defaults) overridden by the options given on the command line."""
+    base: dict[str, Any] = (
+        TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
+    )
+    for option, field in _FIELDS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            base[field] = value
+    if args.hidden is not None:
+        base["hidden"] = hidden_sizes(args.hidden)
+    return TrainConfig.from_dict(base)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from binaryvae.runs import TrainingDiverged, train_run
+
+    config = config_from_args(args)
+    try:
+        summary = train_run(
+            config, args.out, resume=args.resume, force=args.force, progress=not args.quiet
+        )
+    except TrainingDiverged as e:
+        print(f"binaryvae train: stopped: {e}", file=__import__("sys").stderr)
+        return 1
+    if not args.no_report:
+        from binaryvae.report import write_report
+
+        write_report(args.out)
+    _print_summary(args.out, summary)
+    return 0
+
+
+def _print_summary(out: str, summary: dict[str, Any]) -> None:
+    keys = (
+        "test_relaxed_elbo",
+        "test_bernoulli_elbo",
+        "test_discrete_elbo",
+        "test_log_px_exact",
+        "test_iwae",
+        "sample_fd",
+    )
+    parts = [f"{k}={summary[k]:.3f}" for k in keys if isinstance(summary.get(k), int | float)]
+    print(f"{out}: {summary.get('objective_label', '')}  " + "  ".join(parts))

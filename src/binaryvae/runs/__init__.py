@@ -1,0 +1,28 @@
+"""Run directories: one training run (`train_run`) or several (`compare`), and their files.
+
+Composes `binaryvae.training` (fit an epoch, checkpoints) and `binaryvae.evaluation` (score the
+discrete model per epoch and at the end) into the run-directory contract of DESIGN.md.
+"""
+
+from binaryvae.runs.compare import DEFAULT_COMPARE_EPOCHS, DEFAULT_FAMILIES, compare, parse_families
+from binaryvae.runs.directory import RunDir, check_new_dir, find_runs, is_run_dir, make_new_dir
+from binaryvae.runs.evaluate import evaluate_run
+from binaryvae.runs.train import Prepared, TrainingDiverged, load_run, prepare, train_run
+
+__all__ = [
+    "DEFAULT_COMPARE_EPOCHS",
+    "DEFAULT_FAMILIES",
+    "Prepared",
+    "RunDir",
+    "TrainingDiverged",
+    "check_new_dir",
+    "compare",
+    "evaluate_run",
+    "find_runs",
+    "is_run_dir",
+    "load_run",
+    "make_new_dir",
+    "parse_families",
+    "prepare",
+    "train_run",
+]

@@ -1,0 +1,308 @@
+"""A training run end to end: validate, build, train + evaluate per epoch, checkpoint, summarise.
+
+`train_run` is what `binaryvae train` calls. Everything that can be wrong with the input (names,
+ranges, the dataset, building the model, the output directory) is checked before anything is
+written. Every epoch appends one row to metrics.jsonl and then replaces checkpoints/last.pt;
+`resume=True` reloads the checkpoint, drops metric rows of epochs it does not cover, and runs
+the remaining epochs exactly as an uninterrupted run would (every epoch reseeds its own random
+streams from (seed, epoch), see `binaryvae.training.epoch_seed`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from binaryvae.config import TrainConfig
+from binaryvae.errors import BadInput
+from binaryvae.runs.directory import RunDir, check_new_dir, make_new_dir
+from binaryvae.training import (
+    EpochProgress,
+    NonFiniteLoss,
+    epoch_seed,
+    fit_epoch,
+    kl_weight_at,
+    load_checkpoint,
+    make_optimizer,
+    resolve_device,
+    save_checkpoint,
+    seed_everything,
+    set_threads,
+    tune_allocator,
+)
+
+__all__ = ["Prepared", "TrainingDiverged", "prepare", "train_run", "load_run", "summary_labels"]
+
+# What each reported number is (summary.json "labels"); DESIGN.md "Vocabulary".
+NUMBER_LABELS = {
+    "test_relaxed_elbo": "lower bound on log p(x) of the relaxed (continuous-latent) model",
+    "test_bernoulli_elbo": (
+        "NOT a bound: relaxed samples in Bernoulli log-probabilities (diss. 4.11-4.12)"
+    ),
+    "test_discrete_elbo": "lower bound on log p(x) of the discrete (binary-latent) model",
+    "test_iwae": "importance-weighted lower bound on log p(x) of the discrete model (k = iwae_k)",
+    "test_log_px_exact": "exact log p(x) of the discrete model (all 2^n codes enumerated)",
+    "sample_fd": (
+        "Frechet distance of generated samples to test images (lower is better; not a bound)"
+    ),
+}
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped on a NaN/inf; the message names epoch, batch and what was kept."""
+
+
+@dataclass
+class Prepared:
+    """A validated run, built but not yet trained (nothing written yet)."""
+
+    config: TrainConfig
+    dataset: Any
+    model: torch.nn.Module
+    device: torch.device
+    threads: int
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Check ``config`` fully and build its dataset and model (seeded); write nothing.
+
+    Raises BadInput for unknown names or impossible combinations (from data and models).
+    """
+    from binaryvae.data import load_dataset
+    from binaryvae.models import build_model
+
+    config.validate()
+    threads = set_threads(config.threads)
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir)
+    seed_everything(config.seed)
+    model = build_model(
+        config,
+        data_dim=dataset.train_x.shape[1],
+        image_shape=dataset.image_shape,
+        data_kind=dataset.kind,
+    )
+    return Prepared(config, dataset, model.to(device), device, threads)
+
+
+def load_run(path: str | Path, device: str | None = None) -> Prepared:
+    """Rebuild a run's dataset and model from its directory and load checkpoints/last.pt."""
+    run = RunDir(path)
+    if not run.config_path.is_file():
+        raise BadInput(f"{path} is not a run directory (no config.json)")
+    config = run.read_config()
+    if device is not None:
+        config.device = device
+    if not run.checkpoint_path.is_file():
+        raise BadInput(f"{path} has no checkpoint ({run.checkpoint_path}); train it first")
+    prepared = prepare(config)
+    state = load_checkpoint(run.checkpoint_path, map_location=prepared.device)
+    prepared.model.load_state_dict(state["model"])
+    prepared.model.eval()
+    return prepared
+
+
+def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
+    """The labels that travel with the final numbers: what trained the model, what bounds what."""
+    return {
+        "family": config.family,
+        "objective": config.objective,
+        "objective_label": config.objective_label(),
+        "objective_is_bound": config.is_bound,
+        "binary_latent": bool(getattr(getattr(model, "family", None), "binary", False)),
+        "latent_dim": config.latent_dim,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "labels": dict(NUMBER_LABELS),
+    }
+
+
+def _test_tensor(prepared: Prepared) -> torch.Tensor:
+    from binaryvae.data import test_tensor
+
+    c = prepared.config
+    return test_tensor(prepared.dataset.test_x, binarize=c.binarize, seed=c.seed).to(
+        prepared.device
+    )
+
+
+def _evaluate_epoch(prepared: Prepared, test_x: torch.Tensor, epoch: int) -> dict[str, Any]:
+    from binaryvae.evaluation import evaluate_epoch
+
+    c = prepared.config
+    return dict(
+        evaluate_epoch(
+            prepared.model, test_x, samples=c.eval_samples, seed=epoch_seed(c.seed, epoch, "eval")
+        )
+    )
+
+
+def _evaluate_summary(prepared: Prepared, test_x: torch.Tensor, train_x: torch.Tensor) -> dict:
+    from binaryvae.evaluation import evaluate_summary
+
+    c = prepared.config
+    return dict(
+        evaluate_summary(
+            prepared.model,
+            test_x,
+            dataset=prepared.dataset,
+            seed=epoch_seed(c.seed, 0, "summary"),
+        )
+    )
+
+
+def _check_resume(run: RunDir, config: TrainConfig) -> TrainConfig:
+    """The config a resumed run continues: the stored one (epochs/threads/device may change)."""
+    if not run.config_path.is_file():
+        raise BadInput(
+            f"cannot resume {run.path}: no config.json there (start it without --resume)"
+        )
+    stored = run.read_config()
+    for name in ("epochs", "threads", "device", "data_dir"):
+        setattr(stored, name, getattr(config, name))
+    stored.validate()
+    return stored
+
+
+def train_run(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    label: str = "",
+    stream: TextIO | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` into run directory ``out`` and return its summary (also in summary.json).
+
+    ``resume``: continue ``out`` from checkpoints/last.pt with its stored config (only epochs,
+    threads, device and data_dir are taken from ``config``). ``force``: replace an existing run
+    directory. Raises BadInput (nothing written) for bad input, `TrainingDiverged` on NaN/inf.
+    """
+    stream = sys.stderr if stream is None else stream
+    run = RunDir(out)
+    if resume:
+        config = _check_resume(run, config)
+    else:
+        check_new_dir(run.path, force)
+    prepared = prepare(config)  # validates everything before the first byte is written
+    tune_allocator()
+    model, c = prepared.model, prepared.config
+    optimizer = make_optimizer(model, c.lr)
+    start_epoch, finalized = 0, False
+    if resume and run.checkpoint_path.is_file():
+        state = load_checkpoint(run.checkpoint_path, map_location=prepared.device)
+        model.load_state_dict(state["model"])
+        if state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        finalized = bool(state.get("extra", {}).get("finalized", False))
+    if not resume:
+        make_new_dir(run.path, force)
+    run.write_config(c)
+    run.keep_metrics_through(start_epoch)
+
+    from binaryvae.data import EpochBatches
+
+    ds = prepared.dataset
+    batches = EpochBatches(
+        ds.train_x,
+        batch_size=c.batch_size,
+        binarize=c.binarize,
+        seed=c.seed,
+        device=prepared.device,
+    )
+    test_x = _test_tensor(prepared)
+    for epoch in range(start_epoch + 1, c.epochs + 1):
+        seed_everything(epoch_seed(c.seed, epoch, "train"))
+        bar = EpochProgress(
+            epoch, c.epochs, batches.num_examples, label=label, stream=stream, enabled=progress
+        )
+        try:
+            stats = fit_epoch(
+                model,
+                optimizer,
+                batches.epoch(epoch),
+                epoch=epoch,
+                objective=c.objective,
+                kl_weight=kl_weight_at(c.kl_weight, c.kl_warmup_epochs, epoch),
+                progress=bar,
+            )
+        except NonFiniteLoss as e:
+            bar.close("stopped")
+            kept = (
+                f"last good checkpoint {run.checkpoint_path} (epoch {epoch - 1})"
+                if epoch > 1
+                else "no checkpoint (it failed in the first epoch)"
+            )
+            raise TrainingDiverged(
+                f"{e}; training stopped. Kept: {kept}; metrics of epochs 1-{epoch - 1} in "
+                f"{run.metrics_path}. Try a smaller --lr."
+            ) from None
+        t0 = time.perf_counter()
+        metrics = _evaluate_epoch(prepared, test_x, epoch)
+        eval_seconds = time.perf_counter() - t0
+        row = {
+            "epoch": epoch,
+            "objective": c.objective,
+            "objective_label": c.objective_label(),
+            "family": c.family,
+            "kl_weight": kl_weight_at(c.kl_weight, c.kl_warmup_epochs, epoch),
+            "train_loss": stats.train_loss,
+            "train_elbo": stats.train_elbo,
+            "train_recon": stats.train_recon,
+            "train_kl": stats.train_kl,
+            **metrics,
+            "train_seconds": stats.train_seconds,
+            "eval_seconds": eval_seconds,
+        }
+        run.append_metrics(row)
+        save_checkpoint(run.checkpoint_path, model=model, optimizer=optimizer, epoch=epoch)
+        bar.close(_epoch_line(row))
+
+    if not finalized:
+        seed_everything(epoch_seed(c.seed, 0, "finalize"))
+        model.finalize(ds.train_x.to(prepared.device))
+        save_checkpoint(
+            run.checkpoint_path,
+            model=model,
+            optimizer=optimizer,
+            epoch=c.epochs,
+            extra={"finalized": True},
+        )
+    t0 = time.perf_counter()
+    summary = _evaluate_summary(prepared, test_x, ds.train_x)
+    rows = run.read_metrics()
+    summary.update(summary_labels(c, model))
+    summary.update(
+        epochs=len(rows),
+        seconds_per_epoch=sum(r["train_seconds"] for r in rows) / max(len(rows), 1),
+        eval_seconds_per_epoch=sum(r["eval_seconds"] for r in rows) / max(len(rows), 1),
+        summary_seconds=time.perf_counter() - t0,
+        threads=prepared.threads,
+        device=str(prepared.device),
+        dataset_label=getattr(ds, "label", c.dataset),
+    )
+    run.write_summary(summary)
+    return summary
+
+
+def _epoch_line(row: dict[str, Any]) -> str:
+    """The tail of the one-line epoch summary: the test bounds that exist for this family."""
+    parts = []
+    for key, short in (
+        ("test_relaxed_elbo", "relaxed"),
+        ("test_discrete_elbo", "discrete"),
+        ("test_log_px_exact", "log p(x)"),
+    ):
+        value = row.get(key)
+        if isinstance(value, int | float):
+            parts.append(f"{short} {value:.2f}")
+    parts.append(f"{row['train_seconds']:.1f}s+{row['eval_seconds']:.1f}s")
+    return "test " + "  ".join(parts)

@@ -1,0 +1,50 @@
+"""Training: the only code in binaryvae that calls ``backward()`` and ``optimizer.step()``.
+
+The pieces are small and independent so that the run layer (`binaryvae.runs`) can compose them:
+
+- `set_threads`, `resolve_device`, `seed_everything`, `epoch_seed`, `tune_allocator` (setup.py):
+  where and how a run computes, and the seeds that make CPU runs bit-for-bit reproducible;
+- `make_optimizer` (optim.py): Adam, fused where the device supports it;
+- `fit_epoch`, `kl_weight_at`, `NonFiniteLoss`, `EpochStats` (loop.py): one pass over the
+  training batches with a NaN/inf guard;
+- `save_checkpoint`, `load_checkpoint` (checkpoint.py): atomic checkpoints holding everything
+  `--resume` needs (model, optimizer, RNG states, epoch);
+- `EpochProgress` (progress.py): a tqdm bar per epoch, or one plain line per epoch off a terminal.
+"""
+
+from binaryvae.training.checkpoint import (
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
+from binaryvae.training.loop import EpochStats, NonFiniteLoss, fit_epoch, kl_weight_at
+from binaryvae.training.optim import make_optimizer
+from binaryvae.training.progress import EpochProgress
+from binaryvae.training.setup import (
+    default_threads,
+    epoch_seed,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    tune_allocator,
+)
+
+__all__ = [
+    "EpochProgress",
+    "EpochStats",
+    "NonFiniteLoss",
+    "default_threads",
+    "epoch_seed",
+    "fit_epoch",
+    "kl_weight_at",
+    "load_checkpoint",
+    "make_optimizer",
+    "resolve_device",
+    "restore_rng_state",
+    "rng_state",
+    "save_checkpoint",
+    "seed_everything",
+    "set_threads",
+    "tune_allocator",
+]

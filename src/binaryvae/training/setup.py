@@ -1,0 +1,105 @@
+"""Where and how a run computes: threads, device, seeds, and the allocator setting.
+
+Threads (measured on the 2-vCPU machines these runs target, PERFORMANCE-NOTES.md): two OpenMP
+threads are fastest on a quiet machine but collapse next to any other busy process, because
+libgomp spin-waits (3.2k images/s with 2 spinning threads, 7.2k with 1 thread, 9.1k with 2
+threads and ``OMP_WAIT_POLICY=PASSIVE``). The command line therefore sets
+``OMP_WAIT_POLICY=PASSIVE`` before torch starts (unless the user set it) and uses every core
+(`default_threads`); ``--threads N`` overrides. Library callers who import torch themselves
+should set the variable first if they share the machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import os
+import random
+
+import numpy as np
+import torch
+
+from binaryvae.errors import BadInput
+
+__all__ = [
+    "default_threads",
+    "epoch_seed",
+    "resolve_device",
+    "seed_everything",
+    "set_threads",
+    "tune_allocator",
+]
+
+
+def default_threads() -> int:
+    """Threads used when the config leaves ``threads`` unset: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (``None``: `default_threads`); return the count used."""
+    n = default_threads() if threads is None else int(threads)
+    if n < 1:
+        raise BadInput(f"threads must be >= 1, got {n}")
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is bad input."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda asked for, but torch sees no CUDA device (use cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise BadInput(f"unknown device {name!r}; choose one of auto, cpu, cuda")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int, stream: str = "train") -> int:
+    """A 63-bit seed derived from (run seed, epoch, stream name).
+
+    Every epoch reseeds its own streams (``train`` for the training pass, ``eval`` for the
+    test-set evaluation), so an epoch's randomness does not depend on what ran before it: a
+    resumed run replays exactly the epochs an uninterrupted run would have run, and evaluation
+    never shifts the training stream.
+    """
+    digest = hashlib.sha256(f"binaryvae:{seed}:{epoch}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy's global generator and Python's `random`."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def tune_allocator() -> bool:
+    """Stop glibc from returning the step's activation buffers to the OS after every step.
+
+    glibc's default dynamic mmap threshold maps and unmaps the 0.4-1.6 MB activation buffers of
+    an MLP step each time (twice the page faults); raising the mmap and trim thresholds gave
+    1.24x training throughput on these machines (PERFORMANCE-NOTES.md). Equivalent to the
+    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environment variables, but settable
+    after start-up. Returns False (and does nothing) off glibc or when the user set either variable.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    ok = mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1  # 32 MiB: glibc's maximum on 64-bit
+    ok = (mallopt(m_trim_threshold, 128 * 1024 * 1024) == 1) and ok
+    return ok
