@@ -1,0 +1,44 @@
+"""Posterior families of binary-latent VAEs: Logistic, StepLogistic, SmoothStepLogistic, their
+KL divergences (registered with torch.distributions.register_kl), relaxations and the Bernoulli
+probabilities lambda = P(z > 0) of the discrete models they stand for."""
+
+from binaryvae.distributions import kl
+from binaryvae.distributions.bernoulli_probs import (
+    bernoulli_log_probs_from_gaussian,
+    bernoulli_logits,
+    bernoulli_logits_from_gaussian,
+    bernoulli_probs,
+    bernoulli_probs_from_concrete,
+    bernoulli_probs_from_gaussian,
+    bernoulli_probs_from_logistic,
+    bernoulli_probs_from_step_logistic,
+)
+from binaryvae.distributions.kl import bernoulli_kl_to_half, logistic_kl_equal_scale
+from binaryvae.distributions.logistic import Logistic
+from binaryvae.distributions.relaxations import (
+    binary_concrete,
+    binary_concrete_logit_log_prob,
+    binary_concrete_rsample,
+    steep_sigmoid,
+)
+from binaryvae.distributions.step_logistic import StepLogistic
+
+__all__ = [
+    "Logistic",
+    "StepLogistic",
+    "kl",
+    "bernoulli_kl_to_half",
+    "logistic_kl_equal_scale",
+    "steep_sigmoid",
+    "binary_concrete",
+    "binary_concrete_rsample",
+    "binary_concrete_logit_log_prob",
+    "bernoulli_probs",
+    "bernoulli_logits",
+    "bernoulli_probs_from_gaussian",
+    "bernoulli_log_probs_from_gaussian",
+    "bernoulli_logits_from_gaussian",
+    "bernoulli_probs_from_logistic",
+    "bernoulli_probs_from_concrete",
+    "bernoulli_probs_from_step_logistic",
+]
