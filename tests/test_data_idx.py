@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from binaryvae.data.datasets import MNIST_MINI_DIR
 from binaryvae.data.idx import (
@@ -139,3 +141,22 @@ def test_mismatched_image_and_label_counts(tmp_path):
         read_image_label_pair(images, labels)
     with pytest.raises(IdxError, match="expected uint8 labels of 1 dimension"):
         read_image_label_pair(images, images)
+
+
+_CODES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.int16, 0x0C: np.int32, 0x0D: np.float32,
+          0x0E: np.float64}
+
+
+@settings(max_examples=60, deadline=None)
+@given(code=st.sampled_from(sorted(_CODES)),
+       shape=st.lists(st.integers(0, 5), min_size=1, max_size=4), data=st.data())
+def test_roundtrip_and_every_truncation_is_an_idx_error(code, shape, data):
+    a = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape).astype(_CODES[code])
+    blob = _idx(a, code)
+    np.testing.assert_array_equal(parse_idx(blob), a)
+    cut = data.draw(st.integers(0, len(blob) - 1))
+    with pytest.raises(IdxError, match="^name: "):
+        parse_idx(blob[:cut], "name")
+    extra = data.draw(st.binary(min_size=1, max_size=8))
+    with pytest.raises(IdxError, match="trailing bytes"):
+        parse_idx(blob + extra, "name")
