@@ -1,0 +1,198 @@
+"""Gradient estimators for E_{q(b|x)}[f(b)] with b ~ Bernoulli(sigmoid(logits)), b in {0,1}^n.
+
+Each estimator takes the encoder logits ``[B, n]`` and ``f``, a function mapping bits
+``[..., B, n]`` to the per-image learning signal ``[..., B]`` (here log p(x|b), differentiable in
+the decoder's parameters), and returns ``EstimatorOutput(surrogate, value)``:
+
+- ``surrogate [B]``: a tensor whose gradient (w.r.t. the logits, hence the encoder, and w.r.t.
+  the decoder parameters inside ``f``) estimates grad E_q[f(b)]. Its *value* equals ``value``
+  (the score terms enter as ``signal * (log q - log q.detach())``, the "magic box" that the
+  notes' Figure 3 writes as ``- SFE + SFE.detach()``).
+- ``value [B]``: the detached Monte Carlo estimate of E_q[f(b)] that is reported.
+
+Noise is drawn with ``torch.rand(..., generator=generator)``; sampling b = 1[u < sigmoid(logits)].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from binaryvae.errors import BadInput
+
+__all__ = [
+    "EstimatorOutput",
+    "ScoreFunction",
+    "StraightThrough",
+    "ReinforceLOO",
+    "DisARM",
+    "ESTIMATORS",
+    "make_estimator",
+    "bernoulli_log_prob",
+]
+
+Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
+
+
+class EstimatorOutput(NamedTuple):
+    surrogate: torch.Tensor  # [B] differentiable; gradient estimates grad E_q[f(b)]
+    value: torch.Tensor  # [B] detached estimate of E_q[f(b)]
+
+
+def bernoulli_log_prob(bits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log q(b) = sum_i b_i l_i - softplus(l_i) for factorized Bernoulli(sigmoid(l)): [..., B]."""
+    return (bits * logits - F.softplus(logits)).sum(-1)
+
+
+def _uniform(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def _magic_box(signal: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Value 0, gradient signal * grad log q (signal must be detached)."""
+    return signal * (log_q - log_q.detach())
+
+
+class ScoreFunction(nn.Module):
+    """Score-function estimator with a running-average control variate (notes eq. 9-11).
+
+    grad E_q[f] ~= f(b) grad_theta + (f(b) - c) grad_phi log q(b),   b ~ q   (notes eq. 10)
+
+    c is the running average of previous batches' mean learning signal (the notes' "running
+    average of all previous values of log p(x|z)"), kept as the buffer ``running_mean``. We use
+    an exponential average (``decay``, default 0.99) rather than the cumulative mean, which lags
+    ever further behind as log p(x|z) improves; c depends only on *previous* batches, so the
+    estimator stays unbiased. It is updated in training mode only. ``baseline=False`` gives the
+    plain estimator of eq. 9.
+    """
+
+    evaluations = 1
+
+    def __init__(self, decay: float = 0.99, baseline: bool = True):
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise BadInput(f"sfe_decay must be in [0, 1), got {decay}")
+        self.decay, self.baseline = float(decay), bool(baseline)
+        self.register_buffer("running_mean", torch.zeros(()))  # c, a scalar
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
+        probs = torch.sigmoid(logits.detach())  # [B, n]
+        b = (_uniform(logits.shape, logits, generator) < probs).to(logits.dtype)  # [B, n]
+        fb = f(b)  # [B]
+        c = self.running_mean if self.baseline else fb.new_zeros(())
+        signal = fb.detach() - c  # [B] detached learning signal (notes eq. 11, red term)
+        surrogate = fb + _magic_box(signal, bernoulli_log_prob(b, logits))  # [B]  (notes eq. 11)
+        if self.training and self.baseline:
+            with torch.no_grad():
+                m = fb.detach().mean()
+                # first step: start the average at the first batch mean (used from the next step on)
+                d = self.decay if self.steps > 0 else 0.0
+                self.running_mean.mul_(d).add_((1.0 - d) * m)
+                self.steps += 1
+        return EstimatorOutput(surrogate, fb.detach())
+
+
+class StraightThrough(nn.Module):
+    """Straight-through estimator (Bengio, Leonard & Courville 2013, arXiv:1308.3432).
+
+    Forward: hard bits b ~ Bernoulli(p). Backward: d b / d p := 1, i.e. the decoder receives
+    b + p - stop_grad(p). Biased; one decoder evaluation.
+    """
+
+    evaluations = 1
+
+    def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
+        p = torch.sigmoid(logits)  # [B, n]
+        b = (_uniform(logits.shape, logits, generator) < p.detach()).to(logits.dtype)  # [B, n]
+        fb = f(b + p - p.detach())  # [B]; forward value is f(b)
+        return EstimatorOutput(fb, fb.detach())
+
+
+class ReinforceLOO(nn.Module):
+    """REINFORCE with the leave-one-out baseline over K samples (Kool, van Hoof & Welling 2019,
+    "Buy 4 REINFORCE samples, get a baseline for free!", ICLR DeepRL workshop):
+
+    grad ~= 1/(K-1) sum_k (f(b_k) - 1/K sum_j f(b_j)) grad log q(b_k),   b_1..b_K iid ~ q
+
+    (equivalently 1/K sum_k (f(b_k) - mean_{j != k} f(b_j)) grad log q(b_k)). The decoder runs
+    once on all K samples ``[K, B, n]``.
+    """
+
+    def __init__(self, samples: int = 2):
+        super().__init__()
+        if samples < 2:
+            raise BadInput(f"reinforce-loo needs at least 2 samples, got {samples}")
+        self.samples = int(samples)
+
+    @property
+    def evaluations(self) -> int:
+        return self.samples
+
+    def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
+        K = self.samples
+        probs = torch.sigmoid(logits.detach())  # [B, n]
+        b = (_uniform((K, *logits.shape), logits, generator) < probs).to(logits.dtype)  # [K, B, n]
+        fb = f(b)  # [K, B]
+        signal = (fb.detach() - fb.detach().mean(0)) * (K / (K - 1))  # [K, B]  (Kool et al. 2019)
+        score = _magic_box(signal, bernoulli_log_prob(b, logits))  # [K, B]
+        return EstimatorOutput((fb + score).mean(0), fb.detach().mean(0))
+
+
+class DisARM(nn.Module):
+    """DisARM (Dong, Mnih & Tucker 2020, "DisARM: An Antithetic Gradient Estimator for Binary
+    Latent Variables", NeurIPS, section 3): an antithetic pair b = 1[u < sigma(a)],
+    b~ = 1[1 - u < sigma(a)], u ~ U(0,1)^n, and per logit a_i
+
+    g_i = 1/2 (f(b) - f(b~)) * (-1)^{b~_i} * 1[b_i != b~_i] * sigma(|a_i|)
+
+    an unbiased estimate of d E_q[f] / d a_i. The decoder parameters get 1/2 (grad f(b) +
+    grad f(b~)). Two decoder evaluations, run as one pass on ``[2, B, n]``.
+    """
+
+    evaluations = 2
+
+    def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
+        probs = torch.sigmoid(logits.detach())  # [B, n]
+        u = _uniform(logits.shape, logits, generator)  # [B, n]
+        pair = torch.stack([u < probs, 1.0 - u < probs]).to(logits.dtype)  # [2, B, n]: b, b~
+        fb = f(pair)  # [2, B]
+        b, bt = pair[0], pair[1]  # [B, n] each
+        weight = (
+            0.5
+            * (fb[0] - fb[1]).detach().unsqueeze(-1)  # [B, 1]
+            * (1.0 - 2.0 * bt)  # (-1)^{b~}
+            * (b != bt).to(logits.dtype)
+            * torch.sigmoid(logits.detach().abs())
+        )  # [B, n]: the DisARM gradient w.r.t. the logits
+        surrogate = fb.mean(0) + (weight * (logits - logits.detach())).sum(-1)  # [B]
+        return EstimatorOutput(surrogate, fb.detach().mean(0))
+
+
+def _sfe(extra: dict) -> nn.Module:
+    return ScoreFunction(
+        decay=float(extra.get("sfe_decay", 0.99)), baseline=bool(extra.get("sfe_baseline", True))
+    )
+
+
+# name -> factory(extra options)
+ESTIMATORS: dict[str, Callable[[dict], nn.Module]] = {
+    "sfe": _sfe,
+    "straight-through": lambda extra: StraightThrough(),
+    "reinforce-loo": lambda extra: ReinforceLOO(int(extra.get("loo_samples", 2))),
+    "disarm": lambda extra: DisARM(),
+}
+
+
+def make_estimator(name: str, extra: dict | None = None) -> nn.Module:
+    try:
+        factory = ESTIMATORS[name]
+    except KeyError:
+        raise BadInput(
+            f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}"
+        ) from None
+    return factory(extra or {})

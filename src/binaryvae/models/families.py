@@ -1,0 +1,356 @@
+"""Posterior families: one registry entry per family, each defining q(z|x), its prior, the
+decoder input, and lambda(x) = P(bit = 1 | x) of the discrete model it stands for.
+
+A family is a small stateless object built from the config (``beta``, ``extra``); learnable or
+fitted prior state lives in a prior module owned by the VAE (``make_prior``), so that
+``state_dict`` round-trips it. The prior module of every factorized family holds ``param [n]``
+(zeros; an ``nn.Parameter`` with ``--prior learned``); its meaning is the family's:
+
+=====================  ===============================  =================================  =========
+family                 q(z|x)                           prior p(z) (param m or a0)         KL
+=====================  ===============================  =================================  =========
+gaussian               N(mu, sigma^2)                   N(m, 1)                            analytic
+gaussian-sigmoid       N(mu, sigma^2), sigma(beta z)    N(m, 1): prior bit logit(Phi(m))   analytic
+logistic               Logistic(mu, 1), sigma(beta z)   Logistic(m, 1): bit logit m        see below
+concrete               Logistic(log g, 1) = BinConcrete Logistic(0, s) / Logistic(m, 1)    see below
+steplogistic           StepLogistic(logits a)           Logistic(0,1) / StepLogistic(a0)   Bernoulli
+smoothsteplogistic     SmoothStepLogistic(a, beta)      Logistic(0,1) / SmoothStep(a0)     MC
+bernoulli-*            Bernoulli(sigmoid(a))            Bernoulli(sigmoid(a0))             analytic
+autoencoder-gmm        deterministic code               GMM fitted after training          none
+=====================  ===============================  =================================  =========
+
+The relaxed families pass sigma(beta z) (the steep sigmoid, diss. 4.1) to the decoder; the exact
+Bernoulli families pass hard bits; gaussian and autoencoder-gmm pass the code itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.distributions import Bernoulli, Distribution, Normal
+
+from binaryvae.errors import BadInput
+from binaryvae.models import objectives as obj
+from binaryvae.models.estimators import make_estimator
+
+__all__ = ["Family", "FAMILIES", "make_family", "FactorizedPrior", "GMMPrior"]
+
+Objective = Callable[..., obj.LossTerms]
+
+
+# ----------------------------------------------------------------------------- prior modules
+class FactorizedPrior(nn.Module):
+    """Holds the prior's per-dimension parameter ``param [n]``: fixed zeros or learned."""
+
+    def __init__(self, n: int, learned: bool):
+        super().__init__()
+        if learned:
+            self.param = nn.Parameter(torch.zeros(n))  # [n]
+        else:
+            self.register_buffer("param", torch.zeros(n))  # [n]
+
+
+class GMMPrior(nn.Module):
+    """The Gaussian mixture fitted to autoencoder codes (notes section 4, eq. 13), as buffers.
+
+    ``weights [K]``, ``means [K, n]``, ``scale_tril [K, n, n]`` (Cholesky factors of the
+    covariances), ``fitted`` (0/1). Before fitting, codes are sampled from N(0, I).
+    """
+
+    def __init__(self, n: int, components: int):
+        super().__init__()
+        self.register_buffer("weights", torch.full((components,), 1.0 / components))
+        self.register_buffer("means", torch.zeros(components, n))
+        self.register_buffer("scale_tril", torch.eye(n).expand(components, n, n).clone())
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def fit(self, codes: torch.Tensor, seed: int = 0) -> None:
+        """Fit sklearn's GaussianMixture (EM, full covariances) to ``codes [N, n]``."""
+        from sklearn.mixture import GaussianMixture
+
+        k = self.weights.shape[0]
+        data = codes.detach().double().cpu().numpy()
+        if data.shape[0] < k:
+            raise BadInput(f"cannot fit {k} mixture components to {data.shape[0]} codes")
+        gmm = GaussianMixture(
+            n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-6
+        ).fit(data)
+        dev, dt = self.means.device, self.means.dtype
+        self.weights.copy_(torch.as_tensor(gmm.weights_, dtype=dt, device=dev))
+        self.means.copy_(torch.as_tensor(gmm.means_, dtype=dt, device=dev))
+        chol = torch.linalg.cholesky(torch.as_tensor(gmm.covariances_, dtype=torch.float64))
+        self.scale_tril.copy_(chol.to(dtype=dt, device=dev))
+        self.fitted.fill_(True)
+
+    def distribution(self) -> Distribution:
+        from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
+
+        return MixtureSameFamily(
+            Categorical(probs=self.weights),
+            MultivariateNormal(self.means, scale_tril=self.scale_tril),
+        )
+
+    def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        n = self.means.shape[1]
+        eps = torch.randn(
+            num, n, generator=generator, device=self.means.device, dtype=self.means.dtype
+        )
+        if not bool(self.fitted):
+            return eps  # [num, n]
+        comp = torch.multinomial(self.weights, num, replacement=True, generator=generator)  # [num]
+        return self.means[comp] + (self.scale_tril[comp] @ eps.unsqueeze(-1)).squeeze(
+            -1
+        )  # [num, n]
+
+
+# ----------------------------------------------------------------------------- base family
+class Family:
+    """A posterior family (DESIGN.md vocabulary). Subclasses set the class attributes and
+    override what differs. ``params`` is the tuple of encoder outputs, each ``[B, n]``."""
+
+    name: str = ""
+    binary: bool = True  # stands for a Bernoulli-latent (discrete) model
+    exact: bool = False  # the latent is Bernoulli itself (no relaxation)
+    params_per_dim: int = 1
+    objectives: Mapping[str, Objective] = {
+        "elbo": obj.relaxed_elbo,
+        "bernoulli-elbo": obj.relaxed_bernoulli_elbo,
+    }
+
+    def __init__(self, beta: float = 10.0, extra: Mapping | None = None):
+        self.beta = float(beta)
+        self.extra = dict(extra or {})
+
+    # --- q, p and the decoder input
+    def posterior(self, params: tuple[torch.Tensor, ...]) -> Distribution:
+        raise NotImplementedError
+
+    def prior(self, prior_module: nn.Module) -> Distribution:
+        raise NotImplementedError
+
+    def rsample(self, q: Distribution, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised sample [B, n]; with a generator, icdf of generator-drawn uniforms."""
+        if generator is None:
+            return q.rsample()
+        u = torch.rand(q.batch_shape, generator=generator, device=q.mean.device, dtype=q.mean.dtype)
+        return q.icdf(u.clamp(1e-6, 1 - 1e-6))  # clamp: diss. 5.2.1, icdf is infinite at 0 and 1
+
+    def relax(self, z: torch.Tensor) -> torch.Tensor:
+        """Steep sigmoid sigma(beta z) (diss. 4.1): the soft bit given to the decoder."""
+        return torch.sigmoid(self.beta * z)
+
+    def kl(self, q: Distribution, p: Distribution, z: torch.Tensor) -> torch.Tensor:
+        """KL(q || p) per image [B]: one-sample Monte Carlo log q(z) - log p(z) (diss. 2.2.3)."""
+        return (q.log_prob(z) - p.log_prob(z)).sum(-1)
+
+    # --- the discrete model it stands for
+    def bit_logits(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """logit lambda(x) [B, n], lambda = P(bit = 1 | x)."""
+        return params[0]
+
+    def prior_bit_logits(self, prior_module: nn.Module) -> torch.Tensor:
+        return prior_module.param  # [n]
+
+    def encode_mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.sigmoid(self.bit_logits(params))  # lambda(x) [B, n]
+
+    def sample_codes(self, prior_module: nn.Module, num: int, generator=None) -> torch.Tensor:
+        """Bits [num, n] ~ Bernoulli(sigmoid(prior bit logits)) (diss. 4.1: decode prior codes)."""
+        probs = torch.sigmoid(self.prior_bit_logits(prior_module))  # [n]
+        u = torch.rand(
+            num, probs.shape[0], generator=generator, device=probs.device, dtype=probs.dtype
+        )
+        return (u < probs).to(probs.dtype)
+
+    # --- state owned by the VAE
+    def make_prior(self, n: int, learned: bool, config=None) -> nn.Module:
+        return FactorizedPrior(n, learned)
+
+    def make_estimator(self) -> nn.Module | None:
+        return None
+
+
+def _standard_logistic_prior(prior_module: nn.Module) -> bool:
+    return not isinstance(prior_module.param, nn.Parameter)
+
+
+# ----------------------------------------------------------------------------- Gaussian
+class GaussianFamily(Family):
+    """Continuous Gaussian latent (diss. ch. 2-3, notes section 2): q = N(mu, sigma^2) with the
+    encoder giving (mu, log sigma^2) (diss. 1.3.1), prior N(0, 1) (or N(m, 1) learned), the code
+    itself to the decoder, analytic KL (Kingma & Welling 2014, appendix B; notes section 2).
+    Not a binary model; ``bit_logits`` are the sign bits P(z > 0) = Phi(mu / sigma)."""
+
+    name = "gaussian"
+    binary = False
+    params_per_dim = 2
+    objectives = {"elbo": obj.relaxed_elbo}
+
+    def posterior(self, params):
+        mu, logvar = params  # [B, n] each
+        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
+
+    def prior(self, prior_module):
+        m = prior_module.param  # [n]
+        return Normal(m, torch.ones_like(m), validate_args=False)
+
+    def rsample(self, q, generator=None):
+        eps = torch.randn(q.loc.shape, generator=generator, device=q.loc.device, dtype=q.loc.dtype)
+        return q.loc + q.scale * eps  # [B, n]  diss. eq. 3.1
+
+    def relax(self, z):
+        return z
+
+    def kl(self, q, p, z):
+        # KL(N(mu, s^2) || N(m, 1)) = 1/2 sum (s^2 + (mu - m)^2 - 1 - log s^2)   (notes section 2)
+        var = q.scale.square()
+        return 0.5 * (var + (q.loc - p.loc).square() - 1.0 - var.log()).sum(-1)
+
+    def bit_logits(self, params):
+        mu, logvar = params
+        t = mu * torch.exp(-0.5 * logvar)  # mu / sigma, [B, n]
+        # logit Phi(t) = log Phi(t) - log Phi(-t); log_ndtr stays finite in both tails
+        return torch.special.log_ndtr(t) - torch.special.log_ndtr(-t)
+
+    def prior_bit_logits(self, prior_module):
+        m = prior_module.param
+        return torch.special.log_ndtr(m) - torch.special.log_ndtr(-m)
+
+    def encode_mean(self, params):
+        return params[0]  # mu [B, n]
+
+    def sample_codes(self, prior_module, num, generator=None):
+        m = prior_module.param  # [n]
+        return m + torch.randn(num, m.shape[0], generator=generator, device=m.device, dtype=m.dtype)
+
+
+class GaussianSigmoidFamily(GaussianFamily):
+    """Gaussian posterior with the steep sigmoid sigma(beta z) to the decoder (diss. 4.1);
+    lambda = P(z > 0) = Phi(mu / sigma). Analytic Gaussian KL."""
+
+    name = "gaussian-sigmoid"
+    binary = True
+    objectives = Family.objectives
+
+    relax = Family.relax
+    encode_mean = Family.encode_mean
+    sample_codes = Family.sample_codes
+
+
+# ----------------------------------------------------------------------------- exact Bernoulli
+class BernoulliFamily(Family):
+    """Exact Bernoulli latent (notes section 3): q(b|x) = Bernoulli(sigmoid(a(x))), prior
+    Bernoulli(1/2) (or Bernoulli(sigmoid(a0)) learned), analytic KL (notes eq. 8), hard bits to
+    the decoder; the gradient of E_q log p(x|b) comes from the family's estimator."""
+
+    exact = True
+    estimator = ""
+    objectives = {
+        "elbo": obj.estimated_discrete_elbo,
+        "bernoulli-elbo": obj.estimated_bernoulli_elbo,
+    }
+
+    def posterior(self, params):
+        return Bernoulli(logits=params[0], validate_args=False)
+
+    def prior(self, prior_module):
+        return Bernoulli(logits=prior_module.param, validate_args=False)
+
+    def rsample(self, q, generator=None):
+        raise BadInput(
+            f"family {self.name!r} has a discrete latent: it has no reparameterised sample"
+        )
+
+    def relax(self, z):
+        return z
+
+    def kl(self, q, p, z=None):
+        return obj.bernoulli_kl(q.logits, p.logits)  # [B]  notes eq. 8
+
+    def make_estimator(self):
+        return make_estimator(self.estimator, self.extra)
+
+
+def _bernoulli(name: str, estimator: str) -> type[BernoulliFamily]:
+    return type(
+        f"Bernoulli_{estimator}", (BernoulliFamily,), {"name": name, "estimator": estimator}
+    )
+
+
+# ----------------------------------------------------------------------------- autoencoder
+class AutoencoderGMMFamily(Family):
+    """Deterministic autoencoder (notes section 4): code = encoder(x), loss log p(x|code) (eq. 12),
+    no KL; after training ``VAE.finalize`` fits a GaussianMixture (eq. 13, ``gmm_components``)
+    to the training codes and generation decodes mixture samples. No posterior, not binary."""
+
+    name = "autoencoder-gmm"
+    binary = False
+    objectives = {"elbo": obj.reconstruction}
+
+    def __init__(self, beta=10.0, extra=None, components: int = 20, seed: int = 0):
+        super().__init__(beta, extra)
+        self.components, self.seed = int(components), int(seed)
+
+    def posterior(self, params):
+        raise BadInput("autoencoder-gmm is deterministic: it has no posterior q(z|x)")
+
+    def prior(self, prior_module):
+        return prior_module.distribution()
+
+    def relax(self, z):
+        return z
+
+    def kl(self, q, p, z):
+        return torch.zeros(z.shape[:-1], device=z.device, dtype=z.dtype)
+
+    def bit_logits(self, params):
+        raise BadInput("autoencoder-gmm is not a binary model: it has no bit probabilities")
+
+    def prior_bit_logits(self, prior_module):
+        raise BadInput("autoencoder-gmm is not a binary model: it has no prior bit logits")
+
+    def encode_mean(self, params):
+        return params[0]
+
+    def sample_codes(self, prior_module, num, generator=None):
+        return prior_module.sample(num, generator)
+
+    def make_prior(self, n, learned, config=None):
+        return GMMPrior(n, self.components)
+
+
+# ----------------------------------------------------------------------------- registry
+def _family(cls: type[Family]) -> Callable[..., Family]:
+    def factory(config) -> Family:
+        return cls(beta=config.beta, extra=config.extra)
+
+    return factory
+
+
+def _autoencoder(config) -> Family:
+    return AutoencoderGMMFamily(config.beta, config.extra, config.gmm_components, config.seed)
+
+
+# name -> factory(config) -> Family
+FAMILIES: dict[str, Callable[..., Family]] = {
+    "gaussian": _family(GaussianFamily),
+    "gaussian-sigmoid": _family(GaussianSigmoidFamily),
+    "bernoulli-sfe": _family(_bernoulli("bernoulli-sfe", "sfe")),
+    "bernoulli-st": _family(_bernoulli("bernoulli-st", "straight-through")),
+    "bernoulli-reinforce-loo": _family(_bernoulli("bernoulli-reinforce-loo", "reinforce-loo")),
+    "bernoulli-disarm": _family(_bernoulli("bernoulli-disarm", "disarm")),
+    "autoencoder-gmm": _autoencoder,
+}
+
+
+def make_family(config) -> Family:
+    """The family named by ``config.family``; BadInput listing the names if unknown."""
+    try:
+        factory = FAMILIES[config.family]
+    except KeyError:
+        raise BadInput(
+            f"unknown family {config.family!r}; choose one of {', '.join(FAMILIES)}"
+        ) from None
+    return factory(config)

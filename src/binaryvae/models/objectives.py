@@ -1,0 +1,132 @@
+"""Objectives: pure functions ``(model, x, kl_weight, generator) -> LossTerms``.
+
+``LossTerms.surrogate`` is what training backpropagates; ``elbo``, ``recon`` and ``kl`` are the
+detached per-image values that are reported (nats per image, higher is better for ``elbo``).
+The reported ``elbo`` is recon - kl with KL weight 1 whatever ``kl_weight`` trains with; a run
+with weight != 1 is labelled "not a bound" by its config (TrainConfig.objective_label).
+
+- ``relaxed_elbo``: the family's own ELBO (diss. eq. 2.3/2.5): E_q log p(x|relax(z)) - KL(q||p),
+  reparameterised z (diss. 3.1), KL analytic where the family has a closed form, else the
+  one-sample Monte Carlo estimate log q(z) - log p(z) (diss. 2.2.3).
+- ``relaxed_bernoulli_elbo``: the Bernoulli ELBO (diss. 4.4, eq. 4.11-4.12): the soft bits
+  z_r = sigma(beta z) plugged into Bernoulli log-probabilities of posterior lambda(x) and prior.
+  Not a valid bound; labelled "bernoulli-elbo".
+- ``estimated_discrete_elbo``: the exact-Bernoulli families: E_q log p(x|b) - KL(Bern||Bern)
+  with analytic KL (notes eq. 8) and the family's gradient estimator for the expectation.
+  Here the Bernoulli ELBO, the family's ELBO and the discrete ELBO are one and the same.
+- ``reconstruction``: the deterministic autoencoder's loss, log p(x | code) (notes eq. 12), KL 0.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "LossTerms",
+    "relaxed_elbo",
+    "relaxed_bernoulli_elbo",
+    "estimated_discrete_elbo",
+    "estimated_bernoulli_elbo",
+    "reconstruction",
+    "bernoulli_kl",
+]
+
+
+class LossTerms(NamedTuple):
+    surrogate: torch.Tensor  # scalar with grad: what training backpropagates (minimised)
+    elbo: torch.Tensor  # [B] detached: value of the named objective per image (NOT the surrogate)
+    recon: torch.Tensor  # [B] detached: E_q log p(x | decoder input)
+    kl: torch.Tensor  # [B] detached
+    objective: str  # "elbo" | "bernoulli-elbo"
+
+
+def bernoulli_kl(logits: torch.Tensor, prior_logits: torch.Tensor) -> torch.Tensor:
+    """KL(Bern(sigmoid(l)) || Bern(sigmoid(l0))) summed over bits: [..., n] -> [...].
+
+    = sum_i p_i (log p_i - log p0_i) + (1 - p_i)(log(1 - p_i) - log(1 - p0_i)); with l0 = 0 this
+    is -H[q] - n log(1/2), notes eq. 8. Written with logsigmoid so saturated logits stay finite.
+    """
+    p = torch.sigmoid(logits)
+    kl = p * (F.logsigmoid(logits) - F.logsigmoid(prior_logits)) + (1 - p) * (
+        F.logsigmoid(-logits) - F.logsigmoid(-prior_logits)
+    )
+    return kl.sum(-1)
+
+
+def _terms(
+    recon: torch.Tensor,
+    kl: torch.Tensor,
+    kl_weight: float,
+    label: str,
+    recon_surrogate: torch.Tensor | None = None,
+) -> LossTerms:
+    # recon, kl: [B]; recon_surrogate: [B] whose gradient estimates grad E_q log p(x|.)
+    rs = recon if recon_surrogate is None else recon_surrogate
+    surrogate = -(rs - kl_weight * kl).mean()  # minimise -ELBO (notes eq. 6), KL weighted
+    return LossTerms(surrogate, (recon - kl).detach(), recon.detach(), kl.detach(), label)
+
+
+def relaxed_elbo(model, x: torch.Tensor, kl_weight: float = 1.0, generator=None) -> LossTerms:
+    """The family's own (relaxed) ELBO, diss. eq. 2.3/2.5, one reparameterised sample."""
+    family = model.family
+    params = model.encoder_params(x)  # tuple of [B, n]
+    q = family.posterior(params)  # batch [B, n]
+    z = family.rsample(q, generator)  # [B, n]  (diss. 3.1 / 4.2.1 / 5.2.1)
+    recon = model.decoder.log_prob(x, model.decoder(family.relax(z)))  # [B]
+    kl = family.kl(q, model.prior(), z)  # [B]: closed form or log q(z) - log p(z)
+    return _terms(recon, kl, kl_weight, "elbo")
+
+
+def relaxed_bernoulli_elbo(
+    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None
+) -> LossTerms:
+    """The Bernoulli ELBO of diss. 4.4: soft bits in Bernoulli log-probabilities (eq. 4.11-4.12).
+
+    log q(z) := sum_i z_r,i log lambda_i + (1 - z_r,i) log(1 - lambda_i)      (eq. 4.12)
+    log p(z) := sum_i z_r,i log pi_i + (1 - z_r,i) log(1 - pi_i)              (eq. 4.11)
+    with z_r = relax(z), lambda = sigmoid(bit logits), pi = sigmoid(prior bit logits) (1/2 fixed).
+    """
+    family = model.family
+    params = model.encoder_params(x)  # tuple of [B, n]
+    q = family.posterior(params)
+    z = family.rsample(q, generator)  # [B, n]
+    zr = family.relax(z)  # [B, n] soft bits in (0, 1)
+    recon = model.decoder.log_prob(x, model.decoder(zr))  # [B]
+    lam = family.bit_logits(params)  # [B, n] logit lambda(x)
+    pri = model.prior_bit_logits()  # [n]
+    kl = (
+        zr * (F.logsigmoid(lam) - F.logsigmoid(pri))
+        + (1 - zr) * (F.logsigmoid(-lam) - F.logsigmoid(-pri))
+    ).sum(-1)  # [B] eq. 4.12 - 4.11
+    return _terms(recon, kl, kl_weight, "bernoulli-elbo")
+
+
+def estimated_discrete_elbo(
+    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None, label: str = "elbo"
+) -> LossTerms:
+    """Exact Bernoulli latent: E_q log p(x|b) by the estimator, analytic KL (notes eq. 8)."""
+    logits = model.encoder_params(x)[0]  # [B, n]
+
+    def signal(
+        bits: torch.Tensor,
+    ) -> torch.Tensor:  # [..., B, n] -> [..., B]: log p(x|b), notes eq. 7
+        return model.decoder.log_prob(x, model.decoder(bits))
+
+    est = model.estimator(logits, signal, generator)  # surrogate, value: [B]
+    kl = bernoulli_kl(logits, model.prior_bit_logits())  # [B] notes eq. 8
+    return _terms(est.value, kl, kl_weight, label, recon_surrogate=est.surrogate)
+
+
+def estimated_bernoulli_elbo(model, x, kl_weight: float = 1.0, generator=None) -> LossTerms:
+    """For the exact families the Bernoulli ELBO is the discrete ELBO; only the label differs."""
+    return estimated_discrete_elbo(model, x, kl_weight, generator, label="bernoulli-elbo")
+
+
+def reconstruction(model, x: torch.Tensor, kl_weight: float = 1.0, generator=None) -> LossTerms:
+    """Deterministic autoencoder (notes section 4, eq. 12): log p(x | code), no KL."""
+    code = model.encoder_params(x)[0]  # [B, n]
+    recon = model.decoder.log_prob(x, model.decoder(code))  # [B]
+    return _terms(recon, torch.zeros_like(recon), kl_weight, "elbo")
