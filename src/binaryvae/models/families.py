@@ -29,8 +29,16 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
-from torch.distributions import Bernoulli, Distribution, Normal
+from torch.distributions import Bernoulli, Distribution, Normal, kl_divergence
 
+from binaryvae.distributions import (
+    Logistic,
+    StepLogistic,
+    bernoulli_logits_from_gaussian,
+    binary_concrete,
+    binary_concrete_logit_log_prob,
+    logistic_kl_equal_scale,
+)
 from binaryvae.errors import BadInput
 from binaryvae.models import objectives as obj
 from binaryvae.models.estimators import make_estimator
@@ -131,11 +139,10 @@ class Family:
         raise NotImplementedError
 
     def rsample(self, q: Distribution, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised sample [B, n]; with a generator, icdf of generator-drawn uniforms."""
+        """Reparameterised sample [B, n]; with a generator: icdf of generator-drawn uniforms."""
         if generator is None:
             return q.rsample()
-        u = torch.rand(q.batch_shape, generator=generator, device=q.mean.device, dtype=q.mean.dtype)
-        return q.icdf(u.clamp(1e-6, 1 - 1e-6))  # clamp: diss. 5.2.1, icdf is infinite at 0 and 1
+        return q.icdf(_open_uniform(q.batch_shape, generator))
 
     def relax(self, z: torch.Tensor) -> torch.Tensor:
         """Steep sigmoid sigma(beta z) (diss. 4.1): the soft bit given to the decoder."""
@@ -172,8 +179,14 @@ class Family:
         return None
 
 
-def _standard_logistic_prior(prior_module: nn.Module) -> bool:
-    return not isinstance(prior_module.param, nn.Parameter)
+def _open_uniform(shape, generator: torch.Generator) -> torch.Tensor:
+    """U(0, 1) draws from ``generator``; 0 moved to the smallest normal float (icdf(0) = -inf)."""
+    u = torch.rand(shape, generator=generator, device=generator.device)
+    return u.clamp_(min=torch.finfo(u.dtype).tiny)
+
+
+def _learned(prior_module: nn.Module) -> bool:
+    return isinstance(prior_module.param, nn.Parameter)
 
 
 # ----------------------------------------------------------------------------- Gaussian
@@ -209,14 +222,13 @@ class GaussianFamily(Family):
         return 0.5 * (var + (q.loc - p.loc).square() - 1.0 - var.log()).sum(-1)
 
     def bit_logits(self, params):
-        mu, logvar = params
-        t = mu * torch.exp(-0.5 * logvar)  # mu / sigma, [B, n]
-        # logit Phi(t) = log Phi(t) - log Phi(-t); log_ndtr stays finite in both tails
-        return torch.special.log_ndtr(t) - torch.special.log_ndtr(-t)
+        mu, logvar = params  # [B, n] each
+        # logit Phi(mu / sigma) = log Phi(t) - log Phi(-t): finite in both tails
+        return bernoulli_logits_from_gaussian(mu, torch.exp(0.5 * logvar))
 
     def prior_bit_logits(self, prior_module):
-        m = prior_module.param
-        return torch.special.log_ndtr(m) - torch.special.log_ndtr(-m)
+        m = prior_module.param  # [n]
+        return bernoulli_logits_from_gaussian(m, torch.ones_like(m))
 
     def encode_mean(self, params):
         return params[0]  # mu [B, n]
@@ -237,6 +249,145 @@ class GaussianSigmoidFamily(GaussianFamily):
     relax = Family.relax
     encode_mean = Family.encode_mean
     sample_codes = Family.sample_codes
+
+
+# ----------------------------------------------------------------------------- relaxed binary
+class LogisticFamily(Family):
+    """Logistic(mu, 1) posterior, Logistic(0, 1) prior (Logistic(m, 1) learned), steep sigmoid to
+    the decoder, lambda = sigmoid(mu) (diss. 4.2, eq. 4.4). KL in closed form,
+    KL = d coth(d / 2) - 2 with d = mu - m (binaryvae.distributions.logistic_kl_equal_scale; it
+    reproduces Table 5.1's Logistic column), so the relaxed ELBO has no Monte Carlo KL noise."""
+
+    name = "logistic"
+
+    def posterior(self, params):
+        mu = params[0]  # [B, n]
+        return Logistic(mu, torch.ones_like(mu), validate_args=False)
+
+    def prior(self, prior_module):
+        m = prior_module.param  # [n]
+        return Logistic(m, torch.ones_like(m), validate_args=False)
+
+    def kl(self, q, p, z):
+        return logistic_kl_equal_scale(q.loc - p.loc).sum(-1)  # [B] closed form (see docstring)
+
+
+class ConcreteFamily(Family):
+    """Binary Concrete (Maddison, Mnih & Teh 2017; diss. 4.3, eq. 4.8) in logit space: the encoder
+    gives log gamma, y = beta (log gamma + l), l ~ Logistic(0, 1), the decoder gets sigma(y),
+    lambda = gamma / (1 + gamma) = sigmoid(log gamma).
+
+    The prior is the Concrete with gamma = 1 (sigmoid(a0) learned) at inverse temperature
+    ``extra["concrete_prior_beta"]`` (default: beta; Maddison et al. use a hotter prior, e.g.
+    beta 3/2 posterior, 2 prior). With equal temperatures y/beta ~ Logistic(log gamma, 1) and the
+    family coincides in distribution with ``logistic`` (binaryvae.distributions.relaxations says
+    the same); its KL is then the closed form d coth(d/2) - 2 (KL is invariant under y -> y/beta).
+    With unequal temperatures the KL is the one-sample Monte Carlo log q(y) - log p(y) in logit
+    space (Maddison et al., appendix C), which avoids the sigmoid's saturating Jacobian.
+    """
+
+    name = "concrete"
+
+    def __init__(self, beta=10.0, extra=None):
+        super().__init__(beta, extra)
+        self.prior_beta = float(self.extra.get("concrete_prior_beta", self.beta))
+        if not self.prior_beta > 0:
+            raise BadInput(f"concrete_prior_beta must be > 0, got {self.prior_beta}")
+
+    def posterior(self, params):
+        return binary_concrete(params[0], self.beta)  # over y = beta (log gamma + l), [B, n]
+
+    def prior(self, prior_module):
+        return binary_concrete(prior_module.param, self.prior_beta)  # [n]
+
+    def rsample(self, q, generator=None):
+        if generator is None:
+            return q.rsample()
+        u = _open_uniform(q.batch_shape, generator)  # [B, n]
+        return (q.logits + torch.log(u) - torch.log1p(-u)) / q.temperature  # diss. eq. 4.8
+
+    def relax(self, z):
+        return torch.sigmoid(z)  # y already carries beta: sigma(beta (log gamma + l))
+
+    def kl(self, q, p, z):
+        if self.prior_beta == self.beta:
+            return logistic_kl_equal_scale(q.logits - p.logits).sum(-1)  # closed form, [B]
+        log_q = binary_concrete_logit_log_prob(z, q.logits, self.beta)  # [B, n]
+        log_p = binary_concrete_logit_log_prob(z, p.logits, self.prior_beta)  # [B, n]
+        return (log_q - log_p).sum(-1)  # one-sample Monte Carlo KL, [B]
+
+
+class StepLogisticFamily(Family):
+    """StepLogistic(logits a) posterior (diss. 5.2, eq. 5.4), Logistic(0, 1) prior, steep sigmoid
+    to the decoder, lambda = alpha / 2 = sigmoid(a). KL in closed form: the registered
+    KL(StepLogistic(a) || Logistic(0, 1)) = KL(Bern(sigmoid(a)) || Bern(1/2)) (diss. eq. 5.5).
+
+    Learned prior: StepLogistic(a0) (= Logistic(0, 1) at a0 = 0). Both densities are the
+    Logistic(0, 1) density g times a constant on each half line, 2(1 - p) and 2p, so
+    log q/p = log((1 - p)/(1 - p0)) on z < 0 and log(p/p0) on z > 0, and
+    KL(StepLogistic(a) || StepLogistic(a0)) = (1 - p) log((1 - p)/(1 - p0)) + p log(p / p0)
+    = KL(Bern(p) || Bern(p0)), p = sigmoid(a), p0 = sigmoid(a0): computed as the Bernoulli KL.
+    """
+
+    name = "steplogistic"
+
+    def posterior(self, params):
+        return StepLogistic(logits=params[0], validate_args=False)
+
+    def prior(self, prior_module):
+        a0 = prior_module.param  # [n]
+        if _learned(prior_module):
+            return StepLogistic(logits=a0, validate_args=False)
+        return Logistic(a0, torch.ones_like(a0), validate_args=False)  # Logistic(0, 1)
+
+    def kl(self, q, p, z):
+        if isinstance(p, StepLogistic):
+            return obj.bernoulli_kl(q.logits, p.logits)  # [B], derived in the docstring
+        return kl_divergence(q, p).sum(-1)  # [B] diss. eq. 5.5 (registered, closed form)
+
+
+class SmoothStepLogisticFamily(Family):
+    """SmoothStepLogistic(logits a, beta) posterior (diss. eq. 5.8, made sampleable in
+    binaryvae.distributions), Logistic(0, 1) prior, steep sigmoid to the decoder; lambda = its
+    P(z > 0) (``bit_logits`` of the distribution). KL(q || Logistic(0, 1)) is the registered
+    quadrature (deterministic, differentiable); with a learned prior SmoothStepLogistic(a0, beta)
+    it is the one-sample Monte Carlo log q(z) - log p(z). The smoothing steepness is the
+    relaxation's beta (the dissertation uses beta = 10 for both, Figure 5.7)."""
+
+    name = "smoothsteplogistic"
+
+    def __init__(self, beta=10.0, extra=None):
+        super().__init__(beta, extra)
+        _smooth_step()  # fail when the model is built, not at its first step
+
+    def posterior(self, params):
+        return _smooth_step()(logits=params[0], beta=self.beta, validate_args=False)
+
+    def prior(self, prior_module):
+        a0 = prior_module.param  # [n]
+        if _learned(prior_module):
+            return _smooth_step()(logits=a0, beta=self.beta, validate_args=False)
+        return Logistic(a0, torch.ones_like(a0), validate_args=False)  # Logistic(0, 1)
+
+    def kl(self, q, p, z):
+        if isinstance(p, Logistic):
+            return kl_divergence(q, p).sum(-1)  # [B] registered quadrature
+        return (q.log_prob(z) - p.log_prob(z)).sum(-1)  # [B] one-sample Monte Carlo
+
+    def bit_logits(self, params):
+        return self.posterior(params).bit_logits  # logit P(z > 0) [B, n]
+
+    def prior_bit_logits(self, prior_module):
+        return self.prior(prior_module).bit_logits  # [n]
+
+
+def _smooth_step():
+    """SmoothStepLogistic, imported when first used (binaryvae.distributions adds it last)."""
+    try:
+        from binaryvae.distributions import SmoothStepLogistic
+    except ImportError as e:
+        raise BadInput(f"smoothsteplogistic is not available yet: {e}") from None
+    return SmoothStepLogistic
 
 
 # ----------------------------------------------------------------------------- exact Bernoulli
@@ -337,6 +488,10 @@ def _autoencoder(config) -> Family:
 FAMILIES: dict[str, Callable[..., Family]] = {
     "gaussian": _family(GaussianFamily),
     "gaussian-sigmoid": _family(GaussianSigmoidFamily),
+    "logistic": _family(LogisticFamily),
+    "concrete": _family(ConcreteFamily),
+    "steplogistic": _family(StepLogisticFamily),
+    "smoothsteplogistic": _family(SmoothStepLogisticFamily),
     "bernoulli-sfe": _family(_bernoulli("bernoulli-sfe", "sfe")),
     "bernoulli-st": _family(_bernoulli("bernoulli-st", "straight-through")),
     "bernoulli-reinforce-loo": _family(_bernoulli("bernoulli-reinforce-loo", "reinforce-loo")),
