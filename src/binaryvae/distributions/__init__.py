@@ -21,11 +21,20 @@ from binaryvae.distributions.relaxations import (
     binary_concrete_rsample,
     steep_sigmoid,
 )
+from binaryvae.distributions.smooth_step_cdf import smooth_step_g, smooth_step_g0
+from binaryvae.distributions.smooth_step_logistic import (
+    SmoothStepLogistic,
+    smooth_step_contraction,
+)
 from binaryvae.distributions.step_logistic import StepLogistic
 
 __all__ = [
     "Logistic",
     "StepLogistic",
+    "SmoothStepLogistic",
+    "smooth_step_g",
+    "smooth_step_g0",
+    "smooth_step_contraction",
     "kl",
     "bernoulli_kl_to_half",
     "logistic_kl_equal_scale",

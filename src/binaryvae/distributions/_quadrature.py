@@ -4,9 +4,9 @@ Every KL and entropy of this package without a closed form is an expectation
 E_{l ~ Logistic(0,1)}[h(l)] = ∫_0^1 h(logit u) du. We split (0, 1) into panels at given
 break points (given as z-values, so that both u = sigmoid(z) and 1 - u = sigmoid(-z) are exact)
 and use an n-point Gauss–Legendre rule on each panel after the smoothing substitution
-u = a + (b - a)·t²(3 - 2t), which removes the logarithmic end-point singularities of
-h(logit u) (h may grow like |l|). The nodes are fixed, so the result is a differentiable
-function of the parameters (torch autograd goes straight through).
+u = a + (b - a)·t³(6t² - 15t + 10), which flattens the logarithmic end-point singularities
+of h(logit u) (h may grow like |l|): the error falls roughly like n^-6. The nodes are fixed,
+so the result is a differentiable function of the parameters (autograd goes straight through).
 """
 
 from __future__ import annotations
@@ -52,8 +52,12 @@ def expect_under_logistic(fn, breaks, n: int = 48, like: torch.Tensor | None = N
     if like is None:
         like = next(b for b in breaks if isinstance(b, torch.Tensor))
     t, w = gauss_legendre_01(n, like.dtype, like.device)
-    # smoothing substitution U(t) = t^2 (3 - 2t), U(1 - t) = 1 - U(t), U'(t) = 6 t (1 - t)
-    big_u, big_u_rev, du = t * t * (3 - 2 * t), (1 - t) * (1 - t) * (1 + 2 * t), 6 * t * (1 - t)
+    # smoothing substitution U(t) = t^3 (6t^2 - 15t + 10), U(1 - t) = 1 - U(t),
+    # U'(t) = 30 t^2 (1 - t)^2
+    s = 1 - t
+    big_u = t**3 * (6 * t * t - 15 * t + 10)
+    big_u_rev = s**3 * (6 * s * s - 15 * s + 10)
+    du = 30 * t * t * s * s
     zs = [-math.inf, *breaks, math.inf]
     total = 0.0
     for lo, hi in zip(zs[:-1], zs[1:], strict=True):

@@ -34,7 +34,7 @@ def bernoulli_log_probs_from_gaussian(loc: torch.Tensor, scale: torch.Tensor) ->
 
 
 def bernoulli_logits_from_gaussian(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """logit Phi(loc / scale) = log Phi(t) - log Phi(-t): exact for large |t|, where Phi is 0 or 1."""
+    """logit Phi(t) = log Phi(t) - log Phi(-t), t = loc / scale: exact where Phi rounds to 0, 1."""
     t = loc / scale
     return torch.special.log_ndtr(t) - torch.special.log_ndtr(-t)
 

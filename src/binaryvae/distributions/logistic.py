@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
+_EMPTY_SHAPE = torch.Size()
+
 __all__ = ["Logistic", "open_uniform"]
 
 
@@ -96,7 +98,7 @@ class Logistic(Distribution):
         """P(z > 0) = sigmoid(loc / scale)."""
         return torch.sigmoid(self.logits)
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=_EMPTY_SHAPE):
         shape = self._extended_shape(sample_shape)
         u = open_uniform(shape, self.loc)
         return self.loc + self.scale * (torch.log(u) - torch.log1p(-u))

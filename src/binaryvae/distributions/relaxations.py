@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli
 
+_EMPTY_SHAPE = torch.Size()
+
 __all__ = [
     "steep_sigmoid",
     "binary_concrete",
@@ -42,7 +44,7 @@ def binary_concrete(logits: torch.Tensor, beta: float = 10.0) -> LogitRelaxedBer
 
 
 def binary_concrete_rsample(
-    logits: torch.Tensor, beta: float = 10.0, sample_shape: torch.Size = torch.Size()
+    logits: torch.Tensor, beta: float = 10.0, sample_shape: torch.Size = _EMPTY_SHAPE
 ) -> torch.Tensor:
     """A relaxed bit sigmoid(beta (logits + l)) in (0, 1); shape sample_shape + logits.shape.
 

@@ -18,6 +18,8 @@ from torch.distributions.utils import broadcast_all, lazy_property
 
 from binaryvae.distributions.logistic import open_uniform
 
+_EMPTY_SHAPE = torch.Size()
+
 __all__ = ["StepLogistic"]
 
 _LOG2 = math.log(2.0)
@@ -34,7 +36,8 @@ class _OpenInterval(constraints.Constraint):
         return (self.lower_bound < value) & (value < self.upper_bound)
 
     def __repr__(self):
-        return f"{self.__class__.__name__[1:]}(lower_bound={self.lower_bound}, upper_bound={self.upper_bound})"
+        name = self.__class__.__name__[1:]
+        return f"{name}(lower_bound={self.lower_bound}, upper_bound={self.upper_bound})"
 
 
 open_interval = _OpenInterval
@@ -168,7 +171,7 @@ class StepLogistic(Distribution):
         z_right = torch.log1p(-torch.exp(log_s)) - log_s
         return torch.where(left, z_left, z_right)
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=_EMPTY_SHAPE):
         shape = self._extended_shape(sample_shape)
         u = open_uniform(shape, self._param)
         return self.icdf(u)

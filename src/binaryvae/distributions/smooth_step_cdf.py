@@ -1,0 +1,128 @@
+r"""G_beta(z) = ∫_{-inf}^z g(t) sigmoid(beta t) dt: the non-elementary part of the CDF of eq. 5.8.
+
+The smoothed StepLogistic density (eq. 5.8) with p = alpha / 2, q = 1 - p is
+f(z) = g(z) [2q sigmoid(-beta z) + 2p sigmoid(beta z)], g the Logistic(0, 1) density, so, using
+sigmoid(-beta z) = 1 - sigmoid(beta z), its CDF is
+
+    F(z) = 2q sigmoid(z) + 2(p - q) G_beta(z),
+
+a single function of z for each beta that does not depend on alpha. The reflection
+t -> -t gives G_beta(-z) = sigma(-z) - 1/2 + G_beta(z), so G is needed on z <= 0 only.
+
+Method (tabulation + cubic Hermite interpolation, exact derivatives at the nodes). On z <= 0 we
+write G_beta(z) = H(z) sigma(z) sigma(beta z), with H smooth, bounded and tending to 1/(1+beta)
+as z -> -inf (the leading term of G is e^{(1+beta) z} / (1 + beta)). H is tabulated on a uniform
+grid of [-L, 0], L = 40 / min(1, beta), spacing h = 1/(32 max(1, beta)), through the recursion
+    H_j = H_{j-1} D_{j-1}/D_j + ∫_{z_{j-1}}^{z_j} g(t) sigma(beta t) dt / D_j,
+    D = sigma(z) sigma(beta z),
+whose increments are 12-point Gauss–Legendre integrals in float64 (every term is O(1), so the
+relative accuracy of G is kept even where G underflows). Its derivative is known in closed form,
+    H' = sigma(-z) - H (sigma(-z) + beta sigma(-beta z)),
+so the interpolant is piecewise cubic Hermite (error O(h^4)). For z < -L the table's first value
+is used (relative error < e^-40). Measured maximum relative error of G_beta against
+scipy.integrate.quad (epsrel 1e-13) on z in [-60, 60] for beta in {0.5, 1, 3, 10, 30, 100}:
+below 3e-11 (see tests/test_distributions_smooth.py and `max_relative_error`). A table costs
+a few milliseconds to build and is cached per (beta, dtype, device).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import expit, log_expit
+
+__all__ = ["smooth_step_g", "smooth_step_h", "smooth_step_g0", "max_relative_error"]
+
+
+@functools.lru_cache(maxsize=16)
+def _table_numpy(beta: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(L, h, H, H') on the grid z_j = -L + j h, j = 0..N (z_N = 0), float64."""
+    if not beta > 0 or not math.isfinite(beta):
+        raise ValueError(f"beta must be a positive finite number, got {beta}")
+    length = 40.0 / min(1.0, beta)
+    h = 1.0 / (32.0 * max(1.0, beta))
+    n = int(math.ceil(length / h))
+    length = n * h
+    z = -length + h * np.arange(n + 1)
+    z[-1] = 0.0
+    log_d = log_expit(z) + log_expit(beta * z)
+    # increments: 12-point Gauss–Legendre on each cell, integrand g(t) sigma(beta t) / D_j
+    x, w = np.polynomial.legendre.leggauss(12)
+    t = z[:-1, None] + 0.5 * h * (x[None, :] + 1.0)  # [N, 12]
+    log_integrand = log_expit(t) + log_expit(-t) + log_expit(beta * t) - log_d[1:, None]
+    inc = 0.5 * h * (np.exp(log_integrand) * w[None, :]).sum(axis=1)
+    ratio = np.exp(log_d[:-1] - log_d[1:])
+    big_h = np.empty(n + 1)
+    # start: G(-L) = e^{(1+beta)(-L)}/(1+beta) (1 + O(e^{-min(1,beta) L})), so H(-L) = 1/(1+beta)
+    big_h[0] = 1.0 / (1.0 + beta)
+    for j in range(1, n + 1):
+        big_h[j] = big_h[j - 1] * ratio[j - 1] + inc[j - 1]
+    d_h = expit(-z) - big_h * (expit(-z) + beta * expit(-beta * z))
+    return length, h, big_h, d_h
+
+
+@functools.lru_cache(maxsize=64)
+def _table(beta: float, dtype: torch.dtype, device: torch.device):
+    length, h, big_h, d_h = _table_numpy(beta)
+    as_t = functools.partial(torch.as_tensor, dtype=dtype, device=device)
+    return length, h, as_t(big_h), as_t(d_h * h)
+
+
+def smooth_step_h(z: torch.Tensor, beta: float) -> torch.Tensor:
+    """H(z) = G_beta(z) / (sigma(z) sigma(beta z)) for z <= 0 (values of z > 0 are read at 0)."""
+    length, h, big_h, d_h = _table(float(beta), z.dtype, z.device)
+    n = big_h.shape[0] - 1
+    s = (z.clamp(-length, 0.0) + length) / h
+    i = s.detach().floor().clamp(0, n - 1)
+    t = s - i
+    i = i.long()
+    t2, t3 = t * t, t * t * t
+    # cubic Hermite basis on [0, 1]
+    h00, h10, h01, h11 = 2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, -2 * t3 + 3 * t2, t3 - t2
+    return h00 * big_h[i] + h10 * d_h[i] + h01 * big_h[i + 1] + h11 * d_h[i + 1]
+
+
+def smooth_step_g(z: torch.Tensor, beta: float) -> torch.Tensor:
+    """G_beta(z) = ∫_{-inf}^z g(t) sigma(beta t) dt for any real z (same shape as z)."""
+    a = -z.abs()
+    # G(-|z|) as one exp, so that it underflows only where its true value does
+    g_neg = torch.exp(torch.log(smooth_step_h(a, beta)) + F.logsigmoid(a) + F.logsigmoid(beta * a))
+    # reflection: G(|z|) = G(-|z|) + sigma(|z|) - 1/2 = G(-|z|) + 1/2 - sigma(-|z|)
+    return torch.where(z > 0, g_neg + (0.5 - torch.sigmoid(a)), g_neg)
+
+
+def smooth_step_g0(beta: float) -> float:
+    """G_beta(0) = H(0) / 4 (float64).
+
+    Equivalently ∫_0^{1/2} sigma(beta logit s) ds; 1/8 at beta = 1, 1/4 as beta -> 0 and
+    log(2) / (4 beta) - 3 zeta(3) / (32 beta^3) + O(beta^-5) as beta -> inf.
+    """
+    return float(_table_numpy(float(beta))[2][-1]) / 4.0
+
+
+def max_relative_error(beta: float, zs=None) -> float:
+    """Largest relative error of `smooth_step_g` (float64) against scipy.integrate.quad."""
+    from scipy.integrate import quad
+
+    if zs is None:
+        rng = np.random.default_rng(0)
+        zs = np.concatenate([rng.uniform(-60, 60, 200), rng.uniform(-3, 3, 200) / beta])
+
+    def integrand(t):
+        return math.exp(log_expit(t) + log_expit(-t) + log_expit(beta * t))
+
+    worst = 0.0
+    got = smooth_step_g(torch.as_tensor(zs, dtype=torch.float64), beta).numpy()
+    for z, g in zip(zs, got, strict=True):
+        if z <= 0:
+            ref = quad(integrand, -np.inf, z, epsabs=0, epsrel=1e-13, limit=200)[0]
+        else:  # upper tail by quad, to keep the reference's relative accuracy
+            upper = quad(integrand, z, np.inf, epsabs=0, epsrel=1e-13, limit=200)[0]
+            ref = 0.5 - upper
+        if ref > 1e-300:  # below, float64 is subnormal (G(z) ~ e^{(1 + beta) z})
+            worst = max(worst, abs(g - ref) / ref)
+    return worst
