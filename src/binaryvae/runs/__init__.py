@@ -7,7 +7,14 @@ discrete model per epoch and at the end) into the run-directory contract of DESI
 from binaryvae.runs.compare import DEFAULT_COMPARE_EPOCHS, DEFAULT_FAMILIES, compare, parse_families
 from binaryvae.runs.directory import RunDir, check_new_dir, find_runs, is_run_dir, make_new_dir
 from binaryvae.runs.evaluate import evaluate_run
-from binaryvae.runs.train import Prepared, TrainingDiverged, load_run, prepare, train_run
+from binaryvae.runs.train import (
+    Prepared,
+    TrainingDiverged,
+    load_run,
+    prepare,
+    test_data,
+    train_run,
+)
 
 __all__ = [
     "DEFAULT_COMPARE_EPOCHS",
@@ -24,5 +31,6 @@ __all__ = [
     "make_new_dir",
     "parse_families",
     "prepare",
+    "test_data",
     "train_run",
 ]

@@ -35,6 +35,13 @@ __all__ = [
 ]
 
 
+def _file_mode() -> int:
+    """The mode open() would give a new file (0666 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe copy: tensors/numpy scalars to Python numbers, NaN/inf to None."""
     if isinstance(value, dict):
@@ -56,6 +63,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(_clean(data), f, indent=2, sort_keys=True)
             f.write("\n")
+        os.chmod(tmp, _file_mode())  # mkstemp creates 0600; use the umask like open() does
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -161,6 +169,7 @@ class RunDir:
         with os.fdopen(fd, "w") as f:
             for r in rows:
                 f.write(json.dumps(r, sort_keys=True) + "\n")
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, self.metrics_path)
         return rows
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from binaryvae.runs.directory import RunDir
-from binaryvae.runs.train import _test_tensor, load_run, summary_labels
+from binaryvae.runs.train import load_run, summary_labels, test_data
 from binaryvae.training import epoch_seed
 
 __all__ = ["evaluate_run"]
@@ -30,7 +30,7 @@ def evaluate_run(
         options["iwae_k"] = iwae_k
     numbers = evaluate_summary(
         prepared.model,
-        _test_tensor(prepared),
+        test_data(prepared),
         dataset=prepared.dataset,
         seed=epoch_seed(c.seed, 0, "summary"),
         **options,

@@ -36,7 +36,15 @@ from binaryvae.training import (
     tune_allocator,
 )
 
-__all__ = ["Prepared", "TrainingDiverged", "prepare", "train_run", "load_run", "summary_labels"]
+__all__ = [
+    "Prepared",
+    "TrainingDiverged",
+    "load_run",
+    "prepare",
+    "summary_labels",
+    "test_data",
+    "train_run",
+]
 
 # What each reported number is (summary.json "labels"); DESIGN.md "Vocabulary".
 NUMBER_LABELS = {
@@ -122,7 +130,8 @@ def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
     }
 
 
-def _test_tensor(prepared: Prepared) -> torch.Tensor:
+def test_data(prepared: Prepared) -> torch.Tensor:
+    """The run's test split as float32 [N, D] on its device, in its pixel mode."""
     from binaryvae.data import test_tensor
 
     c = prepared.config
@@ -218,7 +227,7 @@ def train_run(
         seed=c.seed,
         device=prepared.device,
     )
-    test_x = _test_tensor(prepared)
+    test_x = test_data(prepared)
     for epoch in range(start_epoch + 1, c.epochs + 1):
         seed_everything(epoch_seed(c.seed, epoch, "train"))
         bar = EpochProgress(

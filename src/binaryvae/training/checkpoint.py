@@ -13,6 +13,14 @@ import torch
 
 __all__ = ["load_checkpoint", "restore_rng_state", "rng_state", "save_checkpoint"]
 
+
+def _file_mode() -> int:
+    """The mode open() would give a new file (0666 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 FORMAT = 1
 
 
@@ -67,6 +75,7 @@ def save_checkpoint(
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())  # mkstemp creates 0600; use the umask like open() does
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

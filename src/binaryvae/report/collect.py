@@ -1,0 +1,80 @@
+"""Read what the report needs from run directories: config, metrics rows, summary (no torch)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from binaryvae.config import TrainConfig
+from binaryvae.errors import BadInput
+from binaryvae.runs.directory import RunDir, find_runs, is_run_dir
+
+__all__ = ["RunRecord", "collect_runs"]
+
+
+@dataclass
+class RunRecord:
+    """One run directory as the report sees it."""
+
+    name: str
+    path: Path
+    config: TrainConfig
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any]
+    has_checkpoint: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Legend label: the family and, unless it is "elbo", the objective it was trained with."""
+        c = self.config
+        return c.family if c.objective == "elbo" else f"{c.family} ({c.objective})"
+
+    def column(self, key: str) -> tuple[list[int], list[float]]:
+        """(epochs, values) of one metrics column, skipping epochs where it is missing/null."""
+        xs, ys = [], []
+        for row in self.metrics:
+            v = row.get(key)
+            if isinstance(v, int | float):
+                xs.append(int(row["epoch"]))
+                ys.append(float(v))
+        return xs, ys
+
+
+def _ordered(path: Path) -> list[Path]:
+    """The runs at ``path``, in compare.json's order when there is one."""
+    runs = find_runs(path)
+    listing = path / "compare.json"
+    if not is_run_dir(path) and listing.is_file():
+        try:
+            names = json.loads(listing.read_text()).get("runs", [])
+        except (json.JSONDecodeError, AttributeError):
+            names = []
+        rank = {n: i for i, n in enumerate(names)}
+        runs.sort(key=lambda p: (rank.get(p.name, len(rank)), p.name))
+    return runs
+
+
+def collect_runs(path: str | Path) -> list[RunRecord]:
+    """Every run at ``path`` (a run directory, or a compare directory of runs)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BadInput(f"{path} is not a directory")
+    records = []
+    for run_path in _ordered(path):
+        run = RunDir(run_path)
+        records.append(
+            RunRecord(
+                name=run_path.name if run_path != path else run.read_config().family,
+                path=run_path,
+                config=run.read_config(),
+                metrics=run.read_metrics(),
+                summary=run.read_summary(),
+                has_checkpoint=run.checkpoint_path.is_file(),
+            )
+        )
+    if not records:
+        raise BadInput(f"{path} holds no run directories (nothing with a config.json)")
+    return records
