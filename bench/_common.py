@@ -1,0 +1,204 @@
+"""Shared helpers of the bench scripts: machine description, timing statistics, result files."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = [
+    "REPO",
+    "machine_info",
+    "machine_line",
+    "median",
+    "mean_se",
+    "fmt_mean_se",
+    "markdown_table",
+    "write_json",
+    "command_line",
+    "busy_loop",
+    "run_children",
+]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cpu_model() -> str:
+    """The CPU model as /proc/cpuinfo names it (Linux), else what platform reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    """The vector-unit flags that matter for float32 GEMM (AVX2, AVX-512, AMX)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                keep = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")
+                return [f for f in flags if f in keep]
+    except OSError:
+        pass
+    return []
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info() -> dict:
+    """CPU model, cores, torch version and threads, load and date: what every result carries."""
+    import torch
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count()
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "date_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "cores": cores,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "loadavg_1_5_15": None if load is None else [round(v, 2) for v in load],
+        "git_commit": _git_commit(),
+    }
+
+
+def machine_line(info: dict) -> str:
+    """One line for the head of a results table."""
+    return (
+        f"{info['date_utc']}; {info['cpu']} ({info['cores']} cores visible, "
+        f"{' '.join(info['cpu_flags'])}); torch {info['torch']}, "
+        f"{info['torch_threads']} thread(s); "
+        f"Python {info['python']}; load average {info['loadavg_1_5_15']}; "
+        f"commit {info['git_commit']}"
+    )
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample s.d. / sqrt(n); 0 for a single value)."""
+    values = [float(v) for v in values]
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, float("nan")
+    return m, statistics.stdev(values) / math.sqrt(len(values))
+
+
+def fmt_mean_se(values, digits: int = 2) -> str:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return "n/a"
+    m, se = mean_se(values)
+    if len(values) < 2:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def command_line() -> str:
+    """The command that produced a result, as a user would type it from the repository root."""
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(REPO)
+    except ValueError:
+        pass
+    env = " ".join(
+        f"{k}={os.environ[k]}"
+        for k in (
+            "BINARYVAE_DATA_DIR",
+            "OMP_WAIT_POLICY",
+            "MALLOC_MMAP_THRESHOLD_",
+            "MALLOC_TRIM_THRESHOLD_",
+        )
+        if k in os.environ
+    )
+    cmd = " ".join(["python", str(script), *sys.argv[1:]])
+    return f"{env} {cmd}".strip()
+
+
+def busy_loop(seconds: float) -> None:
+    """A CPU-bound competitor for the contention benchmark (pure Python, one core)."""
+    import time
+
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        for _ in range(10_000):
+            x += 1
+
+
+def run_children(
+    script: str | os.PathLike, todo: list[tuple[dict, Path]], jobs: int, describe
+) -> list[dict]:
+    """Run ``python script --child JSON(spec)`` for each (spec, result path), ``jobs`` at a time.
+
+    Each child runs on 1 thread (``OMP_NUM_THREADS=1``, passive OpenMP wait) and prints its
+    result as the last line of stdout (JSON); it is written to the path. A failed child gives
+    ``spec | {"error": last line of stderr}``. ``describe(result)`` prints one progress line.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def launch(item):
+        spec, path = item
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        cmd = [sys.executable, str(script), "--child", json.dumps(spec)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            print(f"FAILED {path.name}: {tail}", file=sys.stderr, flush=True)
+            return spec | {"error": tail}
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        write_json(path, result)
+        print(f"{path.name}: {describe(result)}", flush=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(launch, todo))

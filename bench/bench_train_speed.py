@@ -1,0 +1,467 @@
+"""Training throughput of binaryvae's training step against a plain PyTorch loop (issue 7).
+
+Both arms train the dissertation's network (784-512-256-128 ReLU encoder, 8 latent bits,
+mirrored decoder, batch 128) on the same pre-built batches in the same process; data loading is
+excluded (a pool of float32 batches is built once and cycled). Each repeat times every arm once,
+the order reversed on alternate repeats; we report the median images/s of each arm and the
+median of the per-repeat ratios binaryvae / plain.
+
+- ``plain``: the loop anyone writes first (pytorch/examples vae/main.py): nn.Sequential MLPs,
+  default ``torch.optim.Adam``, ``zero_grad()``, a Gaussian posterior with sigmoid(beta*z) to
+  the decoder (the gaussian-sigmoid family), ``loss.item()`` logged every step.
+- ``plain-fused``: the same loop with ``Adam(fused=True)`` (a reference, not a baseline).
+- every binaryvae family: ``binaryvae.models.build_model`` + ``binaryvae.training.make_optimizer``
+  + ``binaryvae.training.fit_epoch`` over the same batches (the code the CLI runs per epoch,
+  minus evaluation and checkpoints).
+
+The allocator: ``--allocator tuned`` (default) applies ``binaryvae.training.tune_allocator()``
+as the run layer does, which then helps *both* arms (it is per-process); ``--allocator default``
+leaves glibc as it is for both. Run both to separate the allocator lever from the rest.
+
+Also measured (``--flops``): float32 GEMM throughput of this machine (``torch.mm`` at the step's
+own shapes and on a big square) and the fraction of it each training step reaches, with step
+FLOPs counted as 3 x the forward GEMM FLOPs (forward, grad-input, grad-weight).
+
+    BINARYVAE_DATA_DIR=/work/shared/datasets python bench/bench_train_speed.py --threads 2 --flops
+    python bench/bench_train_speed.py --quick            # smoke test: tiny budget, mnist-mini
+    python bench/bench_train_speed.py --profile steplogistic   # where a step's time goes
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--families",
+        default="all",
+        help="comma-separated binaryvae families, or 'all' (default) for the registry",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: binaryvae.training.default_threads())",
+    )
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds per arm (median taken)")
+    p.add_argument("--steps", type=int, default=60, help="training steps per timed round")
+    p.add_argument("--warmup", type=int, default=15, help="untimed steps per arm before timing")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--hidden", default="512,256,128")
+    p.add_argument("--latent-dim", type=int, default=8)
+    p.add_argument("--beta", type=float, default=10.0)
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--allocator", choices=("tuned", "default"), default="tuned")
+    p.add_argument(
+        "--flops",
+        action="store_true",
+        help="also measure GEMM throughput and the fraction of it each step reaches",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="FAMILY",
+        default=None,
+        help="profile FAMILY's step and the plain step with torch.profiler and exit",
+    )
+    p.add_argument(
+        "--out",
+        default=str(_common.REPO / "bench" / "results"),
+        help="folder for speed_<threads>t_<allocator>.json",
+    )
+    p.add_argument("--tag", default="", help="suffix of the result file name")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny budget for the smoke test (mnist-mini, 2 families, 2 repeats)",
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.steps, args.warmup = 2, 4, 2
+        args.dataset = "mnist-mini"
+        if args.families == "all":
+            args.families = "steplogistic,bernoulli-disarm"
+    args.hidden = tuple(int(h) for h in args.hidden.split(","))
+    return args
+
+
+# ---------------------------------------------------------------- the plain loop (baseline)
+def build_plain(data_dim: int, hidden: tuple[int, ...], latent_dim: int, fused: bool):
+    """nn.Sequential encoder (-> mean, log-variance) and mirrored decoder, default Adam."""
+    import torch
+    from torch import nn
+
+    def mlp(sizes):
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+    enc = mlp([data_dim, *hidden, 2 * latent_dim])
+    dec = mlp([latent_dim, *reversed(hidden), data_dim])
+    params = list(enc.parameters()) + list(dec.parameters())
+    opt = (
+        torch.optim.Adam(params, lr=1e-3, fused=True)
+        if fused
+        else torch.optim.Adam(params, lr=1e-3)
+    )
+    return enc, dec, opt
+
+
+def plain_epoch(enc, dec, opt, batches, beta: float) -> float:
+    """The idiomatic VAE loop; returns the summed loss (what such a loop logs)."""
+    import torch
+    import torch.nn.functional as F
+
+    total = 0.0
+    for x in batches:  # [B, D]
+        opt.zero_grad()
+        mu, logvar = enc(x).chunk(2, dim=-1)  # [B, n] each
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        logits = dec(torch.sigmoid(beta * z))  # [B, D]
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)  # [B]
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)  # [B]
+        loss = (recon + kl).mean()
+        loss.backward()
+        opt.step()
+        total += loss.item()
+    return total
+
+
+# ---------------------------------------------------------------- arms
+class Arm:
+    """One thing to time: ``run(batches)`` trains over a list of batches."""
+
+    def __init__(
+        self,
+        name,
+        run,
+        decoder_evaluations=1,
+        binary=None,
+        linear_shapes=(),
+        decoder_shapes=(),
+        note="",
+    ):
+        self.name, self.run = name, run
+        self.decoder_evaluations = decoder_evaluations
+        self.binary = binary
+        self.linear_shapes = list(linear_shapes)  # (in, out) of every encoder Linear
+        self.decoder_shapes = list(decoder_shapes)  # (in, out) of every decoder Linear
+        self.note = note
+        self.times: list[float] = []
+
+
+def _linear_shapes(module):
+    from torch import nn
+
+    return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def make_plain_arm(args, data_dim, fused=False) -> Arm:
+    enc, dec, opt = build_plain(data_dim, args.hidden, args.latent_dim, fused)
+    return Arm(
+        "plain-fused" if fused else "plain",
+        lambda batches: plain_epoch(enc, dec, opt, batches, args.beta),
+        decoder_evaluations=1,
+        binary=None,
+        linear_shapes=_linear_shapes(enc),
+        decoder_shapes=_linear_shapes(dec),
+        note="reference: Adam(fused=True)" if fused else "baseline",
+    )
+
+
+def make_library_arm(args, family: str, data_dim: int, image_shape) -> Arm:
+    from binaryvae.config import TrainConfig
+    from binaryvae.models import build_model
+    from binaryvae.training import fit_epoch, make_optimizer
+
+    config = TrainConfig(
+        family=family,
+        latent_dim=args.latent_dim,
+        hidden=args.hidden,
+        batch_size=args.batch_size,
+        lr=1e-3,
+        beta=args.beta,
+        dataset=args.dataset,
+    )
+    model = build_model(config, data_dim=data_dim, image_shape=image_shape, data_kind="image")
+    opt = make_optimizer(model, config.lr)
+    state = {"epoch": 0}
+
+    def run(batches):
+        state["epoch"] += 1
+        return fit_epoch(
+            model,
+            opt,
+            batches,
+            epoch=state["epoch"],
+            objective=config.objective,
+            kl_weight=config.kl_weight,
+        )
+
+    all_shapes = _linear_shapes(model)
+    dec = getattr(model, "decoder", None)
+    dec_shapes = _linear_shapes(dec) if dec is not None else []
+    enc_shapes = list(all_shapes)
+    for s in dec_shapes:
+        if s in enc_shapes:
+            enc_shapes.remove(s)
+    return Arm(
+        family,
+        run,
+        decoder_evaluations=int(getattr(model, "decoder_evaluations_per_step", 1)),
+        binary=bool(getattr(model.family, "binary", False)),
+        linear_shapes=enc_shapes,
+        decoder_shapes=dec_shapes,
+    )
+
+
+def step_flops(arm: Arm, batch_size: int) -> float:
+    """3 x forward GEMM FLOPs of one step (decoder counted once per decoder evaluation)."""
+    fwd = sum(2 * batch_size * a * b for a, b in arm.linear_shapes)
+    fwd += arm.decoder_evaluations * sum(2 * batch_size * a * b for a, b in arm.decoder_shapes)
+    return 3.0 * fwd
+
+
+# ---------------------------------------------------------------- GEMM throughput
+def gemm_gflops(shapes, batch_size: int, min_seconds: float) -> float:
+    """GFLOP/s of torch.mm over the three GEMMs per Linear (forward, grad-input, grad-weight)."""
+    import torch
+
+    work = []
+    for a, b in shapes:
+        x = torch.randn(batch_size, a)
+        w = torch.randn(b, a)
+        g = torch.randn(batch_size, b)
+        work.append((x, w, g))
+    flops = sum(3 * 2 * batch_size * a * b for a, b in shapes)
+
+    def once():
+        for x, w, g in work:
+            torch.mm(x, w.t())  # forward        [B, out]
+            torch.mm(g, w)  # grad input         [B, in]
+            torch.mm(g.t(), x)  # grad weight    [out, in]
+
+    return _rate(once, flops, min_seconds)
+
+
+def square_gflops(n: int, min_seconds: float) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return _rate(lambda: torch.mm(a, b), 2.0 * n**3, min_seconds)
+
+
+def _rate(fn, flops: float, min_seconds: float) -> float:
+    """Median GFLOP/s over 5 timed rounds of at least min_seconds/5 each."""
+    for _ in range(3):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-6)
+    reps = max(1, int(min_seconds / 5 / one))
+    rates = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        rates.append(flops * reps / (time.perf_counter() - t0) / 1e9)
+    return _common.median(rates)
+
+
+# ---------------------------------------------------------------- main
+def load_pool(args):
+    """A pool of float32 [B, D] training batches built once (data loading excluded)."""
+    from binaryvae.data import EpochBatches, load_dataset
+
+    ds = load_dataset(args.dataset)
+    batches = EpochBatches(ds.train_x, batch_size=args.batch_size, binarize="none", seed=0)
+    pool = []
+    for x in batches.epoch(0):
+        if x.shape[0] == args.batch_size:
+            pool.append(x.contiguous())
+        if len(pool) == 32:
+            break
+    return ds, pool
+
+
+def profile(args, arms) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    pool = args._pool
+    batches = [pool[i % len(pool)] for i in range(args.steps)]
+    for arm in arms:
+        arm.run(batches)  # warm
+        with tprofile(activities=[ProfilerActivity.CPU]) as prof:
+            arm.run(batches)
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+        print(f"\n=== {arm.name}: {args.steps} steps, sorted by self CPU time ===\n{table}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from binaryvae.training import set_threads, tune_allocator
+
+    threads = set_threads(args.threads)
+    allocator = tune_allocator() if args.allocator == "tuned" else False
+    torch.manual_seed(0)
+    ds, pool = load_pool(args)
+    args._pool = pool
+    data_dim = pool[0].shape[1]
+
+    if args.families == "all":
+        from binaryvae.models import FAMILIES
+
+        families = list(FAMILIES)
+    else:
+        families = [f for f in args.families.split(",") if f]
+
+    if args.profile:
+        profile(
+            args,
+            [
+                make_plain_arm(args, data_dim, fused=False),
+                make_library_arm(args, args.profile, data_dim, ds.image_shape),
+            ],
+        )
+        return 0
+
+    arms = [make_plain_arm(args, data_dim, fused=False), make_plain_arm(args, data_dim, fused=True)]
+    for f in families:
+        arms.append(make_library_arm(args, f, data_dim, ds.image_shape))
+
+    batches = [pool[i % len(pool)] for i in range(args.steps)]
+    for arm in arms:  # warm-up: first Adam steps, allocator, OpenMP pool
+        arm.run([pool[i % len(pool)] for i in range(args.warmup)])
+    for r in range(args.repeats):
+        order = arms if r % 2 == 0 else arms[::-1]
+        for arm in order:
+            t0 = time.perf_counter()
+            arm.run(batches)
+            arm.times.append(time.perf_counter() - t0)
+
+    plain = arms[0]
+    images = args.steps * args.batch_size
+    results = []
+    for arm in arms:
+        ips = [images / t for t in arm.times]
+        ratios = [p / t for p, t in zip(plain.times, arm.times, strict=True)]
+        results.append(
+            {
+                "arm": arm.name,
+                "note": arm.note,
+                "binary": arm.binary,
+                "decoder_evaluations_per_step": arm.decoder_evaluations,
+                "images_per_s_median": _common.median(ips),
+                "images_per_s_all": ips,
+                "ms_per_step_median": 1e3 * _common.median(arm.times) / args.steps,
+                "ratio_vs_plain_median": _common.median(ratios),
+                "ratio_vs_plain_min": min(ratios),
+                "ratio_vs_plain_max": max(ratios),
+                "step_gflop": step_flops(arm, args.batch_size) / 1e9,
+            }
+        )
+
+    gemm = None
+    if args.flops:
+        seconds = 0.5 if args.quick else 3.0
+        shapes = plain.linear_shapes + plain.decoder_shapes
+        gemm = {
+            "step_shapes_gflops": gemm_gflops(shapes, args.batch_size, seconds),
+            "square_n": 512 if args.quick else 2048,
+        }
+        gemm["square_gflops"] = square_gflops(gemm["square_n"], seconds)
+        for row in results:
+            achieved = row["step_gflop"] * row["images_per_s_median"] / args.batch_size
+            row["achieved_gflops"] = achieved
+            row["fraction_of_step_shape_gemm"] = achieved / gemm["step_shapes_gflops"]
+            row["fraction_of_square_gemm"] = achieved / gemm["square_gflops"]
+
+    info = _common.machine_info()
+    out = {
+        "benchmark": "train_speed",
+        "command": _common.command_line(),
+        "machine": info,
+        "threads": threads,
+        "allocator": args.allocator,
+        "allocator_tuned": allocator,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "dataset": args.dataset,
+        "batch_size": args.batch_size,
+        "hidden": list(args.hidden),
+        "latent_dim": args.latent_dim,
+        "steps_per_round": args.steps,
+        "repeats": args.repeats,
+        "gemm": gemm,
+        "results": results,
+    }
+    name = f"speed_{threads}t_{args.allocator}{args.tag}.json"
+    _common.write_json(Path(args.out) / name, out)
+    print(render(out))
+    return 0
+
+
+def render(out: dict) -> str:
+    head = [
+        "arm",
+        "binary",
+        "decoder evals/step",
+        "images/s (median)",
+        "ms/step",
+        "ratio vs plain (median [min, max])",
+    ]
+    if out["gemm"]:
+        head += ["step GFLOP", "GFLOP/s", "fraction of step-shape GEMM", "fraction of square GEMM"]
+    rows = []
+    for r in out["results"]:
+        row = [
+            r["arm"],
+            {None: "-", True: "yes", False: "no"}[r["binary"]],
+            r["decoder_evaluations_per_step"],
+            f"{r['images_per_s_median']:,.0f}",
+            f"{r['ms_per_step_median']:.2f}",
+            f"{r['ratio_vs_plain_median']:.2f} [{r['ratio_vs_plain_min']:.2f}, "
+            f"{r['ratio_vs_plain_max']:.2f}]",
+        ]
+        if out["gemm"]:
+            row += [
+                f"{r['step_gflop']:.3f}",
+                f"{r['achieved_gflops']:.0f}",
+                f"{r['fraction_of_step_shape_gemm']:.0%}",
+                f"{r['fraction_of_square_gemm']:.0%}",
+            ]
+        rows.append(row)
+    text = [
+        f"Machine: {_common.machine_line(out['machine'])}",
+        f"Command: `{out['command']}`",
+        f"threads={out['threads']}, allocator={out['allocator']}, "
+        f"OMP_WAIT_POLICY={out['omp_wait_policy']}, batch {out['batch_size']}, "
+        f"{out['steps_per_round']} steps x {out['repeats']} rounds per arm, alternating order",
+        "",
+        _common.markdown_table(head, rows),
+    ]
+    if out["gemm"]:
+        g = out["gemm"]
+        text.append(
+            f"\nfp32 GEMM: {g['step_shapes_gflops']:.0f} GFLOP/s at the step's shapes, "
+            f"{g['square_gflops']:.0f} GFLOP/s on a {g['square_n']}^2 square"
+        )
+    return "\n".join(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""The gradient-estimator benchmark protocol of Dong, Mnih & Tucker (2020, DisARM, section 6).
+
+A 200-bit Bernoulli VAE on dynamically binarized images; linear (784-200) or nonlinear
+(784-200-200-200, LeakyReLU 0.3, mirrored decoder) networks; batch 50; Adam, learning rate 1e-4;
+learned factorized prior logits; training objective with 1 sample. Reported per run, all in
+nats per image (higher is better):
+
+- train ELBO: the *discrete* ELBO (hard codes b ~ Bernoulli(lambda(x)), 1 sample, analytic
+  Bernoulli KL; ``binaryvae.evaluation.discrete_elbo``) on the training set, binarized once
+  with a fixed seed, after the last step;
+- test bound: the 100-sample importance-weighted bound of the discrete model (proposal
+  Bernoulli(lambda(x)), hard codes; ``binaryvae.evaluation.iwae_bound(..., proposal="discrete")``)
+  on the test set, binarized once with a fixed seed;
+- the value of the trained objective averaged over the last epoch (for relaxed families the
+  relaxed ELBO: a bound of the *relaxed* model only, never reported as a bound of the discrete one);
+- decoder evaluations per step (``model.decoder_evaluations_per_step``) and seconds per 1,000
+  steps (the training loop alone, as ``fit_epoch`` times it).
+
+Runs are independent processes (``--jobs`` at a time, 1 thread each); each writes
+``<out>/runs/<dataset>_<net>_<family>_s<seed>_<steps>.json`` and is skipped when that file exists
+(so a long table can be resumed); the aggregate is ``<out>/protocol_<dataset>.json`` + ``.md``
+(mean ± standard error over seeds).
+
+    BINARYVAE_DATA_DIR=/work/shared/datasets python bench/protocol.py --net nonlinear --seeds 0,1,2
+    # the paper's budget:
+    python bench/protocol.py --steps 1000000 --net linear,nonlinear --seeds 0,1,2,3,4
+    python bench/protocol.py --quick        # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _common  # noqa: E402
+
+FAMILIES = (
+    "bernoulli-disarm",
+    "bernoulli-reinforce-loo",
+    "bernoulli-sfe",
+    "bernoulli-st",
+    "concrete",
+    "logistic",
+    "gaussian-sigmoid",
+    "steplogistic",
+    "smoothsteplogistic",
+)
+NETS = {"linear": (), "nonlinear": (200, 200)}  # hidden layers; latent 200 -> 784-200-200-200
+LATENT_BITS = 200
+BATCH_SIZE = 50
+LR = 1e-4
+DEFAULT_STEPS = 20_000
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--families",
+        default=",".join(FAMILIES),
+        help="comma-separated families, each optionally FAMILY:OBJECTIVE",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help=f"training steps per run (default {DEFAULT_STEPS:,}; the paper: 1,000,000)",
+    )
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--net", default="nonlinear", help="linear, nonlinear or both (comma list)")
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default) or mnist")
+    p.add_argument("--iwae-k", type=int, default=100)
+    p.add_argument(
+        "--eval-images",
+        type=int,
+        default=0,
+        help="evaluate on the first N train/test images (0: all)",
+    )
+    p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: cores)")
+    p.add_argument("--out", default=str(_common.REPO / "bench" / "results"))
+    p.add_argument("--force", action="store_true", help="rerun runs whose result file exists")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: mnist-mini, 2 families, 1 seed, 20 steps, 200 images",
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        args.dataset, args.steps, args.seeds = "mnist-mini", 20, "0"
+        args.eval_images = 200
+        if args.families == ",".join(FAMILIES):
+            args.families = "steplogistic,bernoulli-disarm"
+    return args
+
+
+# ---------------------------------------------------------------- one run (child process)
+def run_one(spec: dict) -> dict:
+    import torch
+
+    from binaryvae.config import TrainConfig
+    from binaryvae.data import EpochBatches, load_dataset, test_tensor
+    from binaryvae.evaluation import discrete_elbo, iwae_bound
+    from binaryvae.models import build_model
+    from binaryvae.training import (
+        NonFiniteLoss,
+        fit_epoch,
+        make_optimizer,
+        seed_everything,
+        set_threads,
+        tune_allocator,
+    )
+
+    set_threads(1)
+    tune_allocator()
+    ds = load_dataset(spec["dataset"])
+    hidden = tuple(NETS[spec["net"]])
+    config = TrainConfig(
+        dataset=spec["dataset"],
+        family=spec["family"],
+        objective=spec["objective"],
+        latent_dim=LATENT_BITS,
+        hidden=hidden or (1,),
+        activation="leaky_relu",
+        prior="learned",
+        binarize="dynamic",
+        batch_size=BATCH_SIZE,
+        lr=LR,
+        seed=spec["seed"],
+        threads=1,
+    )
+    if not hidden:
+        # the linear net 784-200 has no hidden layer; TrainConfig.validate() rejects an empty
+        # tuple, so it is set after validation (binaryvae.models.MLP accepts hidden=()).
+        config.hidden = ()
+    seed_everything(spec["seed"])
+    model = build_model(
+        config, data_dim=ds.train_x.shape[1], image_shape=ds.image_shape, data_kind=ds.kind
+    )
+    opt = make_optimizer(model, config.lr)
+    batches = EpochBatches(ds.train_x, batch_size=BATCH_SIZE, binarize="dynamic", seed=spec["seed"])
+    steps, train_seconds, epoch = 0, 0.0, 0
+    last_objective, failure = None, None
+    wall = time.perf_counter()
+    while steps < spec["steps"]:
+        epoch += 1
+        it = itertools.islice(batches.epoch(epoch - 1), spec["steps"] - steps)
+        try:
+            stats = fit_epoch(model, opt, it, epoch=epoch, objective=config.objective)
+        except NonFiniteLoss as e:
+            failure = str(e)
+            break
+        steps += stats.batches
+        train_seconds += stats.train_seconds
+        last_objective = stats.train_elbo
+    wall = time.perf_counter() - wall
+
+    # evaluation of the discrete model, in chunks so memory stays bounded
+    n = spec["eval_images"] or None
+    g = torch.Generator().manual_seed(1234 + spec["seed"])
+    x_train = test_tensor(ds.train_x[:n], binarize="dynamic", seed=1)  # train set, binarized once
+    x_test = test_tensor(ds.test_x[:n], binarize="dynamic", seed=0)
+    t0 = time.perf_counter()
+    train_elbo = (
+        torch.cat([discrete_elbo(model, x, samples=1, generator=g) for x in x_train.split(5000)])
+        .mean()
+        .item()
+    )
+    test_bound = (
+        torch.cat(
+            [
+                iwae_bound(model, x, k=spec["iwae_k"], proposal="discrete", generator=g)
+                for x in x_test.split(1000)
+            ]
+        )
+        .mean()
+        .item()
+    )
+    eval_seconds = time.perf_counter() - t0
+    return spec | {
+        "decoder_evaluations_per_step": int(getattr(model, "decoder_evaluations_per_step", 1)),
+        "objective_label": config.objective_label(),
+        "steps_done": steps,
+        "epochs": epoch,
+        "failure": failure,
+        "train_discrete_elbo": train_elbo,
+        "test_iwae_discrete": test_bound,
+        "train_objective_last_epoch": last_objective,
+        "train_seconds": train_seconds,
+        "seconds_per_1000_steps": 1000 * train_seconds / max(steps, 1),
+        "wall_seconds": wall,
+        "eval_seconds": eval_seconds,
+        "eval_train_images": int(x_train.shape[0]),
+        "eval_test_images": int(x_test.shape[0]),
+        "machine": _common.machine_info(),
+    }
+
+
+# ---------------------------------------------------------------- driver
+def run_file(out: Path, spec: dict) -> Path:
+    fam = spec["family"] + ("" if spec["objective"] == "elbo" else f"-{spec['objective']}")
+    return (
+        out
+        / "runs"
+        / (f"{spec['dataset']}_{spec['net']}_{fam}_s{spec['seed']}_{spec['steps']}.json")
+    )
+
+
+def specs_from(args) -> list[dict]:
+    specs = []
+    for net in args.net.split(","):
+        if net not in NETS:
+            raise SystemExit(f"unknown net {net!r}; choose linear or nonlinear")
+        for entry in args.families.split(","):
+            family, _, objective = entry.partition(":")
+            for seed in (int(s) for s in args.seeds.split(",")):
+                specs.append(
+                    {
+                        "dataset": args.dataset,
+                        "net": net,
+                        "family": family,
+                        "objective": objective or "elbo",
+                        "seed": seed,
+                        "steps": args.steps,
+                        "iwae_k": args.iwae_k,
+                        "eval_images": args.eval_images,
+                    }
+                )
+    return specs
+
+
+def describe(r: dict) -> str:
+    return (
+        f"train ELBO {r['train_discrete_elbo']:.2f}, test IWAE-{r['iwae_k']} "
+        f"{r['test_iwae_discrete']:.2f}, {r['seconds_per_1000_steps']:.2f} s/1000 steps"
+        + (f" [{r['failure']}]" if r["failure"] else "")
+    )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(run_one(json.loads(args.child)), default=str))
+        return 0
+    out = Path(args.out)
+    specs = specs_from(args)
+    todo, results = [], []
+    for spec in specs:
+        path = run_file(out, spec)
+        if path.exists() and not args.force:
+            results.append(json.loads(path.read_text()))
+        else:
+            todo.append((spec, path))
+    jobs = args.jobs or _common.machine_info()["cores"]
+    print(
+        f"{len(specs)} runs ({len(specs) - len(todo)} already done), {jobs} at a time", flush=True
+    )
+    results += _common.run_children(Path(__file__).resolve(), todo, jobs, describe)
+    summary = aggregate(args, results)
+    name = f"protocol_{args.dataset}" + ("_quick" if args.quick else "")
+    _common.write_json(out / f"{name}.json", summary)
+    text = render(summary)
+    (out / f"{name}.md").write_text(text + "\n")
+    print(text)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def aggregate(args, results: list[dict]) -> dict:
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        key = (r["net"], r["family"], r["objective"])
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (net, family, objective), rs in groups.items():
+        ok = [r for r in rs if "error" not in r]
+        rows.append(
+            {
+                "net": net,
+                "family": family,
+                "objective": objective,
+                "seeds": [r["seed"] for r in ok],
+                "errors": [r["error"] for r in rs if "error" in r],
+                "failures": [r["failure"] for r in ok if r.get("failure")],
+                "decoder_evaluations_per_step": ok[0]["decoder_evaluations_per_step"]
+                if ok
+                else None,
+                "train_discrete_elbo": [r["train_discrete_elbo"] for r in ok],
+                "test_iwae_discrete": [r["test_iwae_discrete"] for r in ok],
+                "train_objective_last_epoch": [r["train_objective_last_epoch"] for r in ok],
+                "objective_label": ok[0]["objective_label"] if ok else objective,
+                "seconds_per_1000_steps": [r["seconds_per_1000_steps"] for r in ok],
+                "steps_done": [r["steps_done"] for r in ok],
+            }
+        )
+    machine = next((r["machine"] for r in results if "machine" in r), _common.machine_info())
+    return {
+        "benchmark": "protocol",
+        "command": _common.command_line(),
+        "machine": machine,
+        "dataset": args.dataset,
+        "steps": args.steps,
+        "iwae_k": args.iwae_k,
+        "eval_images": args.eval_images or "all",
+        "rows": rows,
+    }
+
+
+def render(summary: dict) -> str:
+    head = [
+        "net",
+        "family (objective)",
+        "decoder evals/step",
+        "train ELBO (discrete)",
+        f"test IWAE-{summary['iwae_k']} (discrete)",
+        "trained objective, last epoch",
+        "s / 1,000 steps",
+        "seeds",
+        "notes",
+    ]
+    rows = []
+    for r in summary["rows"]:
+        notes = "; ".join(r["errors"] + r["failures"])
+        fam = r["family"] + ("" if r["objective"] == "elbo" else f" ({r['objective']})")
+        rows.append(
+            [
+                r["net"],
+                fam,
+                r["decoder_evaluations_per_step"],
+                _common.fmt_mean_se(r["train_discrete_elbo"]),
+                _common.fmt_mean_se(r["test_iwae_discrete"]),
+                _common.fmt_mean_se(r["train_objective_last_epoch"]),
+                _common.fmt_mean_se(r["seconds_per_1000_steps"]),
+                len(r["seeds"]),
+                notes,
+            ]
+        )
+    return "\n".join(
+        [
+            f"Machine: {_common.machine_line(summary['machine'])}",
+            f"Command: `{summary['command']}`",
+            f"Dataset {summary['dataset']} (dynamically binarized), {summary['steps']:,} steps, "
+            f"batch {BATCH_SIZE}, Adam {LR:g}, {LATENT_BITS} bits, learned prior logits; "
+            "evaluation images: "
+            f"{summary['eval_images']}. Mean ± s.e. over seeds; nats per image, higher is better. "
+            "The trained objective of a relaxed family is its relaxed ELBO (a bound of the relaxed "
+            "model, not of the discrete one).",
+            "",
+            _common.markdown_table(head, rows),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

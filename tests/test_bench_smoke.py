@@ -1,0 +1,44 @@
+"""Smoke test of the benchmark scripts (issue 7): each runs with its tiny ``--quick`` budget in a
+subprocess, on 1 thread, and must exit 0 and print a results table. The real measurements are
+not part of the test run (bench/README.md)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+
+# script -> extra arguments; scripts that write results get a temporary --out
+SCRIPTS = {
+    "bench_train_speed.py": ["--threads", "1", "--flops"],
+    "bench_contention.py": [],
+    "bench_memory.py": ["--threads", "1"],
+    "protocol.py": ["--jobs", "2"],
+    "dissertation.py": ["--jobs", "2"],
+    "bench_exact.py": None,  # written by the evaluation issue: --quick only
+    "bench_smoothstep.py": None,  # written by the distributions issue: --quick only
+}
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_bench_script_quick(script: str, tmp_path: Path) -> None:
+    path = BENCH / script
+    if not path.exists():
+        pytest.skip(f"bench/{script} is not in the repository yet")
+    extra = SCRIPTS[script]
+    cmd = [sys.executable, str(path), "--quick"]
+    if extra is not None:
+        cmd += [*extra, "--out", str(tmp_path)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.stdout.strip(), "no output"
+    if extra is not None:
+        assert "|---" in proc.stdout, "no markdown table in the output"
+        assert list(tmp_path.glob("*.json")), "no result file written"
