@@ -5,6 +5,7 @@ al. (2016). The models are small stand-ins built from nn.Linear that honour the 
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -14,14 +15,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from binaryvae.evaluation import (
+    bit_statistics,
     discrete_elbo,
     discrete_terms,
     enumerate_codes,
+    evaluate_epoch,
+    evaluate_summary,
     exact_evaluation,
     exact_log_posterior,
     exact_log_px,
     exact_posterior,
     iwae_bound,
+    reconstruction_loss,
 )
 from binaryvae.evaluation.exact import code_index
 
@@ -72,6 +77,35 @@ class StandInBinary(nn.Module):
         if self.decoder.kind == "bernoulli":
             return h
         return h, self.log_scale.expand_as(h)
+
+    def encode_mean(self, x):
+        return self.bit_probs(x)
+
+    def sample_codes(self, num, generator=None):
+        probs = torch.sigmoid(self.prior_logits).expand(num, -1)
+        return torch.bernoulli(probs, generator=generator)
+
+    def loss(self, x, objective="elbo", kl_weight=1.0):
+        """A relaxed stand-in: sigmoid(10 z) of Logistic(l, 1) noise decoded; Bernoulli KL."""
+        logits = self.bit_logits(x)
+        u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+        soft = torch.sigmoid(10 * (logits + u.log() - (-u).log1p()))  # [B, n]
+        recon = self.decoder.log_prob(x, self.decode(soft))
+        lam, prior = torch.sigmoid(logits), self.prior_logits
+        kl = (
+            lam * (F.softplus(-prior) - F.softplus(-logits))
+            + (1 - lam) * (F.softplus(prior) - F.softplus(logits))
+        ).sum(-1)
+        if objective == "bernoulli-elbo":
+            kl = kl + 0.01  # a distinguishable stand-in value
+        elbo = (recon - kl).detach()
+        return SimpleNamespace(
+            surrogate=-elbo.mean(),
+            elbo=elbo,
+            recon=recon.detach(),
+            kl=kl.detach(),
+            objective=objective,
+        )
 
 
 class ToyTrueModel(nn.Module):
@@ -292,3 +326,105 @@ def test_iwae_gaussian_family_bounds_and_converges():
     # the diagonal proposal misses the posterior correlation: observed per-image error <= 0.07
     torch.testing.assert_close(iw5000, marginal, atol=0.15, rtol=0)
     assert abs((iw5000 - marginal).mean()) < 0.03
+
+
+# ---------------------------------------------------------------- summary, recon, bit statistics
+
+EPOCH_KEYS = {
+    "test_relaxed_elbo",
+    "test_recon",
+    "test_kl",
+    "test_bernoulli_elbo",
+    "test_discrete_elbo",
+    "test_discrete_kl",
+    "test_log_px_exact",
+    "test_exact_gap",
+}
+
+
+def test_evaluate_epoch_columns_are_consistent_and_leave_the_rng_alone():
+    model = StandInBinary(n=5, dim=20, seed=12)
+    x = images(300, 20, seed=13)
+    torch.manual_seed(123)
+    first = evaluate_epoch(model, x, samples=2, seed=4)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after)  # evaluation forked the global RNG
+    assert set(first) == EPOCH_KEYS
+    assert all(math.isfinite(v) for v in first.values())
+    assert first == evaluate_epoch(model, x, samples=2, seed=4)  # same seed, same numbers
+    rebatched = evaluate_epoch(model, x, samples=2, seed=4, batch_size=77)  # other draws
+    for key in ("test_kl", "test_discrete_kl", "test_log_px_exact", "test_exact_gap"):
+        assert rebatched[key] == pytest.approx(first[key], abs=1e-5)  # no sampling in these
+    assert rebatched["test_discrete_elbo"] == pytest.approx(first["test_discrete_elbo"], abs=0.1)
+    assert first["test_discrete_elbo"] <= first["test_log_px_exact"]
+    assert first["test_exact_gap"] > 0
+    torch.testing.assert_close(first["test_relaxed_elbo"], first["test_recon"] - first["test_kl"])
+    torch.testing.assert_close(
+        first["test_bernoulli_elbo"], first["test_relaxed_elbo"] - 0.01, atol=1.0, rtol=0
+    )
+    assert model.training  # mode restored
+    small = evaluate_epoch(model, x, exact_max_bits=4)
+    assert "test_log_px_exact" not in small and "test_discrete_elbo" in small
+
+
+def test_evaluate_summary_is_json_ready_and_ordered():
+    model = StandInBinary(n=5, dim=20, seed=14)
+    x = images(200, 20, seed=15)
+    out = evaluate_summary(model, x, samples=3, iwae_k=50, seed=1)
+    json.dumps(out)  # summary.json material
+    assert EPOCH_KEYS <= set(out)
+    for key in (
+        "test_iwae",
+        "iwae_k",
+        "iwae_proposal",
+        "recon_loss_r5",
+        "recon_loss_r5_discrete",
+        "active_bits",
+        "stuck_bits",
+        "bit_statistics",
+    ):
+        assert key in out, key
+    assert out["iwae_k"] == 50 and out["iwae_proposal"] == "discrete"
+    assert out["test_discrete_elbo"] < out["test_iwae"] <= out["test_log_px_exact"] + 0.01
+    assert out["recon_loss_r5"] > 0 and out["recon_loss_r5_discrete"] > 0
+    assert "sample_fd" not in out  # no dataset given
+
+
+@torch.no_grad()
+def test_reconstruction_loss_averages_repeated_draws():
+    model = StandInBinary(n=4, dim=12, seed=16)
+    x = images(30, 12, seed=17)
+    r5 = reconstruction_loss(
+        model, x, repeats=5, mode="discrete", generator=torch.Generator().manual_seed(0)
+    )
+    same = -discrete_terms(model, x, samples=5, generator=torch.Generator().manual_seed(0)).recon
+    torch.testing.assert_close(r5, same)
+    # the average over R draws equals its expectation, enumerated over the 2^4 codes
+    codes = enumerate_codes(4)
+    logits = model.bit_logits(x)
+    log_q = logits @ codes.T - F.softplus(logits).sum(-1, keepdim=True)  # [B, 16]
+    log_lik = torch.stack(
+        [model.decoder.log_prob(x, model.decode(c.expand(30, 4))) for c in codes], dim=1
+    )  # [B, 16]
+    expected = -(log_q.exp() * log_lik).sum(1)
+    many = reconstruction_loss(model, x, repeats=4000, mode="discrete")
+    torch.testing.assert_close(many, expected, atol=0.1, rtol=0)
+    assert (reconstruction_loss(model, x, repeats=5) > 0).all()  # relaxed: cross-entropy > 0
+
+
+@torch.no_grad()
+def test_bit_statistics_find_active_stuck_and_collapsed_bits():
+    model = StandInBinary(n=4, dim=12, seed=18)
+    model.encoder.weight.zero_()
+    model.encoder.bias.copy_(torch.tensor([-50.0, 50.0, 0.0, 0.0]))  # stuck 0, stuck 1, prior
+    model.encoder.weight[3, 0] = 20.0  # bit 3 follows pixel 0
+    model.encoder.bias[3] = -10.0
+    x = images(400, 12, seed=19)
+    stats = bit_statistics(model, x, batch_size=64)
+    assert stats.stuck_at_0 == [0] and stats.stuck_at_1 == [1]
+    assert stats.active_bits == 1 and stats.activity[3] > 0.1 and stats.activity[2] == 0
+    assert sum(stats.lambda_hist["counts"]) == 400 * 4
+    assert sum(stats.posterior_mean_hist["counts"]) == 400 * 4
+    assert len(stats.posterior_mean_hist["edges"]) == 46
+    json.dumps(stats.to_dict())

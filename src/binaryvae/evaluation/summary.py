@@ -1,0 +1,204 @@
+"""What a run records: `evaluate_epoch` (one metrics.jsonl line) and `evaluate_summary` (the
+numbers of summary.json). Every model is scored as the discrete model it stands for where it
+stands for one (binary families), and by its own bound otherwise (DESIGN.md, run directory).
+
+Units: nats per image averaged over the test images; higher is better for ELBO / IWAE / log p(x)
+columns; lower is better for recon_loss_* and sample_fd. Both functions fork the global RNG under
+`seed`, so evaluating during training never moves the training's random stream, and the same seed
+gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from binaryvae.evaluation._common import eval_mode, is_binary, model_device, seeded, to_model
+from binaryvae.evaluation.bits import bit_statistics
+from binaryvae.evaluation.bounds import Bound, discrete_terms, relaxed_terms
+from binaryvae.evaluation.exact import MAX_EXACT_BITS, exact_evaluation
+from binaryvae.evaluation.iwae import iwae_bound
+
+__all__ = [
+    "evaluate_epoch",
+    "evaluate_summary",
+    "EPOCH_EXACT_BITS",
+    "has_bernoulli_elbo",
+    "has_likelihood",
+]
+
+EPOCH_EXACT_BITS = 16  # DESIGN.md: test_log_px_exact per epoch for binary families with n <= 16
+DEFAULT_IWAE_K = 1000
+BATCH = 500  # test images per evaluation batch
+
+
+def has_likelihood(model: Any) -> bool:
+    """False for models without a probabilistic latent (autoencoder-gmm): no ELBO, no IWAE."""
+    family = getattr(model, "family", None)
+    if hasattr(family, "has_likelihood"):
+        return bool(family.has_likelihood)
+    return not str(getattr(family, "name", "")).startswith("autoencoder")
+
+
+def has_bernoulli_elbo(model: Any) -> bool:
+    """True for the relaxed binary families, where relaxed samples can be put in Bernoulli
+    log-probabilities (diss. 4.4); the exact-Bernoulli families (sfe, st, loo, disarm) already
+    report the discrete ELBO and the continuous ones have no lambda."""
+    family = getattr(model, "family", None)
+    if hasattr(family, "relaxed"):
+        return bool(family.relaxed) and is_binary(model)
+    return is_binary(model) and not str(getattr(family, "name", "")).startswith("bernoulli")
+
+
+def _mean(t: torch.Tensor) -> float:
+    return float(t.double().mean())
+
+
+def _batched_bound(fn: Callable[[torch.Tensor], Bound], x: torch.Tensor, batch: int) -> Bound:
+    """Apply fn to image batches of x [B, D] and concatenate the per-image terms."""
+    parts = [fn(x[i : i + batch]) for i in range(0, x.shape[0], batch)]
+    return Bound(*(torch.cat(ts) for ts in zip(*parts, strict=True)))
+
+
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int):
+    return torch.cat([fn(x[i : i + batch]) for i in range(0, x.shape[0], batch)])
+
+
+@torch.no_grad()
+def evaluate_epoch(
+    model: Any,
+    test_x: torch.Tensor,
+    *,
+    samples: int = 1,
+    seed: int | None = 0,
+    exact_max_bits: int = EPOCH_EXACT_BITS,
+    batch_size: int = BATCH,
+) -> dict[str, float]:
+    """The per-epoch test columns of metrics.jsonl for `model` on test_x [N, D] (float32).
+
+    Keys (nats per image, mean over the N images; present when they apply):
+    - test_relaxed_elbo, test_recon, test_kl: the family's own ELBO and its terms, `samples`
+      draws per image (for autoencoder-gmm: its reconstruction term, kl 0, as its loss reports);
+    - test_bernoulli_elbo: relaxed binary families (diss. eq. 4.11-4.12; not a bound);
+    - test_discrete_elbo, test_discrete_kl: binary families; hard codes, analytic Bernoulli KL;
+    - test_log_px_exact, test_exact_gap: binary families with n <= exact_max_bits (2^n codes
+      enumerated; gap = log p(x) - E_q[discrete ELBO] by enumeration = KL(q || p(b|x))).
+    """
+    with seeded(seed, model_device(model)), eval_mode(model):
+        x = to_model(model, test_x)
+        out: dict[str, float] = {}
+        _relaxed_columns(model, x, samples, batch_size, out)
+        if is_binary(model):
+            disc = _batched_bound(
+                lambda b: discrete_terms(model, b, samples=samples), x, batch_size
+            )
+            out["test_discrete_elbo"] = _mean(disc.elbo)
+            out["test_discrete_kl"] = _mean(disc.kl)
+            if int(model.latent_dim) <= exact_max_bits:
+                exact = exact_evaluation(model, x)
+                out["test_log_px_exact"] = _mean(exact.log_px)
+                out["test_exact_gap"] = _mean(exact.gap)
+    return out
+
+
+def _relaxed_columns(model: Any, x: torch.Tensor, samples: int, batch: int, out: dict) -> None:
+    """test_relaxed_elbo / test_recon / test_kl, and test_bernoulli_elbo where it applies."""
+    own = _batched_bound(lambda b: relaxed_terms(model, b, samples=samples), x, batch)
+    out["test_relaxed_elbo"] = _mean(own.elbo)
+    out["test_recon"] = _mean(own.recon)
+    out["test_kl"] = _mean(own.kl)
+    if has_bernoulli_elbo(model):
+        bern = _batched_bound(
+            lambda b: relaxed_terms(model, b, objective="bernoulli-elbo", samples=samples), x, batch
+        )
+        out["test_bernoulli_elbo"] = _mean(bern.elbo)
+
+
+@torch.no_grad()
+def evaluate_summary(
+    model: Any,
+    test_x: torch.Tensor,
+    *,
+    dataset: Any = None,
+    seed: int | None = 0,
+    samples: int = 5,
+    iwae_k: int = DEFAULT_IWAE_K,
+    exact: bool = False,
+    exact_max_bits: int = EPOCH_EXACT_BITS,
+    recon_repeats: int = 5,
+    fd_samples: int | None = None,
+    classifier_dir: str | None = None,
+    batch_size: int = BATCH,
+) -> dict[str, Any]:
+    """The final numbers of summary.json for `model` on test_x [N, D] (float32).
+
+    Everything `evaluate_epoch` reports (with `samples` draws per image, default 5), plus:
+    - test_iwae, iwae_k, iwae_proposal: IWAE-k (Burda et al. 2016) of the discrete model
+      ("discrete", binary families) or of the family's own continuous model ("relaxed", e.g.
+      gaussian); absent for autoencoder-gmm;
+    - test_log_px_exact, test_exact_gap for n <= exact_max_bits, or n <= 20 with exact=True;
+    - recon_loss_r5 (Table 5.2: -log p(x | decoder input) averaged over recon_repeats draws,
+      the family's own decoder input) and recon_loss_r5_discrete (hard codes; binary families);
+    - active_bits, stuck_bits and bit_statistics (per-dimension dict, `BitStatistics.to_dict`);
+    - sample_fd (+ fd_samples, fd_features, fd_classifier_accuracy) when `dataset` is given:
+      Fréchet distance of fd_samples generated images (default: as many as test images) to the
+      test images, see `binaryvae.evaluation.fid`;
+    - eval_samples, discrete_kl ("analytic"), summary_eval_seconds.
+    """
+    start = time.perf_counter()
+    n = int(model.latent_dim)
+    bits = MAX_EXACT_BITS if exact else exact_max_bits
+    out: dict[str, Any] = evaluate_epoch(
+        model, test_x, samples=samples, seed=seed, exact_max_bits=bits, batch_size=batch_size
+    )
+    out["eval_samples"] = samples
+    if is_binary(model):
+        out["discrete_kl"] = "analytic"
+    with seeded(None if seed is None else seed + 1, model_device(model)), eval_mode(model):
+        x = to_model(model, test_x)
+        if has_likelihood(model) and iwae_k > 0:
+            proposal = "discrete" if is_binary(model) else "relaxed"
+            iw = _batched(lambda b: iwae_bound(model, b, iwae_k, proposal=proposal), x, batch_size)
+            out.update(test_iwae=_mean(iw), iwae_k=iwae_k, iwae_proposal=proposal)
+        r = recon_repeats
+        out[f"recon_loss_r{r}"] = _mean(
+            _batched(lambda b: -relaxed_terms(model, b, samples=r).recon, x, batch_size)
+        )
+        if is_binary(model):
+            out[f"recon_loss_r{r}_discrete"] = _mean(
+                _batched(lambda b: -discrete_terms(model, b, samples=r).recon, x, batch_size)
+            )
+        stats = bit_statistics(model, x)
+        out["active_bits"] = stats.active_bits
+        if stats.binary:
+            out["stuck_bits"] = len(stats.stuck_at_0 or []) + len(stats.stuck_at_1 or [])
+        out["bit_statistics"] = stats.to_dict()
+        if dataset is not None:
+            out.update(_sample_fd(model, x, dataset, fd_samples, classifier_dir, seed))
+    if n > bits and is_binary(model):
+        out["exact_skipped"] = f"2^{n} codes: above the enumeration limit of {bits} bits"
+    out["summary_eval_seconds"] = time.perf_counter() - start
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()
+    }
+
+
+def _sample_fd(
+    model: Any, x: torch.Tensor, dataset: Any, fd_samples: int | None, cache: str | None, seed
+) -> dict[str, Any]:
+    from binaryvae.evaluation.fid import sample_frechet_distance
+
+    num = fd_samples or x.shape[0]
+    result = sample_frechet_distance(
+        model, x, dataset, num_samples=num, cache_dir=cache, seed=0 if seed is None else seed
+    )
+    return {
+        "sample_fd": result.distance,
+        "fd_samples": num,
+        "fd_features": result.features,
+        "fd_classifier_accuracy": result.classifier_accuracy,
+    }
