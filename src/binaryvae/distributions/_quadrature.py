@@ -64,7 +64,8 @@ def expect_under_logistic(fn, breaks, n: int = 48, like: torch.Tensor | None = N
         lo = torch.as_tensor(lo, dtype=like.dtype, device=like.device)[..., None]
         hi = torch.as_tensor(hi, dtype=like.dtype, device=like.device)[..., None]
         a, one_minus_b = torch.sigmoid(lo), torch.sigmoid(-hi)
-        width = torch.sigmoid(hi) - a  # b - a
+        # b - a, from the side of 0 where the two sigmoids are not both close to 1
+        width = torch.where(lo >= 0, torch.sigmoid(-lo) - one_minus_b, torch.sigmoid(hi) - a)
         # u and 1 - u of every node, each computed without cancellation
         u = a + width * big_u
         v = one_minus_b + width * big_u_rev

@@ -109,7 +109,7 @@ def _kl_smoothsteplogistic_logistic(q: SmoothStepLogistic, p: Logistic):
     Against Logistic(0, 1) this is E_g[w log w]. Breaks at ±30/beta and 0 resolve the sigmoid's
     transition; the quadrature error is below 1e-10 in float64 (tests/test_distributions_smooth.py).
     """
-    c = 30.0 / q.beta
+    c = min(30.0 / q.beta, 20.0)
     if _is_standard(p):
         x = q.logits.expand(torch.broadcast_shapes(q.batch_shape, p.batch_shape))
 

@@ -48,7 +48,7 @@ def _first_moment(beta: float) -> float:
     def fn(l):  # noqa: E741
         return l * torch.sigmoid(b * l)
 
-    c = 30.0 / beta
+    c = min(30.0 / beta, 20.0)
     return float(expect_under_logistic(fn, [-c, 0.0, c], n=_NODES, like=b))
 
 
@@ -299,5 +299,5 @@ class SmoothStepLogistic(Distribution):
             a = l.abs()
             return log_w.exp() * (a + 2 * F.softplus(-a) - log_w)
 
-        c = 30.0 / self.beta
+        c = min(30.0 / self.beta, 20.0)
         return expect_under_logistic(fn, [-c, 0.0, c], n=_NODES, like=x)
