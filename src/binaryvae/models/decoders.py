@@ -39,9 +39,12 @@ class BernoulliDecoder(nn.Module):
         return self.net(code)  # [..., n] -> logits [..., D]
 
     def log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        # x: [B, D]; out: logits [..., B, D] -> [..., B]   (diss. eq. 3.3)
-        target = x.expand_as(out) if x.shape != out.shape else x
-        return -F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(-1)
+        # x: [B, D]; out: logits [..., B, D] (or broadcastable, e.g. [C, 1, D]) -> [..., B]
+        if x.shape != out.shape:
+            shape = torch.broadcast_shapes(x.shape, out.shape)
+            x, out = x.expand(shape), out.expand(shape)
+        # -BCE(l, x) = sum_i x_i l_i - softplus(l_i)   (diss. eq. 3.3)
+        return -F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(out)  # pixel probabilities [..., D]
