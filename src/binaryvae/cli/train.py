@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from binaryvae.cli._common import add_run_options, hidden_sizes
 from binaryvae.config import BINARIZE_MODES, OBJECTIVES, TrainConfig
+from binaryvae.errors import BadInput
 
 __all__ = ["add_parser", "config_from_args", "run_train"]
 
@@ -136,11 +139,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
 
+# what --resume may change about a stored run
+_RESUMABLE = ("epochs", "threads", "device", "data_dir")
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """--config FILE (or the defaults) overridden by the options given on the command line."""
+    """--config FILE (or the defaults) overridden by the options given on the command line.
+
+    With --resume the base is the run's own config.json, and only epochs, threads, device and
+    data_dir may be changed.
+    """
+    if getattr(args, "resume", False):
+        stored = TrainConfig.load(Path(args.out) / "config.json")
+        config = _apply(stored.to_dict(), args)
+        changed = [
+            name
+            for name in stored.to_dict()
+            if name not in _RESUMABLE and getattr(config, name) != getattr(stored, name)
+        ]
+        if changed:
+            raise BadInput(
+                f"--resume continues the stored config of {args.out}; it cannot change "
+                f"{', '.join(changed)} (only {', '.join(_RESUMABLE)})"
+            )
+        return config
     base: dict[str, Any] = (
         TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
     )
+    return _apply(base, args)
+
+
+def _apply(base: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
     for option, field in _FIELDS.items():
         value = getattr(args, option, None)
         if value is not None:
@@ -159,7 +188,7 @@ def run_train(args: argparse.Namespace) -> int:
             config, args.out, resume=args.resume, force=args.force, progress=not args.quiet
         )
     except TrainingDiverged as e:
-        print(f"binaryvae train: stopped: {e}", file=__import__("sys").stderr)
+        print(f"binaryvae train: stopped: {e}", file=sys.stderr)
         return 1
     if not args.no_report:
         from binaryvae.report import write_report

@@ -32,6 +32,13 @@ class RunRecord:
         c = self.config
         return c.family if c.objective == "elbo" else f"{c.family} ({c.objective})"
 
+    @property
+    def has_likelihood(self) -> bool:
+        """False for autoencoder-gmm: no ELBO (its relaxed-ELBO column is the recon term)."""
+        if "has_likelihood" in self.summary:
+            return bool(self.summary["has_likelihood"])
+        return not self.config.family.startswith("autoencoder")
+
     def column(self, key: str) -> tuple[list[int], list[float]]:
         """(epochs, values) of one metrics column, skipping epochs where it is missing/null."""
         xs, ys = [], []

@@ -30,7 +30,7 @@ DEFAULT_FAMILIES = (
 )
 # Chosen so that the default compare (6 models, mnist-mini, 8 bits) finishes in a few minutes
 # on a 2-core CPU; measured in the module's tests / README.
-DEFAULT_COMPARE_EPOCHS = 20
+DEFAULT_COMPARE_EPOCHS = 15
 
 
 def parse_families(spec: str | list[str] | tuple[str, ...]) -> list[tuple[str, str]]:

@@ -117,7 +117,12 @@ def load_run(path: str | Path, device: str | None = None) -> Prepared:
 
 def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
     """The labels that travel with the final numbers: what trained the model, what bounds what."""
+    from binaryvae.evaluation.summary import has_likelihood
+
     return {
+        # False for the deterministic autoencoder: its "relaxed ELBO" column is the
+        # reconstruction term alone (no KL), not a bound on anything
+        "has_likelihood": has_likelihood(model),
         "family": config.family,
         "objective": config.objective,
         "objective_label": config.objective_label(),
