@@ -122,18 +122,34 @@ def _pairwise_log_lik(model: Any, x: torch.Tensor, out: Any) -> torch.Tensor:
     return model.decoder.log_prob(x, out).transpose(0, 1)  # [C, B] -> [B, C]
 
 
-def log_lik_matrix(model: Any, x: torch.Tensor, out: Any, dtype: torch.dtype) -> torch.Tensor:
-    """log p(x_i | b_c) for all images x [B, D] and decoded codes out (C codes): [B, C]."""
+def _score(x: torch.Tensor, feats: tuple[list[torch.Tensor], torch.Tensor], offset) -> torch.Tensor:
+    """sum_k phi_k(x) . W_k[c] + const[c] + offset[c] for images x [B, D]: [B, C].
+
+    One fused multiply-add (addmm) per feature: the bias row is added inside the GEMM."""
+    weights, const = feats  # [[C, D]], [C]
+    x = x.to(weights[0].dtype)
+    bias = (const if offset is None else const + offset).unsqueeze(0)  # [1, C]
+    scores = torch.addmm(bias, x, weights[0].T)  # [B, C]: the one matrix product
+    if len(weights) > 1:
+        scores.addmm_(x.square(), weights[1].T)  # Gaussian: the x^2 feature
+    return scores
+
+
+def log_lik_matrix(
+    model: Any,
+    x: torch.Tensor,
+    out: Any,
+    dtype: torch.dtype,
+    offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log p(x_i | b_c) (+ offset[c]) for images x [B, D] and decoded codes out (C codes): [B, C].
+
+    offset [C] is typically log p(b_c); it is folded into the product's bias at no cost."""
     feats = _decoder_features(model, out, dtype)
     if feats is None:
-        return _pairwise_log_lik(model, x, out)
-    weights, const = feats  # [[C, D]], [C]
-    x = x.to(dtype)
-    phis = [x, x.square()][: len(weights)]  # features of x, each [B, D]
-    scores = const.unsqueeze(0)  # [1, C]
-    for phi, w in zip(phis, weights, strict=True):
-        scores = scores + phi @ w.T  # [B, C]: the one matrix product per feature
-    return scores
+        scores = _pairwise_log_lik(model, x, out).to(dtype)
+        return scores if offset is None else scores + offset
+    return _score(x, feats, offset)
 
 
 def default_dtype(model: Any, dtype: torch.dtype | None) -> torch.dtype:
@@ -158,7 +174,7 @@ def joint_log_prob_matrix(
         out = model.decode(codes)  # decoder output for [C, n] codes
     prior = prior_logits(model, codes.shape[-1], x.device)  # [n]
     log_prior = (codes @ prior - F.softplus(prior).sum()).to(dtype)  # [C] (diss. eq. 4.11)
-    return log_lik_matrix(model, x, out, dtype) + log_prior  # [B, C]
+    return log_lik_matrix(model, x, out, dtype, log_prior)  # [B, C]
 
 
 def _image_chunks(batch: int, codes: int, cells: int) -> list[slice]:
@@ -208,12 +224,17 @@ def exact_evaluation(
         with eval_mode(model):
             out = model.decode(codes)  # decoded once per code chunk
         log_prior = (codes @ prior - prior_norm).to(dtype)  # [C]
+        feats = _decoder_features(model, out, dtype)  # once per code chunk
         for rows in _image_chunks(batch, codes.shape[0], cells):
-            s = log_lik_matrix(model, x[rows], out, dtype) + log_prior  # [B', C]
+            if feats is None:
+                s = log_lik_matrix(model, x[rows], out, dtype, log_prior)  # [B', C]
+            else:
+                s = _score(x[rows], feats, log_prior)  # [B', C] = log p(x_i, b_c)
             log_px[rows] = torch.logaddexp(log_px[rows], torch.logsumexp(s, dim=1))
             if with_elbo:
-                log_q = q_logits[rows] @ codes.to(dtype).T - q_norm[rows, None]  # [B', C]
-                expected[rows] += (log_q.exp() * s).sum(1)
+                # log q(b_c|x_i) = b_c . l_i - sum softplus(l_i), [B', C]; then q * s summed
+                q = torch.addmm(-q_norm[rows, None], q_logits[rows], codes.to(dtype).T).exp_()
+                expected[rows] += q.mul_(s).sum(1)
     if not with_elbo:
         nan = torch.full_like(log_px, math.nan)
         return ExactResult(log_px.float(), nan.float(), nan.float())

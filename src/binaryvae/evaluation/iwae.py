@@ -118,7 +118,7 @@ def iwae_bound(
                 logits = model.bit_logits(xc).float()  # [B', n]
             if enumerate_all:
                 dtype = default_dtype(model, None)
-                scores = log_lik_matrix(model, xc, decoded, dtype).float() + log_prior
+                scores = log_lik_matrix(model, xc, decoded, dtype, log_prior.to(dtype)).float()
                 # scores: [B', 2^n] = log p(x, b) for every code
         else:
             with eval_mode(model):
