@@ -24,8 +24,13 @@ __all__ = [
 
 
 def bernoulli_probs_from_gaussian(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Phi(loc / scale); `torch.special.ndtr` uses erfc in the lower tail (no 1 - x loss)."""
-    return torch.special.ndtr(loc / scale)
+    """Phi(loc / scale) = exp(log_ndtr(loc / scale)).
+
+    Not `torch.special.ndtr`: in torch 2.x it loses the lower tail (relative error 2% at t = -8
+    in float64, 4% at t = -5 in float32, 0 instead of 3e-89 at t = -20), while `log_ndtr` is
+    accurate to a few ulps there (checked against scipy in tests/test_distributions_kl.py).
+    """
+    return torch.special.log_ndtr(loc / scale).exp()
 
 
 def bernoulli_log_probs_from_gaussian(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
