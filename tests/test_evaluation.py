@@ -336,6 +336,7 @@ EPOCH_KEYS = {
     "test_kl",
     "test_bernoulli_elbo",
     "test_discrete_elbo",
+    "test_discrete_recon",
     "test_discrete_kl",
     "test_log_px_exact",
     "test_exact_gap",
@@ -371,7 +372,7 @@ def test_evaluate_epoch_columns_are_consistent_and_leave_the_rng_alone():
 def test_evaluate_summary_is_json_ready_and_ordered():
     model = StandInBinary(n=5, dim=20, seed=14)
     x = images(200, 20, seed=15)
-    out = evaluate_summary(model, x, samples=3, iwae_k=50, seed=1)
+    out = evaluate_summary(model, x, samples=3, iwae_k=50, seed=1)  # recon_repeats 5 != samples
     json.dumps(out)  # summary.json material
     assert EPOCH_KEYS <= set(out)
     for key in (
@@ -389,6 +390,11 @@ def test_evaluate_summary_is_json_ready_and_ordered():
     assert out["test_discrete_elbo"] < out["test_iwae"] <= out["test_log_px_exact"] + 0.01
     assert out["recon_loss_r5"] > 0 and out["recon_loss_r5_discrete"] > 0
     assert "sample_fd" not in out  # no dataset given
+    same = evaluate_summary(model, x, samples=5, seed=1)  # recon_loss_r5 from the epoch columns
+    assert same["recon_loss_r5"] == -same["test_recon"]
+    assert same["recon_loss_r5_discrete"] == -same["test_discrete_recon"]
+    assert same["iwae_k"] == 1000  # n = 5: every code decoded once, samples are cheap
+    assert out["recon_loss_r5"] == pytest.approx(same["recon_loss_r5"], abs=0.5)
 
 
 @torch.no_grad()

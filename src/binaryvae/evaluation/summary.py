@@ -21,7 +21,8 @@ from binaryvae.evaluation._common import eval_mode, is_binary, model_device, see
 from binaryvae.evaluation.bits import bit_statistics
 from binaryvae.evaluation.bounds import Bound, discrete_terms, relaxed_terms
 from binaryvae.evaluation.exact import MAX_EXACT_BITS, exact_evaluation
-from binaryvae.evaluation.iwae import iwae_bound
+from binaryvae.evaluation.iwae import ENUMERATE_BITS, iwae_bound
+from binaryvae.evaluation.reconstruction import reconstruction_loss
 
 __all__ = [
     "evaluate_epoch",
@@ -32,7 +33,8 @@ __all__ = [
 ]
 
 EPOCH_EXACT_BITS = 16  # DESIGN.md: test_log_px_exact per epoch for binary families with n <= 16
-DEFAULT_IWAE_K = 1000
+IWAE_K_ENUMERATED = 1000  # binary, n <= 12: codes decoded once, a sample costs a gather
+IWAE_K_DECODED = 100  # otherwise each sample is one decoder pass per image
 BATCH = 500  # test images per evaluation batch
 
 
@@ -86,7 +88,8 @@ def evaluate_epoch(
     - test_relaxed_elbo, test_recon, test_kl: the family's own ELBO and its terms, `samples`
       draws per image (autoencoder-gmm: no ELBO; test_recon = log p(x | code), test_kl = 0);
     - test_bernoulli_elbo: relaxed binary families (diss. eq. 4.11-4.12; not a bound);
-    - test_discrete_elbo, test_discrete_kl: binary families; hard codes, analytic Bernoulli KL;
+    - test_discrete_elbo, test_discrete_recon, test_discrete_kl: binary families (diss. 4.5);
+      hard codes b ~ Bernoulli(lambda), `samples` per image, analytic Bernoulli KL;
     - test_log_px_exact, test_exact_gap: binary families with n <= exact_max_bits (2^n codes
       enumerated; gap = log p(x) - E_q[discrete ELBO] by enumeration = KL(q || p(b|x))).
     """
@@ -99,6 +102,7 @@ def evaluate_epoch(
                 lambda b: discrete_terms(model, b, samples=samples), x, batch_size
             )
             out["test_discrete_elbo"] = _mean(disc.elbo)
+            out["test_discrete_recon"] = _mean(disc.recon)
             out["test_discrete_kl"] = _mean(disc.kl)
             if int(model.latent_dim) <= exact_max_bits:
                 exact = exact_evaluation(model, x)
@@ -131,7 +135,7 @@ def evaluate_summary(
     dataset: Any = None,
     seed: int | None = 0,
     samples: int = 5,
-    iwae_k: int = DEFAULT_IWAE_K,
+    iwae_k: int | None = None,
     exact: bool = False,
     exact_max_bits: int = EPOCH_EXACT_BITS,
     recon_repeats: int = 5,
@@ -144,7 +148,8 @@ def evaluate_summary(
     Everything `evaluate_epoch` reports (with `samples` draws per image, default 5), plus:
     - test_iwae, iwae_k, iwae_proposal: IWAE-k (Burda et al. 2016) of the discrete model
       ("discrete", binary families) or of the family's own continuous model ("relaxed", e.g.
-      gaussian); absent for autoencoder-gmm;
+      gaussian); absent for autoencoder-gmm. iwae_k=None: 1,000 where the 2^n codes can be
+      decoded once (binary, n <= 12), else 100 (each sample is a decoder pass); 0 skips it;
     - test_log_px_exact, test_exact_gap for n <= exact_max_bits, or n <= 20 with exact=True;
     - recon_loss_r5 (Table 5.2: -log p(x | decoder input) averaged over recon_repeats draws,
       the family's own decoder input) and recon_loss_r5_discrete (hard codes; binary families);
@@ -165,17 +170,23 @@ def evaluate_summary(
         out["discrete_kl"] = "analytic"
     with seeded(None if seed is None else seed + 1, model_device(model)), eval_mode(model):
         x = to_model(model, test_x)
+        proposal = "discrete" if is_binary(model) else "relaxed"
+        if iwae_k is None:
+            cheap = proposal == "discrete" and n <= ENUMERATE_BITS
+            iwae_k = IWAE_K_ENUMERATED if cheap else IWAE_K_DECODED
         if has_likelihood(model) and iwae_k > 0:
-            proposal = "discrete" if is_binary(model) else "relaxed"
             iw = _batched(lambda b: iwae_bound(model, b, iwae_k, proposal=proposal), x, batch_size)
             out.update(test_iwae=_mean(iw), iwae_k=iwae_k, iwae_proposal=proposal)
+        # Table 5.2; when samples == recon_repeats the epoch columns already hold that mean
         r = recon_repeats
-        out[f"recon_loss_r{r}"] = _mean(
-            _batched(lambda b: -relaxed_terms(model, b, samples=r).recon, x, batch_size)
+        own = (
+            -out["test_recon"] if r == samples else _recon_loss(model, x, r, "relaxed", batch_size)
         )
+        out[f"recon_loss_r{r}"] = own
         if is_binary(model):
-            out[f"recon_loss_r{r}_discrete"] = _mean(
-                _batched(lambda b: -discrete_terms(model, b, samples=r).recon, x, batch_size)
+            hard = -out["test_discrete_recon"] if r == samples else None
+            out[f"recon_loss_r{r}_discrete"] = (
+                hard if hard is not None else _recon_loss(model, x, r, "discrete", batch_size)
             )
         stats = bit_statistics(model, x)
         out["active_bits"] = stats.active_bits
@@ -190,6 +201,13 @@ def evaluate_summary(
     return {
         k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()
     }
+
+
+def _recon_loss(model: Any, x: torch.Tensor, repeats: int, mode: str, batch: int) -> float:
+    """Mean over images of `reconstruction_loss` (Table 5.2) with `repeats` draws."""
+    return _mean(
+        _batched(lambda b: reconstruction_loss(model, b, repeats=repeats, mode=mode), x, batch)
+    )
 
 
 def _sample_fd(
