@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from tests._runs_helpers import tiny_config
+from _runs_helpers import tiny_config
 
 from binaryvae.training import (
     EpochProgress,

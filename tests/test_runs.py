@@ -1,0 +1,191 @@
+"""binaryvae.runs: the run directory contract, resume, refusal to overwrite, NaN stop, compare."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from _runs_helpers import metric_rows, tiny_config
+from binaryvae.config import TrainConfig
+from binaryvae.errors import BadInput
+from binaryvae.runs import (
+    TrainingDiverged,
+    compare,
+    evaluate_run,
+    find_runs,
+    parse_families,
+    train_run,
+)
+from binaryvae.training import load_checkpoint
+
+EPOCH_KEYS = {
+    "epoch", "objective", "objective_label", "train_loss", "test_relaxed_elbo",
+    "test_discrete_elbo", "test_kl", "test_recon", "test_log_px_exact", "train_seconds",
+    "eval_seconds",
+}  # fmt: skip
+SUMMARY_KEYS = {
+    "test_relaxed_elbo", "test_discrete_elbo", "test_iwae", "iwae_k", "test_log_px_exact",
+    "test_recon", "test_kl", "sample_fd", "seconds_per_epoch", "objective", "objective_label",
+    "objective_is_bound", "labels", "family",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run3(tmp_path_factory):
+    """An uninterrupted 3-epoch run of a relaxed family (steplogistic)."""
+    out = tmp_path_factory.mktemp("runs") / "a"
+    summary = train_run(tiny_config(family="steplogistic", epochs=3), out, progress=False)
+    return out, summary
+
+
+def test_run_directory_follows_the_contract(run3):
+    out, summary = run3
+    assert (out / "checkpoints" / "last.pt").is_file()
+    rows = metric_rows(out, drop_timing=False)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for row in rows:
+        assert EPOCH_KEYS <= set(row), EPOCH_KEYS - set(row)
+        assert row["objective"] == "elbo"
+        assert row["train_seconds"] > 0
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(on_disk), SUMMARY_KEYS - set(on_disk)
+    assert "test_bernoulli_elbo" in on_disk  # a relaxed family
+    assert on_disk["objective_is_bound"] is True and on_disk["has_likelihood"] is True
+    assert on_disk == json.loads(json.dumps(summary))
+    # bounds of the discrete model are ordered: discrete ELBO <= exact log p(x)
+    assert on_disk["test_discrete_elbo"] <= on_disk["test_log_px_exact"] + 1e-3
+    # config.json re-creates the same TrainConfig
+    assert TrainConfig.load(out / "config.json") == tiny_config(family="steplogistic", epochs=3)
+
+
+def test_resume_continues_exactly(run3, tmp_path):
+    out, summary = run3
+    part = tmp_path / "b"
+    train_run(tiny_config(family="steplogistic", epochs=2), part, progress=False)
+    assert load_checkpoint(part / "checkpoints" / "last.pt")["epoch"] == 2
+    resumed = train_run(tiny_config(family="steplogistic", epochs=3), part, resume=True,
+                        progress=False)  # fmt: skip
+    assert metric_rows(part) == metric_rows(out)
+    for key in ("test_discrete_elbo", "test_log_px_exact", "test_iwae", "test_relaxed_elbo"):
+        assert resumed[key] == summary[key]
+
+
+def test_resume_drops_metric_rows_beyond_the_checkpoint(run3, tmp_path):
+    out, _ = run3
+    part = tmp_path / "c"
+    train_run(tiny_config(family="steplogistic", epochs=2), part, progress=False)
+    rows = (part / "metrics.jsonl").read_text().splitlines()
+    # as if killed after writing epoch 3's row but before its checkpoint, mid-way through a line
+    (part / "metrics.jsonl").write_text(
+        "\n".join(rows + [rows[-1].replace('"epoch": 2', '"epoch": 3'), '{"epo'])
+    )  # noqa: E501
+    train_run(tiny_config(family="steplogistic", epochs=3), part, resume=True, progress=False)
+    assert metric_rows(part) == metric_rows(out)
+
+
+def test_existing_directory_needs_force(run3, tmp_path):
+    out, _ = run3
+    before = (out / "metrics.jsonl").read_text()
+    with pytest.raises(BadInput, match="already exists"):
+        train_run(tiny_config(family="steplogistic", epochs=1), out, progress=False)
+    assert (out / "metrics.jsonl").read_text() == before
+    other = tmp_path / "not-a-run"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep me")
+    with pytest.raises(BadInput, match="not a binaryvae run"):
+        train_run(tiny_config(epochs=1), other, force=True, progress=False)
+    assert (other / "precious.txt").read_text() == "keep me"
+
+
+def test_force_replaces_a_run(tmp_path):
+    out = tmp_path / "r"
+    train_run(tiny_config(epochs=1), out, progress=False, stream=None)
+    (out / "stale.txt").write_text("old")
+    train_run(tiny_config(epochs=1), out, force=True, progress=False)
+    assert not (out / "stale.txt").exists()
+    assert len(metric_rows(out)) == 1
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"family": "nope"}, "unknown family"),
+        ({"dataset": "nope"}, "unknown dataset"),
+        ({"family": "autoencoder-gmm", "objective": "bernoulli-elbo"}, "not available"),
+    ],
+)
+def test_bad_input_writes_nothing(tmp_path, changes, message):
+    out = tmp_path / "never"
+    with pytest.raises(BadInput, match=message):
+        train_run(tiny_config(**changes), out, progress=False)
+    assert not out.exists()
+
+
+def test_nan_stops_with_epoch_and_batch_and_keeps_the_last_good_state(tmp_path, monkeypatch):
+    from binaryvae.models import VAE
+
+    original = VAE.loss
+    calls = {"n": 0}
+
+    def poisoned(self, x, *args, **kwargs):
+        terms = original(self, x, *args, **kwargs)
+        calls["n"] += self.training
+        if self.training and calls["n"] == 16 + 3:  # 16 batches per epoch: epoch 2, batch 3
+            return terms._replace(surrogate=terms.surrogate + float("nan"))
+        return terms
+
+    monkeypatch.setattr(VAE, "loss", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss at epoch 2, batch 3") as info:
+        train_run(tiny_config(epochs=4), out, progress=False)
+    assert "epoch 1" in str(info.value) and "last.pt" in str(info.value)
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1
+    assert [r["epoch"] for r in metric_rows(out)] == [1]
+    assert not (out / "summary.json").exists()
+
+
+def test_parse_families():
+    assert parse_families("logistic, concrete:bernoulli-elbo") == [
+        ("logistic", "elbo"),
+        ("concrete", "bernoulli-elbo"),
+    ]
+    with pytest.raises(BadInput, match="unknown objective"):
+        parse_families("logistic:likelihood")
+    with pytest.raises(BadInput, match="twice"):
+        parse_families("logistic,logistic:elbo")
+    with pytest.raises(BadInput, match="no families"):
+        parse_families(" , ")
+
+
+def test_compare_trains_each_family_into_its_own_directory(tmp_path):
+    out = tmp_path / "cmp"
+    base = tiny_config(epochs=1)
+    summaries = compare(parse_families("bernoulli-sfe,logistic:bernoulli-elbo,logistic"), base,
+                        out, progress=False)  # fmt: skip
+    assert list(summaries) == ["bernoulli-sfe", "logistic-bernoulli-elbo", "logistic-elbo"]
+    assert [p.name for p in find_runs(out)] == sorted(summaries)
+    listing = json.loads((out / "compare.json").read_text())
+    assert listing["runs"] == list(summaries)
+    configs = [TrainConfig.load(out / n / "config.json") for n in summaries]
+    assert {(c.seed, c.hidden, c.latent_dim, c.dataset) for c in configs} == {
+        (0, (16,), 4, "mnist-mini")
+    }
+    assert summaries["logistic-bernoulli-elbo"]["objective_label"].endswith("(not a bound)")
+
+
+def test_compare_validates_every_family_before_writing(tmp_path):
+    out = tmp_path / "cmp"
+    with pytest.raises(BadInput, match="unknown family"):
+        compare(parse_families("bernoulli-sfe,nope"), tiny_config(epochs=1), out, progress=False)
+    assert not out.exists()
+
+
+def test_evaluate_run_merges_into_the_summary(run3):
+    out, _ = run3
+    summary = evaluate_run(out, iwae_k=10)
+    assert summary["iwae_k"] == 10
+    assert json.loads((out / "summary.json").read_text())["iwae_k"] == 10
+    assert summary["seconds_per_epoch"] > 0  # training numbers kept
+    torch.set_num_threads(1)
