@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -117,3 +119,28 @@ def test_gap_of_a_real_model_is_positive_and_iwae_closes_it():
     assert (exact.gap > -1e-4).all()
     iw = iwae_bound(model, x, 2000, generator=torch.Generator().manual_seed(0))
     assert float((exact.log_px - iw).mean()) < 0.05 * float(exact.gap.mean()) + 0.01
+
+
+def test_evaluation_never_imports_the_estimators():
+    """binaryvae.models/__init__ imports its estimators, so no binaryvae.models module at all may
+    be loaded by importing the evaluation package (it uses the model's public methods only)."""
+    code = (
+        "import sys, binaryvae.evaluation; "
+        "bad = [m for m in sys.modules if m.startswith('binaryvae.models')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("family", ["bernoulli-sfe", "steplogistic"])
+def test_evaluation_leaves_the_model_untouched(family):
+    """Evaluating mid-training changes no parameter or buffer (the SFE control variate's running
+    mean included) and restores training mode, so a resumed run matches an uninterrupted one."""
+    model = _build_or_skip(family)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    evaluate_summary(model, images(), iwae_k=10, seed=0)
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
