@@ -6,13 +6,13 @@ import argparse
 
 from binaryvae.cli._common import add_run_options, hidden_sizes
 from binaryvae.config import BINARIZE_MODES, TrainConfig
+from binaryvae.config import COMPARE_EPOCHS as DEFAULT_COMPARE_EPOCHS
+from binaryvae.config import COMPARE_FAMILIES as DEFAULT_FAMILIES
 
 __all__ = ["add_parser", "run_compare"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from binaryvae.runs.compare import DEFAULT_COMPARE_EPOCHS, DEFAULT_FAMILIES
-
     p = subparsers.add_parser(
         "compare",
         help="train several families on the same data and seed, then write the report",

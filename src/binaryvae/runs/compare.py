@@ -1,9 +1,7 @@
 """`compare`: several families trained on the same data, seed and architecture, one run each.
 
-The defaults reproduce the dissertation's 8-bit comparison on the offline dataset (section 5.3,
-Figure 5.5): Logistic trained with its own ELBO, binary Concrete with the Bernoulli ELBO (as the
-dissertation trains it), StepLogistic, the Gaussian + sigmoid model, the exact-Bernoulli
-score-function estimator of the notes, and the notes' autoencoder + GMM (for its figures 6-9).
+Defaults (`binaryvae.config.COMPARE_FAMILIES`, `COMPARE_EPOCHS`): the dissertation's 8-bit
+comparison on the offline dataset plus the notes' models.
 """
 
 from __future__ import annotations
@@ -13,24 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from binaryvae.config import OBJECTIVES, TrainConfig
+from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
 from binaryvae.runs.directory import check_new_dir, make_new_dir, write_json_atomic
 from binaryvae.runs.train import prepare, train_run
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
 
-DEFAULT_FAMILIES = (
-    "logistic:elbo",
-    "concrete:bernoulli-elbo",
-    "steplogistic:elbo",
-    "gaussian-sigmoid:elbo",
-    "bernoulli-sfe:elbo",
-    "autoencoder-gmm:elbo",
-)
-# Chosen so that the default compare (6 models, mnist-mini, 8 bits) finishes in a few minutes
-# on a 2-core CPU; measured in the module's tests / README.
-DEFAULT_COMPARE_EPOCHS = 15
+DEFAULT_FAMILIES = COMPARE_FAMILIES
+DEFAULT_COMPARE_EPOCHS = COMPARE_EPOCHS
 
 
 def parse_families(spec: str | list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
