@@ -80,6 +80,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--tag", default="", help="suffix of the result file name")
     p.add_argument(
+        "--cross-process",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N pairs of fresh processes, --allocator default then tuned, and report "
+        "binaryvae as the CLI runs it (tuned allocator) against the plain loop as a user's "
+        "own script runs it (glibc default): a cross-process ratio, labelled as such",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="tiny budget for the smoke test (mnist-mini, 2 families, 2 repeats)",
@@ -310,8 +319,108 @@ def profile(args, arms) -> None:
         print(f"\n=== {arm.name}: {args.steps} steps, sorted by self CPU time ===\n{table}")
 
 
+def cross_process(args, argv) -> int:
+    """Alternate fresh processes with the allocator left alone and tuned; compare across them."""
+    import json
+    import subprocess
+    import tempfile
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    i = argv.index("--cross-process")
+    del argv[i : i + 2]
+    runs = {"default": [], "tuned": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.cross_process):
+            for alloc in ("default", "tuned"):
+                tag = f"_x{k}"
+                cmd = [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    *argv,
+                    "--allocator",
+                    alloc,
+                    "--out",
+                    tmp,
+                    "--tag",
+                    tag,
+                ]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+                name = next(Path(tmp).glob(f"speed_*t_{alloc}{tag}.json"))
+                runs[alloc].append(json.loads(name.read_text()))
+    plain_default = _common.median(
+        [
+            r["images_per_s_median"]
+            for run in runs["default"]
+            for r in run["results"]
+            if r["arm"] == "plain"
+        ]
+    )
+    rows, table = [], []
+    for arm in [r["arm"] for r in runs["tuned"][0]["results"]]:
+        tuned = _common.median(
+            [
+                r["images_per_s_median"]
+                for run in runs["tuned"]
+                for r in run["results"]
+                if r["arm"] == arm
+            ]
+        )
+        default = _common.median(
+            [
+                r["images_per_s_median"]
+                for run in runs["default"]
+                for r in run["results"]
+                if r["arm"] == arm
+            ]
+        )
+        rows.append(
+            {
+                "arm": arm,
+                "images_per_s_default_allocator": default,
+                "images_per_s_tuned_allocator": tuned,
+                "tuned_vs_plain_default": tuned / plain_default,
+            }
+        )
+        table.append([arm, f"{default:,.0f}", f"{tuned:,.0f}", f"{tuned / plain_default:.2f}"])
+    out = {
+        "benchmark": "train_speed_cross_process",
+        "command": _common.command_line(),
+        "machine": _common.machine_info(),
+        "pairs": args.cross_process,
+        "rows": rows,
+        "processes": runs,
+    }
+    threads = runs["tuned"][0]["threads"]
+    _common.write_json(Path(args.out) / f"speed_{threads}t_cross_process{args.tag}.json", out)
+    print(
+        "\n".join(
+            [
+                f"Machine: {_common.machine_line(out['machine'])}",
+                f"Command: `{out['command']}`",
+                f"{args.cross_process} pairs of processes (allocator default, tuned), alternating; "
+                "medians over processes of each process's median images/s",
+                "",
+                _common.markdown_table(
+                    [
+                        "arm",
+                        "images/s, glibc default",
+                        "images/s, tune_allocator()",
+                        "tuned / plain with glibc default (cross-process)",
+                    ],
+                    table,
+                ),
+            ]
+        )
+    )
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.cross_process:
+        return cross_process(args, argv)
     import torch
 
     from binaryvae.training import set_threads, tune_allocator

@@ -186,10 +186,10 @@ def main(argv=None) -> int:
         return 0
     out = Path(args.out)
     specs = []
-    for dataset in args.datasets.split(","):
-        for entry in args.families.split(","):
-            family, _, objective = entry.partition(":")
-            for seed in (int(s) for s in args.seeds.split(",")):
+    for dataset in args.datasets.split(","):  # seed-major: stopped early, every family has seeds
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for entry in args.families.split(","):
+                family, _, objective = entry.partition(":")
                 specs.append(
                     {
                         "dataset": dataset,
@@ -242,11 +242,12 @@ def verdict(d: dict) -> str:
     if not d:
         return "not measured"
     se = d["se_seeds"] if d["n_seeds"] >= 2 else d["se_images_seed0"]
+    caveat = "" if d["n_seeds"] >= 2 else " [1 seed: test-image noise only]"
     if d["mean"] > 2 * se:
-        return "higher (supports the claim)"
+        return "higher (supports the claim)" + caveat
     if d["mean"] < -2 * se:
-        return "lower (contradicts the claim)"
-    return "no difference beyond 2 s.e."
+        return "lower (contradicts the claim)" + caveat
+    return "no difference beyond 2 s.e." + caveat
 
 
 def aggregate(args, results: list[dict]) -> dict:

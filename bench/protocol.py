@@ -213,13 +213,14 @@ def run_file(out: Path, spec: dict) -> Path:
 
 
 def specs_from(args) -> list[dict]:
+    """Seed-major order: a table stopped early still has every family at the first seeds."""
     specs = []
     for net in args.net.split(","):
         if net not in NETS:
             raise SystemExit(f"unknown net {net!r}; choose linear or nonlinear")
-        for entry in args.families.split(","):
-            family, _, objective = entry.partition(":")
-            for seed in (int(s) for s in args.seeds.split(",")):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for entry in args.families.split(","):
+                family, _, objective = entry.partition(":")
                 specs.append(
                     {
                         "dataset": args.dataset,
