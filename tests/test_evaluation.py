@@ -62,6 +62,7 @@ class StandInBinary(nn.Module):
         self.log_scale = nn.Parameter(torch.full((dim,), -0.5) + 0.1 * torch.randn(dim))
         self.prior_logits = nn.Parameter(0.5 * torch.randn(n))
         self.decoder = StandInDecoder(kind)
+        self.kind = kind
 
     def bit_logits(self, x):
         return 2.0 * self.encoder(x)
@@ -74,7 +75,7 @@ class StandInBinary(nn.Module):
 
     def decode(self, codes):
         h = self.net(codes)
-        if self.decoder.kind == "bernoulli":
+        if self.kind == "bernoulli":
             return h
         return h, self.log_scale.expand_as(h)
 
@@ -172,6 +173,19 @@ def test_exact_log_px_toy_true_decoder_equals_analytic_marginal():
     torch.testing.assert_close(exact_log_px(model, x).double(), analytic, atol=1e-5, rtol=0)
     # the toy encoder is the exact posterior, so the exact gap vanishes
     torch.testing.assert_close(exact_evaluation(model, x).gap, torch.zeros(52), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
+@torch.no_grad()
+def test_unknown_decoder_kind_falls_back_to_pairwise_scoring(kind):
+    model = StandInBinary(n=4, dim=12, kind=kind, seed=20)
+    x = images(7, 12)
+    fast = exact_evaluation(model, x, code_chunk=5)
+    model.decoder.kind, real = "unknown", model.decoder.kind
+    model.decoder.log_prob = StandInDecoder(real).log_prob  # same likelihood, unknown kind
+    slow = exact_evaluation(model, x, code_chunk=5)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])

@@ -117,9 +117,16 @@ def _map_out(out: Any, fn: Any) -> Any:
 
 
 def _pairwise_log_lik(model: Any, x: torch.Tensor, out: Any) -> torch.Tensor:
-    """log p(x_i | b_c) for every pair through decoder.log_prob (fallback): [B, C]."""
-    out = _map_out(out, lambda t: t.unsqueeze(-2) if t.dim() >= 2 else t)  # [C, 1, D]
-    return model.decoder.log_prob(x, out).transpose(0, 1)  # [C, B] -> [B, C]
+    """log p(x_i | b_c) for every pair through decoder.log_prob: [B, C].
+
+    The fallback for a decoder kind without a known linear form: per-code outputs [C, D] are
+    expanded (views, no copy) to [C, B, D] and scored elementwise, C x B x D work."""
+    batch = x.shape[0]
+
+    def spread(t: torch.Tensor) -> torch.Tensor:
+        return t.unsqueeze(-2).expand(t.shape[0], batch, t.shape[-1]) if t.dim() >= 2 else t
+
+    return model.decoder.log_prob(x, _map_out(out, spread)).transpose(0, 1)  # [C, B] -> [B, C]
 
 
 def _score(x: torch.Tensor, feats: tuple[list[torch.Tensor], torch.Tensor], offset) -> torch.Tensor:
