@@ -33,6 +33,7 @@ __all__ = [
     "ESTIMATORS",
     "make_estimator",
     "bernoulli_log_prob",
+    "draw",
 ]
 
 Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
@@ -48,8 +49,18 @@ def bernoulli_log_prob(bits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor
     return (bits * logits - F.softplus(logits)).sum(-1)
 
 
+def draw(fn, shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``fn`` (torch.rand or torch.randn) of ``shape`` with ``like``'s dtype, on ``like``'s device.
+
+    With a generator the numbers are drawn on the generator's device and moved, so a CPU
+    generator can drive a CUDA model (and the draws do not depend on where the model lives).
+    """
+    device = like.device if generator is None else generator.device
+    return fn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
 def _uniform(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return draw(torch.rand, shape, like, generator)
 
 
 def _magic_box(signal: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from binaryvae.distributions import (
 )
 from binaryvae.errors import BadInput
 from binaryvae.models import objectives as obj
-from binaryvae.models.estimators import make_estimator
+from binaryvae.models.estimators import draw, make_estimator
 
 __all__ = ["Family", "FAMILIES", "make_family", "FactorizedPrior", "GMMPrior"]
 
@@ -102,15 +102,13 @@ class GMMPrior(nn.Module):
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
         n = self.means.shape[1]
-        eps = torch.randn(
-            num, n, generator=generator, device=self.means.device, dtype=self.means.dtype
-        )
+        eps = draw(torch.randn, (num, n), self.means, generator)  # [num, n]
         if not bool(self.fitted):
-            return eps  # [num, n]
-        comp = torch.multinomial(self.weights, num, replacement=True, generator=generator)  # [num]
-        return self.means[comp] + (self.scale_tril[comp] @ eps.unsqueeze(-1)).squeeze(
-            -1
-        )  # [num, n]
+            return eps
+        w = self.weights if generator is None else self.weights.to(generator.device)
+        comp = torch.multinomial(w, num, replacement=True, generator=generator)  # [num]
+        comp = comp.to(self.means.device)
+        return self.means[comp] + (self.scale_tril[comp] @ eps.unsqueeze(-1)).squeeze(-1)
 
 
 # ----------------------------------------------------------------------------- base family
@@ -142,7 +140,8 @@ class Family:
         """Reparameterised sample [B, n]; with a generator: icdf of generator-drawn uniforms."""
         if generator is None:
             return q.rsample()
-        return q.icdf(_open_uniform(q.batch_shape, generator))
+        like = q.loc if isinstance(q, Logistic | Normal) else q.logits  # a parameter [B, n]
+        return q.icdf(_open_uniform(q.batch_shape, like, generator))
 
     def relax(self, z: torch.Tensor) -> torch.Tensor:
         """Steep sigmoid sigma(beta z) (diss. 4.1): the soft bit given to the decoder."""
@@ -166,9 +165,7 @@ class Family:
     def sample_codes(self, prior_module: nn.Module, num: int, generator=None) -> torch.Tensor:
         """Bits [num, n] ~ Bernoulli(sigmoid(prior bit logits)) (diss. 4.1: decode prior codes)."""
         probs = torch.sigmoid(self.prior_bit_logits(prior_module))  # [n]
-        u = torch.rand(
-            num, probs.shape[0], generator=generator, device=probs.device, dtype=probs.dtype
-        )
+        u = draw(torch.rand, (num, probs.shape[0]), probs, generator)  # [num, n]
         return (u < probs).to(probs.dtype)
 
     # --- state owned by the VAE
@@ -179,9 +176,9 @@ class Family:
         return None
 
 
-def _open_uniform(shape, generator: torch.Generator) -> torch.Tensor:
+def _open_uniform(shape, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """U(0, 1) draws from ``generator``; 0 moved to the smallest normal float (icdf(0) = -inf)."""
-    u = torch.rand(shape, generator=generator, device=generator.device)
+    u = draw(torch.rand, shape, like, generator)
     return u.clamp_(min=torch.finfo(u.dtype).tiny)
 
 
@@ -210,7 +207,7 @@ class GaussianFamily(Family):
         return Normal(m, torch.ones_like(m), validate_args=False)
 
     def rsample(self, q, generator=None):
-        eps = torch.randn(q.loc.shape, generator=generator, device=q.loc.device, dtype=q.loc.dtype)
+        eps = draw(torch.randn, q.loc.shape, q.loc, generator)  # [B, n]
         return q.loc + q.scale * eps  # [B, n]  diss. eq. 3.1
 
     def relax(self, z):
@@ -235,7 +232,7 @@ class GaussianFamily(Family):
 
     def sample_codes(self, prior_module, num, generator=None):
         m = prior_module.param  # [n]
-        return m + torch.randn(num, m.shape[0], generator=generator, device=m.device, dtype=m.dtype)
+        return m + draw(torch.randn, (num, m.shape[0]), m, generator)  # [num, n]
 
 
 class GaussianSigmoidFamily(GaussianFamily):
@@ -303,7 +300,7 @@ class ConcreteFamily(Family):
     def rsample(self, q, generator=None):
         if generator is None:
             return q.rsample()
-        u = _open_uniform(q.batch_shape, generator)  # [B, n]
+        u = _open_uniform(q.batch_shape, q.logits, generator)  # [B, n]
         return (q.logits + torch.log(u) - torch.log1p(-u)) / q.temperature  # diss. eq. 4.8
 
     def relax(self, z):
