@@ -250,14 +250,15 @@ def train_run(
             )
         except NonFiniteLoss as e:
             bar.close("stopped")
-            kept = (
-                f"last good checkpoint {run.checkpoint_path} (epoch {epoch - 1})"
-                if epoch > 1
-                else "no checkpoint (it failed in the first epoch)"
-            )
+            if epoch > 1:
+                kept = (
+                    f"last good checkpoint {run.checkpoint_path} (epoch {epoch - 1}) and the "
+                    f"metrics of epochs 1-{epoch - 1} in {run.metrics_path}"
+                )
+            else:
+                kept = "nothing trained (it failed in the first epoch)"
             raise TrainingDiverged(
-                f"{e}; training stopped. Kept: {kept}; metrics of epochs 1-{epoch - 1} in "
-                f"{run.metrics_path}. Try a smaller --lr."
+                f"{e}; training stopped. Kept: {kept}. Try a smaller --lr."
             ) from None
         t0 = time.perf_counter()
         metrics = _evaluate_epoch(prepared, test_x, epoch)

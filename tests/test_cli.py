@@ -1,0 +1,254 @@
+"""The command line of train / compare / evaluate / sample / report: help, bad input (exit 2,
+nothing written), config round trip, and SIGKILL + --resume (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from _runs_helpers import TINY, metric_rows
+from binaryvae.cli import COMMANDS, build_parser, main
+
+
+def _help(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_top_level_help_lists_every_command(capsys):
+    out = _help(capsys)
+    for name in COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "evaluate", "sample", "report"])
+def test_subcommand_help(capsys, command):
+    out = _help(capsys, command)
+    assert out.startswith(f"usage: binaryvae {command}")
+    expected = {
+        "train": ["--dataset", "--family", "--objective", "--latent-dim", "--epochs", "--seed",
+                  "--out", "--hidden", "--batch-size", "--lr", "--beta", "--binarize",
+                  "--threads", "--device", "--resume", "--force", "--config"],
+        "compare": ["--families", "--dataset", "--latent-dim", "--epochs", "--out"],
+        "evaluate": ["RUN_DIR", "--exact", "--iwae"],
+        "sample": ["RUN_DIR", "--n", "--mode", "--out", "probs", "bernoulli", "threshold"],
+        "report": ["DIR"],
+    }[command]  # fmt: skip
+    for flag in expected:
+        assert flag in out, flag
+
+
+def test_every_command_is_registered():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("binaryvae ")
+
+
+def _train_argv(out, *extra):
+    return ["train", "--out", str(out), "--epochs", "1", "--latent-dim", "4", *TINY, "--quiet",
+            "--no-report", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--family", "nope"], "unknown family"),
+        (["--dataset", "nope"], "unknown dataset"),
+        (["--beta", "0"], "beta"),
+        (["--beta", "-1"], "beta"),
+        (["--latent-dim", "0"], "latent size"),
+        (["--hidden", "16,x"], "--hidden"),
+        (["--epochs", "0"], "epochs"),
+        (["--lr", "0"], "learning rate"),
+        (["--family", "autoencoder-gmm", "--objective", "bernoulli-elbo"], "not available"),
+    ],
+)
+def test_train_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    assert main(_train_argv(out, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_objective_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(_train_argv(tmp_path / "run", "--objective", "likelihood"))
+    assert info.value.code == 2
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", [None, "{not json", "[1, 2]", '{"no_such_field": 1}'])
+def test_unreadable_config_exits_2(tmp_path, capsys, content):
+    config = tmp_path / "config.json"
+    if content is not None:
+        config.write_text(content)
+    out = tmp_path / "run"
+    assert main(_train_argv(out, "--config", str(config))) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "families, message",
+    [("logistic,nope", "unknown family"), ("logistic:likelihood", "unknown objective")],
+)
+def test_compare_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, families, message):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--out", str(out), "--families", families, "--epochs", "1",
+            "--hidden", "16", "--quiet", "--no-report"]  # fmt: skip
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """One tiny run made through the CLI (with its report)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["train", "--out", str(out), "--family", "bernoulli-sfe", "--epochs", "2",
+                 "--latent-dim", "4", "--seed", "3", *TINY, "--quiet"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_existing_run_dir_needs_force(cli_run, capsys):
+    before = (cli_run / "metrics.jsonl").read_text()
+    assert main(_train_argv(cli_run)) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (cli_run / "metrics.jsonl").read_text() == before
+
+
+def test_config_round_trip(cli_run, tmp_path):
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(cli_run / "config.json"), "--out", str(again),
+                 "--quiet", "--no-report"]) == 0  # fmt: skip
+    assert json.loads((again / "config.json").read_text()) == json.loads(
+        (cli_run / "config.json").read_text()
+    )
+    assert metric_rows(again) == metric_rows(cli_run)  # same seed: the same run
+    # options given beside --config override it
+    third = tmp_path / "third"
+    assert main(["train", "--config", str(cli_run / "config.json"), "--out", str(third),
+                 "--epochs", "1", "--quiet", "--no-report"]) == 0  # fmt: skip
+    assert json.loads((third / "config.json").read_text())["epochs"] == 1
+
+
+def test_resume_cannot_change_the_model(cli_run, capsys):
+    code = main(["train", "--out", str(cli_run), "--resume", "--family", "logistic", "--quiet"])
+    assert code == 2
+    assert "cannot change family" in capsys.readouterr().err
+
+
+def test_train_writes_the_report(cli_run):
+    assert (cli_run / "report.html").is_file() and (cli_run / "report.md").is_file()
+    assert any((cli_run / "figures").glob("*.png"))
+
+
+def test_evaluate_command(cli_run, capsys):
+    assert main(["evaluate", str(cli_run), "--iwae", "7"]) == 0
+    assert "test_discrete_elbo=" in capsys.readouterr().out
+    assert json.loads((cli_run / "summary.json").read_text())["iwae_k"] == 7
+
+
+def test_evaluate_bad_input(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert main(["evaluate", str(tmp_path), "--iwae", "0"]) == 2
+
+
+@pytest.mark.parametrize("mode", ["probs", "bernoulli", "threshold"])
+def test_sample_command(cli_run, tmp_path, mode):
+    out = tmp_path / f"{mode}.png"
+    assert main(["sample", str(cli_run), "--n", "12", "--mode", mode, "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sample_bad_input(cli_run, tmp_path, capsys):
+    assert main(["sample", str(cli_run), "--n", "0", "--out", str(tmp_path / "a.png")]) == 2
+    assert main(["sample", str(cli_run), "--n", "4", "--out", str(tmp_path / "a.jpg")]) == 2
+    assert main(["sample", str(tmp_path), "--n", "4", "--out", str(tmp_path / "b.png")]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_command(cli_run, capsys):
+    (cli_run / "report.html").unlink()
+    assert main(["report", str(cli_run)]) == 0
+    assert (cli_run / "report.html").is_file()
+
+
+def _cli(*argv: str, **kwargs) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "binaryvae", *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # fmt: skip
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path):
+    """Kill a training process (SIGKILL) right after its first checkpoint, i.e. mid-way through
+    epoch 2, resume it, and compare every metric with an uninterrupted run of the same seed."""
+    args = ["--family", "bernoulli-sfe", "--epochs", "4", "--latent-dim", "4", "--seed", "7",
+            "--hidden", "16", "--batch-size", "40", "--threads", "1", "--device", "cpu",
+            "--quiet", "--no-report"]  # fmt: skip
+    killed = tmp_path / "killed"
+    proc = _cli("train", "--out", str(killed), *args)
+    checkpoint = killed / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    done_before_kill = len(metric_rows(killed))
+    assert 1 <= done_before_kill < 4  # it really was interrupted
+    assert not (killed / "summary.json").exists()
+
+    resume = _cli("train", "--out", str(killed), "--resume", "--threads", "1", "--quiet",
+                  "--no-report")  # fmt: skip
+    _, err = resume.communicate(timeout=300)
+    assert resume.returncode == 0, err.decode()
+
+    whole = tmp_path / "whole"
+    run = _cli("train", "--out", str(whole), *args)
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err.decode()
+
+    assert metric_rows(killed) == metric_rows(whole)
+    a = json.loads((killed / "summary.json").read_text())
+    b = json.loads((whole / "summary.json").read_text())
+    for key in ("test_discrete_elbo", "test_log_px_exact", "test_iwae", "sample_fd", "test_recon"):
+        assert a[key] == b[key], key
+
+
+def test_nan_stop_message_via_cli(tmp_path):
+    """A huge learning rate drives the weights to inf: the run stops with exit 1, naming the
+    epoch and batch, keeping the metrics and checkpoint of the last good epoch (if any)."""
+    out = tmp_path / "nan"
+    proc = _cli("train", "--out", str(out), "--family", "gaussian-sigmoid", "--epochs", "3",
+                "--latent-dim", "4", "--hidden", "16", "--batch-size", "500", "--lr", "1e30",
+                "--threads", "1", "--quiet")  # fmt: skip
+    _, err = proc.communicate(timeout=300)
+    err = err.decode()
+    assert proc.returncode == 1, err
+    assert "non-finite" in err and "at epoch" in err and "batch" in err
+    assert (out / "config.json").is_file()
+    rows = metric_rows(out) if (out / "metrics.jsonl").exists() else []
+    stopped_epoch = int(err.split("at epoch ")[1].split(",")[0])
+    assert [r["epoch"] for r in rows] == list(range(1, stopped_epoch))
+    assert (out / "checkpoints" / "last.pt").exists() == (stopped_epoch > 1)
+    assert not Path(out / "summary.json").exists()
