@@ -101,9 +101,10 @@ class ScoreFunction(nn.Module):
         if self.training and self.baseline:
             with torch.no_grad():
                 m = fb.detach().mean()
-                # first step: start the average at the first batch mean (used from the next step on)
-                d = self.decay if self.steps > 0 else 0.0
-                self.running_mean.mul_(d).add_((1.0 - d) * m)
+                # first step: start the average at the first batch mean (used from the next step
+                # on); a tensor condition, so that no device sync is needed
+                d = torch.where(self.steps > 0, self.decay, 0.0).to(m.dtype)
+                self.running_mean.copy_(d * self.running_mean + (1.0 - d) * m)
                 self.steps += 1
         return EstimatorOutput(surrogate, fb.detach())
 

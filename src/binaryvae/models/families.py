@@ -395,10 +395,8 @@ class BernoulliFamily(Family):
 
     exact = True
     estimator = ""
-    objectives = {
-        "elbo": obj.estimated_discrete_elbo,
-        "bernoulli-elbo": obj.estimated_bernoulli_elbo,
-    }
+    # "elbo" only: the Bernoulli ELBO of an exact family is its discrete ELBO (a bound)
+    objectives = {"elbo": obj.estimated_discrete_elbo}
 
     def posterior(self, params):
         return Bernoulli(logits=params[0], validate_args=False)

@@ -13,7 +13,9 @@ with weight != 1 is labelled "not a bound" by its config (TrainConfig.objective_
   Not a valid bound; labelled "bernoulli-elbo".
 - ``estimated_discrete_elbo``: the exact-Bernoulli families: E_q log p(x|b) - KL(Bern||Bern)
   with analytic KL (notes eq. 8) and the family's gradient estimator for the expectation.
-  Here the Bernoulli ELBO, the family's ELBO and the discrete ELBO are one and the same.
+  Here the Bernoulli ELBO, the family's ELBO and the discrete ELBO are one and the same, so
+  these families offer "elbo" only ("bernoulli-elbo" is the label of a number that is *not* a
+  bound, which would mislabel theirs).
 - ``reconstruction``: the deterministic autoencoder's loss, log p(x | code) (notes eq. 12), KL 0.
 """
 
@@ -29,7 +31,6 @@ __all__ = [
     "relaxed_elbo",
     "relaxed_bernoulli_elbo",
     "estimated_discrete_elbo",
-    "estimated_bernoulli_elbo",
     "reconstruction",
     "bernoulli_kl",
 ]
@@ -105,7 +106,7 @@ def relaxed_bernoulli_elbo(
 
 
 def estimated_discrete_elbo(
-    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None, label: str = "elbo"
+    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None
 ) -> LossTerms:
     """Exact Bernoulli latent: E_q log p(x|b) by the estimator, analytic KL (notes eq. 8)."""
     logits = model.encoder_params(x)[0]  # [B, n]
@@ -117,12 +118,7 @@ def estimated_discrete_elbo(
 
     est = model.estimator(logits, signal, generator)  # surrogate, value: [B]
     kl = bernoulli_kl(logits, model.prior_bit_logits())  # [B] notes eq. 8
-    return _terms(est.value, kl, kl_weight, label, recon_surrogate=est.surrogate)
-
-
-def estimated_bernoulli_elbo(model, x, kl_weight: float = 1.0, generator=None) -> LossTerms:
-    """For the exact families the Bernoulli ELBO is the discrete ELBO; only the label differs."""
-    return estimated_discrete_elbo(model, x, kl_weight, generator, label="bernoulli-elbo")
+    return _terms(est.value, kl, kl_weight, "elbo", recon_surrogate=est.surrogate)
 
 
 def reconstruction(model, x: torch.Tensor, kl_weight: float = 1.0, generator=None) -> LossTerms:
