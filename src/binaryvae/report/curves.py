@@ -19,6 +19,11 @@ BOUND_LINES = (
 )
 
 
+def _legend(ax, ncols: int = 1) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncols=ncols)
+
+
 def elbo_per_family(records: list[RunRecord], path: Path) -> Path:
     """One panel per run: the trained bound against the discrete bound and the exact log p(x)
     (dissertation Figures 4.6, 4.7, 4.8, A.5)."""
@@ -42,7 +47,7 @@ def elbo_per_family(records: list[RunRecord], path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats per test image (higher is better)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax)
     fig.suptitle("Test-set bounds per epoch", fontsize=11)
     return save(fig, path)
 
@@ -70,7 +75,7 @@ def elbo_all_families(records: list[RunRecord], path: Path) -> Path:
     ax.set_ylabel("nats per test image (higher is better)")
     ax.set_title("Trained objective (solid) vs the discrete bound (dotted)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncols=2)
+    _legend(ax, ncols=2)
     return save(fig, path)
 
 
@@ -89,5 +94,5 @@ def kl_recon_per_epoch(records: list[RunRecord], path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax)
     return save(fig, path)
