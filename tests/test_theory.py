@@ -136,3 +136,17 @@ def test_figure_data_shapes_and_values():
     assert np.trapezoid(f7["smooth_pdf"], f7["z"]) == pytest.approx(1, abs=2e-3)
     f8 = theory.figure_5_8_data()
     assert np.all(np.diff(f8["smooth_pdf_cdf"]) >= 0)
+
+
+def test_cli_theory_prints_and_writes(tmp_path, capsys):
+    import json
+
+    from binaryvae.cli import main
+
+    assert main(["theory", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "Table 5.1" in text and "8.000908" in text and "0.1689" in text
+    tables = json.loads((tmp_path / "theory.json").read_text())
+    assert tables["table_5_1"][2]["kl_logistic"] == pytest.approx(0.163953, abs=1e-6)
+    for name in ("table_5_1.csv", "figure_5_1.csv", "figure_5_8.csv", "eq_5_11_undefined.csv"):
+        assert (tmp_path / name).stat().st_size > 0

@@ -72,6 +72,8 @@ __all__ = [
     "figure_5_7_data",
     "figure_5_8_data",
     "all_tables",
+    "render_text",
+    "write_tables",
 ]
 
 TOY_SIGMA = 0.5
@@ -221,10 +223,9 @@ def table_5_1(mus=(0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0)) -> list[dict]:
             "dissertation_logistic": printed[0] if printed else None,
             "dissertation_bernoulli": printed[1] if printed else None,
         }
-        if printed:
-            row["dissertation_rounding_ok"] = (
-                round(closed, 2) == printed[0] and round(bern, 2) == printed[1]
-            )
+        row["dissertation_rounding_ok"] = (
+            (round(closed, 2) == printed[0] and round(bern, 2) == printed[1]) if printed else None
+        )
         rows.append(row)
     return rows
 
@@ -456,3 +457,138 @@ def all_tables() -> dict:
         "eq_5_9_negative": smooth_cdf_negative_regions(),
         "eq_5_11_undefined": smooth_icdf_undefined_regions(),
     }
+
+
+# --- text and files (what `binaryvae theory` prints and writes) ----------------------------------
+
+
+def _jsonable(v):
+    """Floats that JSON cannot hold (inf, nan) as strings; tuples as lists; numpy as Python."""
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, float | np.floating):
+        v = float(v)
+        return v if math.isfinite(v) else str(v)
+    return v
+
+
+def _fmt_spans(spans) -> str:
+    return " ∪ ".join(f"({a:.3g}, {b:.3g})" for a, b in spans) or "none"
+
+
+def render_text(tables: dict) -> str:
+    """The tables as aligned plain text."""
+    out = []
+    toy = tables["toy_model"]
+    out.append(
+        f"Toy model (diss. 5.1): x = {toy['x']:g}, sigma = {toy['sigma']:g}; exact posterior = "
+        f"StepLogistic(logits {toy['posterior_logits']:.4f}, alpha {toy['posterior_alpha']:.4f}),"
+        f" P(z>0|x) = {toy['prob_positive']:.4f}"
+    )
+    out.append(f"  {'fit':<14}{'parameter':>20}{'KL(q||p(z|x))':>16}{'P(z>0)':>10}")
+    for f in toy["fits"]:
+        par = f"{f['param_name']} = {f['param']:.5f}"
+        kl = 0.0 if abs(f["kl"]) < 1e-12 else f["kl"]  # the exact fit's KL is 0 up to quadrature
+        out.append(f"  {f['family']:<14}{par:>20}{kl:>16.6f}{f['prob_positive']:>10.4f}")
+    out.append("")
+    out.append("Table 5.1: KL to the Logistic(0,1) prior (nats); dissertation values in brackets")
+    out.append(f"  {'mu':>6}{'Logistic(mu,1)':>18}{'Bernoulli(s(mu))':>20}{'ratio':>8}")
+    for r in tables["table_5_1"]:
+        dl = (
+            f" [{r['dissertation_logistic']:.2f}]" if r["dissertation_logistic"] is not None else ""
+        )
+        db = (
+            f" [{r['dissertation_bernoulli']:.2f}]"
+            if r["dissertation_bernoulli"] is not None
+            else ""
+        )
+        ratio = r["ratio"] if math.isfinite(r["ratio"]) else float("nan")
+        out.append(
+            f"  {r['mu']:>6g}{r['kl_logistic']:>11.6f}{dl:>7}{r['kl_bernoulli']:>13.6f}{db:>7}"
+            f"{ratio:>8.3f}"
+        )
+    out.append(
+        "  (Logistic column: mu coth(mu/2) - 2, exact; the printed values are correctly rounded)"
+    )
+    out.append("")
+    out.append("SmoothStepLogistic (eq. 5.8): P(z>0) = 1/2 + kappa(beta) (alpha/2 - 1/2)")
+    out.append(f"  {'beta':>6}{'kappa':>10}{'P(z>0) at alpha=1.5':>22}{'alpha/2':>9}")
+    for r in tables["smooth_step_probs"]:
+        out.append(
+            f"  {r['beta']:>6g}{r['kappa']:>10.5f}{r['probs']:>22.5f}{r['alpha_over_2']:>9.3f}"
+        )
+    out.append("")
+    out.append("Eq. 5.9 (smooth CDF): derivative < 0 iff alpha < alpha_crit (z > 0) "
+               "or alpha > 2 - alpha_crit (z < 0)")  # fmt: skip
+    alphas = list(tables["eq_5_9_negative"][0]["negative_z_intervals"])
+    out.append(
+        f"  {'beta':>6}{'alpha_crit':>12}  "
+        + "  ".join(f"{"F' < 0 on z in, alpha=" + a:<24}" for a in alphas[:2])
+    )
+    for r in tables["eq_5_9_negative"]:
+        spans = [_fmt_spans(r["negative_z_intervals"][a]) for a in alphas[:2]]
+        out.append(
+            f"  {r['beta']:>6g}{r['alpha_crit']:>12.4f}  " + "  ".join(f"{s:<22}" for s in spans)
+        )
+    out.append("")
+    out.append("Eq. 5.11 (smooth inverse CDF): undefined (NaN) uniforms")
+    out.append(f"  {'alpha':>6}{'undefined u':>16}{'P(undefined)':>14}  term")
+    for r in tables["eq_5_11_undefined"]:
+        iv = r["undefined_u"]
+        iv = f"[{iv[0]:.2f}, {iv[1]:.2f}]" if iv else "none"
+        out.append(f"  {r['alpha']:>6g}{iv:>16}{r['probability']:>14.3f}  {r['undefined_term']}")
+    return "\n".join(out)
+
+
+def write_tables(tables: dict, out_dir) -> list:
+    """Write theory.json (everything), one CSV per flat table and the figure data as CSV.
+    Returns the paths written."""
+    import csv
+    import json
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    path = out / "theory.json"
+    path.write_text(json.dumps(_jsonable(tables), indent=2) + "\n")
+    written.append(path)
+
+    def write_csv(name, rows):
+        p = out / name
+        keys = list(rows[0])
+        with p.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: json.dumps(_jsonable(r[k])) if isinstance(r[k], dict | list | tuple)
+                            else r[k] for k in keys})  # fmt: skip
+        written.append(p)
+
+    write_csv("table_5_1.csv", tables["table_5_1"])
+    write_csv("toy_model_fits.csv", tables["toy_model"]["fits"])
+    write_csv("smooth_step_probs.csv", tables["smooth_step_probs"])
+    write_csv("eq_5_9_negative.csv", tables["eq_5_9_negative"])
+    write_csv("eq_5_11_undefined.csv", tables["eq_5_11_undefined"])
+    figures = {
+        "figure_5_1.csv": figure_5_1_data(),
+        "figure_5_3.csv": figure_5_3_data(),
+        "figure_5_4_pdf.csv": {k: v for k, v in figure_5_4_data().items() if k in ("z", "pdf")},
+        "figure_5_7.csv": figure_5_7_data(),
+        "figure_5_8.csv": figure_5_8_data(),
+    }
+    for name, data in figures.items():
+        cols = {
+            k: v
+            for k, v in data.items()
+            if isinstance(v, np.ndarray) and v.shape == data["z"].shape
+        }
+        p = out / name
+        np.savetxt(p, np.column_stack(list(cols.values())), delimiter=",",
+                   header=",".join(cols), comments="")  # fmt: skip
+        written.append(p)
+    return written
