@@ -527,7 +527,7 @@ def render_text(tables: dict) -> str:
     alphas = list(tables["eq_5_9_negative"][0]["negative_z_intervals"])
     out.append(
         f"  {'beta':>6}{'alpha_crit':>12}  "
-        + "  ".join(f"{"F' < 0 on z in, alpha=" + a:<24}" for a in alphas[:2])
+        + "  ".join(("F' < 0 on z in, alpha=" + a).ljust(24) for a in alphas[:2])
     )
     for r in tables["eq_5_9_negative"]:
         spans = [_fmt_spans(r["negative_z_intervals"][a]) for a in alphas[:2]]
