@@ -71,9 +71,8 @@ def test_table_5_1():
     assert rows[1.0]["kl_logistic"] == pytest.approx(0.163953, abs=1e-6)
     assert rows[10.0]["kl_logistic"] == pytest.approx(8.000908, abs=1e-6)
     assert rows[1.0]["kl_bernoulli"] == pytest.approx(0.110944, abs=1e-6)
-    assert all(
-        r["dissertation_rounding_ok"] for r in rows.values() if "dissertation_rounding_ok" in r
-    )
+    printed = [r for r in rows.values() if r["dissertation_logistic"] is not None]
+    assert [r["dissertation_rounding_ok"] for r in printed] == [True, True, True]
 
 
 def test_contraction_table_matches_quadrature():
