@@ -74,30 +74,35 @@ def _table_numpy(beta: float):
 
 @functools.lru_cache(maxsize=64)
 def _table(beta: float, dtype: torch.dtype, device: torch.device):
-    def as_t(part):
-        start, h, big_h, d_h = part
-        as_tensor = functools.partial(torch.as_tensor, dtype=dtype, device=device)
-        return start, h, as_tensor(big_h), as_tensor(d_h)
+    """One merged node array (coarse nodes, then fine nodes; they share the node at -L_f) with
+    H and H' (unscaled), plus the two grids' geometry, as tensors of the requested dtype."""
+    (start_c, h_c, big_h_c, dh_c), (start_f, h_f, big_h_f, dh_f) = _table_numpy(beta)
+    n_c = big_h_c.shape[0] - 1
+    big_h = np.concatenate([big_h_c[:-1], big_h_f])
+    d_h = np.concatenate([dh_c[:-1] / h_c, dh_f / h_f])
+    as_tensor = functools.partial(torch.as_tensor, dtype=dtype, device=device)
+    return start_c, h_c, n_c, start_f, h_f, as_tensor(big_h), as_tensor(d_h)
 
-    return tuple(as_t(part) for part in _table_numpy(beta))
 
+def smooth_step_h(z: torch.Tensor, beta: float) -> torch.Tensor:
+    """H(z) = G_beta(z) / (sigma(z) sigma(beta z)) for z <= 0 (values of z > 0 are read at 0).
 
-def _hermite(z, start, h, big_h, d_h):
-    """Cubic Hermite interpolation on the uniform grid start + j h (d_h holds h·H')."""
+    Cubic Hermite interpolation on the two-resolution grid: one index computation and one set of
+    gathers for both grids.
+    """
+    start_c, h_c, n_c, start_f, h_f, big_h, d_h = _table(float(beta), z.dtype, z.device)
     n = big_h.shape[0] - 1
-    s = (z.clamp(start, start + n * h) - start) / h
+    z = z.clamp(start_c, 0.0)
+    coarse = z < start_f
+    h = torch.where(coarse, h_c, h_f)
+    s = torch.where(coarse, (z - start_c) / h_c, n_c + (z - start_f) / h_f)  # node coordinate
     i = s.detach().floor().clamp(0, n - 1)
     t = s - i
     i = i.long()
     t2, t3 = t * t, t * t * t
+    # cubic Hermite basis on [0, 1]; derivatives scale with the cell width h
     h00, h10, h01, h11 = 2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, -2 * t3 + 3 * t2, t3 - t2
-    return h00 * big_h[i] + h10 * d_h[i] + h01 * big_h[i + 1] + h11 * d_h[i + 1]
-
-
-def smooth_step_h(z: torch.Tensor, beta: float) -> torch.Tensor:
-    """H(z) = G_beta(z) / (sigma(z) sigma(beta z)) for z <= 0 (values of z > 0 are read at 0)."""
-    coarse, fine = _table(float(beta), z.dtype, z.device)
-    return torch.where(z < fine[0], _hermite(z, *coarse), _hermite(z, *fine))
+    return h00 * big_h[i] + h01 * big_h[i + 1] + h * (h10 * d_h[i] + h11 * d_h[i + 1])
 
 
 def smooth_step_g(z: torch.Tensor, beta: float) -> torch.Tensor:

@@ -229,7 +229,8 @@ class SmoothStepLogistic(Distribution):
         log sigmoid(z) + log Phi_x(z) = log u for z <= 0; otherwise the reflected problem with
         (-x, 1 - u). Phi is monotone between 2q and 2F(0), which brackets the root in closed form:
         z in [logit(u / Phi_max), min(0, logit(u / Phi_min))]. A Newton step that leaves the
-        bracket is replaced by bisection; at most _MAX_ITER iterations.
+        bracket is clamped to it, a step that makes no progress is a bisection; at most
+        _MAX_ITER iterations (typically 4-6).
         """
         x, u = torch.broadcast_tensors(x, u)
         log_phi0 = self._log_phi(torch.zeros_like(x), x)
@@ -250,17 +251,22 @@ class SmoothStepLogistic(Distribution):
         z = logit_of(log_u - self._log_phi(lo, xe)).clamp(lo, hi)
         tol = 16 * torch.finfo(z.dtype).eps
         for _ in range(_MAX_ITER):
-            phi = self._log_cdf_left(z, xe) - log_u
+            log_cdf = self._log_cdf_left(z, xe)
+            phi = log_cdf - log_u
             lo = torch.where(phi < 0, z, lo)
             hi = torch.where(phi > 0, z, hi)
             # d/dz log F = f / F
-            slope = torch.exp(self._log_density(z, xe) - self._log_cdf_left(z, xe))
-            z_new = z - phi / slope
-            outside = ~((z_new > lo) & (z_new < hi))
-            z_new = torch.where(outside, 0.5 * (lo + hi), z_new)
+            slope = torch.exp(self._log_density(z, xe) - log_cdf)
+            # A Newton step that leaves the bracket is pulled back to its edge: the edges are
+            # tight bounds (the root often sits within 1e-4 of lo), and from an edge the next
+            # step heads inwards. Only if that makes no progress do we bisect.
+            z_new = (z - phi / slope).clamp(lo, hi)
+            stuck = (z_new == z) & (phi != 0)
+            z_new = torch.where(stuck, 0.5 * (lo + hi), z_new)
             step = (z_new - z).abs()
             z = z_new
-            if bool((step <= tol * (1 + z.abs())).all()):
+            done = (step <= tol * (1 + z.abs())) | (hi - lo <= tol * (1 + z.abs()))
+            if bool(done.all()):
                 break
         return torch.where(right, -z, z)
 
