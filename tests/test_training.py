@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-from _runs_helpers import tiny_config
 
+from _runs_helpers import tiny_config
 from binaryvae.training import (
     EpochProgress,
     NonFiniteLoss,
@@ -157,6 +157,17 @@ def test_progress_on_a_terminal_uses_a_bar_and_can_be_silenced():
     bar.update(100, loss=1.0, elbo=-1.0)
     bar.close()
     assert quiet.getvalue() == ""
+
+
+def test_default_threads_follow_the_wait_policy(monkeypatch):
+    from binaryvae.training import default_threads
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert default_threads() == 1
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert default_threads() >= 1
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert default_threads() == 1
 
 
 def test_setup_helpers():

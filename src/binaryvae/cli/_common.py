@@ -29,8 +29,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="torch CPU threads (default: every core this process may use, with "
-        "OMP_WAIT_POLICY=PASSIVE so a busy neighbour does not collapse them)",
+        help="torch CPU threads (default: every core, with OMP_WAIT_POLICY=PASSIVE, which the "
+        "command line sets unless the environment already names a policy; 1 under another "
+        "policy, since spin-waiting threads collapse next to a busy neighbour)",
     )
     p.add_argument(
         "--device",

@@ -1,12 +1,21 @@
 """Where and how a run computes: threads, device, seeds, and the allocator setting.
 
-Threads (measured on the 2-vCPU machines these runs target, PERFORMANCE-NOTES.md): two OpenMP
-threads are fastest on a quiet machine but collapse next to any other busy process, because
-libgomp spin-waits (3.2k images/s with 2 spinning threads, 7.2k with 1 thread, 9.1k with 2
-threads and ``OMP_WAIT_POLICY=PASSIVE``). The command line therefore sets
-``OMP_WAIT_POLICY=PASSIVE`` before torch starts (unless the user set it) and uses every core
-(`default_threads`); ``--threads N`` overrides. Library callers who import torch themselves
-should set the variable first if they share the machine.
+Threads. Two OpenMP threads on these 2-vCPU machines are fastest when the machine is quiet, but
+libgomp's default spin-waiting collapses them next to any other busy process. Measured here
+(2026-11-21, steplogistic 784-512-256-128, 8 bits, batch 128, fused Adam, images/s, best of 3
+epochs, on a machine already shared with other sessions' test runs):
+
+    OMP_WAIT_POLICY   threads   shared machine   + one busy loop
+    PASSIVE           1         7,200            3,100
+    PASSIVE           2         6,400            6,000
+    (default) ACTIVE  1         6,300            4,100
+    (default) ACTIVE  2         2,000              385
+
+So the command line sets ``OMP_WAIT_POLICY=PASSIVE`` before torch starts (unless the user set
+it) and then uses every core (`default_threads`); with any other wait policy in the environment
+(library use where torch was imported first) the default is 1 thread, which never collapses.
+``--threads N`` overrides both. The allocator setting (`tune_allocator`) gave 1.37x on the same
+run (4,500 -> 6,100 images/s with 2 passive threads).
 """
 
 from __future__ import annotations
@@ -33,7 +42,10 @@ __all__ = [
 
 
 def default_threads() -> int:
-    """Threads used when the config leaves ``threads`` unset: the cores this process may use."""
+    """Threads used when the config leaves ``threads`` unset (module docstring): every core
+    this process may use when ``OMP_WAIT_POLICY=PASSIVE``, else 1."""
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
