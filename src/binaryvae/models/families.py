@@ -4,20 +4,26 @@ decoder input, and lambda(x) = P(bit = 1 | x) of the discrete model it stands fo
 A family is a small stateless object built from the config (``beta``, ``extra``); learnable or
 fitted prior state lives in a prior module owned by the VAE (``make_prior``), so that
 ``state_dict`` round-trips it. The prior module of every factorized family holds ``param [n]``
-(zeros; an ``nn.Parameter`` with ``--prior learned``); its meaning is the family's:
+(zeros; an ``nn.Parameter`` with ``--prior learned``); its meaning is the family's.
+The families:
 
-=====================  ===============================  =================================  =========
-family                 q(z|x)                           prior p(z) (param m or a0)         KL
-=====================  ===============================  =================================  =========
-gaussian               N(mu, sigma^2)                   N(m, 1)                            analytic
-gaussian-sigmoid       N(mu, sigma^2), sigma(beta z)    N(m, 1): prior bit logit(Phi(m))   analytic
-logistic               Logistic(mu, 1), sigma(beta z)   Logistic(m, 1): bit logit m        see below
-concrete               Logistic(log g, 1) = BinConcrete Logistic(0, s) / Logistic(m, 1)    see below
-steplogistic           StepLogistic(logits a)           Logistic(0,1) / StepLogistic(a0)   Bernoulli
-smoothsteplogistic     SmoothStepLogistic(a, beta)      Logistic(0,1) / SmoothStep(a0)     MC
-bernoulli-*            Bernoulli(sigmoid(a))            Bernoulli(sigmoid(a0))             analytic
-autoencoder-gmm        deterministic code               GMM fitted after training          none
-=====================  ===============================  =================================  =========
+==================  ===========================  =================================  ===========
+family              q(z|x)                       prior p(z): fixed / learned        KL(q || p)
+==================  ===========================  =================================  ===========
+gaussian            N(mu, sigma^2)               N(0, 1) / N(m, 1)                  closed
+gaussian-sigmoid    N(mu, sigma^2)               N(0, 1) / N(m, 1)                  closed
+logistic            Logistic(mu, 1)              Logistic(0, 1) / Logistic(m, 1)    closed
+concrete            y = beta (log g + l)         Concrete(g=1) / Concrete(g=e^a0)   closed [1]
+steplogistic        StepLogistic(logits a)       Logistic(0, 1) / StepLogistic(a0)  closed [2]
+smoothsteplogistic  SmoothStepLogistic(a, beta)  Logistic(0, 1) / SmoothStep(a0)    quad. / MC
+bernoulli-*         Bernoulli(sigmoid(a))        Bern(1/2) / Bern(sigmoid(a0))      closed
+autoencoder-gmm     deterministic code           GMM fitted after training          none
+==================  ===========================  =================================  ===========
+
+[1] at equal posterior and prior temperatures; one-sample Monte Carlo otherwise.
+[2] the Bernoulli KL (diss. eq. 5.5), for the learned prior too (StepLogisticFamily).
+The prior bit logits (``prior_bit_logits``) are logit Phi(m) for the Gaussian families, m for
+logistic, a0 for the others. ``param`` is zeros unless ``--prior learned``.
 
 The relaxed families pass sigma(beta z) (the steep sigmoid, diss. 4.1) to the decoder; the exact
 Bernoulli families pass hard bits; gaussian and autoencoder-gmm pass the code itself.
