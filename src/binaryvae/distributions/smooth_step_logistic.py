@@ -250,13 +250,22 @@ class SmoothStepLogistic(Distribution):
         hi = logit_of(log_u - log_phi_min)
         z = logit_of(log_u - self._log_phi(lo, xe)).clamp(lo, hi)
         tol = 16 * torch.finfo(z.dtype).eps
+        # loop invariants: log p, log q, 2q and 2(p - q) of the reflected problem
+        log_p, log_q = F.logsigmoid(xe), F.logsigmoid(-xe)
+        two_q, two_p_minus_q = 2 * torch.sigmoid(-xe), 2 * torch.tanh(xe / 2)
+        beta = self.beta
         for _ in range(_MAX_ITER):
-            log_cdf = self._log_cdf_left(z, xe)
-            phi = log_cdf - log_u
+            # log F(z) = log sigma(z) + log Phi(z) for z <= 0 (as in _log_cdf_left)
+            bz = beta * z
+            log_s_bz = F.logsigmoid(bz)
+            log_phi = torch.log(two_q + two_p_minus_q * smooth_step_h(z, beta) * log_s_bz.exp())
+            log_s_z = F.logsigmoid(z)
+            phi = log_s_z + log_phi - log_u
             lo = torch.where(phi < 0, z, lo)
             hi = torch.where(phi > 0, z, hi)
-            # d/dz log F = f / F
-            slope = torch.exp(self._log_density(z, xe) - log_cdf)
+            # d/dz log F = f / F = sigma(-z) w(z) / Phi(z), log w as in _log_weight
+            log_w = _LOG2 + torch.logaddexp(log_q + log_s_bz - bz, log_p + log_s_bz)
+            slope = torch.exp(log_s_z - z + log_w - log_phi)
             # A Newton step that leaves the bracket is pulled back to its edge: the edges are
             # tight bounds (the root often sits within 1e-4 of lo), and from an edge the next
             # step heads inwards. Only if that makes no progress do we bisect.
