@@ -16,14 +16,7 @@ from binaryvae.models import FAMILIES, VAE, LossTerms, build_model
 from binaryvae.models.decoders import BernoulliDecoder, GaussianDecoder
 from binaryvae.models.objectives import bernoulli_kl
 
-try:  # the last distribution to land; its family is skipped until it exists
-    from binaryvae.distributions import SmoothStepLogistic  # noqa: F401
-
-    HAVE_SMOOTH = True
-except ImportError:
-    HAVE_SMOOTH = False
-
-ALL = [f for f in FAMILIES if HAVE_SMOOTH or f != "smoothsteplogistic"]
+ALL = list(FAMILIES)
 BINARY = [f for f in ALL if f not in ("gaussian", "autoencoder-gmm")]
 
 

@@ -39,11 +39,13 @@ from torch.distributions import Bernoulli, Distribution, Normal, kl_divergence
 
 from binaryvae.distributions import (
     Logistic,
+    SmoothStepLogistic,
     StepLogistic,
     bernoulli_logits_from_gaussian,
     binary_concrete,
     binary_concrete_logit_log_prob,
     logistic_kl_equal_scale,
+    steep_sigmoid,
 )
 from binaryvae.errors import BadInput
 from binaryvae.models import objectives as obj
@@ -151,7 +153,7 @@ class Family:
 
     def relax(self, z: torch.Tensor) -> torch.Tensor:
         """Steep sigmoid sigma(beta z) (diss. 4.1): the soft bit given to the decoder."""
-        return torch.sigmoid(self.beta * z)
+        return steep_sigmoid(z, self.beta)
 
     def kl(self, q: Distribution, p: Distribution, z: torch.Tensor) -> torch.Tensor:
         """KL(q || p) per image [B]: one-sample Monte Carlo log q(z) - log p(z) (diss. 2.2.3)."""
@@ -281,8 +283,8 @@ class ConcreteFamily(Family):
     lambda = gamma / (1 + gamma) = sigmoid(log gamma).
 
     The prior is the Concrete with gamma = 1 (sigmoid(a0) learned) at inverse temperature
-    ``extra["concrete_prior_beta"]`` (default: beta; Maddison et al. use a hotter prior, e.g.
-    beta 3/2 posterior, 2 prior). With equal temperatures y/beta ~ Logistic(log gamma, 1) and the
+    ``extra["concrete_prior_beta"]`` (default: beta; Maddison et al. discuss giving the prior
+    its own temperature). With equal temperatures y/beta ~ Logistic(log gamma, 1) and the
     family coincides in distribution with ``logistic`` (binaryvae.distributions.relaxations says
     the same); its KL is then the closed form d coth(d/2) - 2 (KL is invariant under y -> y/beta).
     With unequal temperatures the KL is the one-sample Monte Carlo log q(y) - log p(y) in logit
@@ -359,17 +361,13 @@ class SmoothStepLogisticFamily(Family):
 
     name = "smoothsteplogistic"
 
-    def __init__(self, beta=10.0, extra=None):
-        super().__init__(beta, extra)
-        _smooth_step()  # fail when the model is built, not at its first step
-
     def posterior(self, params):
-        return _smooth_step()(logits=params[0], beta=self.beta, validate_args=False)
+        return SmoothStepLogistic(logits=params[0], beta=self.beta, validate_args=False)
 
     def prior(self, prior_module):
         a0 = prior_module.param  # [n]
         if _learned(prior_module):
-            return _smooth_step()(logits=a0, beta=self.beta, validate_args=False)
+            return SmoothStepLogistic(logits=a0, beta=self.beta, validate_args=False)
         return Logistic(a0, torch.ones_like(a0), validate_args=False)  # Logistic(0, 1)
 
     def kl(self, q, p, z):
@@ -382,15 +380,6 @@ class SmoothStepLogisticFamily(Family):
 
     def prior_bit_logits(self, prior_module):
         return self.prior(prior_module).bit_logits  # [n]
-
-
-def _smooth_step():
-    """SmoothStepLogistic, imported when first used (binaryvae.distributions adds it last)."""
-    try:
-        from binaryvae.distributions import SmoothStepLogistic
-    except ImportError as e:
-        raise BadInput(f"smoothsteplogistic is not available yet: {e}") from None
-    return SmoothStepLogistic
 
 
 # ----------------------------------------------------------------------------- exact Bernoulli
