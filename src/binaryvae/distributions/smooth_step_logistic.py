@@ -181,7 +181,8 @@ class SmoothStepLogistic(Distribution):
 
     @property
     def variance(self):
-        # E[z^2] = (2q + 2p) E_g[l^2] / 2 + ... = pi^2 / 3 because l^2 g(l) is even
+        # E[z^2] = E_g[w(l) l^2] = (2q + 2p) E_g[l^2] / 2 = pi^2 / 3: l^2 g(l) is even and
+        # w(l) + w(-l) = 2q + 2p = 2
         return math.pi**2 / 3 - self.mean.pow(2)
 
     # --- pieces shared by log_prob, cdf, icdf and the implicit gradient -----------------------
