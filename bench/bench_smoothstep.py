@@ -11,6 +11,7 @@ of the per-repeat ratios SmoothStepLogistic / StepLogistic.
     python bench/bench_smoothstep.py                 # 1 thread, float32, 7 repeats
     python bench/bench_smoothstep.py --threads 2 --dtype float64
     python bench/bench_smoothstep.py --quick         # smoke run (100k samples, 2 repeats)
+    python bench/bench_smoothstep.py --out bench/results   # also writes smoothstep.json
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="smoke run: 100k samples, 2 repeats")
+    p.add_argument("--out", default=None, metavar="DIR", help="also write smoothstep.json to DIR")
     args = p.parse_args(argv)
     if args.quick:
         args.samples, args.repeats = 100_000, 2
@@ -102,6 +104,12 @@ def main(argv=None) -> int:
         ["pass", *(f"{name} s/1M" for name in arms), "smooth / step"], rows
     ))  # fmt: skip
     print(f"command: {_common.command_line()}")
+    if args.out is not None:
+        _common.write_json(Path(args.out) / "smoothstep.json", {
+            "machine": info, "command": _common.command_line(), "samples_per_call": n,
+            "dtype": args.dtype, "device": args.device, "beta": args.beta,
+            "repeats": args.repeats, "seconds_per_million_median": results,
+        })  # fmt: skip
     return 0
 
 
