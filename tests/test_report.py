@@ -53,13 +53,14 @@ def test_the_report_has_every_figure_of_the_issue(report):
     expected = {
         "elbo_per_epoch.png", "elbo_all_families.png", "kl_recon_per_epoch.png",
         "reconstructions.png", "interpolation.png", "lambda_histogram.png",
-        "steplogistic.png", "gmm_autoencoder-gmm.png",
+        "steplogistic.png", "toy_posterior.png", "smoothstep.png", "gmm_autoencoder-gmm.png",
         "samples_steplogistic.png", "samples_concrete.png", "samples_bernoulli-sfe.png",
         "samples_autoencoder-gmm.png",
     }  # fmt: skip
     assert expected <= names, expected - names
     tables = [i.title for s in doc.sections for i in s.items if hasattr(i, "header")]
-    assert any("Final" in t for t in tables) and any("Table 5.2" in t for t in tables)
+    for wanted in ("Final", "Table 5.1", "Table 5.2"):
+        assert any(wanted in t for t in tables), wanted
 
 
 def test_html_is_self_contained(report):

@@ -168,22 +168,9 @@ def _model_sections(doc: Document, records: list[RunRecord], figs: Path) -> list
 
 def _theory_section(doc: Document, figs: Path) -> Section:
     sec = Section("Distributions and theory")
-    sec.items.append(FigureItem(
-        theory_figures.steplogistic_figure(figs / "steplogistic.png"),
-        "StepLogistic samples, pdf and CDF",
-        "Samples by the inverse CDF (eq. 5.7) against the pdf (eq. 5.4), and the CDF (eq. 5.6) "
-        "(dissertation Figs 5.3, 5.4).",
-    ))  # fmt: skip
-    extra = getattr(theory_figures, "theory_items", None)
-    if extra is None:
-        doc.omitted.append(
-            "toy posterior fits (Fig. 5.1), Table 5.1, SmoothStepLogistic "
-            "(Figs 5.7, 5.8): binaryvae.theory is not available"
-        )
-    else:
-        items, omitted = extra(figs)
-        sec.items += items
-        doc.omitted += omitted
+    items, omitted = theory_figures.theory_items(figs)
+    sec.items += items
+    doc.omitted += omitted
     return sec
 
 
