@@ -78,8 +78,7 @@ def run_compare(args: argparse.Namespace) -> int:
         path = write_report(args.out)
         print(f"report: {path}")
     for name, s in summaries.items():
-        print(
-            f"{name}: discrete ELBO {s.get('test_discrete_elbo')}  "
-            f"log p(x) {s.get('test_log_px_exact')}  ({s.get('objective_label')})"
-        )
+        keys = ("test_discrete_elbo", "test_log_px_exact", "sample_fd")
+        parts = [f"{k}={s[k]:.2f}" for k in keys if isinstance(s.get(k), int | float)]
+        print(f"{name}: {'  '.join(parts)}  [{s.get('objective_label')}]")
     return 0

@@ -35,15 +35,17 @@ def elbo_per_family(records: list[RunRecord], path: Path) -> Path:
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for ax, rec in zip(axes.flat, records, strict=False):
-        for (key, text, style), colour in zip(BOUND_LINES, COLOURS, strict=False):
-            if key == "test_relaxed_elbo" and not rec.has_likelihood:
-                text = "reconstruction term (no KL: not a bound)"
+        lines = BOUND_LINES
+        if not rec.has_likelihood:
+            lines = (("test_recon", "reconstruction term E log p(x|code) (not a bound)", "-"),)
+        for (key, text, style), colour in zip(lines, COLOURS, strict=False):
             xs, ys = rec.column(key)
             if xs:
                 ax.plot(
                     xs, ys, style, color=colour, label=text, marker="." if len(xs) < 3 else None
                 )
-        ax.set_title(f"{rec.label}\ntrained on: {rec.config.objective_label()}", fontsize=9)
+        trained = rec.summary.get("objective_label") or rec.config.objective_label()
+        ax.set_title(f"{rec.label}\ntrained on: {trained}", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats per test image (higher is better)")
         ax.grid(alpha=0.3)

@@ -115,18 +115,28 @@ def load_run(path: str | Path, device: str | None = None) -> Prepared:
     return prepared
 
 
+def objective_label(config: TrainConfig, model: Any) -> tuple[str, bool]:
+    """(label, is a bound) of what trained the model; the autoencoder's loss is no ELBO."""
+    from binaryvae.evaluation.summary import has_likelihood
+
+    if not has_likelihood(model):
+        return "reconstruction only (autoencoder: no KL, not a bound)", False
+    return config.objective_label(), config.is_bound
+
+
 def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
     """The labels that travel with the final numbers: what trained the model, what bounds what."""
     from binaryvae.evaluation.summary import has_likelihood
 
+    label, is_bound = objective_label(config, model)
     return {
         # False for the deterministic autoencoder: its "relaxed ELBO" column is the
         # reconstruction term alone (no KL), not a bound on anything
         "has_likelihood": has_likelihood(model),
         "family": config.family,
         "objective": config.objective,
-        "objective_label": config.objective_label(),
-        "objective_is_bound": config.is_bound,
+        "objective_label": label,
+        "objective_is_bound": is_bound,
         "binary_latent": bool(getattr(getattr(model, "family", None), "binary", False)),
         "latent_dim": config.latent_dim,
         "dataset": config.dataset,
@@ -266,7 +276,7 @@ def train_run(
         row = {
             "epoch": epoch,
             "objective": c.objective,
-            "objective_label": c.objective_label(),
+            "objective_label": objective_label(c, model)[0],
             "family": c.family,
             "kl_weight": kl_weight_at(c.kl_weight, c.kl_warmup_epochs, epoch),
             "train_loss": stats.train_loss,
