@@ -189,3 +189,15 @@ def test_evaluate_run_merges_into_the_summary(run3):
     assert json.loads((out / "summary.json").read_text())["iwae_k"] == 10
     assert summary["seconds_per_epoch"] > 0  # training numbers kept
     torch.set_num_threads(1)
+
+
+def test_compare_resume_continues_finished_and_missing_runs(tmp_path):
+    out = tmp_path / "cmp"
+    compare(parse_families("bernoulli-sfe"), tiny_config(epochs=1), out, progress=False)
+    with pytest.raises(BadInput, match="already exists"):
+        compare(parse_families("bernoulli-sfe"), tiny_config(epochs=1), out, progress=False)
+    summaries = compare(parse_families("bernoulli-sfe,gaussian-sigmoid"), tiny_config(epochs=2),
+                        out, resume=True, progress=False)  # fmt: skip
+    assert [r["epoch"] for r in metric_rows(out / "bernoulli-sfe")] == [1, 2]
+    assert [r["epoch"] for r in metric_rows(out / "gaussian-sigmoid")] == [1, 2]
+    assert set(summaries) == {"bernoulli-sfe", "gaussian-sigmoid"}
