@@ -487,7 +487,7 @@ def main(argv=None) -> int:
 
     gemm = None
     if args.flops:
-        seconds = 0.5 if args.quick else 3.0
+        seconds = 0.2 if args.quick else 3.0
         shapes = plain.linear_shapes + plain.decoder_shapes
         gemm = {
             "step_shapes_gflops": gemm_gflops(shapes, args.batch_size, seconds),
