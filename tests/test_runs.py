@@ -201,3 +201,26 @@ def test_compare_resume_continues_finished_and_missing_runs(tmp_path):
     assert [r["epoch"] for r in metric_rows(out / "bernoulli-sfe")] == [1, 2]
     assert [r["epoch"] for r in metric_rows(out / "gaussian-sigmoid")] == [1, 2]
     assert set(summaries) == {"bernoulli-sfe", "gaussian-sigmoid"}
+
+
+def test_compare_keeps_going_when_one_family_diverges(tmp_path, monkeypatch):
+    from binaryvae.models import VAE
+    from binaryvae.report import write_report
+
+    original = VAE.loss
+
+    def poisoned(self, x, *args, **kwargs):
+        terms = original(self, x, *args, **kwargs)
+        if self.family.name == "gaussian-sigmoid" and self.training:
+            return terms._replace(surrogate=terms.surrogate * float("inf"))
+        return terms
+
+    monkeypatch.setattr(VAE, "loss", poisoned)
+    out = tmp_path / "cmp"
+    summaries = compare(parse_families("gaussian-sigmoid,bernoulli-sfe"), tiny_config(epochs=1),
+                        out, progress=False)  # fmt: skip
+    assert summaries["gaussian-sigmoid"]["status"] == "diverged"
+    assert "epoch 1, batch 1" in summaries["gaussian-sigmoid"]["message"]
+    assert "test_discrete_elbo" in summaries["bernoulli-sfe"]
+    html = write_report(out, theory=False).read_text()
+    assert "No summary.json (unfinished or stopped) for: gaussian-sigmoid" in html

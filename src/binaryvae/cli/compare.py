@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from binaryvae.cli._common import add_run_options, hidden_sizes
 from binaryvae.config import BINARIZE_MODES, TrainConfig
@@ -77,8 +78,14 @@ def run_compare(args: argparse.Namespace) -> int:
 
         path = write_report(args.out)
         print(f"report: {path}")
+    diverged = [name for name, s in summaries.items() if s.get("status") == "diverged"]
     for name, s in summaries.items():
         keys = ("test_discrete_elbo", "test_log_px_exact", "sample_fd")
         parts = [f"{k}={s[k]:.2f}" for k in keys if isinstance(s.get(k), int | float)]
-        print(f"{name}: {'  '.join(parts)}  [{s.get('objective_label')}]")
+        print(
+            f"{name}: {'  '.join(parts) or s.get('status', '')}  [{s.get('objective_label', '')}]"
+        )
+    if diverged:
+        print(f"binaryvae compare: stopped on NaN/inf: {', '.join(diverged)}", file=sys.stderr)
+        return 1
     return 0

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
 from binaryvae.runs.directory import check_new_dir, make_new_dir, write_json_atomic
-from binaryvae.runs.train import prepare, train_run
+from binaryvae.runs.train import TrainingDiverged, prepare, train_run
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
 
@@ -68,7 +68,9 @@ def compare(
 
     All configs, the dataset and every model are built (validated) before ``out`` is created.
     With ``resume``, finished runs are re-summarised, unfinished ones continue, missing ones
-    start. Returns ``{name: summary}`` in order; ``out/compare.json`` lists the runs.
+    start. A run that diverges (NaN/inf) is reported and skipped, the others still run.
+    Returns ``{name: summary}`` in order (``{"status": "diverged", "message": ...}`` for a run
+    that stopped); ``out/compare.json`` lists the runs.
     """
     stream = sys.stderr if stream is None else stream
     out = Path(out)
@@ -90,7 +92,11 @@ def compare(
         run_dir = out / name
         again = resume and (run_dir / "config.json").is_file()
         print(f"== {name} ({config.objective_label()}) -> {run_dir}", file=stream, flush=True)
-        summaries[name] = train_run(
-            config, run_dir, resume=again, progress=progress, label=name, stream=stream
-        )
+        try:
+            summaries[name] = train_run(
+                config, run_dir, resume=again, progress=progress, label=name, stream=stream
+            )
+        except TrainingDiverged as e:  # the other families still run; the report shows it
+            print(f"{name}: stopped: {e}", file=stream, flush=True)
+            summaries[name] = {"status": "diverged", "message": str(e)}
     return summaries

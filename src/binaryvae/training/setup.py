@@ -11,6 +11,9 @@ epochs, on a machine already shared with other sessions' test runs):
     (default) ACTIVE  1         6,300            4,100
     (default) ACTIVE  2         2,000              385
 
+At a quieter moment (same day): 2 passive threads 11,700 images/s; two 1-thread processes side
+by side 5,600-6,300 each, i.e. no gain from training compare's families in parallel.
+
 So the command line sets ``OMP_WAIT_POLICY=PASSIVE`` before torch starts (unless the user set
 it) and then uses every core (`default_threads`); with any other wait policy in the environment
 (library use where torch was imported first) the default is 1 thread, which never collapses.
