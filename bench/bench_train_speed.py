@@ -78,6 +78,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=str(_common.REPO / "bench" / "results"),
         help="folder for speed_<threads>t_<allocator>.json",
     )
+    p.add_argument(
+        "--bare",
+        default=None,
+        metavar="FAMILY",
+        help="add a diagnostic arm: FAMILY's model stepped by a bare loop instead of fit_epoch",
+    )
     p.add_argument("--tag", default="", help="suffix of the result file name")
     p.add_argument(
         "--cross-process",
@@ -190,7 +196,10 @@ def make_plain_arm(args, data_dim, fused=False) -> Arm:
     )
 
 
-def make_library_arm(args, family: str, data_dim: int, image_shape) -> Arm:
+def make_library_arm(args, family: str, data_dim: int, image_shape, bare: bool = False) -> Arm:
+    """binaryvae's model and optimizer; ``fit_epoch`` drives them, or with ``bare`` a diagnostic
+    loop without fit_epoch's guard and logging (loss, backward, step), to split the step's cost
+    into the model's and the training loop's."""
     from binaryvae.config import TrainConfig
     from binaryvae.models import build_model
     from binaryvae.training import fit_epoch, make_optimizer
@@ -207,6 +216,12 @@ def make_library_arm(args, family: str, data_dim: int, image_shape) -> Arm:
     model = build_model(config, data_dim=data_dim, image_shape=image_shape, data_kind="image")
     opt = make_optimizer(model, config.lr)
     state = {"epoch": 0}
+
+    def run_bare(batches):
+        for x in batches:
+            opt.zero_grad(set_to_none=True)
+            model.loss(x, objective=config.objective).surrogate.backward()
+            opt.step()
 
     def run(batches):
         state["epoch"] += 1
@@ -227,8 +242,9 @@ def make_library_arm(args, family: str, data_dim: int, image_shape) -> Arm:
         if s in enc_shapes:
             enc_shapes.remove(s)
     return Arm(
-        family,
-        run,
+        f"{family} (bare loop)" if bare else family,
+        run_bare if bare else run,
+        note="diagnostic: model.loss + backward + fused Adam, no fit_epoch" if bare else "",
         decoder_evaluations=int(getattr(model, "decoder_evaluations_per_step", 1)),
         binary=bool(getattr(model.family, "binary", False)),
         linear_shapes=enc_shapes,
@@ -452,6 +468,8 @@ def main(argv=None) -> int:
     arms = [make_plain_arm(args, data_dim, fused=False), make_plain_arm(args, data_dim, fused=True)]
     for f in families:
         arms.append(make_library_arm(args, f, data_dim, ds.image_shape))
+    if args.bare:
+        arms.append(make_library_arm(args, args.bare, data_dim, ds.image_shape, bare=True))
 
     batches = [pool[i % len(pool)] for i in range(args.steps)]
     for arm in arms:  # warm-up: first Adam steps, allocator, OpenMP pool
