@@ -54,6 +54,19 @@ def final_table(records: list[RunRecord]) -> TableItem:
     return TableItem("Final numbers", header, rows, caption)
 
 
+def _ranking(records: list[RunRecord]) -> str:
+    """One sentence ranking the runs by the best valid measure of the discrete model they all
+    have: exact log p(x) if every run has it, else the discrete ELBO."""
+    for key, what in (("test_log_px_exact", "exact log p(x)"), ("test_discrete_elbo",
+                                                                 "discrete ELBO")):  # fmt: skip
+        scored = [(r.summary.get(key), r.name) for r in records if r.has_likelihood]
+        if len(scored) > 1 and all(isinstance(v, int | float) for v, _ in scored):
+            order = sorted(scored, reverse=True)
+            text = " > ".join(f"{name} ({v:.2f})" for v, name in order)
+            return f"Ranked by {what} of the discrete model (test set, nats per image): {text}."
+    return ""
+
+
 def load_for_report(record: RunRecord) -> Loaded:
     """Rebuild a run's model from its checkpoint, with its test split (labels included)."""
     from binaryvae.runs import load_run, test_data
@@ -194,6 +207,9 @@ def build_document(path: Path, theory: bool = True) -> Document:
         doc.intro += " Note: the runs differ in more than family/objective."
     summary = Section("Summary")
     summary.items.append(final_table(records))
+    ranking = _ranking(records)
+    if ranking:
+        summary.items.append(TextItem(ranking))
     incomplete = [r.name for r in records if not r.summary]
     if incomplete:
         summary.items.append(TextItem(
