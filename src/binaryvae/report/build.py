@@ -57,8 +57,8 @@ def final_table(records: list[RunRecord]) -> TableItem:
 def _ranking(records: list[RunRecord]) -> str:
     """One sentence ranking the runs by the best valid measure of the discrete model they all
     have: exact log p(x) if every run has it, else the discrete ELBO."""
-    for key, what in (("test_log_px_exact", "exact log p(x)"), ("test_discrete_elbo",
-                                                                 "discrete ELBO")):  # fmt: skip
+    measures = (("test_log_px_exact", "exact log p(x)"), ("test_discrete_elbo", "discrete ELBO"))
+    for key, what in measures:
         scored = [(r.summary.get(key), r.name) for r in records if r.has_likelihood]
         if len(scored) > 1 and all(isinstance(v, int | float) for v, _ in scored):
             order = sorted(scored, reverse=True)
