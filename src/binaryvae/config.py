@@ -104,8 +104,7 @@ class TrainConfig:
             raise BadInput(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if self.activation not in ACTIVATIONS:
             raise BadInput(
-                f"unknown activation {self.activation!r}; "
-                f"choose one of {', '.join(ACTIVATIONS)}"
+                f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
             )
         if self.network not in NETWORKS:
             raise BadInput(f"unknown network {self.network!r}; choose one of {', '.join(NETWORKS)}")
