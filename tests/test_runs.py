@@ -224,3 +224,15 @@ def test_compare_keeps_going_when_one_family_diverges(tmp_path, monkeypatch):
     assert "test_discrete_elbo" in summaries["bernoulli-sfe"]
     html = write_report(out, theory=False).read_text()
     assert "No summary.json (unfinished or stopped) for: gaussian-sigmoid" in html
+
+
+def test_resume_can_extend_but_not_shorten(run3, tmp_path):
+    import shutil
+
+    out, _ = run3
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with pytest.raises(BadInput, match="would shorten"):
+        train_run(tiny_config(family="steplogistic", epochs=2), copy, resume=True, progress=False)
+    train_run(tiny_config(family="steplogistic", epochs=4), copy, resume=True, progress=False)
+    assert [r["epoch"] for r in metric_rows(copy)] == [1, 2, 3, 4]

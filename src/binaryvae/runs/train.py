@@ -227,6 +227,13 @@ def train_run(
             optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
         finalized = bool(state.get("extra", {}).get("finalized", False))
+        if start_epoch > c.epochs:
+            raise BadInput(
+                f"{run.path} already has {start_epoch} epochs; --epochs {c.epochs} would "
+                "shorten it (give at least that many)"
+            )
+    if start_epoch < c.epochs:
+        finalized = False  # new epochs: autoencoder-gmm refits its mixture afterwards
     if not resume:
         make_new_dir(run.path, force)
     run.write_config(c)
@@ -293,7 +300,7 @@ def train_run(
 
     if not finalized:
         seed_everything(epoch_seed(c.seed, 0, "finalize"))
-        model.finalize(ds.train_x.to(prepared.device))
+        model.finalize(_finalize_data(ds.train_x, c.binarize).to(prepared.device))
         save_checkpoint(
             run.checkpoint_path,
             model=model,
@@ -316,6 +323,17 @@ def train_run(
     )
     run.write_summary(summary)
     return summary
+
+
+def _finalize_data(train_x: torch.Tensor, binarize: str) -> torch.Tensor:
+    """Training images for `VAE.finalize` (the autoencoder's mixture fit): thresholded when
+    the run trained on thresholded pixels; grey levels otherwise (dynamic binarization's
+    expectation)."""
+    if binarize == "threshold":
+        from binaryvae.data import to_float
+
+        return to_float(train_x, "threshold")
+    return train_x
 
 
 def _epoch_line(row: dict[str, Any]) -> str:
