@@ -28,11 +28,13 @@ DECODERS = ("auto", "bernoulli", "gaussian")
 PRIORS = ("fixed", "learned")
 
 # `binaryvae compare` defaults (README command (1)): the dissertation's 8-bit comparison
-# (section 5.3, Figure 5.5) -- Logistic with its own ELBO, binary Concrete with the Bernoulli ELBO
-# as the dissertation trains it, StepLogistic -- plus the notes' Gaussian + sigmoid model, the
-# exact-Bernoulli score-function estimator and the autoencoder + GMM (for the notes' Figures 6-9).
+# (section 5.3, Figure 5.5) -- Logistic with its own ELBO and with the Bernoulli ELBO (Figures
+# 4.6-4.8), binary Concrete with the Bernoulli ELBO as the dissertation trains it, StepLogistic --
+# plus the notes' Gaussian + sigmoid model, the exact-Bernoulli score-function estimator and the
+# autoencoder + GMM (for the notes' Figures 6-9).
 COMPARE_FAMILIES = (
     "logistic:elbo",
+    "logistic:bernoulli-elbo",
     "concrete:bernoulli-elbo",
     "steplogistic:elbo",
     "gaussian-sigmoid:elbo",
