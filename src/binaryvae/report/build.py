@@ -191,6 +191,8 @@ def build_document(path: Path, theory: bool = True) -> Document:
     records = collect_runs(path)
     figs = path / "figures"
     figs.mkdir(parents=True, exist_ok=True)
+    for stale in figs.glob("*.png"):  # figures/ is the report's own: no leftovers of old runs
+        stale.unlink()
     c = records[0].config
     intro = (
         f"{len(records)} run(s) on {c.dataset}, {c.latent_dim}-bit latent codes, seed {c.seed}, "
