@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from binaryvae.cli._common import add_run_options, hidden_sizes
 from binaryvae.config import BINARIZE_MODES, TrainConfig
@@ -70,6 +71,7 @@ def run_compare(args: argparse.Namespace) -> int:
         base["hidden"] = hidden_sizes(args.hidden)
     config = TrainConfig.from_dict(base)
     families = parse_families(args.families)
+    start = time.monotonic()
     summaries = compare(
         families, config, args.out, force=args.force, resume=args.resume, progress=not args.quiet
     )
@@ -78,6 +80,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
         path = write_report(args.out)
         print(f"report: {path}")
+    minutes, seconds = divmod(round(time.monotonic() - start), 60)
+    print(f"{len(summaries)} runs in {minutes}m{seconds:02d}s")
     diverged = [name for name, s in summaries.items() if s.get("status") == "diverged"]
     for name, s in summaries.items():
         keys = ("test_discrete_elbo", "test_log_px_exact", "sample_fd")
