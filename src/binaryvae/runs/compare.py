@@ -91,7 +91,8 @@ def compare(
     for name, config in zip(names, configs, strict=True):
         run_dir = out / name
         again = resume and (run_dir / "config.json").is_file()
-        print(f"== {name} ({config.objective_label()}) -> {run_dir}", file=stream, flush=True)
+        if progress:
+            print(f"== {name} ({config.objective_label()}) -> {run_dir}", file=stream, flush=True)
         try:
             summaries[name] = train_run(
                 config, run_dir, resume=again, progress=progress, label=name, stream=stream
