@@ -236,3 +236,26 @@ def test_resume_can_extend_but_not_shorten(run3, tmp_path):
         train_run(tiny_config(family="steplogistic", epochs=2), copy, resume=True, progress=False)
     train_run(tiny_config(family="steplogistic", epochs=4), copy, resume=True, progress=False)
     assert [r["epoch"] for r in metric_rows(copy)] == [1, 2, 3, 4]
+
+
+def test_compare_defaults_name_buildable_models():
+    from binaryvae.config import COMPARE_FAMILIES
+    from binaryvae.models import build_model
+
+    pairs = parse_families(",".join(COMPARE_FAMILIES))
+    assert ("steplogistic", "elbo") in pairs and ("concrete", "bernoulli-elbo") in pairs
+    for family, objective in pairs:
+        model = build_model(tiny_config(family=family, objective=objective), data_dim=784,
+                            image_shape=(28, 28))  # fmt: skip
+        assert model.latent_dim == 4
+
+
+@pytest.mark.slow
+def test_default_compare_one_epoch_end_to_end(tmp_path):
+    """README command (1) with one epoch: every default family trains and the report renders."""
+    from binaryvae.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    assert (out / "report.html").is_file()
+    assert len(find_runs(out)) == 7
