@@ -55,6 +55,10 @@ NUMBER_LABELS = {
     "test_discrete_elbo": "lower bound on log p(x) of the discrete (binary-latent) model",
     "test_iwae": "importance-weighted lower bound on log p(x) of the discrete model (k = iwae_k)",
     "test_log_px_exact": "exact log p(x) of the discrete model (all 2^n codes enumerated)",
+    "test_exact_gap": "log p(x) - discrete ELBO = KL(q(b|x) || p(b|x)) >= 0, by enumeration",
+    "recon_loss_r5": (
+        "Table 5.2: -log p(x | decoder input) averaged over 5 posterior draws (lower is better)"
+    ),
     "sample_fd": (
         "Frechet distance of generated samples to test images (lower is better; not a bound)"
     ),
