@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import TextIO
 
@@ -35,10 +36,13 @@ class EpochProgress:
         self.loss = float("nan")
         self.elbo = float("nan")
         self._bar = None
-        self._since_postfix = 0
+        self._steps = 0
         if enabled and tty:
             from tqdm import tqdm
 
+            # measured once per epoch: a terminal that reports 0 x 0 (some ptys, CI runners)
+            # gets 100 x 20, where tqdm's own detection would draw nothing at all
+            size = shutil.get_terminal_size((100, 20))
             prefix = f"{label} " if label else ""
             self._bar = tqdm(
                 total=total_images,
@@ -47,16 +51,16 @@ class EpochProgress:
                 unit_scale=True,
                 leave=False,
                 file=self.stream,
-                dynamic_ncols=True,
+                ncols=size.columns,
+                nrows=size.lines,
             )
 
     def update(self, images: int, *, loss: float, elbo: float) -> None:
         self.loss, self.elbo = loss, elbo
         if self._bar is not None:
             self._bar.update(images)
-            self._since_postfix += 1
-            if self._since_postfix >= 10:  # formatting every step costs more than it shows
-                self._since_postfix = 0
+            self._steps += 1
+            if self._steps % 10 == 1:  # formatting every step costs more than it shows
                 self._bar.set_postfix(loss=f"{loss:.2f}", elbo=f"{elbo:.2f}", refresh=False)
 
     def close(self, summary: str = "") -> None:
