@@ -2,9 +2,11 @@
 
 Each stage runs in a fresh process and reports its peak RSS (``resource.getrusage``,
 ``ru_maxrss``): ``import`` (torch + binaryvae), ``dataset`` (+ the training set in memory),
-``train`` (+ one epoch of binaryvae training through ``fit_epoch``: 469 steps at batch 128 on
-Fashion-MNIST's 60,000 training images), and ``cli`` (``binaryvae train ... --epochs 1``, which
-adds per-epoch evaluation, checkpoints and the summary).
+``step`` (+ model, optimizer and a single training step: the fixed cost of the torch runtime,
+e.g. the first Adam step imports torch._dynamo), ``train`` (+ one epoch of binaryvae training
+through ``fit_epoch``: 469 steps at batch 128 on Fashion-MNIST's 60,000 training images), and
+``cli`` (``binaryvae train ... --epochs 1``, which adds per-epoch evaluation, checkpoints, the
+summary and the report).
 
     BINARYVAE_DATA_DIR=/work/shared/datasets python bench/bench_memory.py
     python bench/bench_memory.py --quick        # smoke test: mnist-mini, 20 steps, 'train' only
@@ -26,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
 
-STAGES = ("import", "dataset", "train", "cli")
+STAGES = ("import", "dataset", "step", "train", "cli")
 MB = 1024 * 1024
 
 
@@ -110,7 +112,9 @@ def child(args) -> dict:
         ds.train_x, batch_size=config.batch_size, binarize=config.binarize, seed=0
     )
     it = batches.epoch(0)
-    if args.steps:
+    if args.child == "step":
+        it = itertools.islice(it, 1)
+    elif args.steps:
         it = itertools.islice(it, args.steps)
     stats = fit_epoch(model, opt, it, epoch=1, objective=config.objective)
     return info | {
@@ -186,6 +190,7 @@ def render(out: dict) -> str:
         what = {
             "import": "import torch, binaryvae",
             "dataset": f"+ load {out['dataset']} (uint8)",
+            "step": f"+ model, Adam and 1 training step ({out['family']})",
             "train": f"+ {r.get('steps')} training steps ({r.get('images')} images), "
             f"{out['family']}",
             "cli": "binaryvae train --epochs 1 (training + evaluation + checkpoint)",
