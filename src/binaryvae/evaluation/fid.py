@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from binaryvae.evaluation._common import eval_mode, model_device, seeded, to_model
+from binaryvae.training.classifier import fit_classifier
 
 __all__ = [
     "FDResult",
@@ -116,18 +116,10 @@ def _train(dataset: Any) -> tuple[FeatureClassifier, float | None]:
     """Train the feature classifier deterministically (module docstring, step 1)."""
     x, y = _grey(dataset.train_x), dataset.train_y.long()  # [N, D], [N]
     classes = int(y.max()) + 1
-    with seeded(0), torch.enable_grad():  # callers are usually under torch.no_grad()
+    with seeded(0):  # fixes the initial weights
         clf = FeatureClassifier(x.shape[1], classes)
-        opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
-        g = torch.Generator().manual_seed(0)
-        epochs = max(MIN_EPOCHS, math.ceil(MIN_PRESENTATIONS / len(x)))
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x), generator=g).split(BATCH):
-                loss = F.cross_entropy(clf(x[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-    clf.eval()
+    epochs = max(MIN_EPOCHS, math.ceil(MIN_PRESENTATIONS / len(x)))
+    fit_classifier(clf, x, y, epochs=epochs, batch_size=BATCH, lr=1e-3, seed=0)
     accuracy = None
     if getattr(dataset, "test_y", None) is not None:
         with torch.no_grad():

@@ -9,6 +9,7 @@ The pieces are small and independent so that the run layer (`binaryvae.runs`) ca
   training batches with a NaN/inf guard;
 - `save_checkpoint`, `load_checkpoint` (checkpoint.py): atomic checkpoints holding everything
   `--resume` needs (model, optimizer, RNG states, epoch);
+- `fit_classifier` (classifier.py): the supervised fit of the Fréchet-distance feature network;
 - `EpochProgress` (progress.py): a tqdm bar per epoch, or one plain line per epoch off a terminal.
 """
 
@@ -18,6 +19,7 @@ from binaryvae.training.checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from binaryvae.training.classifier import fit_classifier
 from binaryvae.training.loop import EpochStats, NonFiniteLoss, fit_epoch, kl_weight_at
 from binaryvae.training.optim import make_optimizer
 from binaryvae.training.progress import EpochProgress
@@ -36,6 +38,7 @@ __all__ = [
     "NonFiniteLoss",
     "default_threads",
     "epoch_seed",
+    "fit_classifier",
     "fit_epoch",
     "kl_weight_at",
     "load_checkpoint",
