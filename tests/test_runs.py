@@ -259,3 +259,14 @@ def test_default_compare_one_epoch_end_to_end(tmp_path):
     assert main(["compare", "--out", str(out), "--epochs", "1", "--quiet"]) == 0
     assert (out / "report.html").is_file()
     assert len(find_runs(out)) == 7
+
+
+@pytest.mark.parametrize(("family", "words"), [("gaussian", "continuous-latent"),
+                                               ("steplogistic", "discrete model")])
+def test_iwae_label_names_the_model_it_bounds(family, words):
+    from binaryvae.models import build_model
+    from binaryvae.runs.train import summary_labels
+
+    config = TrainConfig(family=family, hidden=(8,), latent_dim=2)
+    model = build_model(config, data_dim=784, image_shape=(28, 28), data_kind="image")
+    assert words in summary_labels(config, model)["labels"]["test_iwae"]

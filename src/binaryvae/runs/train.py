@@ -133,6 +133,13 @@ def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
     from binaryvae.evaluation.summary import has_likelihood
 
     label, is_bound = objective_label(config, model)
+    binary = bool(getattr(getattr(model, "family", None), "binary", False))
+    labels = dict(NUMBER_LABELS)
+    if not binary:  # the gaussian family's IWAE uses its continuous proposal q(z|x)
+        labels["test_iwae"] = (
+            "importance-weighted lower bound on log p(x) of the continuous-latent model "
+            "(proposal q(z|x), k = iwae_k); there is no discrete model"
+        )
     return {
         # False for the deterministic autoencoder: its "relaxed ELBO" column is the
         # reconstruction term alone (no KL), not a bound on anything
@@ -141,11 +148,11 @@ def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
         "objective": config.objective,
         "objective_label": label,
         "objective_is_bound": is_bound,
-        "binary_latent": bool(getattr(getattr(model, "family", None), "binary", False)),
+        "binary_latent": binary,
         "latent_dim": config.latent_dim,
         "dataset": config.dataset,
         "seed": config.seed,
-        "labels": dict(NUMBER_LABELS),
+        "labels": labels,
     }
 
 
