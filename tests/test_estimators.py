@@ -22,9 +22,8 @@ import torch
 from torch import nn
 
 from binaryvae.config import TrainConfig
+from binaryvae.distributions import bernoulli_kl, bernoulli_log_mass
 from binaryvae.models import FAMILIES, build_model
-from binaryvae.models.estimators import bernoulli_log_prob
-from binaryvae.models.objectives import bernoulli_kl
 
 N_BITS, D, R = 3, 10, 20000
 Z_MAX = 4.5
@@ -70,7 +69,7 @@ def _exact_grad(model, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     )  # [C, n]
     with torch.no_grad():
         f = model.decoder.log_prob(x, model.decoder(codes.unsqueeze(1)))  # [C, B]
-    log_q = bernoulli_log_prob(codes.unsqueeze(1), logits)  # [C, B]
+    log_q = bernoulli_log_mass(codes.unsqueeze(1), logits)  # [C, B]
     elbo = (log_q.exp() * f).sum(0) - bernoulli_kl(logits, model.prior_bit_logits().detach())  # [B]
     (grad,) = torch.autograd.grad(elbo.sum(), logits)
     return grad
@@ -114,7 +113,7 @@ def test_control_variate_lowers_variance_without_moving_the_mean():
     with torch.no_grad():  # c = the mean learning signal, as the running average would reach
         codes = torch.tensor(list(itertools.product([0.0, 1.0], repeat=N_BITS)), dtype=x.dtype)
         f = model.decoder.log_prob(x, model.decoder(codes.unsqueeze(1)))  # [C, B]
-        q = bernoulli_log_prob(codes.unsqueeze(1), logits).exp()  # [C, B]
+        q = bernoulli_log_mass(codes.unsqueeze(1), logits).exp()  # [C, B]
         model.estimator.running_mean.fill_(float((q * f).sum(0).mean()))
     with_cv = _estimates(model, x_rep, seed=22)
     z_plain, z_cv = _z(plain, exact), _z(with_cv, exact)
@@ -224,7 +223,7 @@ def test_decoder_gradients_match_enumeration(family):
     params = list(model.decoder.parameters())
     codes = torch.tensor(list(itertools.product([0.0, 1.0], repeat=N_BITS)), dtype=x.dtype)
     f = model.decoder.log_prob(x, model.decoder(codes.unsqueeze(1)))  # [C, B]
-    q = bernoulli_log_prob(codes.unsqueeze(1), logits).exp()  # [C, B]
+    q = bernoulli_log_mass(codes.unsqueeze(1), logits).exp()  # [C, B]
     exact = torch.cat([g.flatten() for g in torch.autograd.grad((q * f).sum(0).mean(), params)])
     est = []
     for run in range(runs):

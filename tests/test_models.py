@@ -10,11 +10,10 @@ import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from binaryvae.config import TrainConfig
-from binaryvae.distributions import Logistic, StepLogistic
+from binaryvae.distributions import Logistic, StepLogistic, bernoulli_kl
 from binaryvae.errors import BadInput
 from binaryvae.models import FAMILIES, VAE, LossTerms, build_model
 from binaryvae.models.decoders import BernoulliDecoder, GaussianDecoder
-from binaryvae.models.objectives import bernoulli_kl
 
 ALL = list(FAMILIES)
 BINARY = [f for f in ALL if f not in ("gaussian", "autoencoder-gmm")]

@@ -3,6 +3,7 @@ KL divergences (registered with torch.distributions.register_kl), relaxations an
 probabilities lambda = P(z > 0) of the discrete models they stand for."""
 
 from binaryvae.distributions import kl
+from binaryvae.distributions.bernoulli import bernoulli_kl, bernoulli_log_mass
 from binaryvae.distributions.bernoulli_probs import (
     bernoulli_log_probs_from_gaussian,
     bernoulli_logits,
@@ -29,6 +30,8 @@ from binaryvae.distributions.smooth_step_logistic import (
 from binaryvae.distributions.step_logistic import StepLogistic
 
 __all__ = [
+    "bernoulli_kl",
+    "bernoulli_log_mass",
     "Logistic",
     "StepLogistic",
     "SmoothStepLogistic",

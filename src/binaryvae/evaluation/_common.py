@@ -6,13 +6,11 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 
 __all__ = [
     "model_device",
     "eval_mode",
     "seeded",
-    "bernoulli_log_mass",
     "to_model",
     "is_binary",
     "prior_logits",
@@ -59,15 +57,6 @@ def seeded(seed: int | None, device: torch.device | None = None) -> Iterator[Non
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-def bernoulli_log_mass(bits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """log prod_i Bernoulli(b_i; sigmoid(l_i)) = sum_i [b_i l_i - softplus(l_i)] (diss. eq. 4.13).
-
-    bits: [..., n] values 0./1.; logits: [..., n] broadcastable to bits. Returns [...].
-    The form b*l - softplus(l) is exact for b in {0, 1} and stable for large |l|.
-    """
-    return (bits * logits - F.softplus(logits)).sum(-1)
 
 
 def is_binary(model: torch.nn.Module) -> bool:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
-from binaryvae.evaluation._common import bernoulli_log_mass, eval_mode, prior_logits, to_model
+from binaryvae.distributions import bernoulli_kl, bernoulli_log_mass
+from binaryvae.evaluation._common import eval_mode, prior_logits, to_model
 
 __all__ = [
     "Bound",
@@ -69,20 +69,6 @@ def relaxed_elbo(model: Any, x: torch.Tensor, *, samples: int = 1) -> torch.Tens
 def bernoulli_elbo(model: Any, x: torch.Tensor, *, samples: int = 1) -> torch.Tensor:
     """Relaxed samples in Bernoulli log-probabilities (diss. eq. 4.11-4.12; not a bound): [B]."""
     return relaxed_terms(model, x, objective="bernoulli-elbo", samples=samples).elbo
-
-
-def bernoulli_kl(logits: torch.Tensor, prior_logits: torch.Tensor) -> torch.Tensor:
-    """KL(Bernoulli(sigmoid(l)) || Bernoulli(sigmoid(p))) summed over bits: [..., n] -> [...].
-
-    = sum_i lambda_i (log lambda_i - log pi_i) + (1 - lambda_i)(log(1 - lambda_i) - log(1 - pi_i)),
-    with log sigmoid(l) = -softplus(-l) and log(1 - sigmoid(l)) = -softplus(l) for stability
-    (diss. eq. 5.5 for a Bernoulli(1/2) prior).
-    """
-    lam = torch.sigmoid(logits)
-    kl = lam * (F.softplus(-prior_logits) - F.softplus(-logits)) + (1 - lam) * (
-        F.softplus(prior_logits) - F.softplus(logits)
-    )
-    return kl.sum(-1)
 
 
 @torch.no_grad()

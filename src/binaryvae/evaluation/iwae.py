@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
+from binaryvae.distributions import bernoulli_log_mass
 from binaryvae.evaluation._common import (
-    bernoulli_log_mass,
     eval_mode,
     is_binary,
     prior_logits,

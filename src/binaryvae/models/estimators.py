@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from binaryvae.distributions import bernoulli_log_mass
 from binaryvae.errors import BadInput
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "DisARM",
     "ESTIMATORS",
     "make_estimator",
-    "bernoulli_log_prob",
     "draw",
 ]
 
@@ -42,11 +41,6 @@ Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
 class EstimatorOutput(NamedTuple):
     surrogate: torch.Tensor  # [B] differentiable; gradient estimates grad E_q[f(b)]
     value: torch.Tensor  # [B] detached estimate of E_q[f(b)]
-
-
-def bernoulli_log_prob(bits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """log q(b) = sum_i b_i l_i - softplus(l_i) for factorized Bernoulli(sigmoid(l)): [..., B]."""
-    return (bits * logits - F.softplus(logits)).sum(-1)
 
 
 def draw(fn, shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -97,7 +91,7 @@ class ScoreFunction(nn.Module):
         fb = f(b)  # [B]
         c = self.running_mean if self.baseline else fb.new_zeros(())
         signal = fb.detach() - c  # [B] detached learning signal (notes eq. 11, red term)
-        surrogate = fb + _magic_box(signal, bernoulli_log_prob(b, logits))  # [B]  (notes eq. 11)
+        surrogate = fb + _magic_box(signal, bernoulli_log_mass(b, logits))  # [B]  (notes eq. 11)
         if self.training and self.baseline:
             with torch.no_grad():
                 m = fb.detach().mean()
@@ -151,7 +145,7 @@ class ReinforceLOO(nn.Module):
         b = (_uniform((K, *logits.shape), logits, generator) < probs).to(logits.dtype)  # [K, B, n]
         fb = f(b)  # [K, B]
         signal = (fb.detach() - fb.detach().mean(0)) * (K / (K - 1))  # [K, B]  (Kool et al. 2019)
-        score = _magic_box(signal, bernoulli_log_prob(b, logits))  # [K, B]
+        score = _magic_box(signal, bernoulli_log_mass(b, logits))  # [K, B]
         return EstimatorOutput((fb + score).mean(0), fb.detach().mean(0))
 
 

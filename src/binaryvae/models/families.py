@@ -41,6 +41,7 @@ from binaryvae.distributions import (
     Logistic,
     SmoothStepLogistic,
     StepLogistic,
+    bernoulli_kl,
     bernoulli_logits_from_gaussian,
     binary_concrete,
     binary_concrete_logit_log_prob,
@@ -347,7 +348,7 @@ class StepLogisticFamily(Family):
 
     def kl(self, q, p, z):
         if isinstance(p, StepLogistic):
-            return obj.bernoulli_kl(q.logits, p.logits)  # [B], derived in the docstring
+            return bernoulli_kl(q.logits, p.logits)  # [B], derived in the docstring
         return kl_divergence(q, p).sum(-1)  # [B] diss. eq. 5.5 (registered, closed form)
 
 
@@ -408,7 +409,7 @@ class BernoulliFamily(Family):
         return z
 
     def kl(self, q, p, z=None):
-        return obj.bernoulli_kl(q.logits, p.logits)  # [B]  notes eq. 8
+        return bernoulli_kl(q.logits, p.logits)  # [B]  notes eq. 8
 
     def make_estimator(self):
         return make_estimator(self.estimator, self.extra)

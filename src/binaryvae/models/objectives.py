@@ -26,6 +26,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from binaryvae.distributions import bernoulli_kl
+
 __all__ = [
     "LossTerms",
     "relaxed_elbo",
@@ -42,19 +44,6 @@ class LossTerms(NamedTuple):
     recon: torch.Tensor  # [B] detached: E_q log p(x | decoder input)
     kl: torch.Tensor  # [B] detached
     objective: str  # "elbo" | "bernoulli-elbo"
-
-
-def bernoulli_kl(logits: torch.Tensor, prior_logits: torch.Tensor) -> torch.Tensor:
-    """KL(Bern(sigmoid(l)) || Bern(sigmoid(l0))) summed over bits: [..., n] -> [...].
-
-    = sum_i p_i (log p_i - log p0_i) + (1 - p_i)(log(1 - p_i) - log(1 - p0_i)); with l0 = 0 this
-    is -H[q] - n log(1/2), notes eq. 8. Written with logsigmoid so saturated logits stay finite.
-    """
-    p = torch.sigmoid(logits)
-    kl = p * (F.logsigmoid(logits) - F.logsigmoid(prior_logits)) + (1 - p) * (
-        F.logsigmoid(-logits) - F.logsigmoid(-prior_logits)
-    )
-    return kl.sum(-1)
 
 
 def _terms(
