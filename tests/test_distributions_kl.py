@@ -226,3 +226,23 @@ def test_bernoulli_probs_of_each_family():
     d = SmoothStepLogistic(alpha=_t(1.5), beta=10.0)
     above = integrate(lambda z: smooth_pdf(z, 1.5, 10.0), lo=0.0, points=breakpoints(10.0))
     assert float(bernoulli_probs(d)) == pytest.approx(above, rel=1e-10)
+
+
+def test_bernoulli_kl_and_log_mass_match_torch_bernoulli():
+    """The shared discrete-model helpers against torch.distributions.Bernoulli (float64), and
+    finite for saturated logits where a probs-based formula would give inf/NaN."""
+    from torch.distributions import Bernoulli
+
+    from binaryvae.distributions import bernoulli_kl, bernoulli_log_mass
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 7, generator=g, dtype=torch.float64) * 4
+    prior = torch.randn(7, generator=g, dtype=torch.float64)
+    want = kl_divergence(Bernoulli(logits=logits), Bernoulli(logits=prior.expand(5, 7))).sum(-1)
+    torch.testing.assert_close(bernoulli_kl(logits, prior), want, rtol=1e-10, atol=1e-12)
+    bits = (torch.rand(3, 5, 7, generator=g, dtype=torch.float64) < 0.5).double()
+    want = Bernoulli(logits=logits).log_prob(bits).sum(-1)
+    torch.testing.assert_close(bernoulli_log_mass(bits, logits), want, rtol=1e-10, atol=1e-12)
+    extreme = torch.tensor([[-60.0, 60.0, 0.0]])
+    assert torch.isfinite(bernoulli_kl(extreme, torch.zeros(3))).all()
+    assert torch.isfinite(bernoulli_log_mass(torch.tensor([[1.0, 0.0, 1.0]]), extreme)).all()
