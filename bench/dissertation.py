@@ -63,6 +63,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-images", type=int, default=0, help="first N test images (0: all)")
     p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: cores)")
     p.add_argument("--out", default=str(_common.REPO / "bench" / "results"))
+    p.add_argument(
+        "--aggregate-only",
+        action="store_true",
+        help="run nothing: tabulate the result files that exist among the requested runs",
+    )
     p.add_argument("--force", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument(
@@ -207,7 +212,7 @@ def main(argv=None) -> int:
         path = run_file(out, spec)
         if path.exists() and not args.force:
             results.append(json.loads(path.read_text()))
-        else:
+        elif not args.aggregate_only:
             todo.append((spec, path))
     jobs = args.jobs or _common.machine_info()["cores"]
     print(
@@ -223,6 +228,14 @@ def main(argv=None) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
+def _per_image(r: dict, key: str) -> list[float]:
+    if key == "gap":  # log p(x) - discrete ELBO, per image
+        return [
+            u - v for u, v in zip(r["per_image_log_px"], r["per_image_discrete_elbo"], strict=True)
+        ]
+    return r[f"per_image_{key}"]
+
+
 def _paired(a: list[dict], b: list[dict], key: str) -> dict:
     """Difference a - b of `key`, paired by seed (mean ± s.e. over seeds), and the per-image
     paired standard error of the first common seed (test-set noise only)."""
@@ -233,7 +246,7 @@ def _paired(a: list[dict], b: list[dict], key: str) -> dict:
     diffs = [ra[key] - rb[key] for ra, rb in pairs]
     mean, se = _common.mean_se(diffs)
     ra, rb = pairs[0]
-    per = [u - v for u, v in zip(ra[f"per_image_{key}"], rb[f"per_image_{key}"], strict=True)]
+    per = [u - v for u, v in zip(_per_image(ra, key), _per_image(rb, key), strict=True)]
     _, se_img = _common.mean_se(per)
     return {"mean": mean, "se_seeds": se, "n_seeds": len(pairs), "se_images_seed0": se_img}
 
@@ -282,14 +295,19 @@ def aggregate(args, results: list[dict]) -> dict:
                 continue
             elbo = _paired(a, b, "discrete_elbo")
             logpx = _paired(a, b, "log_px")
+            gap = _paired(b, a, "gap")  # other's gap minus StepLogistic's: > 0 = tighter
             claims.append(
                 {
                     "dataset": dataset,
                     "versus": other,
                     "discrete_elbo_diff": elbo,
                     "log_px_diff": logpx,
+                    "gap_reduction": gap,
                     "verdict_discrete_elbo": verdict(elbo),
                     "verdict_log_px": verdict(logpx),
+                    "verdict_gap": verdict(gap)
+                    .replace("higher", "smaller gap")
+                    .replace("lower", "larger gap"),
                 }
             )
     machine = next((r["machine"] for r in results if "machine" in r), _common.machine_info())
@@ -351,6 +369,8 @@ def render(summary: dict) -> str:
             "verdict",
             "log p(x) diff",
             "verdict",
+            "gap reduction (other's gap - StepLogistic's)",
+            "verdict",
         ]
         rows2 = []
         for c in summary["claim"]:
@@ -370,11 +390,15 @@ def render(summary: dict) -> str:
                     c["verdict_discrete_elbo"],
                     f(c["log_px_diff"]),
                     c["verdict_log_px"],
+                    f(c.get("gap_reduction", {})),
+                    c.get("verdict_gap", ""),
                 ]
             )
         lines += [
             "Claim (Figure 5.5, A.5): StepLogistic's bound is tighter than Logistic's and "
-            "Concrete-with-Bernoulli-ELBO's. Differences paired by seed:",
+            "Concrete-with-Bernoulli-ELBO's. Differences paired by seed; 'tighter' read two "
+            "ways: a higher discrete ELBO (a better bound of the data), and a smaller gap "
+            "log p(x) - ELBO to the model's own exact likelihood:",
             "",
             _common.markdown_table(head2, rows2),
         ]

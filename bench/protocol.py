@@ -84,6 +84,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: cores)")
     p.add_argument("--out", default=str(_common.REPO / "bench" / "results"))
+    p.add_argument(
+        "--aggregate-only",
+        action="store_true",
+        help="run nothing: tabulate the result files that exist among the requested runs",
+    )
     p.add_argument("--force", action="store_true", help="rerun runs whose result file exists")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument(
@@ -256,7 +261,7 @@ def main(argv=None) -> int:
         path = run_file(out, spec)
         if path.exists() and not args.force:
             results.append(json.loads(path.read_text()))
-        else:
+        elif not args.aggregate_only:
             todo.append((spec, path))
     jobs = args.jobs or _common.machine_info()["cores"]
     print(
