@@ -79,6 +79,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="folder for speed_<threads>t_<allocator>.json",
     )
     p.add_argument(
+        "--breakdown",
+        default=None,
+        metavar="FAMILY",
+        help="time each part of a step alone (forward, backward, Adam default/fused, the "
+        "training loop's guard) for the plain VAE and FAMILY, and exit",
+    )
+    p.add_argument(
+        "--bf16",
+        default=None,
+        metavar="FAMILY",
+        help="add a diagnostic arm: FAMILY trained by fit_epoch under CPU bfloat16 autocast",
+    )
+    p.add_argument(
         "--bare",
         default=None,
         metavar="FAMILY",
@@ -196,10 +209,14 @@ def make_plain_arm(args, data_dim, fused=False) -> Arm:
     )
 
 
-def make_library_arm(args, family: str, data_dim: int, image_shape, bare: bool = False) -> Arm:
+def make_library_arm(
+    args, family: str, data_dim: int, image_shape, bare: bool = False, bf16: bool = False
+) -> Arm:
     """binaryvae's model and optimizer; ``fit_epoch`` drives them, or with ``bare`` a diagnostic
     loop without fit_epoch's guard and logging (loss, backward, step), to split the step's cost
     into the model's and the training loop's."""
+    import torch
+
     from binaryvae.config import TrainConfig
     from binaryvae.models import build_model
     from binaryvae.training import fit_epoch, make_optimizer
@@ -223,6 +240,20 @@ def make_library_arm(args, family: str, data_dim: int, image_shape, bare: bool =
             model.loss(x, objective=config.objective).surrogate.backward()
             opt.step()
 
+    def run_bf16(batches):
+        # diagnostic: fit_epoch with the forward under CPU bfloat16 autocast (the matrix
+        # products in bf16, weights and Adam in fp32); not what binaryvae does today
+        state["epoch"] += 1
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fit_epoch(
+                model,
+                opt,
+                batches,
+                epoch=state["epoch"],
+                objective=config.objective,
+                kl_weight=config.kl_weight,
+            )
+
     def run(batches):
         state["epoch"] += 1
         return fit_epoch(
@@ -241,10 +272,17 @@ def make_library_arm(args, family: str, data_dim: int, image_shape, bare: bool =
     for s in dec_shapes:
         if s in enc_shapes:
             enc_shapes.remove(s)
+    if bf16:
+        name, fn, note = f"{family} (bf16 autocast)", run_bf16, "diagnostic: bf16 autocast"
+    elif bare:
+        name, fn = f"{family} (bare loop)", run_bare
+        note = "diagnostic: model.loss + backward + fused Adam, no fit_epoch"
+    else:
+        name, fn, note = family, run, ""
     return Arm(
-        f"{family} (bare loop)" if bare else family,
-        run_bare if bare else run,
-        note="diagnostic: model.loss + backward + fused Adam, no fit_epoch" if bare else "",
+        name,
+        fn,
+        note=note,
         decoder_evaluations=int(getattr(model, "decoder_evaluations_per_step", 1)),
         binary=bool(getattr(model.family, "binary", False)),
         linear_shapes=enc_shapes,
@@ -333,6 +371,122 @@ def profile(args, arms) -> None:
             arm.run(batches)
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
         print(f"\n=== {arm.name}: {args.steps} steps, sorted by self CPU time ===\n{table}")
+
+
+def breakdown(args, family: str, data_dim: int, image_shape) -> int:
+    """Where one step's time goes: each component timed alone (median of 7 rounds of
+    ``--steps`` calls, after warm-up), for the plain nn.Sequential VAE and for ``family``."""
+    import torch
+    import torch.nn.functional as F
+
+    from binaryvae.config import TrainConfig
+    from binaryvae.models import build_model
+
+    pool = args._pool
+    x = pool[0]
+    enc, dec, _ = build_plain(data_dim, args.hidden, args.latent_dim, fused=False)
+    plain_params = list(enc.parameters()) + list(dec.parameters())
+    config = TrainConfig(
+        family=family,
+        latent_dim=args.latent_dim,
+        hidden=args.hidden,
+        batch_size=args.batch_size,
+        beta=args.beta,
+    )
+    model = build_model(config, data_dim=data_dim, image_shape=image_shape, data_kind="image")
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def plain_fwd_bwd():
+        mu, logvar = enc(x).chunk(2, dim=-1)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        logits = dec(torch.sigmoid(args.beta * z))
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+        for p in plain_params:
+            p.grad = None
+        (recon + kl).mean().backward()
+
+    def lib_fwd_bwd():
+        for p in params:
+            p.grad = None
+        model.loss(x, objective=config.objective).surrogate.backward()
+
+    def lib_fwd():
+        with torch.no_grad():
+            model.loss(x, objective=config.objective)
+
+    def plain_fwd():
+        with torch.no_grad():
+            mu, logvar = enc(x).chunk(2, dim=-1)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            logits = dec(torch.sigmoid(args.beta * z))
+            F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+    lib_fwd_bwd()
+    plain_fwd_bwd()
+    grads = [p.grad for p in params]
+    adam_default = torch.optim.Adam(params, lr=1e-9)
+    adam_fused = torch.optim.Adam(params, lr=1e-9, fused=True)
+    parts = [
+        ("plain forward (no grad)", plain_fwd),
+        ("plain forward + backward", plain_fwd_bwd),
+        (f"{family} forward (no grad)", lib_fwd),
+        (f"{family} forward + backward", lib_fwd_bwd),
+        ("Adam step, default (foreach)", adam_default.step),
+        ("Adam step, fused=True", adam_fused.step),
+        (
+            "fit_epoch guard: gradient norms (torch._foreach_norm + stack + sum)",
+            lambda: torch.stack(torch._foreach_norm(grads)).sum(),
+        ),
+        (
+            "fit_epoch log values: stack 6 scalars, .double().cpu()",
+            lambda: torch.stack([g.sum() for g in grads[:6]]).double().cpu(),
+        ),
+    ]
+    for _, fn in parts:  # warm-up (Adam state, allocator)
+        for _ in range(5):
+            fn()
+    rows, out = [], []
+    for name, fn in parts:
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                fn()
+            times.append((time.perf_counter() - t0) / args.steps)
+        ms = 1e3 * _common.median(times)
+        rows.append([name, f"{ms:.3f}"])
+        out.append({"part": name, "ms": ms})
+    gemm = gemm_gflops(_linear_shapes(enc) + _linear_shapes(dec), args.batch_size, 3.0)
+    flops = 3 * sum(
+        2 * args.batch_size * a * b for a, b in _linear_shapes(enc) + _linear_shapes(dec)
+    )
+    ideal = 1e3 * flops / (gemm * 1e9)
+    rows.append([f"GEMM alone at the step's shapes ({gemm:.0f} GFLOP/s measured)", f"{ideal:.3f}"])
+    result = {
+        "benchmark": "train_step_breakdown",
+        "command": _common.command_line(),
+        "machine": _common.machine_info(),
+        "family": family,
+        "parts": out,
+        "gemm_gflops_step_shapes": gemm,
+        "gemm_ms_per_step": ideal,
+    }
+    _common.write_json(
+        Path(args.out) / f"breakdown_{torch.get_num_threads()}t{args.tag}.json", result
+    )
+    print(
+        "\n".join(
+            [
+                f"Machine: {_common.machine_line(result['machine'])}",
+                f"Command: `{result['command']}`",
+                f"batch {args.batch_size}, median of 7 rounds of {args.steps} calls",
+                "",
+                _common.markdown_table(["part of a step", "ms per call"], rows),
+            ]
+        )
+    )
+    return 0
 
 
 def cross_process(args, argv) -> int:
@@ -455,6 +609,8 @@ def main(argv=None) -> int:
     else:
         families = [f for f in args.families.split(",") if f]
 
+    if args.breakdown:
+        return breakdown(args, args.breakdown, data_dim, ds.image_shape)
     if args.profile:
         profile(
             args,
@@ -470,6 +626,8 @@ def main(argv=None) -> int:
         arms.append(make_library_arm(args, f, data_dim, ds.image_shape))
     if args.bare:
         arms.append(make_library_arm(args, args.bare, data_dim, ds.image_shape, bare=True))
+    if args.bf16:
+        arms.append(make_library_arm(args, args.bf16, data_dim, ds.image_shape, bf16=True))
 
     batches = [pool[i % len(pool)] for i in range(args.steps)]
     for arm in arms:  # warm-up: first Adam steps, allocator, OpenMP pool
