@@ -319,10 +319,11 @@ def gemm_gflops(shapes, batch_size: int, min_seconds: float) -> float:
     return _rate(once, flops, min_seconds)
 
 
-def square_gflops(n: int, min_seconds: float) -> float:
+def square_gflops(n: int, min_seconds: float, dtype=None) -> float:
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dtype = dtype or torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     return _rate(lambda: torch.mm(a, b), 2.0 * n**3, min_seconds)
 
 
@@ -670,6 +671,7 @@ def main(argv=None) -> int:
             "square_n": 512 if args.quick else 2048,
         }
         gemm["square_gflops"] = square_gflops(gemm["square_n"], seconds)
+        gemm["square_gflops_bf16"] = square_gflops(gemm["square_n"], seconds, torch.bfloat16)
         for row in results:
             achieved = row["step_gflop"] * row["images_per_s_median"] / args.batch_size
             row["achieved_gflops"] = achieved
@@ -743,7 +745,8 @@ def render(out: dict) -> str:
         g = out["gemm"]
         text.append(
             f"\nfp32 GEMM: {g['step_shapes_gflops']:.0f} GFLOP/s at the step's shapes, "
-            f"{g['square_gflops']:.0f} GFLOP/s on a {g['square_n']}^2 square"
+            f"{g['square_gflops']:.0f} GFLOP/s on a {g['square_n']}^2 square "
+            f"(bfloat16 on the same square: {g.get('square_gflops_bf16', float('nan')):.0f})"
         )
     return "\n".join(text)
 
