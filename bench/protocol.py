@@ -131,7 +131,7 @@ def run_one(spec: dict) -> dict:
         family=spec["family"],
         objective=spec["objective"],
         latent_dim=LATENT_BITS,
-        hidden=hidden or (1,),
+        hidden=hidden,  # () for the linear net 784-200: no hidden layer
         activation="leaky_relu",
         prior="learned",
         binarize="dynamic",
@@ -140,10 +140,6 @@ def run_one(spec: dict) -> dict:
         seed=spec["seed"],
         threads=1,
     )
-    if not hidden:
-        # the linear net 784-200 has no hidden layer; TrainConfig.validate() rejects an empty
-        # tuple, so it is set after validation (binaryvae.models.MLP accepts hidden=()).
-        config.hidden = ()
     seed_everything(spec["seed"])
     model = build_model(
         config, data_dim=ds.train_x.shape[1], image_shape=ds.image_shape, data_kind=ds.kind

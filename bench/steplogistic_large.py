@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", type=Path, default=HERE / "results" / "steplogistic_large.json")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON result")
     p.add_argument(
         "--quick", action="store_true", help="tiny budget: 1 epoch, n = 8 and 200, small net"
     )
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     )
     print(table)
     _common.write_json(
-        args.out,
+        args.out / "steplogistic_large.json",
         {
             "machine": info,
             "command": _common.command_line(),

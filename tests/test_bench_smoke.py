@@ -23,6 +23,7 @@ SCRIPTS = {
     "dissertation.py": ["--jobs", "2", "--out", "{out}"],
     "bench_exact.py": ["--threads", "1"],  # evaluation issue; writes nothing with --quick
     "bench_smoothstep.py": ["--threads", "1", "--out", "{out}"],  # distributions issue
+    "steplogistic_large.py": ["--threads", "1", "--out", "{out}"],
 }
 
 

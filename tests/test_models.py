@@ -365,3 +365,13 @@ def test_fixed_gaussian_decoder_scale(toy):
     torch.testing.assert_close(model.decoder.log_scale, torch.full((8,), math.log(0.5)))
     with pytest.raises(BadInput):
         build_model(_config("gaussian", extra={"decoder_scale": -1.0}), 8, None, "real")
+
+
+def test_empty_hidden_gives_the_linear_network_of_the_estimator_benchmarks(images):
+    """hidden=() is the 784-200 linear net of Dong, Mnih & Tucker (2020): one affine map each
+    way."""
+    config = _config("bernoulli-disarm", hidden=(), latent_dim=200)
+    model = build_model(config, 784, (28, 28), "image")
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert sorted((m.in_features, m.out_features) for m in linears) == [(200, 784), (784, 200)]
+    assert torch.isfinite(model.loss(images[:16], "elbo").surrogate)

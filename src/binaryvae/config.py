@@ -128,7 +128,7 @@ class TrainConfig:
             raise BadInput(f"KL weight must be >= 0, got {self.kl_weight}")
         if self.kl_warmup_epochs < 0:
             raise BadInput(f"KL warm-up epochs must be >= 0, got {self.kl_warmup_epochs}")
-        if any(h < 1 for h in self.hidden) or not self.hidden:
+        if any(h < 1 for h in self.hidden):  # () is allowed: a linear encoder/decoder
             raise BadInput(f"hidden sizes must be positive integers, got {self.hidden}")
         if self.gmm_components < 1:
             raise BadInput(f"GMM components must be >= 1, got {self.gmm_components}")
