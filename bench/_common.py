@@ -24,6 +24,7 @@ __all__ = [
     "command_line",
     "busy_loop",
     "run_children",
+    "train_steps",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,3 +203,51 @@ def run_children(
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(launch, todo))
+
+
+def train_steps(config, dataset, *, max_steps: int | None = None,
+                steps_per_epoch: int | None = None):
+    """Build ``config``'s model on ``dataset`` and train it with ``binaryvae.training.fit_epoch``
+    on 1 thread, for ``config.epochs`` epochs or until ``max_steps`` steps (whichever is given;
+    ``steps_per_epoch`` caps each epoch). A NaN/inf stops training and is reported, not raised.
+
+    Returns (model, dict with steps, epochs, train_seconds, last_train_elbo, failure).
+    """
+    import itertools
+
+    from binaryvae.data import EpochBatches
+    from binaryvae.models import build_model
+    from binaryvae.training import (
+        NonFiniteLoss,
+        fit_epoch,
+        make_optimizer,
+        seed_everything,
+        set_threads,
+        tune_allocator,
+    )
+
+    set_threads(1)
+    tune_allocator()
+    seed_everything(config.seed)
+    model = build_model(config, data_dim=dataset.train_x.shape[1],
+                        image_shape=dataset.image_shape, data_kind=dataset.kind)
+    opt = make_optimizer(model, config.lr)
+    batches = EpochBatches(dataset.train_x, batch_size=config.batch_size,
+                           binarize=config.binarize, seed=config.seed)
+    done = {"steps": 0, "epochs": 0, "train_seconds": 0.0, "last_train_elbo": None,
+            "failure": None}
+    while (done["steps"] < max_steps) if max_steps else (done["epochs"] < config.epochs):
+        done["epochs"] += 1
+        cap = [c for c in (steps_per_epoch, max_steps and max_steps - done["steps"]) if c]
+        it = batches.epoch(done["epochs"] - 1)
+        if cap:
+            it = itertools.islice(it, min(cap))
+        try:
+            stats = fit_epoch(model, opt, it, epoch=done["epochs"], objective=config.objective)
+        except NonFiniteLoss as e:
+            done["failure"] = str(e)
+            break
+        done["steps"] += stats.batches
+        done["train_seconds"] += stats.train_seconds
+        done["last_train_elbo"] = stats.train_elbo
+    return model, done

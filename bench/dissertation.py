@@ -21,7 +21,6 @@ of model for all three); the script also compares exact log p(x) and the gap, pa
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -89,20 +88,9 @@ def run_one(spec: dict) -> dict:
     import torch
 
     from binaryvae.config import TrainConfig
-    from binaryvae.data import EpochBatches, load_dataset, test_tensor
+    from binaryvae.data import load_dataset, test_tensor
     from binaryvae.evaluation import exact_evaluation, relaxed_terms
-    from binaryvae.models import build_model
-    from binaryvae.training import (
-        NonFiniteLoss,
-        fit_epoch,
-        make_optimizer,
-        seed_everything,
-        set_threads,
-        tune_allocator,
-    )
 
-    set_threads(1)
-    tune_allocator()
     ds = load_dataset(spec["dataset"])
     config = TrainConfig(
         dataset=spec["dataset"],
@@ -113,26 +101,8 @@ def run_one(spec: dict) -> dict:
         seed=spec["seed"],
         threads=1,
     )
-    seed_everything(config.seed)
-    model = build_model(
-        config, data_dim=ds.train_x.shape[1], image_shape=ds.image_shape, data_kind=ds.kind
-    )
-    opt = make_optimizer(model, config.lr)
-    batches = EpochBatches(
-        ds.train_x, batch_size=config.batch_size, binarize=config.binarize, seed=config.seed
-    )
-    train_seconds, steps, failure = 0.0, 0, None
-    for epoch in range(1, config.epochs + 1):
-        it = batches.epoch(epoch - 1)
-        if spec["max_steps"]:
-            it = itertools.islice(it, spec["max_steps"])
-        try:
-            stats = fit_epoch(model, opt, it, epoch=epoch, objective=config.objective)
-        except NonFiniteLoss as e:
-            failure = str(e)
-            break
-        train_seconds += stats.train_seconds
-        steps += stats.batches
+    model, done = _common.train_steps(config, ds, steps_per_epoch=spec["max_steps"] or None)
+    failure, steps, train_seconds = done["failure"], done["steps"], done["train_seconds"]
 
     x = test_tensor(ds.test_x[: spec["eval_images"] or None], binarize=config.binarize, seed=0)
     t0 = time.perf_counter()

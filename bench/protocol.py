@@ -30,7 +30,6 @@ Runs are independent processes (``--jobs`` at a time, 1 thread each); each write
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -110,28 +109,16 @@ def run_one(spec: dict) -> dict:
     import torch
 
     from binaryvae.config import TrainConfig
-    from binaryvae.data import EpochBatches, load_dataset, test_tensor
+    from binaryvae.data import load_dataset, test_tensor
     from binaryvae.evaluation import discrete_elbo, iwae_bound
-    from binaryvae.models import build_model
-    from binaryvae.training import (
-        NonFiniteLoss,
-        fit_epoch,
-        make_optimizer,
-        seed_everything,
-        set_threads,
-        tune_allocator,
-    )
 
-    set_threads(1)
-    tune_allocator()
     ds = load_dataset(spec["dataset"])
-    hidden = tuple(NETS[spec["net"]])
     config = TrainConfig(
         dataset=spec["dataset"],
         family=spec["family"],
         objective=spec["objective"],
         latent_dim=LATENT_BITS,
-        hidden=hidden,  # () for the linear net 784-200: no hidden layer
+        hidden=tuple(NETS[spec["net"]]),  # () for the linear net 784-200: no hidden layer
         activation="leaky_relu",
         prior="learned",
         binarize="dynamic",
@@ -140,27 +127,11 @@ def run_one(spec: dict) -> dict:
         seed=spec["seed"],
         threads=1,
     )
-    seed_everything(spec["seed"])
-    model = build_model(
-        config, data_dim=ds.train_x.shape[1], image_shape=ds.image_shape, data_kind=ds.kind
-    )
-    opt = make_optimizer(model, config.lr)
-    batches = EpochBatches(ds.train_x, batch_size=BATCH_SIZE, binarize="dynamic", seed=spec["seed"])
-    steps, train_seconds, epoch = 0, 0.0, 0
-    last_objective, failure = None, None
     wall = time.perf_counter()
-    while steps < spec["steps"]:
-        epoch += 1
-        it = itertools.islice(batches.epoch(epoch - 1), spec["steps"] - steps)
-        try:
-            stats = fit_epoch(model, opt, it, epoch=epoch, objective=config.objective)
-        except NonFiniteLoss as e:
-            failure = str(e)
-            break
-        steps += stats.batches
-        train_seconds += stats.train_seconds
-        last_objective = stats.train_elbo
+    model, done = _common.train_steps(config, ds, max_steps=spec["steps"])
     wall = time.perf_counter() - wall
+    steps, epoch, failure = done["steps"], done["epochs"], done["failure"]
+    train_seconds, last_objective = done["train_seconds"], done["last_train_elbo"]
 
     # evaluation of the discrete model, in chunks so memory stays bounded
     n = spec["eval_images"] or None
