@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import functools
 import math
-from numbers import Number
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all, lazy_property
 
+from binaryvae.distributions._area_scaled import AreaScaledLogistic
 from binaryvae.distributions._quadrature import expect_under_logistic
 from binaryvae.distributions.logistic import open_uniform
 from binaryvae.distributions.smooth_step_cdf import smooth_step_g0, smooth_step_h
-from binaryvae.distributions.step_logistic import open_interval
 
 _EMPTY_SHAPE = torch.Size()
 
@@ -79,7 +76,7 @@ class _ImplicitIcdf(torch.autograd.Function):
         return grad_logits, grad_u, None
 
 
-class SmoothStepLogistic(Distribution):
+class SmoothStepLogistic(AreaScaledLogistic):
     r"""StepLogistic whose step is smoothed by a steep sigmoid (eq. 5.8), with a tractable CDF.
 
     .. math::
@@ -108,52 +105,15 @@ class SmoothStepLogistic(Distribution):
         beta (float): inverse temperature of the smoothing sigmoid, > 0 (a fixed hyperparameter).
     """
 
-    arg_constraints = {"alpha": open_interval(0.0, 2.0), "logits": constraints.real}
-    support = constraints.real
-    has_rsample = True
-
     def __init__(self, alpha=None, logits=None, beta=10.0, validate_args=None):
-        if (alpha is None) == (logits is None):
-            raise ValueError("Either `alpha` or `logits` must be specified, but not both.")
         beta = float(beta)
         if not (beta > 0 and math.isfinite(beta)):
             raise ValueError(f"beta must be a positive finite number, got {beta}")
         self.beta = beta
-        if alpha is not None:
-            is_scalar = isinstance(alpha, Number)
-            (self.alpha,) = broadcast_all(alpha)
-        else:
-            is_scalar = isinstance(logits, Number)
-            (self.logits,) = broadcast_all(logits)
-        self._param = self.alpha if alpha is not None else self.logits
-        batch_shape = torch.Size() if is_scalar else self._param.size()
-        super().__init__(batch_shape, validate_args=validate_args)
+        super().__init__(alpha=alpha, logits=logits, validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(SmoothStepLogistic, _instance)
-        batch_shape = torch.Size(batch_shape)
+    def _expand_attributes(self, new) -> None:
         new.beta = self.beta
-        if "alpha" in self.__dict__:
-            new.alpha = self.alpha.expand(batch_shape)
-            new._param = new.alpha
-        if "logits" in self.__dict__:
-            new.logits = self.logits.expand(batch_shape)
-            new._param = new.logits
-        super(SmoothStepLogistic, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    @lazy_property
-    def logits(self):
-        return torch.log(self.alpha) - torch.log(2 - self.alpha)
-
-    @lazy_property
-    def alpha(self):
-        return 2 * torch.sigmoid(self.logits)
-
-    @property
-    def param_shape(self):
-        return self._param.size()
 
     @property
     def kappa(self) -> float:

@@ -9,41 +9,21 @@ uniforms anywhere in (0, 1) (tiny and 1 - eps included), without clamping u.
 from __future__ import annotations
 
 import math
-from numbers import Number
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all, lazy_property
 
+from binaryvae.distributions._area_scaled import AreaScaledLogistic, open_interval
 from binaryvae.distributions.logistic import open_uniform
 
 _EMPTY_SHAPE = torch.Size()
 
-__all__ = ["StepLogistic"]
+__all__ = ["StepLogistic", "open_interval"]
 
 _LOG2 = math.log(2.0)
 
 
-class _OpenInterval(constraints.Constraint):
-    """lower < value < upper (torch ships only closed and half-open intervals)."""
-
-    def __init__(self, lower_bound: float, upper_bound: float):
-        self.lower_bound, self.upper_bound = lower_bound, upper_bound
-        super().__init__()
-
-    def check(self, value):
-        return (self.lower_bound < value) & (value < self.upper_bound)
-
-    def __repr__(self):
-        name = self.__class__.__name__[1:]
-        return f"{name}(lower_bound={self.lower_bound}, upper_bound={self.upper_bound})"
-
-
-open_interval = _OpenInterval
-
-
-class StepLogistic(Distribution):
+class StepLogistic(AreaScaledLogistic):
     r"""Logistic(0, 1) whose two halves are rescaled so that P(z > 0) = alpha / 2.
 
     .. math::
@@ -68,44 +48,6 @@ class StepLogistic(Distribution):
         logits (float or Tensor): logit(alpha / 2), the logit of P(z > 0). Give one of the two.
     """
 
-    arg_constraints = {"alpha": open_interval(0.0, 2.0), "logits": constraints.real}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, alpha=None, logits=None, validate_args=None):
-        if (alpha is None) == (logits is None):
-            raise ValueError("Either `alpha` or `logits` must be specified, but not both.")
-        if alpha is not None:
-            is_scalar = isinstance(alpha, Number)
-            (self.alpha,) = broadcast_all(alpha)
-        else:
-            is_scalar = isinstance(logits, Number)
-            (self.logits,) = broadcast_all(logits)
-        self._param = self.alpha if alpha is not None else self.logits
-        batch_shape = torch.Size() if is_scalar else self._param.size()
-        super().__init__(batch_shape, validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(StepLogistic, _instance)
-        batch_shape = torch.Size(batch_shape)
-        if "alpha" in self.__dict__:
-            new.alpha = self.alpha.expand(batch_shape)
-            new._param = new.alpha
-        if "logits" in self.__dict__:
-            new.logits = self.logits.expand(batch_shape)
-            new._param = new.logits
-        super(StepLogistic, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    @lazy_property
-    def logits(self):
-        return torch.log(self.alpha) - torch.log(2 - self.alpha)
-
-    @lazy_property
-    def alpha(self):
-        return 2 * torch.sigmoid(self.logits)
-
     @property
     def probs(self):
         """P(z > 0) = alpha / 2."""
@@ -117,10 +59,6 @@ class StepLogistic(Distribution):
     def bit_logits(self):
         """logit P(z > 0): the logits of the Bernoulli the family stands for."""
         return self.logits
-
-    @property
-    def param_shape(self):
-        return self._param.size()
 
     @property
     def mean(self):
