@@ -30,6 +30,7 @@ FLOPs counted as 3 x the forward GEMM FLOPs (forward, grad-input, grad-weight).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -240,11 +241,12 @@ def make_library_arm(
             model.loss(x, objective=config.objective).surrogate.backward()
             opt.step()
 
-    def run_bf16(batches):
-        # diagnostic: fit_epoch with the forward under CPU bfloat16 autocast (the matrix
-        # products in bf16, weights and Adam in fp32); not what binaryvae does today
+    def run(batches, bf16: bool = False):
         state["epoch"] += 1
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        # bf16 is a diagnostic: the forward under CPU bfloat16 autocast (the matrix products in
+        # bf16, weights and Adam in fp32); not what binaryvae does today
+        amp = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with amp:
             return fit_epoch(
                 model,
                 opt,
@@ -254,16 +256,8 @@ def make_library_arm(
                 kl_weight=config.kl_weight,
             )
 
-    def run(batches):
-        state["epoch"] += 1
-        return fit_epoch(
-            model,
-            opt,
-            batches,
-            epoch=state["epoch"],
-            objective=config.objective,
-            kl_weight=config.kl_weight,
-        )
+    def run_bf16(batches):
+        return run(batches, bf16=True)
 
     all_shapes = _linear_shapes(model)
     dec = getattr(model, "decoder", None)

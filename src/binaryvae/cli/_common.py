@@ -54,3 +54,17 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip figures/report.html at the end (binaryvae report DIR makes them later)",
     )
+
+
+def print_summary(out, summary: dict) -> None:
+    """One line per run: its objective label and the final numbers that apply."""
+    keys = (
+        "test_relaxed_elbo",
+        "test_bernoulli_elbo",
+        "test_discrete_elbo",
+        "test_log_px_exact",
+        "test_iwae",
+        "sample_fd",
+    )
+    parts = [f"{k}={summary[k]:.3f}" for k in keys if isinstance(summary.get(k), int | float)]
+    print(f"{out}: {summary.get('objective_label', '')}  " + "  ".join(parts))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from binaryvae.cli._common import print_summary
 from binaryvae.errors import BadInput
 
 __all__ = ["add_parser", "run_evaluate"]
@@ -44,14 +45,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise BadInput(f"{args.run_dir} is not a run directory or a compare directory")
     for run in runs:
         s = evaluate_run(run, exact=args.exact, iwae_k=args.iwae, device=args.device)
-        keys = (
-            "test_relaxed_elbo",
-            "test_bernoulli_elbo",
-            "test_discrete_elbo",
-            "test_iwae",
-            "test_log_px_exact",
-            "sample_fd",
-        )
-        parts = [f"{k}={s[k]:.3f}" for k in keys if isinstance(s.get(k), int | float)]
-        print(f"{run}: {s.get('objective_label', '')}  " + "  ".join(parts))
+        print_summary(run, s)
     return 0

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from binaryvae.cli._common import add_run_options, hidden_sizes
+from binaryvae.cli._common import add_run_options, hidden_sizes, print_summary
 from binaryvae.config import BINARIZE_MODES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
 
@@ -194,18 +194,5 @@ def run_train(args: argparse.Namespace) -> int:
         from binaryvae.report import write_report
 
         write_report(args.out)
-    _print_summary(args.out, summary)
+    print_summary(args.out, summary)
     return 0
-
-
-def _print_summary(out: str, summary: dict[str, Any]) -> None:
-    keys = (
-        "test_relaxed_elbo",
-        "test_bernoulli_elbo",
-        "test_discrete_elbo",
-        "test_log_px_exact",
-        "test_iwae",
-        "sample_fd",
-    )
-    parts = [f"{k}={summary[k]:.3f}" for k in keys if isinstance(summary.get(k), int | float)]
-    print(f"{out}: {summary.get('objective_label', '')}  " + "  ".join(parts))
