@@ -25,6 +25,8 @@ __all__ = [
     "busy_loop",
     "run_children",
     "train_steps",
+    "run_or_load",
+    "write_table",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -251,3 +253,27 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
         done["train_seconds"] += stats.train_seconds
         done["last_train_elbo"] = stats.train_elbo
     return model, done
+
+
+def run_or_load(script, specs: list[dict], run_file, describe, *, jobs: int, force: bool = False,
+                aggregate_only: bool = False) -> list[dict]:
+    """Results of ``specs``: loaded from ``run_file(spec)`` where it exists (unless ``force``),
+    else computed by ``run_children`` (none with ``aggregate_only``), ``jobs`` at a time."""
+    todo, results = [], []
+    for spec in specs:
+        path = run_file(spec)
+        if path.exists() and not force:
+            results.append(json.loads(path.read_text()))
+        elif not aggregate_only:
+            todo.append((spec, path))
+    jobs = jobs or machine_info()["cores"]
+    print(f"{len(specs)} runs ({len(specs) - len(todo)} already done), {jobs} at a time",
+          flush=True)
+    return results + run_children(script, todo, jobs, describe)
+
+
+def write_table(out: Path, name: str, summary: dict, text: str) -> None:
+    """``out/name.json`` (the summary) and ``out/name.md`` (the rendered table); print it."""
+    write_json(out / f"{name}.json", summary)
+    (out / f"{name}.md").write_text(text + "\n")
+    print(text)

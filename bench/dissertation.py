@@ -177,24 +177,13 @@ def main(argv=None) -> int:
                         "eval_images": args.eval_images,
                     }
                 )
-    todo, results = [], []
-    for spec in specs:
-        path = run_file(out, spec)
-        if path.exists() and not args.force:
-            results.append(json.loads(path.read_text()))
-        elif not args.aggregate_only:
-            todo.append((spec, path))
-    jobs = args.jobs or _common.machine_info()["cores"]
-    print(
-        f"{len(specs)} runs ({len(specs) - len(todo)} already done), {jobs} at a time", flush=True
-    )
-    results += _common.run_children(Path(__file__).resolve(), todo, jobs, describe)
+    results = _common.run_or_load(
+        Path(__file__).resolve(), specs, lambda spec: run_file(out, spec), describe,
+        jobs=args.jobs, force=args.force, aggregate_only=args.aggregate_only,
+    )  # fmt: skip
     summary = aggregate(args, results)
     name = "dissertation_" + "_".join(args.datasets.split(",")) + ("_quick" if args.quick else "")
-    _common.write_json(out / f"{name}.json", summary)
-    text = render(summary)
-    (out / f"{name}.md").write_text(text + "\n")
-    print(text)
+    _common.write_table(out, name, summary, render(summary))
     return 1 if any("error" in r for r in results) else 0
 
 
