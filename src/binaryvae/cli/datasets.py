@@ -25,10 +25,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "sizes. Nothing is downloaded; training commands download missing files on first use.",
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="only these datasets (default: all)")
-    p.add_argument("--verify", action="store_true",
-                   help="check the sha256 of every file's decompressed bytes")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="search DIR/NAME (or DIR) first, before $BINARYVAE_DATA_DIR and the cache")
+    p.add_argument(
+        "--verify", action="store_true", help="check the sha256 of every file's decompressed bytes"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="search DIR/NAME (or DIR) first, before $BINARYVAE_DATA_DIR and the cache",
+    )
     p.set_defaults(func=run_datasets)
 
 
@@ -53,8 +58,9 @@ def run_datasets(args: argparse.Namespace) -> int:
     names = args.names or list(DATASETS)
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
-        raise BadInput(f"unknown dataset {', '.join(map(repr, unknown))}; choose from "
-                       f"{', '.join(DATASETS)}")
+        raise BadInput(
+            f"unknown dataset {', '.join(map(repr, unknown))}; choose from {', '.join(DATASETS)}"
+        )
     failed: list[str] = []
     for name in names:
         info = DATASETS[name]
@@ -68,9 +74,13 @@ def run_datasets(args: argparse.Namespace) -> int:
         elif name in FILES:
             found = locate(name, args.data_dir)
             if found is None:
-                print("  not found (downloaded on first use); searched: "
-                      + "; ".join(f"{reason} {folder}" for reason, folder
-                                  in candidate_dirs(name, args.data_dir)))
+                print(
+                    "  not found (downloaded on first use); searched: "
+                    + "; ".join(
+                        f"{reason} {folder}"
+                        for reason, folder in candidate_dirs(name, args.data_dir)
+                    )
+                )
                 for reason, folder in candidate_dirs(name, args.data_dir):
                     have = [f.name for f in FILES[name] if find_file(folder, f) is not None]
                     if have:
@@ -88,6 +98,8 @@ def run_datasets(args: argparse.Namespace) -> int:
         for line in lines:
             print(line)
     if failed:
-        raise BadInput(f"verification failed for {', '.join(failed)} (files missing or with a "
-                       f"wrong sha256; delete them to download again)")
+        raise BadInput(
+            f"verification failed for {', '.join(failed)} (files missing or with a "
+            f"wrong sha256; delete them to download again)"
+        )
     return 0

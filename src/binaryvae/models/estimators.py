@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from binaryvae.config import ModelOptions
 from binaryvae.distributions import bernoulli_log_mass
 from binaryvae.errors import BadInput
 
@@ -179,26 +180,20 @@ class DisARM(nn.Module):
         return EstimatorOutput(surrogate, fb.detach().mean(0))
 
 
-def _sfe(extra: dict) -> nn.Module:
-    return ScoreFunction(
-        decay=float(extra.get("sfe_decay", 0.99)), baseline=bool(extra.get("sfe_baseline", True))
-    )
-
-
-# name -> factory(extra options)
-ESTIMATORS: dict[str, Callable[[dict], nn.Module]] = {
-    "sfe": _sfe,
-    "straight-through": lambda extra: StraightThrough(),
-    "reinforce-loo": lambda extra: ReinforceLOO(int(extra.get("loo_samples", 2))),
-    "disarm": lambda extra: DisARM(),
+# name -> factory(options: binaryvae.config.ModelOptions)
+ESTIMATORS: dict[str, Callable[[ModelOptions], nn.Module]] = {
+    "sfe": lambda o: ScoreFunction(decay=o.sfe_decay, baseline=o.sfe_baseline),
+    "straight-through": lambda o: StraightThrough(),
+    "reinforce-loo": lambda o: ReinforceLOO(o.loo_samples),
+    "disarm": lambda o: DisARM(),
 }
 
 
-def make_estimator(name: str, extra: dict | None = None) -> nn.Module:
+def make_estimator(name: str, options: ModelOptions | None = None) -> nn.Module:
     try:
         factory = ESTIMATORS[name]
     except KeyError:
         raise BadInput(
             f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}"
         ) from None
-    return factory(extra or {})
+    return factory(options if options is not None else ModelOptions())

@@ -1,7 +1,7 @@
 """Posterior families: one registry entry per family, each defining q(z|x), its prior, the
 decoder input, and lambda(x) = P(bit = 1 | x) of the discrete model it stands for.
 
-A family is a small stateless object built from the config (``beta``, ``extra``); learnable or
+A family is a small stateless object built from the config (``beta``, ``options``); learnable or
 fitted prior state lives in a prior module owned by the VAE (``make_prior``), so that
 ``state_dict`` round-trips it. The prior module of every factorized family holds ``param [n]``
 (zeros; an ``nn.Parameter`` with ``--prior learned``); its meaning is the family's.
@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Normal, kl_divergence
 
+from binaryvae.config import ModelOptions
 from binaryvae.distributions import (
     Logistic,
     SmoothStepLogistic,
@@ -134,9 +135,9 @@ class Family:
         "bernoulli-elbo": obj.relaxed_bernoulli_elbo,
     }
 
-    def __init__(self, beta: float = 10.0, extra: Mapping | None = None):
+    def __init__(self, beta: float = 10.0, options: ModelOptions | None = None):
         self.beta = float(beta)
-        self.extra = dict(extra or {})
+        self.options = options if options is not None else ModelOptions()
 
     # --- q, p and the decoder input
     def posterior(self, params: tuple[torch.Tensor, ...]) -> Distribution:
@@ -284,7 +285,7 @@ class ConcreteFamily(Family):
     lambda = gamma / (1 + gamma) = sigmoid(log gamma).
 
     The prior is the Concrete with gamma = 1 (sigmoid(a0) learned) at inverse temperature
-    ``extra["concrete_prior_beta"]`` (default: beta; Maddison et al. discuss giving the prior
+    ``options.concrete_prior_beta`` (default: beta; Maddison et al. discuss giving the prior
     its own temperature). With equal temperatures y/beta ~ Logistic(log gamma, 1) and the
     family coincides in distribution with ``logistic`` (binaryvae.distributions.relaxations says
     the same); its KL is then the closed form d coth(d/2) - 2 (KL is invariant under y -> y/beta).
@@ -294,11 +295,10 @@ class ConcreteFamily(Family):
 
     name = "concrete"
 
-    def __init__(self, beta=10.0, extra=None):
-        super().__init__(beta, extra)
-        self.prior_beta = float(self.extra.get("concrete_prior_beta", self.beta))
-        if not self.prior_beta > 0:
-            raise BadInput(f"concrete_prior_beta must be > 0, got {self.prior_beta}")
+    def __init__(self, beta=10.0, options=None):
+        super().__init__(beta, options)
+        prior_beta = self.options.concrete_prior_beta
+        self.prior_beta = self.beta if prior_beta is None else float(prior_beta)
 
     def posterior(self, params):
         return binary_concrete(params[0], self.beta)  # over y = beta (log gamma + l), [B, n]
@@ -412,7 +412,7 @@ class BernoulliFamily(Family):
         return bernoulli_kl(q.logits, p.logits)  # [B]  notes eq. 8
 
     def make_estimator(self):
-        return make_estimator(self.estimator, self.extra)
+        return make_estimator(self.estimator, self.options)
 
 
 def _bernoulli(name: str, estimator: str) -> type[BernoulliFamily]:
@@ -431,8 +431,8 @@ class AutoencoderGMMFamily(Family):
     binary = False
     objectives = {"elbo": obj.reconstruction}
 
-    def __init__(self, beta=10.0, extra=None, components: int = 20, seed: int = 0):
-        super().__init__(beta, extra)
+    def __init__(self, beta=10.0, options=None, components: int = 20, seed: int = 0):
+        super().__init__(beta, options)
         self.components, self.seed = int(components), int(seed)
 
     def posterior(self, params):
@@ -466,13 +466,13 @@ class AutoencoderGMMFamily(Family):
 # ----------------------------------------------------------------------------- registry
 def _family(cls: type[Family]) -> Callable[..., Family]:
     def factory(config) -> Family:
-        return cls(beta=config.beta, extra=config.extra)
+        return cls(beta=config.beta, options=config.options)
 
     return factory
 
 
 def _autoencoder(config) -> Family:
-    return AutoencoderGMMFamily(config.beta, config.extra, config.gmm_components, config.seed)
+    return AutoencoderGMMFamily(config.beta, config.options, config.gmm_components, config.seed)
 
 
 # name -> factory(config) -> Family
