@@ -10,7 +10,8 @@ the decoder's parameters), and returns ``EstimatorOutput(surrogate, value)``:
   notes' Figure 3 writes as ``- SFE + SFE.detach()``).
 - ``value [B]``: the detached Monte Carlo estimate of E_q[f(b)] that is reported.
 
-Noise is drawn with ``torch.rand(..., generator=generator)``; sampling b = 1[u < sigmoid(logits)].
+Noise comes from `binaryvae.distributions.draw` with the caller's ``generator`` (None, a
+``torch.Generator``, or a `binaryvae.models.replicas.ReplicaGenerator`); b = 1[u < sigmoid(logits)].
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from binaryvae.config import ModelOptions
-from binaryvae.distributions import bernoulli_log_mass
+from binaryvae.distributions import bernoulli_log_mass, draw
 from binaryvae.errors import BadInput
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "DisARM",
     "ESTIMATORS",
     "make_estimator",
-    "draw",
 ]
 
 Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
@@ -42,16 +42,6 @@ Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
 class EstimatorOutput(NamedTuple):
     surrogate: torch.Tensor  # [B] differentiable; gradient estimates grad E_q[f(b)]
     value: torch.Tensor  # [B] detached estimate of E_q[f(b)]
-
-
-def draw(fn, shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``fn`` (torch.rand or torch.randn) of ``shape`` with ``like``'s dtype, on ``like``'s device.
-
-    With a generator the numbers are drawn on the generator's device and moved, so a CPU
-    generator can drive a CUDA model (and the draws do not depend on where the model lives).
-    """
-    device = like.device if generator is None else generator.device
-    return fn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
 def _uniform(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

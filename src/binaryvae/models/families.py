@@ -46,12 +46,14 @@ from binaryvae.distributions import (
     bernoulli_logits_from_gaussian,
     binary_concrete,
     binary_concrete_logit_log_prob,
+    draw,
     logistic_kl_equal_scale,
+    open_uniform,
     steep_sigmoid,
 )
 from binaryvae.errors import BadInput
 from binaryvae.models import objectives as obj
-from binaryvae.models.estimators import draw, make_estimator
+from binaryvae.models.estimators import make_estimator
 
 __all__ = ["Family", "FAMILIES", "make_family", "FactorizedPrior", "GMMPrior"]
 
@@ -146,12 +148,10 @@ class Family:
     def prior(self, prior_module: nn.Module) -> Distribution:
         raise NotImplementedError
 
-    def rsample(self, q: Distribution, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised sample [B, n]; with a generator: icdf of generator-drawn uniforms."""
-        if generator is None:
-            return q.rsample()
-        like = q.loc if isinstance(q, Logistic | Normal) else q.logits  # a parameter [B, n]
-        return q.icdf(_open_uniform(q.batch_shape, like, generator))
+    def rsample(self, q: Distribution, generator=None) -> torch.Tensor:
+        """Reparameterised sample [..., B, n] of the package's distributions (Logistic,
+        StepLogistic, SmoothStepLogistic: icdf of uniforms), noise from ``generator``."""
+        return q.rsample(generator=generator)
 
     def relax(self, z: torch.Tensor) -> torch.Tensor:
         """Steep sigmoid sigma(beta z) (diss. 4.1): the soft bit given to the decoder."""
@@ -184,12 +184,6 @@ class Family:
 
     def make_estimator(self) -> nn.Module | None:
         return None
-
-
-def _open_uniform(shape, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """U(0, 1) draws from ``generator``; 0 moved to the smallest normal float (icdf(0) = -inf)."""
-    u = draw(torch.rand, shape, like, generator)
-    return u.clamp_(min=torch.finfo(u.dtype).tiny)
 
 
 def _learned(prior_module: nn.Module) -> bool:
@@ -307,9 +301,7 @@ class ConcreteFamily(Family):
         return binary_concrete(prior_module.param, self.prior_beta)  # [n]
 
     def rsample(self, q, generator=None):
-        if generator is None:
-            return q.rsample()
-        u = _open_uniform(q.batch_shape, q.logits, generator)  # [B, n]
+        u = open_uniform(q.batch_shape, q.logits, generator)  # [B, n]
         return (q.logits + torch.log(u) - torch.log1p(-u)) / q.temperature  # diss. eq. 4.8
 
     def relax(self, z):
