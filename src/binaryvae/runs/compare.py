@@ -14,8 +14,9 @@ from typing import Any, TextIO
 
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
+from binaryvae.runs.build import prepare
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
-from binaryvae.runs.train import TrainingDiverged, prepare, train_run
+from binaryvae.runs.train import TrainingDiverged, train_run
 from binaryvae.storage import write_json_atomic
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
