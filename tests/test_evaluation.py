@@ -86,7 +86,7 @@ class StandInBinary(nn.Module):
         probs = torch.sigmoid(self.prior_logits).expand(num, -1)
         return torch.bernoulli(probs, generator=generator)
 
-    def loss(self, x, objective="elbo", kl_weight=1.0):
+    def score(self, x, objective="elbo", generator=None):
         """A relaxed stand-in: sigmoid(10 z) of Logistic(l, 1) noise decoded; Bernoulli KL."""
         logits = self.bit_logits(x)
         u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)

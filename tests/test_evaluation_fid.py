@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from binaryvae.evaluation import fid
-from binaryvae.evaluation.fid import frechet_distance, load_or_train_classifier
+from binaryvae.evaluation.fid import frechet_distance
+from binaryvae.training import classifier as clf_module
+from binaryvae.training.classifier import feature_network, load_or_train_classifier
 
 
 def reference_fd(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,7 +63,7 @@ def labelled_dataset(name: str = "tiny") -> SimpleNamespace:
 
 
 def test_classifier_is_trained_once_cached_and_deterministic(tmp_path, monkeypatch):
-    monkeypatch.setattr(fid, "MIN_PRESENTATIONS", 3000)  # a tiny dataset needs few steps
+    monkeypatch.setattr(clf_module, "MIN_PRESENTATIONS", 3000)  # a tiny dataset needs few steps
     ds = labelled_dataset()
     clf, acc, path = load_or_train_classifier(ds, tmp_path / "a")
     assert path.is_file() and path.name.startswith("tiny-") and acc > 0.95
@@ -77,7 +79,7 @@ def test_classifier_is_trained_once_cached_and_deterministic(tmp_path, monkeypat
         assert torch.equal(p, q) and torch.equal(p, r)
     changed = labelled_dataset()
     changed.train_y = 1 - changed.train_y
-    assert fid.dataset_fingerprint(changed) != fid.dataset_fingerprint(ds)
+    assert clf_module.dataset_fingerprint(changed) != clf_module.dataset_fingerprint(ds)
 
 
 class Generator(nn.Module):
@@ -97,24 +99,23 @@ class Generator(nn.Module):
 
 
 def test_sample_fd_ranks_a_faithful_generator_above_a_blank_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(fid, "MIN_PRESENTATIONS", 3000)
+    monkeypatch.setattr(clf_module, "MIN_PRESENTATIONS", 3000)
     ds = labelled_dataset()
     test_x = ds.test_x.float() / 255
     halves = torch.full((2, 16), -2.0)
     halves[0, :8] = 1.5
     halves[1, 8:] = 1.5
-    good = fid.sample_frechet_distance(
-        Generator(halves), test_x, ds, num_samples=400, cache_dir=tmp_path
-    )
+    features = feature_network(ds, tmp_path)
+    good = fid.sample_frechet_distance(Generator(halves), test_x, features, num_samples=400)
     blank = fid.sample_frechet_distance(
-        Generator(torch.full((2, 16), -3.0)), test_x, ds, num_samples=400, cache_dir=tmp_path
+        Generator(torch.full((2, 16), -3.0)), test_x, features, num_samples=400
     )
     assert good.features.startswith("classifier:") and good.classifier_accuracy > 0.95
     assert 0 <= good.distance < blank.distance
     raw = fid.sample_frechet_distance(
         Generator(halves),
         test_x,
-        SimpleNamespace(name="toy", kind="real", train_y=None),
+        feature_network(SimpleNamespace(name="toy", kind="real", train_y=None)),
         num_samples=400,
     )
     assert raw.features == "raw" and raw.classifier_accuracy is None and raw.num_samples == 400

@@ -38,6 +38,7 @@ from scipy import optimize
 from scipy.integrate import quad
 from scipy.special import expit, log_expit, zeta
 
+from binaryvae.data.toy import TOY_SIGMA, toy_posterior_logits
 from binaryvae.distributions import (
     Logistic,
     SmoothStepLogistic,
@@ -76,7 +77,6 @@ __all__ = [
     "write_tables",
 ]
 
-TOY_SIGMA = 0.5
 # Table 5.1 as printed: mu -> (KL Logistic(mu, 1), KL Bernoulli(sigmoid(mu))), "Desmos" values
 DISSERTATION_TABLE_5_1 = {0.0: (0.00, 0.00), 1.0: (0.16, 0.11), 10.0: (8.00, 0.69)}
 
@@ -88,11 +88,6 @@ def _t(v) -> torch.Tensor:
 
 
 # --- the toy model of section 5.1 -------------------------------------------------------------
-
-
-def toy_posterior_logits(x: float, sigma: float = TOY_SIGMA) -> float:
-    """logit P(z > 0 | x) = log N(x; 1, sigma^2) - log N(x; 0, sigma^2) = (x - 1/2) / sigma^2."""
-    return (x - 0.5) / sigma**2
 
 
 def toy_posterior(x: float, sigma: float = TOY_SIGMA) -> StepLogistic:

@@ -32,6 +32,7 @@ __all__ = [
     "toy_posterior_probs",
     "toy_log_posterior",
     "TOY_SIGMA",
+    "toy_posterior_logits",
     "TOY_DIM",
 ]
 
@@ -76,13 +77,19 @@ def toy_log_px(x: torch.Tensor, sigma: float = TOY_SIGMA) -> torch.Tensor:
     return per_dim.sum(-1)
 
 
-def toy_posterior_probs(x: torch.Tensor, sigma: float = TOY_SIGMA) -> torch.Tensor:
-    """Exact P(z > 0 | x) per dimension: x ``[..., dim]`` -> ``[..., dim]``.
+def toy_posterior_logits(x, sigma: float = TOY_SIGMA):
+    """Exact logit P(z > 0 | x) per dimension (x a float or a tensor ``[..., dim]``).
 
-    The log-odds are log N(x; 1, s^2) - log N(x; 0, s^2) = (2x - 1) / (2 s^2); the prior odds are 1.
+    The log-odds are log N(x; 1, s^2) - log N(x; 0, s^2) = (x - 1/2) / s^2; the prior odds are 1.
+    The exact posterior is the StepLogistic with these logits (binaryvae.theory).
     """
     _check_sigma(sigma)
-    return torch.sigmoid((2 * x - 1) / (2 * sigma**2))
+    return (x - 0.5) / sigma**2
+
+
+def toy_posterior_probs(x: torch.Tensor, sigma: float = TOY_SIGMA) -> torch.Tensor:
+    """Exact P(z > 0 | x) per dimension: x ``[..., dim]`` -> ``[..., dim]``."""
+    return torch.sigmoid(toy_posterior_logits(x, sigma))
 
 
 def toy_log_posterior(z: torch.Tensor, x: torch.Tensor, sigma: float = TOY_SIGMA) -> torch.Tensor:

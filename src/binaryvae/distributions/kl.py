@@ -7,6 +7,11 @@
   Table 5.1's Logistic column exactly. Unequal scales: E|w| in closed form plus quadrature.
 - KL(SmoothStepLogistic || Logistic): one-dimensional fixed-node quadrature (see
   `smooth_step_logistic`).
+- KL(StepLogistic(a) || StepLogistic(a0)): both are the Logistic(0, 1) density g times 2(1 - p)
+  on z < 0 and 2p on z > 0, so log q/p is constant on each half line and the KL is the
+  Bernoulli KL of p = sigmoid(a) against p0 = sigmoid(a0) (a learned StepLogistic prior).
+- KL(SmoothStepLogistic(a, beta) || SmoothStepLogistic(a0, beta)): both are g times a weight
+  w(l); KL = E_g[w_q (log w_q - log w_p)] by the same quadrature (a learned smooth prior).
 All are differentiable with respect to every parameter.
 """
 
@@ -100,6 +105,29 @@ def _kl_steplogistic_logistic(q: StepLogistic, p: Logistic):
         cross, [torch.minimum(zero, m2), torch.maximum(zero, m2)], n=_NODES, like=m2
     )
     return -q.entropy().expand(x.shape) + e_cross
+
+
+@register_kl(StepLogistic, StepLogistic)
+def _kl_steplogistic_steplogistic(q: StepLogistic, p: StepLogistic):
+    a, a0 = torch.broadcast_tensors(q.logits, p.logits)
+    pos = torch.sigmoid(a)
+    return pos * (F.logsigmoid(a) - F.logsigmoid(a0)) + (1 - pos) * (
+        F.logsigmoid(-a) - F.logsigmoid(-a0)
+    )
+
+
+@register_kl(SmoothStepLogistic, SmoothStepLogistic)
+def _kl_smoothsteplogistic_smoothsteplogistic(q: SmoothStepLogistic, p: SmoothStepLogistic):
+    if q.beta != p.beta:
+        raise NotImplementedError("KL between smooth StepLogistics of different beta")
+    x, x0 = torch.broadcast_tensors(q.logits, p.logits)
+    c = min(30.0 / q.beta, 20.0)
+
+    def fn(l):  # noqa: E741 - E_g[w_q (log w_q - log w_p)]
+        log_wq = q._log_weight(l, x[..., None])
+        return log_wq.exp() * (log_wq - p._log_weight(l, x0[..., None]))
+
+    return expect_under_logistic(fn, [-c, 0.0, c], n=_NODES, like=x)
 
 
 @register_kl(SmoothStepLogistic, Logistic)

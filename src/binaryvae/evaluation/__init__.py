@@ -3,7 +3,7 @@
 ```python
 from binaryvae.evaluation import evaluate_epoch, evaluate_summary, exact_log_px, iwae_bound
 evaluate_epoch(model, test_x, samples=1, seed=0)      # one metrics.jsonl line (dict of floats)
-evaluate_summary(model, test_x, dataset=ds, seed=0)   # summary.json numbers
+evaluate_summary(model, test_x, features=f, seed=0)  # summary.json numbers
 exact_log_px(model, x)                                # [B] log p(x) over all 2^n codes
 ```
 Modules: `bounds` (relaxed / Bernoulli / discrete ELBO), `exact` (enumeration), `iwae`,
@@ -36,7 +36,6 @@ from binaryvae.evaluation.fid import (
     FDResult,
     frechet_distance,
     generate_images,
-    load_or_train_classifier,
     sample_frechet_distance,
 )
 from binaryvae.evaluation.iwae import iwae_bound
@@ -65,7 +64,6 @@ __all__ = [
     "generate_images",
     "iwae_bound",
     "joint_log_prob_matrix",
-    "load_or_train_classifier",
     "reconstruction_loss",
     "relaxed_elbo",
     "relaxed_terms",

@@ -1,8 +1,8 @@
 """Monte Carlo bounds per image: the relaxed ELBO, the Bernoulli ELBO and the discrete ELBO.
 
-- relaxed ELBO: the family's own objective (continuous densities), `model.loss(x, "elbo").elbo`;
+- relaxed ELBO: the family's own objective (continuous densities), `model.score(x, "elbo").elbo`;
 - Bernoulli ELBO: relaxed samples plugged into Bernoulli log-probabilities (diss. eq.
-  4.11-4.12), `model.loss(x, "bernoulli-elbo").elbo`; not a valid bound;
+  4.11-4.12), `model.score(x, "bernoulli-elbo").elbo`; not a valid bound;
 - discrete ELBO, the "true bound" of diss. 4.5: hard codes b ~ Bernoulli(lambda(x)) decoded,
   Bernoulli posterior and prior; a valid bound on log p(x) of the discrete model.
 
@@ -45,14 +45,16 @@ def relaxed_terms(
 ) -> Bound:
     """The family's objective `objective` ("elbo" or "bernoulli-elbo") and its terms per image.
 
-    x: [B, D]. Calls `model.loss(x, objective=objective)` `samples` times in eval mode and averages
-    `.elbo`, `.recon`, `.kl` (each [B]); the surrogate loss is never used.
+    x: [B, D]. Calls `model.score(x, objective=objective)` `samples` times in eval mode and
+    averages `.elbo`, `.recon`, `.kl` (each [B]): the family's objective through its posterior
+    and decoder, never through a training estimator (an exact Bernoulli family's value is one
+    hard draw with the analytic KL, whatever its estimator averages).
     """
     x = to_model(model, x)
     elbo = recon = kl = 0.0
     with eval_mode(model):
         for _ in range(samples):
-            terms = model.loss(x, objective=objective)
+            terms = model.score(x, objective=objective)
             elbo = elbo + terms.elbo.float()  # [B]
             recon = recon + terms.recon.float()  # [B]
             kl = kl + terms.kl.float()  # [B]

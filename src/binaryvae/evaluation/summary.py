@@ -136,7 +136,7 @@ def evaluate_summary(
     model: Any,
     test_x: torch.Tensor,
     *,
-    dataset: Any = None,
+    features: Any = None,
     seed: int | None = 0,
     samples: int = 5,
     iwae_k: int | None = None,
@@ -144,7 +144,6 @@ def evaluate_summary(
     exact_max_bits: int = EPOCH_EXACT_BITS,
     recon_repeats: int = 5,
     fd_samples: int | None = None,
-    classifier_dir: str | None = None,
     batch_size: int = BATCH,
 ) -> dict[str, Any]:
     """The final numbers of summary.json for `model` on test_x [N, D] (float32).
@@ -158,7 +157,8 @@ def evaluate_summary(
     - recon_loss_r5 (Table 5.2: -log p(x | decoder input) averaged over recon_repeats draws,
       the family's own decoder input) and recon_loss_r5_discrete (hard codes; binary families);
     - active_bits, stuck_bits and bit_statistics (per-dimension dict, `BitStatistics.to_dict`);
-    - sample_fd (+ fd_samples, fd_features, fd_classifier_accuracy) when `dataset` is given:
+    - sample_fd (+ fd_samples, fd_features, fd_classifier_accuracy) when `features` (the
+      feature function, `binaryvae.training.classifier.feature_network(dataset)`) is given:
       Fréchet distance of fd_samples generated images (default: as many as test images) to the
       test images, see `binaryvae.evaluation.fid`;
     - eval_samples, discrete_kl ("analytic"), summary_eval_seconds.
@@ -197,8 +197,8 @@ def evaluate_summary(
         if stats.binary:
             out["stuck_bits"] = len(stats.stuck_at_0 or []) + len(stats.stuck_at_1 or [])
         out["bit_statistics"] = stats.to_dict()
-        if dataset is not None:
-            out.update(_sample_fd(model, x, dataset, fd_samples, classifier_dir, seed))
+        if features is not None:
+            out.update(_sample_fd(model, x, features, fd_samples, seed))
     if n > bits and is_binary(model):
         out["exact_skipped"] = f"2^{n} codes: above the enumeration limit of {bits} bits"
     out["summary_eval_seconds"] = time.perf_counter() - start
@@ -215,13 +215,13 @@ def _recon_loss(model: Any, x: torch.Tensor, repeats: int, mode: str, batch: int
 
 
 def _sample_fd(
-    model: Any, x: torch.Tensor, dataset: Any, fd_samples: int | None, cache: str | None, seed
+    model: Any, x: torch.Tensor, features: Any, fd_samples: int | None, seed
 ) -> dict[str, Any]:
     from binaryvae.evaluation.fid import sample_frechet_distance
 
     num = fd_samples or x.shape[0]
     result = sample_frechet_distance(
-        model, x, dataset, num_samples=num, cache_dir=cache, seed=0 if seed is None else seed
+        model, x, features, num_samples=num, seed=0 if seed is None else seed
     )
     return {
         "sample_fd": result.distance,

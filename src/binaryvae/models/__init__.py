@@ -57,5 +57,5 @@ def build_model(
         config.options,
     )
     decoder = make_decoder(kind, decoder_net, data_dim, config.options)
-    prior = family.make_prior(n, learned=config.prior == "learned", config=config)
+    prior = family.make_prior(n, learned=config.prior == "learned")
     return VAE(family, encoder, decoder, n, prior, family.make_estimator())

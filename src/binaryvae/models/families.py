@@ -15,12 +15,12 @@ gaussian-sigmoid    N(mu, sigma^2)               N(0, 1) / N(m, 1)              
 logistic            Logistic(mu, 1)              Logistic(0, 1) / Logistic(m, 1)    closed
 concrete            y = beta (log g + l)         Concrete(g=1) / Concrete(g=e^a0)   closed [1]
 steplogistic        StepLogistic(logits a)       Logistic(0, 1) / StepLogistic(a0)  closed [2]
-smoothsteplogistic  SmoothStepLogistic(a, beta)  Logistic(0, 1) / SmoothStep(a0)    quad. / MC
+smoothsteplogistic  SmoothStepLogistic(a, beta)  Logistic(0, 1) / SmoothStep(a0)    quadrature
 bernoulli-*         Bernoulli(sigmoid(a))        Bern(1/2) / Bern(sigmoid(a0))      closed
 autoencoder-gmm     deterministic code           GMM fitted after training          none
 ==================  ===========================  =================================  ===========
 
-[1] at equal posterior and prior temperatures; one-sample Monte Carlo otherwise.
+[1] at equal posterior and prior temperatures; by quadrature otherwise.
 [2] the Bernoulli KL (diss. eq. 5.5), for the learned prior too (StepLogisticFamily).
 The prior bit logits (``prior_bit_logits``) are logit Phi(m) for the Gaussian families, m for
 logistic, a0 for the others. ``param`` is zeros unless ``--prior learned``.
@@ -145,6 +145,13 @@ class Family:
         "bernoulli-elbo": obj.relaxed_bernoulli_elbo,
     }
 
+    @property
+    def scores(self) -> Mapping[str, Objective]:
+        """The objectives as evaluation computes their values: the training objectives where
+        they involve no gradient estimator (every relaxed family), else an estimator-free
+        equivalent (the exact Bernoulli families override this)."""
+        return self.objectives
+
     def __init__(self, beta: float = 10.0, options: ModelOptions | None = None):
         self.beta = float(beta)
         self.options = options if options is not None else ModelOptions()
@@ -187,7 +194,7 @@ class Family:
         return (u < probs).to(probs.dtype)
 
     # --- state owned by the VAE
-    def make_prior(self, n: int, learned: bool, config=None) -> nn.Module:
+    def make_prior(self, n: int, learned: bool) -> nn.Module:
         return FactorizedPrior(n, learned)
 
     def make_estimator(self) -> nn.Module | None:
@@ -347,17 +354,17 @@ class StepLogisticFamily(Family):
         return Logistic(a0, torch.ones_like(a0), validate_args=False)  # Logistic(0, 1)
 
     def kl(self, q, p, z):
-        if isinstance(p, StepLogistic):
-            return bernoulli_kl(q.logits, p.logits)  # [B], derived in the docstring
-        return kl_divergence(q, p).sum(-1)  # [B] diss. eq. 5.5 (registered, closed form)
+        # registered closed forms: diss. eq. 5.5 against Logistic(0, 1), the Bernoulli KL
+        # against a learned StepLogistic (derived in the docstring)
+        return kl_divergence(q, p).sum(-1)  # [B]
 
 
 class SmoothStepLogisticFamily(Family):
     """SmoothStepLogistic(logits a, beta) posterior (diss. eq. 5.8, made sampleable in
     binaryvae.distributions), Logistic(0, 1) prior, steep sigmoid to the decoder; lambda = its
     P(z > 0) (``bit_logits`` of the distribution). KL(q || Logistic(0, 1)) is the registered
-    quadrature (deterministic, differentiable); with a learned prior SmoothStepLogistic(a0, beta)
-    it is the one-sample Monte Carlo log q(z) - log p(z). The smoothing steepness is the
+    quadrature (deterministic, differentiable), and so is the KL to a learned prior
+    SmoothStepLogistic(a0, beta) (binaryvae.distributions.kl). The smoothing steepness is the
     relaxation's beta (the dissertation uses beta = 10 for both, Figure 5.7)."""
 
     name = "smoothsteplogistic"
@@ -372,9 +379,7 @@ class SmoothStepLogisticFamily(Family):
         return Logistic(a0, torch.ones_like(a0), validate_args=False)  # Logistic(0, 1)
 
     def kl(self, q, p, z):
-        if isinstance(p, Logistic):
-            return kl_divergence(q, p).sum(-1)  # [B] registered quadrature
-        return (q.log_prob(z) - p.log_prob(z)).sum(-1)  # [B] one-sample Monte Carlo
+        return kl_divergence(q, p).sum(-1)  # [B] registered quadrature (either prior)
 
     def bit_logits(self, params):
         return self.posterior(params).bit_logits  # logit P(z > 0) [B, n]
@@ -393,6 +398,7 @@ class BernoulliFamily(Family):
     estimator = ""
     # "elbo" only: the Bernoulli ELBO of an exact family is its discrete ELBO (a bound)
     objectives = {"elbo": obj.estimated_discrete_elbo}
+    scores = {"elbo": obj.sampled_discrete_elbo}  # its value, one plain draw, no estimator
 
     def posterior(self, params):
         return Bernoulli(logits=params[0], validate_args=False)
@@ -460,7 +466,7 @@ class AutoencoderGMMFamily(Family):
     def sample_codes(self, prior_module, num, generator=None):
         return prior_module.sample(num, generator)
 
-    def make_prior(self, n, learned, config=None):
+    def make_prior(self, n, learned):
         return GMMPrior(n, self.components)
 
 

@@ -28,13 +28,14 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from binaryvae.distributions import bernoulli_kl, bernoulli_log_mass
+from binaryvae.distributions import bernoulli_kl, bernoulli_log_mass, draw
 
 __all__ = [
     "LossTerms",
     "relaxed_elbo",
     "relaxed_bernoulli_elbo",
     "estimated_discrete_elbo",
+    "sampled_discrete_elbo",
     "reconstruction",
     "bernoulli_kl",
 ]
@@ -139,6 +140,21 @@ def estimated_discrete_elbo(
     # est.value estimates the ELBO itself; est.surrogate's gradient is the ELBO's, KL included
     recon = est.value + kl.detach()
     return _terms(recon, kl, kl_weight, "elbo", recon_surrogate=est.surrogate + kl)
+
+
+def sampled_discrete_elbo(
+    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None, params=None
+) -> LossTerms:
+    """The discrete ELBO with one hard draw b = 1[u < lambda(x)] and the analytic KL (notes eq.
+    8): the value the exact-Bernoulli families report, computed without any gradient estimator
+    (evaluation scores through this, never through the family's estimator). Its surrogate has
+    no gradient for the encoder; it is not for training."""
+    logits = _params(model, x, params)[0]  # [..., B, n]
+    u = draw(torch.rand, logits.shape, logits, generator)  # as the estimators draw
+    bits = (u < torch.sigmoid(logits)).to(logits.dtype)  # [..., B, n]
+    recon = model.decoder.log_prob(x, model.decoder(bits))  # [..., B] notes eq. 7
+    kl = bernoulli_kl(logits, model.prior_bit_logits())  # [..., B] notes eq. 8
+    return _terms(recon, kl, kl_weight, "elbo")
 
 
 def reconstruction(

@@ -119,6 +119,19 @@ class VAE(nn.Module):
             ) from None
         return fn(self, x, kl_weight, generator, params)
 
+    def score(self, x: torch.Tensor, objective: str = "elbo", generator=None) -> LossTerms:
+        """The value of ``objective`` on ``x`` as evaluation reports it: the family's objective
+        computed without any training estimator (``family.scores``); for the exact Bernoulli
+        families one hard draw and the analytic KL, whatever their estimator averages."""
+        try:
+            fn = self.family.scores[objective]
+        except KeyError:
+            raise BadInput(
+                f"objective {objective!r} is not available for family {self.family.name!r}; "
+                f"choose one of {', '.join(self.family.scores)}"
+            ) from None
+        return fn(self, x, 1.0, generator, None)
+
     @torch.no_grad()
     def finalize(self, train_x: torch.Tensor, batch_size: int = 1024) -> None:
         """After training: autoencoder-gmm fits its GaussianMixture to the training codes

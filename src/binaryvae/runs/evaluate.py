@@ -51,6 +51,7 @@ def check_evaluate(path: str | Path, *, exact: bool = False, iwae_k: int | None 
 
 def _evaluate_locked(run: RunDir, exact: bool, iwae_k: int | None, device: str | None) -> dict:
     from binaryvae.evaluation import evaluate_summary
+    from binaryvae.training.classifier import feature_network
 
     prepared = load_run(run.path, device=device)
     c = prepared.config
@@ -60,7 +61,7 @@ def _evaluate_locked(run: RunDir, exact: bool, iwae_k: int | None, device: str |
     numbers = evaluate_summary(
         prepared.model,
         test_data(prepared),
-        dataset=prepared.dataset,
+        features=feature_network(prepared.dataset),
         seed=epoch_seed(c.seed, 0, "summary"),
         **options,
     )

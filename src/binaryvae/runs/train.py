@@ -527,6 +527,7 @@ def _finish(m: _Member) -> None:
     """Fit what is fitted after training (autoencoder-gmm's mixture), checkpoint it, and write
     the summary."""
     from binaryvae.evaluation import evaluate_summary
+    from binaryvae.training.classifier import feature_network
 
     c, model, ds = m.config, m.model, m.prepared.dataset
     if not m.finalized:
@@ -541,7 +542,12 @@ def _finish(m: _Member) -> None:
         )
     t0 = time.perf_counter()
     summary = dict(
-        evaluate_summary(model, m.test_x, dataset=ds, seed=epoch_seed(c.seed, 0, "summary"))
+        evaluate_summary(
+            model,
+            m.test_x,
+            features=feature_network(ds),
+            seed=epoch_seed(c.seed, 0, "summary"),
+        )
     )
     rows = m.run.read_metrics()
     summary.update(summary_labels(c, model))
