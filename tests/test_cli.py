@@ -60,6 +60,26 @@ def test_version(capsys):
     assert capsys.readouterr().out.startswith("binaryvae ")
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["sample", "--help"]])
+def test_help_and_version_import_neither_torch_nor_scipy(argv):
+    """`binaryvae --help` builds every sub-command's parser: none may import the heavy
+    libraries at import time (they cost seconds before anything is printed)."""
+    code = (
+        "import sys\n"
+        "from binaryvae.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('torch', 'scipy', 'numpy', 'matplotlib', 'sklearn')\n"
+        "print('LOADED', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert "usage: binaryvae" in done.stdout or done.stdout.startswith("binaryvae ")
+    assert done.stdout.strip().splitlines()[-1] == "LOADED []", done.stdout
+
+
 def _train_argv(out, *extra):
     return ["train", "--out", str(out), "--epochs", "1", "--latent-dim", "4", *TINY, "--quiet",
             "--no-report", *extra]  # fmt: skip

@@ -109,3 +109,35 @@ def test_tile_lays_images_out_in_rows():
     canvas = tile(images, (2, 2), ncols=3, pad=1)
     assert canvas.shape == (2 * 3 + 1, 3 * 3 + 1)
     assert canvas[1:3, 1:3].min() == 1.0 and canvas[0, 0] == 0.5
+
+
+def _md_cells(line: str) -> list[str]:
+    """Cells of one Markdown table row, split on pipes that are not escaped (GFM's rule)."""
+    inner = line.strip()
+    assert inner.startswith("|") and inner.endswith("|") and not inner.endswith("\\|"), line
+    return re.split(r"(?<!\\)\|", inner[1:-1])
+
+
+def test_every_markdown_table_has_as_many_cells_per_row_as_header(compare_dir, report):
+    md = (compare_dir / "report.md").read_text().splitlines()
+    tables = 0
+    for i, line in enumerate(md):
+        if re.fullmatch(r"\|(---\|)+", line.strip()):
+            tables += 1
+            width = len(_md_cells(md[i - 1]))
+            assert len(_md_cells(line)) == width, md[i - 1]
+            j = i + 1
+            while j < len(md) and md[j].startswith("|"):
+                assert len(_md_cells(md[j])) == width, md[j]
+                j += 1
+    assert tables >= 3  # final numbers, Table 5.1, Table 5.2
+    # Table 5.1's header names KL(p || q): the pipes are escaped, not cell borders
+    assert "KL(Logistic(mu,1) \\|\\| Logistic(0,1))" in "\n".join(md)
+
+
+def test_html_renders_code_spans_not_backticks(report):
+    path, _ = report
+    html = path.read_text()
+    body = re.sub(r'src="data:[^"]*"', "", html)
+    assert "`" not in body
+    assert "<code>binaryvae report DIR</code>" in html

@@ -506,10 +506,11 @@ def render_text(tables: dict) -> str:
             if r["dissertation_bernoulli"] is not None
             else ""
         )
-        ratio = r["ratio"] if math.isfinite(r["ratio"]) else float("nan")
+        # 0/0 at mu = 0: no ratio; shown as the report's table shows it
+        ratio = f"{r['ratio']:>8.3f}" if math.isfinite(r["ratio"]) else f"{'—':>8}"
         out.append(
             f"  {r['mu']:>6g}{r['kl_logistic']:>11.6f}{dl:>7}{r['kl_bernoulli']:>13.6f}{db:>7}"
-            f"{ratio:>8.3f}"
+            f"{ratio}"
         )
     out.append(
         "  (Logistic column: mu coth(mu/2) - 2, exact; the printed values are correctly rounded)"
