@@ -182,10 +182,21 @@ def test_train_writes_the_report(cli_run):
     assert any((cli_run / "figures").glob("*.png"))
 
 
-def test_evaluate_command(cli_run, capsys):
+def test_evaluate_keeps_one_iwae_entry_per_k(cli_run, capsys):
+    """evaluate --iwae K adds test_iwae_k<K> and prints K; the k of training (1,000 for 4 bits)
+    stays in test_iwae / iwae_k and under its own key."""
+    trained = json.loads((cli_run / "summary.json").read_text())
+    assert trained["iwae_k"] == 1000 and trained["test_iwae_k1000"] == trained["test_iwae"]
     assert main(["evaluate", str(cli_run), "--iwae", "7"]) == 0
-    assert "test_discrete_elbo=" in capsys.readouterr().out
-    assert json.loads((cli_run / "summary.json").read_text())["iwae_k"] == 7
+    assert main(["evaluate", str(cli_run), "--iwae", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "test_discrete_elbo=" in out and "test_iwae_k7=" in out and "test_iwae_k3=" in out
+    s = json.loads((cli_run / "summary.json").read_text())
+    assert s["iwae_k"] == 1000 and s["test_iwae"] == trained["test_iwae"]
+    assert s["test_iwae_k1000"] == trained["test_iwae_k1000"]
+    # the IWAE grows with k towards the exact log p(x) (4 bits: all 16 codes enumerated)
+    assert s["test_iwae_k3"] < s["test_iwae_k7"] < s["test_iwae_k1000"]
+    assert s["test_iwae_k7"] < s["test_log_px_exact"]
 
 
 def test_evaluate_bad_input(tmp_path, capsys):

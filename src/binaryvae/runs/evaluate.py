@@ -18,9 +18,13 @@ def evaluate_run(
     """Evaluate run ``path`` on its test split with `binaryvae.evaluation.evaluate_summary`.
 
     ``exact``: enumerate all 2^n codes for log p(x) even above the per-epoch limit (n <= 20).
-    ``iwae_k``: samples of the importance-weighted bound. Returns the updated summary.
+    ``iwae_k``: samples of the importance-weighted bound. Its value is stored under its own key
+    (``test_iwae_k<k>``); ``test_iwae`` / ``iwae_k`` stay the entry of the default k
+    (`binaryvae.evaluation.summary.default_iwae_k`), so no earlier k is ever replaced. Returns
+    the updated summary.
     """
     from binaryvae.evaluation import evaluate_summary
+    from binaryvae.evaluation.summary import default_iwae_k
 
     run = RunDir(path)
     prepared = load_run(path, device=device)
@@ -35,8 +39,13 @@ def evaluate_run(
         seed=epoch_seed(c.seed, 0, "summary"),
         **options,
     )
+    numbers = dict(numbers)
+    if iwae_k is not None and iwae_k != default_iwae_k(prepared.model):
+        # another k than the default: only its per-k key; test_iwae stays the default k's
+        for key in ("test_iwae", "iwae_k", "iwae_proposal"):
+            numbers.pop(key, None)
     summary = run.read_summary()
-    summary.update(dict(numbers))
+    summary.update(numbers)
     summary.update(summary_labels(c, prepared.model))
     run.write_summary(summary)
     return summary
