@@ -184,9 +184,13 @@ def test_compare_validates_every_family_before_writing(tmp_path):
 
 def test_evaluate_run_merges_into_the_summary(run3):
     out, _ = run3
+    before = json.loads((out / "summary.json").read_text())
     summary = evaluate_run(out, iwae_k=10)
-    assert summary["iwae_k"] == 10
-    assert json.loads((out / "summary.json").read_text())["iwae_k"] == 10
+    assert summary["test_iwae_k10"] < summary[f"test_iwae_k{before['iwae_k']}"]
+    stored = json.loads((out / "summary.json").read_text())
+    # the default k's entry stays; the new k gets its own key
+    assert stored["iwae_k"] == before["iwae_k"] and stored["test_iwae"] == before["test_iwae"]
+    assert stored["test_iwae_k10"] == summary["test_iwae_k10"]
     assert summary["seconds_per_epoch"] > 0  # training numbers kept
     torch.set_num_threads(1)
 
@@ -258,7 +262,7 @@ def test_default_compare_one_epoch_end_to_end(tmp_path):
     out = tmp_path / "cmp"
     assert main(["compare", "--out", str(out), "--epochs", "1", "--quiet"]) == 0
     assert (out / "report.html").is_file()
-    assert len(find_runs(out)) == 7
+    assert len(find_runs(out)) == 8
 
 
 @pytest.mark.parametrize(("family", "words"), [("gaussian", "continuous-latent"),

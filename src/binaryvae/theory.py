@@ -440,6 +440,29 @@ def figure_5_8_data(alpha: float = 1.5, beta: float = 10.0, num: int = 801) -> d
     }
 
 
+def eq_5_9_failure_data(
+    alpha: float = 0.05, beta: float = 10.0, lo: float = -1.0, hi: float = 2.0, num: int = 601
+) -> dict:
+    """Where eq. 5.9 is not a CDF: its derivative (the "pdf" it implies) against eq. 5.8's
+    density at an alpha below alpha_crit(beta) (0.169 at beta = 10), on z in [lo, hi], with the
+    z-intervals where the derivative is negative and the CDF values of both there."""
+    z = np.linspace(lo, hi, num)
+    zt = _t(z)
+    smooth = SmoothStepLogistic(alpha=_t(alpha), beta=beta)
+    (regions,) = smooth_cdf_negative_regions(betas=(beta,), alphas=(alpha,))
+    return {
+        "z": z,
+        "eq_5_9_derivative": smooth_cdf_eq_5_9_derivative(z, alpha, beta),
+        "smooth_pdf": smooth.log_prob(zt).exp().numpy(),
+        "eq_5_9_cdf": smooth_cdf_eq_5_9(z, alpha, beta),
+        "smooth_pdf_cdf": smooth.cdf(zt).numpy(),
+        "negative_z_intervals": regions["negative_z_intervals"][str(alpha)],
+        "alpha_crit": regions["alpha_crit"],
+        "alpha": alpha,
+        "beta": beta,
+    }
+
+
 def all_tables() -> dict:
     """Every table of this module, JSON-ready (what `binaryvae theory` prints and writes)."""
     x = 1.0

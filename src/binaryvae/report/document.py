@@ -125,7 +125,8 @@ class Document:
             return (
                 f'<figure><a href="{e(rel)}"><img alt="{e(item.title)}" '
                 f'src="data:image/png;base64,{data}" data-file="{e(rel)}"></a>'
-                f"<figcaption><b>{inline_html(item.title)}.</b> {inline_html(item.caption)} "
+                f"<figcaption><b>{inline_html(item.title)}.</b> "
+                f"{inline_html(item.caption.strip())} "
                 f'(<a href="{e(rel)}">{e(rel)}</a>)</figcaption></figure>'
             )
         if isinstance(item, TableItem):
@@ -148,7 +149,8 @@ class Document:
             for item in section.items:
                 if isinstance(item, FigureItem):
                     rel = item.file.relative_to(root).as_posix()
-                    lines += [f"![{item.title}]({rel})", "", f"*{item.title}.* {item.caption}", ""]
+                    caption = item.caption.strip()
+                    lines += [f"![{item.title}]({rel})", "", f"*{item.title}.* {caption}", ""]
                 elif isinstance(item, TableItem):
                     lines += [f"### {item.title}", ""]
                     lines.append("| " + " | ".join(map(md_cell, item.header)) + " |")

@@ -13,8 +13,9 @@ from typing import Any, TextIO
 
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
+from binaryvae.evaluation.summary import has_likelihood
 from binaryvae.runs.directory import check_new_dir, make_new_dir, write_json_atomic
-from binaryvae.runs.train import TrainingDiverged, prepare, train_run
+from binaryvae.runs.train import TrainingDiverged, objective_label, prepare, train_run
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
 
@@ -70,7 +71,9 @@ def compare(
     With ``resume``, finished runs are re-summarised, unfinished ones continue, missing ones
     start. A run that diverges (NaN/inf) is reported and skipped, the others still run.
     Returns ``{name: summary}`` in order (``{"status": "diverged", "message": ...}`` for a run
-    that stopped); ``out/compare.json`` lists the runs.
+    that stopped); ``out/compare.json`` lists the runs, their family:objective specs (the
+    autoencoder's without an objective: it has no ELBO) and what trained each one
+    (``trained_on``: the label summary.json carries as ``objective_label``).
     """
     stream = sys.stderr if stream is None else stream
     out = Path(out)
@@ -78,21 +81,28 @@ def compare(
     names = run_names(families)
     if not resume:
         check_new_dir(out, force)
-    for config in configs:
-        prepare(config)  # BadInput for an unknown family/dataset before anything is written
+    trained_on, specs = {}, []
+    for name, config in zip(names, configs, strict=True):
+        # BadInput for an unknown family/dataset before anything is written
+        model = prepare(config).model
+        trained_on[name] = objective_label(config, model)[0]
+        # the autoencoder has one loss, no ELBO: its spec names no objective
+        specs.append(
+            f"{config.family}:{config.objective}" if has_likelihood(model) else config.family
+        )
     if not resume:
         make_new_dir(out, force)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
         out / "compare.json",
-        {"runs": names, "families": [f"{f}:{o}" for f, o in families], "base": base.to_dict()},
+        {"runs": names, "families": specs, "trained_on": trained_on, "base": base.to_dict()},
     )
     summaries: dict[str, dict[str, Any]] = {}
     for name, config in zip(names, configs, strict=True):
         run_dir = out / name
         again = resume and (run_dir / "config.json").is_file()
         if progress:
-            print(f"== {name} ({config.objective_label()}) -> {run_dir}", file=stream, flush=True)
+            print(f"== {name} ({trained_on[name]}) -> {run_dir}", file=stream, flush=True)
         try:
             summaries[name] = train_run(
                 config, run_dir, resume=again, progress=progress, label=name, stream=stream

@@ -265,7 +265,13 @@ def train_run(
     for epoch in range(start_epoch + 1, c.epochs + 1):
         seed_everything(epoch_seed(c.seed, epoch, "train"))
         bar = EpochProgress(
-            epoch, c.epochs, batches.num_examples, label=label, stream=stream, enabled=progress
+            epoch,
+            c.epochs,
+            batches.num_examples,
+            label=label,
+            stream=stream,
+            enabled=progress,
+            value_name=_value_name(c, model),
         )
         try:
             stats = fit_epoch(
@@ -348,6 +354,15 @@ def _finalize_data(train_x: torch.Tensor, binarize: str) -> torch.Tensor:
     return train_x
 
 
+def _value_name(config: TrainConfig, model: Any) -> str:
+    """What the training value of an epoch line is: the objective trained on, by its name."""
+    from binaryvae.evaluation.summary import has_likelihood
+
+    if not has_likelihood(model):
+        return "train recon"  # the autoencoder's loss: log p(x | code), no KL
+    return f"train {config.objective}"
+
+
 def _epoch_line(row: dict[str, Any]) -> str:
     """The tail of the one-line epoch summary: the test bounds that exist for this family."""
     parts = []
@@ -359,5 +374,7 @@ def _epoch_line(row: dict[str, Any]) -> str:
         value = row.get(key)
         if isinstance(value, int | float):
             parts.append(f"{short} {value:.2f}")
+    if not parts and isinstance(row.get("test_recon"), int | float):  # the autoencoder: no bound
+        parts.append(f"recon {row['test_recon']:.2f}")
     parts.append(f"{row['train_seconds']:.1f}s+{row['eval_seconds']:.1f}s")
     return "test " + "  ".join(parts)
