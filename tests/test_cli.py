@@ -211,6 +211,55 @@ def test_sample_command(cli_run, tmp_path, mode):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _write_idx(path: Path, array) -> None:
+    """An uncompressed IDX file of uint8 ``array`` (the format of the MNIST files)."""
+    import struct
+
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype("uint8").tobytes())
+
+
+def test_sample_needs_only_the_run_directory(tmp_path, monkeypatch, capsys):
+    """A run on Fashion-MNIST samples where no Fashion-MNIST can be found (nor downloaded): the
+    same PNG as while its data were there, written to the default RUN_DIR/samples_MODE.png."""
+    import shutil
+
+    import numpy as np
+
+    from binaryvae.data import load_dataset, sources
+    from binaryvae.errors import BadInput
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for split, n in (("train", 60), ("t10k", 20)):  # a tiny stand-in, 28x28 like the real one
+        _write_idx(folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(folder / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--dataset", "fashion-mnist", "--data-dir",
+                 str(tmp_path / "data"), "--family", "steplogistic", "--epochs", "1",
+                 "--latent-dim", "3", *TINY, "--quiet", "--no-report"]) == 0  # fmt: skip
+    with_data = tmp_path / "with_data.png"
+    assert main(["sample", str(run), "--n", "9", "--out", str(with_data)]) == 0
+
+    shutil.rmtree(tmp_path / "data")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("BINARYVAE_DATA_DIR", str(empty))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr("binaryvae.data.sources.DEBIAN_DIR", tmp_path / "debian")
+    # a download would fail at once: nothing listens on port 9
+    monkeypatch.setitem(sources.MIRRORS, "fashion-mnist", ("http://127.0.0.1:9/",))
+    with pytest.raises(BadInput):  # the premise: the dataset is gone
+        load_dataset("fashion-mnist", data_dir=str(tmp_path / "data"))
+    capsys.readouterr()
+    assert main(["sample", str(run), "--n", "9"]) == 0
+    default = run / "samples_probs.png"
+    assert capsys.readouterr().out.strip() == str(default)
+    assert default.read_bytes() == with_data.read_bytes()
+
+
 def test_sample_bad_input(cli_run, tmp_path, capsys):
     assert main(["sample", str(cli_run), "--n", "0", "--out", str(tmp_path / "a.png")]) == 2
     assert main(["sample", str(cli_run), "--n", "4", "--out", str(tmp_path / "a.jpg")]) == 2
