@@ -24,6 +24,8 @@ SCRIPTS = {
     "bench_exact.py": ["--threads", "1"],  # evaluation issue; writes nothing with --quick
     "bench_smoothstep.py": ["--threads", "1", "--out", "{out}"],  # distributions issue
     "steplogistic_large.py": ["--threads", "1", "--out", "{out}"],
+    "bench_cli_startup.py": ["--out", "{out}"],  # CLI issue
+    "compare_duration.py": ["--out", "{out}"],
 }
 
 

@@ -1,6 +1,6 @@
 """What a run records: `evaluate_epoch` (one metrics.jsonl line) and `evaluate_summary` (the
 numbers of summary.json). Every model is scored as the discrete model it stands for where it
-stands for one (binary families), and by its own bound otherwise (DESIGN.md, run directory).
+stands for one (binary families), and by its own bound otherwise (docs/internals.md, run directory).
 
 Units: nats per image averaged over the test images; higher is better for ELBO / IWAE / log p(x)
 columns; lower is better for recon_loss_* and sample_fd. Both functions fork the global RNG under
@@ -34,7 +34,7 @@ __all__ = [
     "iwae_key",
 ]
 
-EPOCH_EXACT_BITS = 16  # DESIGN.md: test_log_px_exact per epoch for binary families with n <= 16
+EPOCH_EXACT_BITS = 16  # docs/internals.md: test_log_px_exact per epoch, binary families, n <= 16
 IWAE_K_ENUMERATED = 1000  # binary, n <= 12: codes decoded once, a sample costs a gather
 IWAE_K_DECODED = 100  # otherwise each sample is one decoder pass per image
 BATCH = 500  # test images per evaluation batch

@@ -90,6 +90,11 @@ def compare(
         specs.append(
             f"{config.family}:{config.objective}" if has_likelihood(model) else config.family
         )
+    if progress:
+        from binaryvae.data import DATASETS
+        from binaryvae.runs.duration import expected_line
+
+        print(expected_line(configs, DATASETS[base.dataset].sizes), file=stream, flush=True)
     if not resume:
         make_new_dir(out, force)
     out.mkdir(parents=True, exist_ok=True)

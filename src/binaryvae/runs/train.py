@@ -46,7 +46,7 @@ __all__ = [
     "train_run",
 ]
 
-# What each reported number is (summary.json "labels"); DESIGN.md "Vocabulary".
+# What each reported number is (summary.json "labels"); docs/internals.md, vocabulary.
 NUMBER_LABELS = {
     "test_relaxed_elbo": "lower bound on log p(x) of the relaxed (continuous-latent) model",
     "test_bernoulli_elbo": (
