@@ -334,3 +334,19 @@ def test_capacity_of_binary_and_continuous_codes_is_stated(report):
     html = path.read_text()
     assert "an 4-bit model has 2^4 = 16 codes" in html or "a 4-bit model has 2^4 = 16 codes" in html
     assert "autoencoder-gmm (4 continuous dimensions)" in html
+
+
+@pytest.mark.parametrize("epochs", [[1], [1, 2], list(range(1, 16))])
+def test_epoch_axis_ticks_are_whole_epochs(epochs):
+    """One epoch used to get ticks 0.96-1.04 (matplotlib's default locator)."""
+    from binaryvae.report.style import epoch_axis, new_figure
+
+    fig = new_figure(4, 3)
+    ax = fig.subplots()
+    ax.plot(epochs, [float(e) for e in epochs])
+    epoch_axis(ax, epochs)
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert lo < min(epochs) and hi > max(epochs)

@@ -115,14 +115,13 @@ def _curve_section(records: list[RunRecord], figs: Path) -> Section:
     here = captions.setting_of(records)
     has = functools.partial(captions.has_runs, records)
     sec = Section("Bounds, KL and reconstruction per epoch")
+    mnist = captions.is_mnist(here)  # the dissertation's chapter 4 and the notes use MNIST
     cited = []
-    if has("logistic:elbo"):
+    if mnist and has("logistic:elbo"):
         cited.append(("diss. Fig. 4.7", "the logistic panel"))
-    if has("logistic:bernoulli-elbo"):
+    if mnist and has("logistic:bernoulli-elbo"):
         cited.append(("diss. Fig. 4.8", "the logistic (bernoulli-elbo) panel"))
-    text = " ".join(
-        f"{captions.cite(name, here, note=where)}" for name, where in cited
-    )  # fmt: skip
+    text = " ".join(captions.cite(name, here, note=where) for name, where in cited)
     sec.items.append(FigureItem(
         curves.elbo_per_family(records, figs / "elbo_per_epoch.png"),
         "Test bounds per epoch, one panel per run",
@@ -134,7 +133,7 @@ def _curve_section(records: list[RunRecord], figs: Path) -> Section:
         "(about 120 nats lower). " + text,
     ))  # fmt: skip
     cited = []
-    if has("logistic:elbo", "logistic:bernoulli-elbo"):
+    if mnist and has("logistic:elbo", "logistic:bernoulli-elbo"):
         cited.append("diss. Fig. 4.6")
     if here.dataset == "fashion-mnist":
         if has("logistic", "steplogistic", "concrete"):
@@ -151,7 +150,7 @@ def _curve_section(records: list[RunRecord], figs: Path) -> Section:
     ))  # fmt: skip
     kl_path, left_out = curves.kl_recon_per_epoch(records, figs / "kl_recon_per_epoch.png")
     text = ""
-    if has("gaussian", "bernoulli-sfe"):
+    if mnist and has("gaussian", "bernoulli-sfe"):
         text = captions.cite("notes Figs 10-11", here, note="the gaussian and bernoulli-sfe "
                              "curves; the Gaussian's latent is continuous")  # fmt: skip
     sec.items.append(FigureItem(
@@ -261,8 +260,8 @@ def _model_sections(doc: Document, records: list[RunRecord], figs: Path) -> list
         doc.omitted.append("lambda histogram: no binary-latent family among the runs")
     means, no_mean = model_figures.posterior_means_histogram(loaded, figs / "posterior_means.png")
     if means is not None:
-        text = captions.cite("diss. Fig. 5.2", here, note="the logistic panel") if has(
-            "logistic") else ""  # fmt: skip
+        text = captions.cite("diss. Fig. 5.2", here, note="the logistic panel") if (
+            digits and has("logistic")) else ""  # fmt: skip
         if no_mean:
             text += f" Left out (the posterior has no closed-form mean): {', '.join(no_mean)}."
         codes.items.append(FigureItem(

@@ -23,7 +23,6 @@ from binaryvae.report.style import (
     colour_of,
     epoch_axis,
     figure_legend,
-    legend_outside,
     new_figure,
     save,
 )
@@ -131,9 +130,9 @@ def elbo_all_families(records: list[RunRecord], path: Path) -> Path:
     binary model it stands for (right), on one shared y axis (dissertation Fig. 5.5, and A.5 on
     Fashion-MNIST). The autoencoder has no bound and is left out."""
     start = zoom_start(_max_epoch(records))
-    fig = new_figure(11, 4.4)
+    fig = new_figure(11, 4.8)
     left, right = fig.subplots(1, 2, sharey=True)
-    drawn, epochs = [], []
+    drawn, epochs, handles, labels = [], [], [], []
     for i, rec in enumerate(records):
         if rec.kind == "autoencoder":
             continue  # a reconstruction term is on no common footing with the bounds
@@ -141,14 +140,16 @@ def elbo_all_families(records: list[RunRecord], path: Path) -> Path:
         key, _ = trained_series(rec.kind, rec.config.objective)
         xs, ys = _column(rec, key, start)
         if xs:
-            _plot(left, xs, ys, "-", colour, label=rec.label)
+            _plot(left, xs, ys, "-", colour)
             drawn.append((xs, ys))
             epochs += xs
         xs, ys = _column(rec, "test_discrete_elbo", start)
         if xs:
-            _plot(right, xs, ys, "--", colour, label=None if rec.column(key)[0] else rec.label)
+            _plot(right, xs, ys, "--", colour)
             drawn.append((xs, ys))
             epochs += xs
+        handles.append(Line2D([], [], color=colour, lw=1.6))
+        labels.append(rec.label)
     _fit_y(left, drawn, start)
     left.set_title("objective each run was trained on\n(Bernoulli ELBO runs: not a bound)")
     right.set_title("discrete ELBO of the binary model each run stands for\n(a bound; "
@@ -156,7 +157,7 @@ def elbo_all_families(records: list[RunRecord], path: Path) -> Path:
     left.set_ylabel(NATS + " (higher is better)")
     for ax in (left, right):
         epoch_axis(ax, epochs, start)
-    legend_outside(right)
+    figure_legend(fig, handles, labels, ncols=min(4, len(labels)))
     note = f", from epoch {start} (the first epochs lie far below)" if start > 1 else ""
     fig.suptitle(f"Trained objective vs the discrete bound, test set{note}")
     return save(fig, path)

@@ -95,7 +95,7 @@ def epoch_axis(ax, epochs: Iterable[int], start: int = 1) -> None:
     (matplotlib would otherwise show ticks 0.96-1.04), shown from epoch ``start`` on."""
     epochs = sorted(set(int(e) for e in epochs if int(e) >= start) or set(int(e) for e in epochs))
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8, min_n_ticks=1))
     if epochs:
         lo, hi = epochs[0], epochs[-1]
         pad = 0.5 if hi - lo < 2 else 0.02 * (hi - lo)

@@ -151,16 +151,16 @@ def theory_items(figs: Path) -> tuple[list, list[str]]:
         steplogistic_figure(figs / "steplogistic.png"),
         "StepLogistic samples, pdf and CDF",
         "Normalised histogram of 100,000 inverse-CDF samples (eq. 5.7) against the pdf "
-        "(eq. 5.4) at alpha = 0.5 (reproduces Fig. 5.4), and the CDF (eq. 5.6) at alpha = 1.5, "
-        "continuous with a kink at 0 (reproduces Fig. 5.3). Same parameters as the "
-        "dissertation's figures.",
+        "(eq. 5.4) at alpha = 0.5 (reproduces diss. Fig. 5.4), and the CDF (eq. 5.6) at "
+        "alpha = 1.5, continuous with a kink at 0 (reproduces diss. Fig. 5.3). Same parameters "
+        "as the dissertation's figures.",
     ))  # fmt: skip
     path, d = toy_posterior_figure(figs / "toy_posterior.png")
     items.append(FigureItem(
         path, "Toy posterior and its Logistic and StepLogistic fits",
         "Exact posterior of the toy model (x ~ N(step(z), 0.5^2), z ~ Logistic(0,1), x = 1), "
         f"the KL-optimal Logistic(mu, 1) (mu = {d['mu']:.3f}) and StepLogistic fits; the "
-        "StepLogistic family contains the posterior exactly. Reproduces Fig. 5.1; differs in "
+        "StepLogistic family contains the posterior exactly. Reproduces diss. Fig. 5.1; differs in "
         "that both fits are optimal (the dissertation trained for 400 iterations).",
     ))  # fmt: skip
     items.append(table_5_1_item())
@@ -169,9 +169,10 @@ def theory_items(figs: Path) -> tuple[list, list[str]]:
     items.append(FigureItem(
         path, "SmoothStepLogistic pdf and CDF, and where eq. 5.9 fails",
         "The smoothed StepLogistic density (eq. 5.8) against the StepLogistic density at "
-        "alpha = 1.5, beta = 10 (Fig. 5.7); the CDFs at the same alpha (Fig. 5.8), where the "
-        "exact CDF of eq. 5.8 (the dissertation's open problem, solved here) and the "
-        "dissertation's eq. 5.9 differ only near z = 0 (inset); and, in the third panel, "
+        "alpha = 1.5, beta = 10 (reproduces diss. Fig. 5.7); the CDFs at the same alpha "
+        "(reproduces diss. Fig. 5.8), where the exact CDF of eq. 5.8 (the dissertation's open "
+        "problem, solved here) and the dissertation's eq. 5.9 differ only near z = 0 (inset); "
+        "and, in the third panel, "
         f"alpha = {f['alpha']:g}, below alpha_crit({f['beta']:g}) = {f['alpha_crit']:.3f}: there "
         "eq. 5.9's derivative is "
         f"negative on z in ({a:.2f}, {b:.2f}), so eq. 5.9 is not a CDF, while eq. 5.8's density "
