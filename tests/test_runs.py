@@ -94,18 +94,21 @@ def test_existing_directory_needs_force(run3, tmp_path):
     other = tmp_path / "not-a-run"
     other.mkdir()
     (other / "precious.txt").write_text("keep me")
-    with pytest.raises(BadInput, match="not a binaryvae run"):
+    with pytest.raises(BadInput, match="binaryvae did not write it"):
         train_run(tiny_config(epochs=1), other, force=True, progress=False)
     assert (other / "precious.txt").read_text() == "keep me"
 
 
-def test_force_replaces_a_run(tmp_path):
+def test_force_replaces_a_run_and_keeps_files_it_did_not_write(tmp_path):
     out = tmp_path / "r"
-    train_run(tiny_config(epochs=1), out, progress=False, stream=None)
-    (out / "stale.txt").write_text("old")
+    train_run(tiny_config(epochs=2), out, progress=False, stream=None)
+    (out / "notes.txt").write_text("mine")
+    (out / "figures").mkdir()
+    (out / "figures" / "old-run.png").write_bytes(b"png")
     train_run(tiny_config(epochs=1), out, force=True, progress=False)
-    assert not (out / "stale.txt").exists()
-    assert len(metric_rows(out)) == 1
+    assert (out / "notes.txt").read_text() == "mine"  # not binaryvae's: kept
+    assert not (out / "figures" / "old-run.png").exists()  # binaryvae's figures: replaced
+    assert len(metric_rows(out)) == 1  # the old run's two rows are gone
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,19 @@ from binaryvae.errors import BadInput
 
 __all__ = [
     "TrainConfig",
+    "ModelOptions",
     "OBJECTIVES",
     "BINARIZE_MODES",
     "DEVICES",
+    "ACTIVATIONS",
+    "NETWORKS",
+    "DECODERS",
+    "PRIORS",
     "COMPARE_FAMILIES",
     "COMPARE_EPOCHS",
+    "RESUMABLE_FIELDS",
+    "MAX_LATENT_DIM",
+    "MAX_SEED",
 ]
 
 OBJECTIVES = ("elbo", "bernoulli-elbo")
@@ -46,6 +55,132 @@ COMPARE_FAMILIES = (
 # Epochs per model: enough to see the ordering of the bounds, while the eight runs, their final
 # evaluation and the report finish in a few minutes on a 2-core CPU (measured in the README).
 COMPARE_EPOCHS = 15
+
+
+# Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
+# it trains and where/how it computes. Anything else would make the resumed run another run.
+RESUMABLE_FIELDS = ("epochs", "threads", "device", "data_dir")
+
+# Ranges of the numeric fields. Upper limits bound the work one command can ask for (a latent
+# size of 2^31 would exhaust memory before the first step); each is far above any published
+# setting (the estimator literature uses 200 bits and batch 50-100, the dissertation 8-56 bits).
+MAX_LATENT_DIM = 4096
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most tools take 32-bit seeds
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "latent_dim": (1, MAX_LATENT_DIM),
+    "gmm_components": (1, 1000),
+    "epochs": (1, 1_000_000),
+    "batch_size": (1, 1_000_000),
+    "kl_warmup_epochs": (0, 1_000_000),
+    "seed": (0, MAX_SEED),
+    "eval_samples": (1, 10_000),
+    "threads": (1, 4096),
+}
+_HIDDEN_MAX = (16, 65_536)  # at most 16 layers of at most 65,536 units
+# (name, lower limit, lower limit included?): every float must also be finite
+_FLOAT_RANGES: dict[str, tuple[float, bool]] = {
+    "beta": (0.0, False),
+    "lr": (0.0, False),
+    "kl_weight": (0.0, True),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {}  # filled below, after the tuples are defined
+# how messages name a field where its name alone would be cryptic
+_LABELS = {
+    "latent_dim": "latent size (latent_dim)",
+    "lr": "learning rate (lr)",
+    "beta": "beta (inverse temperature)",
+    "kl_weight": "KL weight (kl_weight)",
+    "kl_warmup_epochs": "KL warm-up epochs (kl_warmup_epochs)",
+    "batch_size": "batch size (batch_size)",
+    "binarize": "binarization (binarize)",
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an int in [low, high]; BadInput naming ``name`` otherwise (bools refused)."""
+    if not _is_int(value):
+        raise BadInput(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise BadInput(f"{name} must be in [{low}, {high}], got {value}")
+    return value
+
+
+def check_float(
+    name: str,
+    value: Any,
+    low: float,
+    inclusive: bool,
+    high: float = math.inf,
+    high_inclusive: bool = True,
+) -> float:
+    """``value`` as a finite float above ``low`` (and below ``high``); BadInput otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise BadInput(f"{name} must be finite, got {value}")
+    if value < low or (value == low and not inclusive):
+        raise BadInput(f"{name} must be {'>=' if inclusive else '>'} {low:g}, got {value:g}")
+    if value > high or (value == high and not high_inclusive):
+        raise BadInput(f"{name} must be {'<=' if high_inclusive else '<'} {high:g}, got {value:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Family-, estimator- and network-specific options: ``TrainConfig.extra`` in config.json.
+
+    One typed, validated home for options that only some families read. ``extra`` stays a
+    plain dict in config.json (the run-directory contract); `ModelOptions.from_extra` checks
+    its keys and values (unknown keys are refused with the list of known ones) and the model
+    code reads the typed fields, never the dict.
+    """
+
+    # bernoulli-sfe: decay of the running-average control variate (notes eq. 11) and whether
+    # to use it at all (False: the plain estimator of eq. 9)
+    sfe_decay: float = 0.99
+    sfe_baseline: bool = True
+    # bernoulli-reinforce-loo: K samples per image (Kool et al. 2019 use K = 2..4)
+    loo_samples: int = 2
+    # gaussian decoder: a fixed standard deviation; None learns one per dimension
+    decoder_scale: float | None = None
+    # conv network: width of its first layer (the second has twice as many channels)
+    conv_channels: int = 32
+    # concrete: inverse temperature of the prior; None uses beta (the posterior's)
+    concrete_prior_beta: float | None = None
+
+    @classmethod
+    def from_extra(cls, extra: Any) -> ModelOptions:
+        """Validate ``extra`` (a dict) and return the options; BadInput naming the key."""
+        if not isinstance(extra, dict):
+            raise BadInput(f"extra must be a JSON object of options, got {extra!r}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(extra) - set(known))
+        if unknown:
+            raise BadInput(
+                f"unknown option(s) in extra: {', '.join(map(str, unknown))}; "
+                f"known: {', '.join(known)}"
+            )
+        values = dict(extra)
+        for name, value in values.items():
+            key = f"extra.{name}"
+            if name == "sfe_decay":
+                values[name] = check_float(key, value, 0.0, True, 1.0, high_inclusive=False)
+            elif name == "sfe_baseline":
+                if not isinstance(value, bool):
+                    raise BadInput(f"{key} must be true or false, got {value!r}")
+            elif name == "loo_samples":
+                values[name] = check_int(key, value, 2, 1024)
+            elif name == "conv_channels":
+                values[name] = check_int(key, value, 1, 1024)
+            elif name in ("decoder_scale", "concrete_prior_beta"):
+                if value is not None:
+                    values[name] = check_float(key, value, 0.0, False)
+        return cls(**values)
 
 
 @dataclass
@@ -91,53 +226,42 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.hidden = tuple(int(h) for h in self.hidden)
         self.validate()
 
     def validate(self) -> None:
-        """Raise BadInput naming the first contradictory or out-of-range field."""
-        if self.objective not in OBJECTIVES:
-            raise BadInput(
-                f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}"
-            )
-        if self.binarize not in BINARIZE_MODES:
-            raise BadInput(
-                f"unknown binarization {self.binarize!r}; choose one of {', '.join(BINARIZE_MODES)}"
-            )
-        if self.device not in DEVICES:
-            raise BadInput(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        if self.activation not in ACTIVATIONS:
-            raise BadInput(
-                f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
-            )
-        if self.network not in NETWORKS:
-            raise BadInput(f"unknown network {self.network!r}; choose one of {', '.join(NETWORKS)}")
-        if self.decoder not in DECODERS:
-            raise BadInput(f"unknown decoder {self.decoder!r}; choose one of {', '.join(DECODERS)}")
-        if self.prior not in PRIORS:
-            raise BadInput(f"unknown prior {self.prior!r}; choose one of {', '.join(PRIORS)}")
-        if self.latent_dim < 1:
-            raise BadInput(f"latent size must be >= 1, got {self.latent_dim}")
-        if not self.beta > 0:
-            raise BadInput(f"beta (inverse temperature) must be > 0, got {self.beta}")
-        if self.epochs < 1:
-            raise BadInput(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise BadInput(f"batch size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise BadInput(f"learning rate must be > 0, got {self.lr}")
-        if self.kl_weight < 0:
-            raise BadInput(f"KL weight must be >= 0, got {self.kl_weight}")
-        if self.kl_warmup_epochs < 0:
-            raise BadInput(f"KL warm-up epochs must be >= 0, got {self.kl_warmup_epochs}")
-        if any(h < 1 for h in self.hidden):  # () is allowed: a linear encoder/decoder
-            raise BadInput(f"hidden sizes must be positive integers, got {self.hidden}")
-        if self.gmm_components < 1:
-            raise BadInput(f"GMM components must be >= 1, got {self.gmm_components}")
-        if self.eval_samples < 1:
-            raise BadInput(f"eval samples must be >= 1, got {self.eval_samples}")
-        if self.threads is not None and self.threads < 1:
-            raise BadInput(f"threads must be >= 1, got {self.threads}")
+        """Check every field's type and range; raise BadInput naming the first bad field.
+
+        The same rules apply to command-line options and config files: integers are integers
+        (not booleans, not 1.5), floats are finite and in range, names are among the choices,
+        ``hidden`` is a list of positive integers and ``extra`` holds known options only
+        (`ModelOptions`). Names of datasets and families are checked by the layers that own
+        their registries (data, models), before anything is written.
+        """
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in choices:
+                label = _LABELS.get(name, name)
+                raise BadInput(f"unknown {label} {value!r}; choose one of {', '.join(choices)}")
+        for name in ("dataset", "family"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise BadInput(f"{name} must be a name, got {getattr(self, name)!r}")
+        for name, (low, high) in _INT_RANGES.items():
+            value = getattr(self, name)
+            if name == "threads" and value is None:
+                continue
+            check_int(_LABELS.get(name, name), value, low, high)
+        for name, (low, inclusive) in _FLOAT_RANGES.items():
+            value = check_float(_LABELS.get(name, name), getattr(self, name), low, inclusive)
+            setattr(self, name, value)
+        self.hidden = _check_hidden(self.hidden)
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise BadInput(f"data_dir must be a path or null, got {self.data_dir!r}")
+        self.options  # noqa: B018 - validates extra
+
+    @property
+    def options(self) -> ModelOptions:
+        """The typed family/network options held in ``extra`` (validated)."""
+        return ModelOptions.from_extra(self.extra)
 
     @property
     def is_bound(self) -> bool:
@@ -162,14 +286,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        """A config from a JSON object; BadInput for unknown or invalid fields."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
         if unknown:
-            raise BadInput(f"unknown config field(s): {', '.join(unknown)}")
-        try:
-            return cls(**d)
-        except TypeError as e:
-            raise BadInput(f"invalid config: {e}") from None
+            raise BadInput(
+                f"unknown config field(s): {', '.join(map(str, unknown))}; "
+                f"known: {', '.join(known)}"
+            )
+        return cls(**d)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -184,5 +309,39 @@ class TrainConfig:
             raise BadInput(f"config {path} must hold a JSON object")
         return cls.from_dict(d)
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+    def changed_fields(self, other: TrainConfig) -> list[str]:
+        """Names of the fields whose values differ between ``self`` and ``other``."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [name for name in mine if mine[name] != theirs[name]]
+
+    def check_resumable(self, stored: TrainConfig, where: str) -> None:
+        """BadInput naming each field that differs from ``stored`` outside `RESUMABLE_FIELDS`."""
+        changed = [n for n in stored.changed_fields(self) if n not in RESUMABLE_FIELDS]
+        if changed:
+            parts = ", ".join(
+                f"{n} ({getattr(stored, n)!r} -> {getattr(self, n)!r})" for n in changed
+            )
+            raise BadInput(
+                f"--resume continues the stored runs of {where}; it cannot change {parts} "
+                f"(only {', '.join(RESUMABLE_FIELDS)})"
+            )
+
+
+def _check_hidden(hidden: Any) -> tuple[int, ...]:
+    if not isinstance(hidden, list | tuple):
+        raise BadInput(f"hidden must be a list of layer sizes like [512, 256, 128], got {hidden!r}")
+    layers, width = _HIDDEN_MAX
+    if len(hidden) > layers:
+        raise BadInput(f"hidden may have at most {layers} layers, got {len(hidden)}")
+    return tuple(check_int("hidden layer size", h, 1, width) for h in hidden)
+
+
+_CHOICES.update(
+    objective=OBJECTIVES,
+    binarize=BINARIZE_MODES,
+    device=DEVICES,
+    activation=ACTIVATIONS,
+    network=NETWORKS,
+    decoder=DECODERS,
+    prior=PRIORS,
+)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 from binaryvae.cli._common import add_run_options, hidden_sizes
 from binaryvae.config import BINARIZE_MODES, TrainConfig
 from binaryvae.config import COMPARE_EPOCHS as DEFAULT_COMPARE_EPOCHS
 from binaryvae.config import COMPARE_FAMILIES as DEFAULT_FAMILIES
+from binaryvae.errors import BadInput
 
 __all__ = ["add_parser", "run_compare"]
 
@@ -25,21 +28,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="compare directory to create")
     p.add_argument(
         "--families",
-        default=",".join(DEFAULT_FAMILIES),
+        default=None,
         metavar="a,b:objective",
         help="comma-separated families, each optionally name:objective "
         f"(default {','.join(DEFAULT_FAMILIES)})",
     )
-    p.add_argument("--dataset", default="mnist-mini", help="default mnist-mini (offline)")
-    p.add_argument("--latent-dim", type=int, default=8, metavar="N", help="latent bits (default 8)")
+    p.add_argument("--dataset", default=None, help="default mnist-mini (offline)")
+    p.add_argument(
+        "--latent-dim", type=int, default=None, metavar="N", help="latent bits (default 8)"
+    )
     p.add_argument(
         "--epochs",
         type=int,
-        default=DEFAULT_COMPARE_EPOCHS,
+        default=None,
         metavar="N",
         help=f"epochs per model (default {DEFAULT_COMPARE_EPOCHS}: a few minutes on 2 cores)",
     )
-    p.add_argument("--seed", type=int, default=0, metavar="N")
+    p.add_argument("--seed", type=int, default=None, metavar="N", help="default 0")
     p.add_argument("--hidden", default=None, metavar="512,256,128", help="hidden layer sizes")
     p.add_argument("--batch-size", type=int, default=None, metavar="N")
     p.add_argument("--lr", type=float, default=None, metavar="F")
@@ -47,6 +52,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--binarize", default=None, choices=BINARIZE_MODES)
     add_run_options(p)
     p.set_defaults(func=run_compare)
+
+
+def _recorded(out: Path) -> dict:
+    """The comparison recorded in ``out/compare.json`` (what ``--resume`` continues)."""
+    try:
+        recorded = json.loads((out / "compare.json").read_text())
+        return {"base": dict(recorded["base"]), "families": list(recorded["families"])}
+    except FileNotFoundError:
+        raise BadInput(f"cannot resume {out}: no compare.json there") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInput(f"cannot resume {out}: unreadable compare.json ({e})") from None
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -65,12 +81,17 @@ def run_compare(args: argparse.Namespace) -> int:
         "device": args.device,
         "data_dir": args.data_dir,
     }
-    base = TrainConfig().to_dict()
+    if args.resume:  # options not given are the recorded ones (compare.json)
+        recorded = _recorded(Path(args.out))
+        base = recorded["base"]
+        families = parse_families(args.families or recorded["families"])
+    else:
+        base = TrainConfig(epochs=DEFAULT_COMPARE_EPOCHS).to_dict()
+        families = parse_families(args.families or ",".join(DEFAULT_FAMILIES))
     base.update({k: v for k, v in fields.items() if v is not None})
     if args.hidden is not None:
         base["hidden"] = hidden_sizes(args.hidden)
     config = TrainConfig.from_dict(base)
-    families = parse_families(args.families)
     start = time.monotonic()
     summaries = compare(
         families, config, args.out, force=args.force, resume=args.resume, progress=not args.quiet

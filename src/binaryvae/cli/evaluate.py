@@ -43,13 +43,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from binaryvae.runs import evaluate_run, find_runs
+    from binaryvae.runs import find_runs
+    from binaryvae.runs.evaluate import check_evaluate, evaluate_run
 
-    if args.iwae is not None and args.iwae < 1:
-        raise BadInput(f"--iwae K needs K >= 1, got {args.iwae}")
     runs = find_runs(args.run_dir)
     if not runs:
         raise BadInput(f"{args.run_dir} is not a run directory or a compare directory")
+    for run in runs:  # every run checked before the first is evaluated
+        check_evaluate(run, exact=args.exact, iwae_k=args.iwae)
     for run in runs:
         s = evaluate_run(run, exact=args.exact, iwae_k=args.iwae, device=args.device)
         print_summary(run, s)

@@ -9,6 +9,8 @@ from binaryvae.errors import BadInput
 __all__ = ["add_parser", "run_sample"]
 
 MODES = ("probs", "bernoulli", "threshold")
+# one PNG grid of at most 100 x 100 images (2,800 x 2,800 pixels of 28 x 28 digits)
+MAX_SAMPLES = 10_000
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +22,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "thresholded at 0.5 (threshold).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (its dataset is not needed)")
-    p.add_argument("--n", type=int, default=64, metavar="N", help="images (default 64)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=64,
+        metavar="N",
+        help=f"images (default 64, at most {MAX_SAMPLES:,})",
+    )
     p.add_argument(
         "--mode",
         default="probs",
@@ -44,8 +52,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
     from binaryvae.report import sample_figure
 
-    if args.n < 1:
-        raise BadInput(f"--n must be >= 1, got {args.n}")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise BadInput(f"--n must be in [1, {MAX_SAMPLES:,}] (one PNG grid), got {args.n}")
     out = args.out if args.out is not None else str(Path(args.run_dir) / f"samples_{args.mode}.png")
     if not out.lower().endswith(".png"):
         raise BadInput(f"--out must name a .png file, got {out!r}")

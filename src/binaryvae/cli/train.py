@@ -139,30 +139,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
 
-# what --resume may change about a stored run
-_RESUMABLE = ("epochs", "threads", "device", "data_dir")
-
-
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """--config FILE (or the defaults) overridden by the options given on the command line.
 
-    With --resume the base is the run's own config.json, and only epochs, threads, device and
-    data_dir may be changed.
+    With --resume the base is the run's own config.json; `binaryvae.runs.train_run` then
+    refuses any change outside `binaryvae.config.RESUMABLE_FIELDS`.
     """
     if getattr(args, "resume", False):
-        stored = TrainConfig.load(Path(args.out) / "config.json")
-        config = _apply(stored.to_dict(), args)
-        changed = [
-            name
-            for name in stored.to_dict()
-            if name not in _RESUMABLE and getattr(config, name) != getattr(stored, name)
-        ]
-        if changed:
-            raise BadInput(
-                f"--resume continues the stored config of {args.out}; it cannot change "
-                f"{', '.join(changed)} (only {', '.join(_RESUMABLE)})"
-            )
-        return config
+        stored = Path(args.out) / "config.json"
+        if not stored.is_file():
+            raise BadInput(f"cannot resume {args.out}: no config.json there")
+        return _apply(TrainConfig.load(stored).to_dict(), args)
     base: dict[str, Any] = (
         TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
     )

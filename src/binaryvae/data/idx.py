@@ -21,7 +21,7 @@ import torch
 from binaryvae.errors import BadInput
 
 __all__ = ["IdxError", "parse_idx", "read_idx", "read_idx_bytes", "read_image_label_pair",
-           "sha256_decompressed", "GZIP_MAGIC"]
+           "sha256_decompressed", "GZIP_MAGIC", "MAX_IDX_BYTES"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -40,22 +40,73 @@ class IdxError(BadInput):
     """An IDX file that is missing, truncated, corrupted or inconsistent with its partner."""
 
 
+# The largest IDX file binaryvae reads (decompressed): MNIST's training images are 47 MB. A header
+# declaring more is refused before any data is decompressed, so a small gzip "bomb" that expands
+# to gigabytes costs at most this much memory and time.
+MAX_IDX_BYTES = 1 << 30  # 1 GiB
+_TRAILING_SEEN = 1 << 16  # trailing bytes counted exactly; beyond, the read stops
+
+
+def _open(path: Path):
+    """The file, or a streaming decompressor when it starts with the gzip magic bytes."""
+    f = open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
+    if f.read(2) == GZIP_MAGIC:
+        f.close()
+        return gzip.open(path, "rb")
+    f.seek(0)
+    return f
+
+
+def _read_exactly(f, size: int) -> bytes:
+    """Up to ``size`` bytes (fewer only at the end of the stream)."""
+    parts, got = [], 0
+    while got < size:
+        chunk = f.read(min(size - got, 1 << 24))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
 def read_idx_bytes(path: str | Path) -> bytes:
-    """The decompressed bytes of an IDX file; gzip is detected by its magic bytes, not the name."""
+    """The decompressed bytes of an IDX file; gzip is detected by its magic bytes, not the name.
+
+    Decompression stops at the size the header declares plus one byte (enough for `parse_idx`
+    to report trailing data), and a header declaring more than `MAX_IDX_BYTES` is refused: the
+    work is bounded by the header, never by what the stream would expand to.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with _open(path) as f:
+            head = _read_exactly(f, 4)
+            if len(head) < 4 or head[:2] != b"\x00\x00" or head[3] == 0:
+                return head + _read_exactly(f, 4 * 255)  # parse_idx names what is wrong
+            ndim = head[3]
+            dims = _read_exactly(f, 4 * ndim)
+            if len(dims) < 4 * ndim:
+                return head + dims
+            itemsize = _DTYPES[head[2]].itemsize if head[2] in _DTYPES else 1
+            declared = itemsize * int(np.prod(struct.unpack(f">{ndim}I", dims), dtype=object))
+            if declared > MAX_IDX_BYTES:
+                raise IdxError(
+                    f"{path}: header declares {declared:,} data bytes, more than the "
+                    f"{MAX_IDX_BYTES:,} of any IDX file binaryvae reads"
+                )
+            data = _read_exactly(f, declared + _TRAILING_SEEN)
+            if len(data) == declared + _TRAILING_SEEN and f.read(1):
+                raise IdxError(
+                    f"{path}: more than {_TRAILING_SEEN:,} trailing bytes after the "
+                    f"{declared:,} data bytes the header declares"
+                )
+            return head + dims + data
     except FileNotFoundError:
         raise IdxError(f"{path}: file not found") from None
-    except OSError as e:
-        raise IdxError(f"{path}: unreadable: {e.strerror or e}") from None
-    if raw[:2] != GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
     except EOFError:
         raise IdxError(f"{path}: truncated gzip stream") from None
     except (OSError, zlib.error) as e:  # bad CRC, bad header, corrupted deflate data
+        if isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile) and e.errno:
+            raise IdxError(f"{path}: unreadable: {e.strerror or e}") from None
         raise IdxError(f"{path}: corrupted gzip data ({e})") from None
 
 
@@ -129,12 +180,19 @@ def sha256_decompressed(path: str | Path) -> str:
     """
     path = Path(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        is_gzip = f.read(2) == GZIP_MAGIC
+    total = 0
     try:
-        with (gzip.open(path, "rb") if is_gzip else open(path, "rb")) as f:
+        with _open(path) as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
+                total += len(chunk)
+                if total > MAX_IDX_BYTES:
+                    raise IdxError(
+                        f"{path}: decompresses to more than {MAX_IDX_BYTES:,} bytes, more than "
+                        "any IDX file binaryvae reads"
+                    )
                 digest.update(chunk)
+    except FileNotFoundError:
+        raise IdxError(f"{path}: file not found") from None
     except EOFError:
         raise IdxError(f"{path}: truncated gzip stream") from None
     except (OSError, zlib.error) as e:

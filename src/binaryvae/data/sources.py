@@ -19,7 +19,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from binaryvae.data.idx import IdxError, sha256_decompressed
 from binaryvae.errors import BadInput
+from binaryvae.storage import atomic_writer
 
 __all__ = ["RemoteFile", "FILES", "MIRRORS", "ENV_DATA_DIR", "DEBIAN_DIR", "cache_dir",
            "candidate_dirs", "find_file", "locate", "download", "resolve", "verify_dir",
@@ -145,9 +145,10 @@ def missing_message(name: str, data_dir: str | Path | None = None, why: str = ""
             f"${ENV_DATA_DIR} to a folder holding {name}/")
 
 
-def _fetch(url: str, dest: Path, desc: str) -> None:
-    """Stream ``url`` into ``dest`` with a progress bar; raises on HTTP errors or short reads."""
-    with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response, open(dest, "wb") as out:
+def _fetch(url: str, out, desc: str) -> None:
+    """Stream ``url`` into the open file ``out`` with a progress bar; raises on HTTP errors or
+    short reads."""
+    with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
         total = response.headers.get("Content-Length")
         total = int(total) if total and total.isdigit() else None
         got = 0
@@ -161,33 +162,37 @@ def _fetch(url: str, dest: Path, desc: str) -> None:
             raise http.client.IncompleteRead(b"", total - got)
 
 
+class _Rejected(Exception):
+    """A downloaded file that failed its check (abandons the atomic write)."""
+
+
 def _download_one(name: str, file: RemoteFile, folder: Path, mirrors: tuple[str, ...]) -> str:
-    """Fetch one file into ``folder/NAME.gz``: "" on success, else why every mirror failed."""
+    """Fetch one file into ``folder/NAME.gz``: "" on success, else why every mirror failed.
+
+    The bytes go through `binaryvae.storage.atomic_writer`: the file appears under its name only
+    once its decompressed content has the registry's sha256.
+    """
     failures = []
     for base in mirrors:
         url = base + file.name + ".gz"
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".part", dir=folder)
-        os.close(fd)
-        tmp = Path(tmp_name)
         try:
-            _fetch(url, tmp, f"{name}/{file.name}")
-            try:
-                digest = sha256_decompressed(tmp)
-            except IdxError as e:
-                failures.append(f"{url}: {str(e).split(': ', 1)[-1]}")
-                continue
-            if digest != file.sha256:
-                failures.append(f"{url}: sha256 mismatch of the decompressed file "
-                                f"(got {digest[:16]}..., expected {file.sha256[:16]}...)")
-                continue
-            os.replace(tmp, folder / (file.name + ".gz"))  # atomic on one file system
+            with atomic_writer(folder / (file.name + ".gz")) as out:
+                _fetch(url, out, f"{name}/{file.name}")
+                out.flush()
+                try:
+                    digest = sha256_decompressed(out.name)
+                except IdxError as e:
+                    raise _Rejected(f"{url}: {str(e).split(': ', 1)[-1]}") from None
+                if digest != file.sha256:
+                    raise _Rejected(f"{url}: sha256 mismatch of the decompressed file "
+                                    f"(got {digest[:16]}..., expected {file.sha256[:16]}...)")
             return ""
+        except _Rejected as e:
+            failures.append(str(e))
         except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
                 ConnectionError) as e:
             reason = getattr(e, "reason", None) or e
             failures.append(f"{url}: {type(e).__name__}: {reason}")
-        finally:
-            tmp.unlink(missing_ok=True)  # after a success the rename has moved it away
     return "; ".join(failures)
 
 

@@ -16,6 +16,7 @@ from binaryvae.distributions.bernoulli_probs import (
 )
 from binaryvae.distributions.kl import bernoulli_kl_to_half, logistic_kl_equal_scale
 from binaryvae.distributions.logistic import Logistic
+from binaryvae.distributions.noise import draw, open_uniform
 from binaryvae.distributions.relaxations import (
     binary_concrete,
     binary_concrete_logit_log_prob,
@@ -30,6 +31,8 @@ from binaryvae.distributions.smooth_step_logistic import (
 from binaryvae.distributions.step_logistic import StepLogistic
 
 __all__ = [
+    "draw",
+    "open_uniform",
     "bernoulli_kl",
     "bernoulli_log_mass",
     "Logistic",

@@ -2,8 +2,9 @@
 halves are rescaled by 2 - alpha (z < 0) and alpha (z > 0), alpha in (0, 2), given either as
 ``alpha`` or as ``logits`` = logit(alpha / 2) (dissertation section 5.2, eq. 5.3).
 
-Only the parameter handling lives here (constructor, broadcasting, ``expand``, the lazy
-alpha/logits duality); each subclass defines its density, CDF and sampler.
+The parameter handling lives here (constructor, broadcasting, ``expand``, the lazy
+alpha/logits duality) and the sampler, ``rsample`` = ``icdf`` of open uniforms; each subclass
+defines its density, CDF and inverse CDF.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import torch
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all, lazy_property
 
+from binaryvae.distributions.noise import open_uniform
+
 __all__ = ["AreaScaledLogistic", "open_interval"]
+
+_EMPTY_SHAPE = torch.Size()
 
 
 class _OpenInterval(constraints.Constraint):
@@ -83,3 +88,10 @@ class AreaScaledLogistic(Distribution):
     @property
     def param_shape(self):
         return self._param.size()
+
+    def rsample(self, sample_shape=_EMPTY_SHAPE, generator=None):
+        """Reparameterised sample: ``icdf`` of uniforms in (0, 1) (``generator``: see
+        `binaryvae.distributions.noise.draw`). The gradient is the inverse CDF's: closed form
+        for StepLogistic (eq. 5.7), implicit for SmoothStepLogistic."""
+        shape = self._extended_shape(sample_shape)
+        return self.icdf(open_uniform(shape, self._param, generator))

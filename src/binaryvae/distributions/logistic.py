@@ -10,20 +10,11 @@ import torch.nn.functional as F
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
+from binaryvae.distributions.noise import open_uniform
+
 _EMPTY_SHAPE = torch.Size()
 
-__all__ = ["Logistic", "open_uniform"]
-
-
-def open_uniform(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-    """Uniforms in the open interval (0, 1) with the dtype and device of `like`.
-
-    `torch.rand` draws from the grid {0, 2^-24, ..., 1 - 2^-24} (float32); only the value 0 is
-    outside (0, 1), and it is moved to the smallest normal float: the cell of width 2^-24 keeps
-    its probability, nothing else changes (no clamp near 1 is needed since rand < 1).
-    """
-    u = torch.rand(shape, dtype=like.dtype, device=like.device)
-    return u.clamp_(min=torch.finfo(like.dtype).tiny)
+__all__ = ["Logistic"]
 
 
 class Logistic(Distribution):
@@ -98,9 +89,11 @@ class Logistic(Distribution):
         """P(z > 0) = sigmoid(loc / scale)."""
         return torch.sigmoid(self.logits)
 
-    def rsample(self, sample_shape=_EMPTY_SHAPE):
+    def rsample(self, sample_shape=_EMPTY_SHAPE, generator=None):
+        """loc + scale * logit(u), u uniform in (0, 1) (``generator``: see
+        `binaryvae.distributions.noise.draw`)."""
         shape = self._extended_shape(sample_shape)
-        u = open_uniform(shape, self.loc)
+        u = open_uniform(shape, self.loc, generator)
         return self.loc + self.scale * (torch.log(u) - torch.log1p(-u))
 
     def log_prob(self, value):

@@ -16,10 +16,7 @@ import torch.nn.functional as F
 
 from binaryvae.distributions._area_scaled import AreaScaledLogistic
 from binaryvae.distributions._quadrature import expect_under_logistic
-from binaryvae.distributions.logistic import open_uniform
 from binaryvae.distributions.smooth_step_cdf import smooth_step_g0, smooth_step_h
-
-_EMPTY_SHAPE = torch.Size()
 
 __all__ = ["SmoothStepLogistic", "smooth_step_contraction"]
 
@@ -260,11 +257,6 @@ class SmoothStepLogistic(AreaScaledLogistic):
         x = self.logits
         shape = torch.broadcast_shapes(x.shape, value.shape)
         return _ImplicitIcdf.apply(x.expand(shape), value.expand(shape), self)
-
-    def rsample(self, sample_shape=_EMPTY_SHAPE):
-        shape = self._extended_shape(sample_shape)
-        u = open_uniform(shape, self._param)
-        return self.icdf(u)
 
     def entropy(self):
         # H = E_g[w(l) (-log g(l) - log w(l))], w = f / g; breaks around the sigmoid's transition

@@ -14,9 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from binaryvae.distributions._area_scaled import AreaScaledLogistic, open_interval
-from binaryvae.distributions.logistic import open_uniform
-
-_EMPTY_SHAPE = torch.Size()
 
 __all__ = ["StepLogistic", "open_interval"]
 
@@ -108,11 +105,6 @@ class StepLogistic(AreaScaledLogistic):
         z_left = log_r - torch.log1p(-torch.exp(log_r))
         z_right = torch.log1p(-torch.exp(log_s)) - log_s
         return torch.where(left, z_left, z_right)
-
-    def rsample(self, sample_shape=_EMPTY_SHAPE):
-        shape = self._extended_shape(sample_shape)
-        u = open_uniform(shape, self._param)
-        return self.icdf(u)
 
     def entropy(self):
         # H = 2 - log 2 + H_Bernoulli(p): each half contributes the Logistic entropy share 1

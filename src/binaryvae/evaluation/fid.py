@@ -24,6 +24,7 @@ FD depends on N (it is biased upward for small N): compare numbers computed with
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 from binaryvae.evaluation._common import eval_mode, model_device, seeded, to_model
+from binaryvae.storage import atomic_write_bytes
 from binaryvae.training.classifier import fit_classifier
 
 __all__ = [
@@ -137,14 +139,16 @@ def load_or_train_classifier(
     """
     path = classifier_cache_dir(cache_dir) / f"{dataset.name}-{dataset_fingerprint(dataset)}.pt"
     if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        clf = FeatureClassifier(int(state["dim"]), int(state["classes"]))
-        clf.load_state_dict(state["model"])
-        acc = state["accuracy"]
-        return clf.eval(), (None if acc is None or acc < 0 else float(acc)), path
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            clf = FeatureClassifier(int(state["dim"]), int(state["classes"]))
+            clf.load_state_dict(state["model"])
+            acc = state["accuracy"]
+            return clf.eval(), (None if acc is None or acc < 0 else float(acc)), path
+        except Exception:  # noqa: BLE001 - a torn or foreign cache file: fit it again below
+            pass
     clf, accuracy = _train(dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    buffer = io.BytesIO()
     torch.save(
         {
             "model": clf.state_dict(),
@@ -153,9 +157,9 @@ def load_or_train_classifier(
             "accuracy": -1.0 if accuracy is None else accuracy,
             "recipe": RECIPE,
         },
-        tmp,
+        buffer,
     )
-    os.replace(tmp, path)  # atomic: a concurrent reader sees no half-written file
+    atomic_write_bytes(path, buffer.getvalue())  # a concurrent reader sees no half-written file
     return clf, accuracy, path
 
 

@@ -1,14 +1,8 @@
 """Models: networks, decoders (likelihoods), posterior families (registry), estimators, the VAE.
 
 ``build_model(config, data_dim, image_shape, data_kind)`` builds a VAE from a TrainConfig.
-Family-specific options read from ``config.extra``:
-
-- ``sfe_decay`` (0.99): decay of the score-function control variate's running average;
-  ``sfe_baseline`` (True): use it at all.
-- ``loo_samples`` (2): K of bernoulli-reinforce-loo.
-- ``decoder_scale`` (absent: learned): fixed standard deviation of the gaussian decoder.
-- ``conv_channels`` (32): width of the conv network.
-- ``concrete_prior_beta`` (absent: = beta): inverse temperature of the concrete family's prior.
+Family-, estimator- and network-specific options come typed and validated from
+``config.options`` (`binaryvae.config.ModelOptions`, stored as ``extra`` in config.json).
 """
 
 from __future__ import annotations
@@ -60,8 +54,8 @@ def build_model(
         config.hidden,
         config.activation,
         image_shape,
-        config.extra,
+        config.options,
     )
-    decoder = make_decoder(kind, decoder_net, data_dim, config.extra)
+    decoder = make_decoder(kind, decoder_net, data_dim, config.options)
     prior = family.make_prior(n, learned=config.prior == "learned", config=config)
     return VAE(family, encoder, decoder, n, prior, family.make_estimator())

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from binaryvae.config import ModelOptions
 from binaryvae.errors import BadInput
 
 __all__ = ["BernoulliDecoder", "GaussianDecoder", "DECODERS", "make_decoder"]
@@ -81,30 +82,31 @@ class GaussianDecoder(nn.Module):
         return out[0]
 
 
-def _bernoulli(net: nn.Module, data_dim: int, extra: dict) -> nn.Module:
+def _bernoulli(net: nn.Module, data_dim: int, options: ModelOptions) -> nn.Module:
     return BernoulliDecoder(net)
 
 
-def _gaussian(net: nn.Module, data_dim: int, extra: dict) -> nn.Module:
-    # extra["decoder_scale"]: a float fixes the standard deviation; absent -> learned, init 1
-    scale = extra.get("decoder_scale")
+def _gaussian(net: nn.Module, data_dim: int, options: ModelOptions) -> nn.Module:
+    # options.decoder_scale: a float (> 0, checked by ModelOptions) fixes the standard
+    # deviation; None -> learned, initialised at 1
+    scale = options.decoder_scale
     if scale is None:
         return GaussianDecoder(net, data_dim, learned=True, log_scale=0.0)
-    if not float(scale) > 0:
-        raise BadInput(f"decoder_scale must be > 0, got {scale}")
-    return GaussianDecoder(net, data_dim, learned=False, log_scale=math.log(float(scale)))
+    return GaussianDecoder(net, data_dim, learned=False, log_scale=math.log(scale))
 
 
-# name -> factory(net, data_dim, extra)
-DECODERS: dict[str, Callable[[nn.Module, int, dict], nn.Module]] = {
+# name -> factory(net, data_dim, options)
+DECODERS: dict[str, Callable[[nn.Module, int, ModelOptions], nn.Module]] = {
     "bernoulli": _bernoulli,
     "gaussian": _gaussian,
 }
 
 
-def make_decoder(kind: str, net: nn.Module, data_dim: int, extra: dict | None = None) -> nn.Module:
+def make_decoder(
+    kind: str, net: nn.Module, data_dim: int, options: ModelOptions | None = None
+) -> nn.Module:
     try:
         factory = DECODERS[kind]
     except KeyError:
         raise BadInput(f"unknown decoder {kind!r}; choose one of {', '.join(DECODERS)}") from None
-    return factory(net, data_dim, extra or {})
+    return factory(net, data_dim, options if options is not None else ModelOptions())

@@ -10,7 +10,8 @@ the decoder's parameters), and returns ``EstimatorOutput(surrogate, value)``:
   notes' Figure 3 writes as ``- SFE + SFE.detach()``).
 - ``value [B]``: the detached Monte Carlo estimate of E_q[f(b)] that is reported.
 
-Noise is drawn with ``torch.rand(..., generator=generator)``; sampling b = 1[u < sigmoid(logits)].
+Noise comes from `binaryvae.distributions.draw` with the caller's ``generator`` (None, a
+``torch.Generator``, or a `binaryvae.models.replicas.ReplicaGenerator`); b = 1[u < sigmoid(logits)].
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from binaryvae.distributions import bernoulli_log_mass
+from binaryvae.config import ModelOptions
+from binaryvae.distributions import bernoulli_log_mass, draw
 from binaryvae.errors import BadInput
 
 __all__ = [
@@ -32,7 +34,6 @@ __all__ = [
     "DisARM",
     "ESTIMATORS",
     "make_estimator",
-    "draw",
 ]
 
 Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
@@ -41,16 +42,6 @@ Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
 class EstimatorOutput(NamedTuple):
     surrogate: torch.Tensor  # [B] differentiable; gradient estimates grad E_q[f(b)]
     value: torch.Tensor  # [B] detached estimate of E_q[f(b)]
-
-
-def draw(fn, shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``fn`` (torch.rand or torch.randn) of ``shape`` with ``like``'s dtype, on ``like``'s device.
-
-    With a generator the numbers are drawn on the generator's device and moved, so a CPU
-    generator can drive a CUDA model (and the draws do not depend on where the model lives).
-    """
-    device = like.device if generator is None else generator.device
-    return fn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
 def _uniform(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -179,26 +170,20 @@ class DisARM(nn.Module):
         return EstimatorOutput(surrogate, fb.detach().mean(0))
 
 
-def _sfe(extra: dict) -> nn.Module:
-    return ScoreFunction(
-        decay=float(extra.get("sfe_decay", 0.99)), baseline=bool(extra.get("sfe_baseline", True))
-    )
-
-
-# name -> factory(extra options)
-ESTIMATORS: dict[str, Callable[[dict], nn.Module]] = {
-    "sfe": _sfe,
-    "straight-through": lambda extra: StraightThrough(),
-    "reinforce-loo": lambda extra: ReinforceLOO(int(extra.get("loo_samples", 2))),
-    "disarm": lambda extra: DisARM(),
+# name -> factory(options: binaryvae.config.ModelOptions)
+ESTIMATORS: dict[str, Callable[[ModelOptions], nn.Module]] = {
+    "sfe": lambda o: ScoreFunction(decay=o.sfe_decay, baseline=o.sfe_baseline),
+    "straight-through": lambda o: StraightThrough(),
+    "reinforce-loo": lambda o: ReinforceLOO(o.loo_samples),
+    "disarm": lambda o: DisARM(),
 }
 
 
-def make_estimator(name: str, extra: dict | None = None) -> nn.Module:
+def make_estimator(name: str, options: ModelOptions | None = None) -> nn.Module:
     try:
         factory = ESTIMATORS[name]
     except KeyError:
         raise BadInput(
             f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}"
         ) from None
-    return factory(extra or {})
+    return factory(options if options is not None else ModelOptions())

@@ -1,7 +1,7 @@
 """Posterior families: one registry entry per family, each defining q(z|x), its prior, the
 decoder input, and lambda(x) = P(bit = 1 | x) of the discrete model it stands for.
 
-A family is a small stateless object built from the config (``beta``, ``extra``); learnable or
+A family is a small stateless object built from the config (``beta``, ``options``); learnable or
 fitted prior state lives in a prior module owned by the VAE (``make_prior``), so that
 ``state_dict`` round-trips it. The prior module of every factorized family holds ``param [n]``
 (zeros; an ``nn.Parameter`` with ``--prior learned``); its meaning is the family's.
@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Normal, kl_divergence
 
+from binaryvae.config import ModelOptions
 from binaryvae.distributions import (
     Logistic,
     SmoothStepLogistic,
@@ -45,12 +46,14 @@ from binaryvae.distributions import (
     bernoulli_logits_from_gaussian,
     binary_concrete,
     binary_concrete_logit_log_prob,
+    draw,
     logistic_kl_equal_scale,
+    open_uniform,
     steep_sigmoid,
 )
 from binaryvae.errors import BadInput
 from binaryvae.models import objectives as obj
-from binaryvae.models.estimators import draw, make_estimator
+from binaryvae.models.estimators import make_estimator
 
 __all__ = ["Family", "FAMILIES", "make_family", "FactorizedPrior", "GMMPrior"]
 
@@ -134,9 +137,9 @@ class Family:
         "bernoulli-elbo": obj.relaxed_bernoulli_elbo,
     }
 
-    def __init__(self, beta: float = 10.0, extra: Mapping | None = None):
+    def __init__(self, beta: float = 10.0, options: ModelOptions | None = None):
         self.beta = float(beta)
-        self.extra = dict(extra or {})
+        self.options = options if options is not None else ModelOptions()
 
     # --- q, p and the decoder input
     def posterior(self, params: tuple[torch.Tensor, ...]) -> Distribution:
@@ -145,12 +148,10 @@ class Family:
     def prior(self, prior_module: nn.Module) -> Distribution:
         raise NotImplementedError
 
-    def rsample(self, q: Distribution, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised sample [B, n]; with a generator: icdf of generator-drawn uniforms."""
-        if generator is None:
-            return q.rsample()
-        like = q.loc if isinstance(q, Logistic | Normal) else q.logits  # a parameter [B, n]
-        return q.icdf(_open_uniform(q.batch_shape, like, generator))
+    def rsample(self, q: Distribution, generator=None) -> torch.Tensor:
+        """Reparameterised sample [..., B, n] of the package's distributions (Logistic,
+        StepLogistic, SmoothStepLogistic: icdf of uniforms), noise from ``generator``."""
+        return q.rsample(generator=generator)
 
     def relax(self, z: torch.Tensor) -> torch.Tensor:
         """Steep sigmoid sigma(beta z) (diss. 4.1): the soft bit given to the decoder."""
@@ -183,12 +184,6 @@ class Family:
 
     def make_estimator(self) -> nn.Module | None:
         return None
-
-
-def _open_uniform(shape, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """U(0, 1) draws from ``generator``; 0 moved to the smallest normal float (icdf(0) = -inf)."""
-    u = draw(torch.rand, shape, like, generator)
-    return u.clamp_(min=torch.finfo(u.dtype).tiny)
 
 
 def _learned(prior_module: nn.Module) -> bool:
@@ -284,7 +279,7 @@ class ConcreteFamily(Family):
     lambda = gamma / (1 + gamma) = sigmoid(log gamma).
 
     The prior is the Concrete with gamma = 1 (sigmoid(a0) learned) at inverse temperature
-    ``extra["concrete_prior_beta"]`` (default: beta; Maddison et al. discuss giving the prior
+    ``options.concrete_prior_beta`` (default: beta; Maddison et al. discuss giving the prior
     its own temperature). With equal temperatures y/beta ~ Logistic(log gamma, 1) and the
     family coincides in distribution with ``logistic`` (binaryvae.distributions.relaxations says
     the same); its KL is then the closed form d coth(d/2) - 2 (KL is invariant under y -> y/beta).
@@ -294,11 +289,10 @@ class ConcreteFamily(Family):
 
     name = "concrete"
 
-    def __init__(self, beta=10.0, extra=None):
-        super().__init__(beta, extra)
-        self.prior_beta = float(self.extra.get("concrete_prior_beta", self.beta))
-        if not self.prior_beta > 0:
-            raise BadInput(f"concrete_prior_beta must be > 0, got {self.prior_beta}")
+    def __init__(self, beta=10.0, options=None):
+        super().__init__(beta, options)
+        prior_beta = self.options.concrete_prior_beta
+        self.prior_beta = self.beta if prior_beta is None else float(prior_beta)
 
     def posterior(self, params):
         return binary_concrete(params[0], self.beta)  # over y = beta (log gamma + l), [B, n]
@@ -307,9 +301,7 @@ class ConcreteFamily(Family):
         return binary_concrete(prior_module.param, self.prior_beta)  # [n]
 
     def rsample(self, q, generator=None):
-        if generator is None:
-            return q.rsample()
-        u = _open_uniform(q.batch_shape, q.logits, generator)  # [B, n]
+        u = open_uniform(q.batch_shape, q.logits, generator)  # [B, n]
         return (q.logits + torch.log(u) - torch.log1p(-u)) / q.temperature  # diss. eq. 4.8
 
     def relax(self, z):
@@ -412,7 +404,7 @@ class BernoulliFamily(Family):
         return bernoulli_kl(q.logits, p.logits)  # [B]  notes eq. 8
 
     def make_estimator(self):
-        return make_estimator(self.estimator, self.extra)
+        return make_estimator(self.estimator, self.options)
 
 
 def _bernoulli(name: str, estimator: str) -> type[BernoulliFamily]:
@@ -431,8 +423,8 @@ class AutoencoderGMMFamily(Family):
     binary = False
     objectives = {"elbo": obj.reconstruction}
 
-    def __init__(self, beta=10.0, extra=None, components: int = 20, seed: int = 0):
-        super().__init__(beta, extra)
+    def __init__(self, beta=10.0, options=None, components: int = 20, seed: int = 0):
+        super().__init__(beta, options)
         self.components, self.seed = int(components), int(seed)
 
     def posterior(self, params):
@@ -466,13 +458,13 @@ class AutoencoderGMMFamily(Family):
 # ----------------------------------------------------------------------------- registry
 def _family(cls: type[Family]) -> Callable[..., Family]:
     def factory(config) -> Family:
-        return cls(beta=config.beta, extra=config.extra)
+        return cls(beta=config.beta, options=config.options)
 
     return factory
 
 
 def _autoencoder(config) -> Family:
-    return AutoencoderGMMFamily(config.beta, config.extra, config.gmm_components, config.seed)
+    return AutoencoderGMMFamily(config.beta, config.options, config.gmm_components, config.seed)
 
 
 # name -> factory(config) -> Family

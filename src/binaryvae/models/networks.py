@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from binaryvae.config import ModelOptions
 from binaryvae.errors import BadInput
 
 __all__ = ["ACTIVATIONS", "MLP", "ConvEncoder", "ConvDecoder", "NETWORKS", "make_networks"]
@@ -123,14 +124,16 @@ class ConvDecoder(nn.Module):
         return self.deconv(feats).reshape(*lead, self.out_features)  # [..., out_channels * H * W]
 
 
-def _mlp_pair(data_dim, latent_out, latent_in, decoder_out, hidden, activation, image_shape, extra):
+def _mlp_pair(
+    data_dim, latent_out, latent_in, decoder_out, hidden, activation, image_shape, options
+):
     encoder = MLP(data_dim, hidden, latent_out, activation)
     decoder = MLP(latent_in, tuple(reversed(hidden)), decoder_out, activation)
     return encoder, decoder
 
 
 def _conv_pair(
-    data_dim, latent_out, latent_in, decoder_out, hidden, activation, image_shape, extra
+    data_dim, latent_out, latent_in, decoder_out, hidden, activation, image_shape, options
 ):
     if image_shape is None:
         raise BadInput(
@@ -140,7 +143,7 @@ def _conv_pair(
         raise BadInput(
             f"conv decoder output {decoder_out} is not a multiple of the image size {data_dim}"
         )
-    channels = int(extra.get("conv_channels", 32))
+    channels = options.conv_channels
     encoder = ConvEncoder(tuple(image_shape), latent_out, channels, activation)
     decoder = ConvDecoder(
         latent_in, tuple(image_shape), decoder_out // data_dim, channels, activation
@@ -149,7 +152,7 @@ def _conv_pair(
 
 
 # name -> factory(data_dim, encoder_out, latent_in, decoder_out, hidden, activation,
-#                 image_shape, extra)
+#                 image_shape, options)
 NETWORKS: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
     "mlp": _mlp_pair,
     "conv": _conv_pair,
@@ -165,7 +168,7 @@ def make_networks(
     hidden: Sequence[int],
     activation: str,
     image_shape: tuple[int, int] | None,
-    extra: dict | None = None,
+    options: ModelOptions | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(encoder [.., D] -> [.., encoder_out], decoder [.., latent_in] -> [.., D_out])``."""
     try:
@@ -180,5 +183,5 @@ def make_networks(
         tuple(hidden),
         activation,
         image_shape,
-        extra or {},
+        options if options is not None else ModelOptions(),
     )

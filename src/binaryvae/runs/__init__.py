@@ -5,8 +5,9 @@ discrete model per epoch and at the end) into the run-directory contract of docs
 """
 
 from binaryvae.runs.compare import DEFAULT_COMPARE_EPOCHS, DEFAULT_FAMILIES, compare, parse_families
-from binaryvae.runs.directory import RunDir, check_new_dir, find_runs, is_run_dir, make_new_dir
+from binaryvae.runs.directory import RunDir, find_runs, is_run_dir
 from binaryvae.runs.evaluate import evaluate_run
+from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new, clean_owned
 from binaryvae.runs.train import (
     Prepared,
     TrainingDiverged,
@@ -23,12 +24,14 @@ __all__ = [
     "RunDir",
     "TrainingDiverged",
     "check_new_dir",
+    "claim_existing",
+    "claim_new",
+    "clean_owned",
     "compare",
     "evaluate_run",
     "find_runs",
     "is_run_dir",
     "load_run",
-    "make_new_dir",
     "parse_families",
     "prepare",
     "test_data",

@@ -7,6 +7,7 @@ comparison on the offline dataset plus the notes' models.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -14,8 +15,9 @@ from typing import Any, TextIO
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
 from binaryvae.evaluation.summary import has_likelihood
-from binaryvae.runs.directory import check_new_dir, make_new_dir, write_json_atomic
+from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
 from binaryvae.runs.train import TrainingDiverged, objective_label, prepare, train_run
+from binaryvae.storage import write_json_atomic
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
 
@@ -90,29 +92,58 @@ def compare(
         specs.append(
             f"{config.family}:{config.objective}" if has_likelihood(model) else config.family
         )
+    listing = {"runs": names, "families": specs, "trained_on": trained_on, "base": base.to_dict()}
     if progress:
         from binaryvae.data import DATASETS
         from binaryvae.runs.duration import expected_line
 
         print(expected_line(configs, DATASETS[base.dataset].sizes), file=stream, flush=True)
-    if not resume:
-        make_new_dir(out, force)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        out / "compare.json",
-        {"runs": names, "families": specs, "trained_on": trained_on, "base": base.to_dict()},
-    )
-    summaries: dict[str, dict[str, Any]] = {}
-    for name, config in zip(names, configs, strict=True):
-        run_dir = out / name
-        again = resume and (run_dir / "config.json").is_file()
-        if progress:
-            print(f"== {name} ({trained_on[name]}) -> {run_dir}", file=stream, flush=True)
-        try:
-            summaries[name] = train_run(
-                config, run_dir, resume=again, progress=progress, label=name, stream=stream
-            )
-        except TrainingDiverged as e:  # the other families still run; the report shows it
-            print(f"{name}: stopped: {e}", file=stream, flush=True)
-            summaries[name] = {"status": "diverged", "message": str(e)}
+    claim = claim_existing(out, "resume") if resume else claim_new(out, force=force, kind="compare")
+    with claim as handle:
+        if resume:
+            _check_compare_resume(out, listing, base)
+        write_json_atomic(out / "compare.json", listing)
+        if not resume:
+            handle.commit()  # the comparison exists from here on
+        summaries: dict[str, dict[str, Any]] = {}
+        for name, config in zip(names, configs, strict=True):
+            run_dir = out / name
+            again = resume and (run_dir / "config.json").is_file()
+            if progress:
+                print(f"== {name} ({trained_on[name]}) -> {run_dir}", file=stream, flush=True)
+            try:
+                summaries[name] = train_run(
+                    config,
+                    run_dir,
+                    resume=again,
+                    force=force,  # a sub-run that kept a user's file after the clean-up
+                    progress=progress,
+                    label=name,
+                    stream=stream,
+                )
+            except TrainingDiverged as e:  # the other families still run; the report shows it
+                print(f"{name}: stopped: {e}", file=stream, flush=True)
+                summaries[name] = {"status": "diverged", "message": str(e)}
     return summaries
+
+
+def _check_compare_resume(out: Path, listing: dict[str, Any], base: TrainConfig) -> None:
+    """``compare --resume`` continues the recorded comparison: every recorded family (new ones
+    may be added: they start), and the same options except `binaryvae.config.RESUMABLE_FIELDS`
+    (BadInput naming each difference)."""
+    try:
+        recorded = json.loads((out / "compare.json").read_text())
+        stored = TrainConfig.from_dict(recorded["base"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInput(f"cannot resume {out}: unreadable compare.json ({e})") from None
+    # specs compared as pairs: "autoencoder-gmm" and the older "autoencoder-gmm:elbo" are one
+    wanted = set(parse_families(listing["families"]))
+    dropped = [
+        f for f in recorded.get("families") or [] if parse_families([f])[0] not in wanted
+    ]
+    if dropped:
+        raise BadInput(
+            f"--resume continues the recorded comparison of {out}; it cannot drop "
+            f"{', '.join(dropped)} (families may only be added)"
+        )
+    base.check_resumable(stored, str(out))

@@ -8,66 +8,24 @@ Layout (contract in docs/internals.md)::
       checkpoints/last.pt  model + optimizer + RNG states + epoch, replaced atomically
       summary.json         final numbers and the labels saying what each one bounds
       figures/*.png, report.html, report.md   written by binaryvae.report
+      .binaryvae-run       the marker: binaryvae wrote this directory (written first)
+      .binaryvae.lock      the one writer's advisory lock (binaryvae.runs.ownership)
 
-A compare directory holds one run directory per model plus its own figures and report.
+A compare directory holds one run directory per model plus its own figures and report. Every
+file is written through `binaryvae.storage` (atomic replacement, or an fsync'ed append for
+metrics.jsonl), so readers need no lock.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from binaryvae.config import TrainConfig
-from binaryvae.errors import BadInput
+from binaryvae.storage import append_line, atomic_write_text, json_safe, write_json_atomic
 
-__all__ = [
-    "RunDir",
-    "check_new_dir",
-    "find_runs",
-    "is_run_dir",
-    "make_new_dir",
-    "write_json_atomic",
-]
-
-
-def _file_mode() -> int:
-    """The mode open() would give a new file (0666 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: tensors/numpy scalars to Python numbers, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON via a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(data), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, _file_mode())  # mkstemp creates 0600; use the umask like open() does
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["RunDir", "find_runs", "is_run_dir"]
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -84,39 +42,6 @@ def find_runs(path: str | Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
 
 
-def check_new_dir(path: str | Path, force: bool) -> None:
-    """Raise BadInput unless ``path`` may become a new run/compare directory.
-
-    A path that does not exist, or an empty directory, is fine. An existing non-empty directory
-    needs ``force``, and even then only one that binaryvae wrote (a run or compare directory) is
-    deleted: ``--force`` never removes someone's unrelated folder.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise BadInput(f"output path {path} exists and is not a directory")
-    if not path.exists() or not any(path.iterdir()):
-        return
-    if not force:
-        raise BadInput(
-            f"output directory {path} already exists; use --force to overwrite it"
-            " or --resume to continue it"
-        )
-    if not find_runs(path):
-        raise BadInput(
-            f"refusing to overwrite {path}: it is not a binaryvae run or compare directory"
-        )
-
-
-def make_new_dir(path: str | Path, force: bool) -> Path:
-    """Create ``path`` (after `check_new_dir`); with ``force`` an old run directory is removed."""
-    path = Path(path)
-    check_new_dir(path, force)
-    if path.exists() and any(path.iterdir()):
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 class RunDir:
     """Paths and file IO of one run directory (no training, no maths)."""
 
@@ -127,7 +52,6 @@ class RunDir:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     summary_path = property(lambda self: self.path / "summary.json")
     checkpoint_path = property(lambda self: self.path / "checkpoints" / "last.pt")
-    figures_dir = property(lambda self: self.path / "figures")
 
     @property
     def name(self) -> str:
@@ -142,11 +66,7 @@ class RunDir:
 
     # metrics: one JSON object per line, appended and flushed after every epoch
     def append_metrics(self, row: dict[str, Any]) -> None:
-        line = json.dumps(_clean(row), sort_keys=True)
-        with open(self.metrics_path, "a") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.metrics_path, json.dumps(json_safe(row), sort_keys=True))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The per-epoch rows; a torn last line (killed while writing) is skipped."""
@@ -165,12 +85,9 @@ class RunDir:
     def keep_metrics_through(self, epoch: int) -> list[dict[str, Any]]:
         """Rewrite metrics.jsonl with the rows of epochs 1..``epoch`` only (resume)."""
         rows = [r for r in self.read_metrics() if r["epoch"] <= epoch]
-        fd, tmp = tempfile.mkstemp(prefix="metrics.", suffix=".tmp", dir=self.path)
-        with os.fdopen(fd, "w") as f:
-            for r in rows:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, self.metrics_path)
+        atomic_write_text(
+            self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        )
         return rows
 
     # summary

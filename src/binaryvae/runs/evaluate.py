@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from binaryvae.errors import BadInput
 from binaryvae.runs.directory import RunDir
+from binaryvae.runs.ownership import claim_existing
 from binaryvae.runs.train import load_run, summary_labels, test_data
 from binaryvae.training import epoch_seed
 
-__all__ = ["evaluate_run"]
+__all__ = ["MAX_IWAE_K", "check_evaluate", "evaluate_run"]
+
+# IWAE samples per image at most: every sample of every test image is a decoder pass (or, for
+# n <= 12 bits, a gather), so k bounds the time of one `evaluate` (memory is bounded whatever k:
+# samples are folded into a running logsumexp in chunks). Burda et al. (2016) use k = 5,000.
+MAX_IWAE_K = 100_000
 
 
 def evaluate_run(
@@ -17,17 +24,42 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate run ``path`` on its test split with `binaryvae.evaluation.evaluate_summary`.
 
-    ``exact``: enumerate all 2^n codes for log p(x) even above the per-epoch limit (n <= 20).
-    ``iwae_k``: samples of the importance-weighted bound. Its value is stored under its own key
-    (``test_iwae_k<k>``); ``test_iwae`` / ``iwae_k`` stay the entry of the default k
-    (`binaryvae.evaluation.summary.default_iwae_k`), so no earlier k is ever replaced. Returns
+    ``exact``: enumerate all 2^n codes for log p(x) even above the per-epoch limit (n <= 20;
+    BadInput above). ``iwae_k``: samples of the importance-weighted bound (1..`MAX_IWAE_K`).
+    Its value is stored under its own key (``test_iwae_k<k>``); ``test_iwae`` / ``iwae_k`` stay
+    the entry of the default k (`binaryvae.evaluation.summary.default_iwae_k`), so no earlier k
+    is ever replaced. The run directory is locked while it is evaluated (one writer). Returns
     the updated summary.
     """
+    check_evaluate(path, exact=exact, iwae_k=iwae_k)
+    run = RunDir(path)
+    with claim_existing(run.path, "evaluate"):
+        return _evaluate_locked(run, exact, iwae_k, device)
+
+
+def check_evaluate(path: str | Path, *, exact: bool = False, iwae_k: int | None = None) -> None:
+    """BadInput (nothing read or written) when ``evaluate_run(path, ...)`` is asked for
+    unbounded work: K outside [1, `MAX_IWAE_K`], or ``exact`` for more bits than
+    `binaryvae.evaluation.MAX_EXACT_BITS`."""
+    from binaryvae.evaluation import MAX_EXACT_BITS
+
+    run = RunDir(path)
+    if iwae_k is not None and not 1 <= iwae_k <= MAX_IWAE_K:
+        raise BadInput(f"--iwae K must be in [1, {MAX_IWAE_K:,}], got {iwae_k}")
+    if exact and run.config_path.is_file():
+        n = run.read_config().latent_dim
+        if n > MAX_EXACT_BITS:
+            raise BadInput(
+                f"--exact enumerates all 2^n codes: {run.path} has n = {n} bits, above the limit "
+                f"of {MAX_EXACT_BITS} (2^{MAX_EXACT_BITS} codes); use --iwae K for a bound instead"
+            )
+
+
+def _evaluate_locked(run: RunDir, exact: bool, iwae_k: int | None, device: str | None) -> dict:
     from binaryvae.evaluation import evaluate_summary
     from binaryvae.evaluation.summary import default_iwae_k
 
-    run = RunDir(path)
-    prepared = load_run(path, device=device)
+    prepared = load_run(run.path, device=device)
     c = prepared.config
     options: dict[str, Any] = {"exact": exact}
     if iwae_k is not None:

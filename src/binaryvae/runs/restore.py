@@ -42,7 +42,7 @@ def load_model(path: str | Path, device: str | None = None) -> TrainedModel:
     """
     from binaryvae.data import dataset_geometry
     from binaryvae.models import build_model
-    from binaryvae.training import load_checkpoint, resolve_device
+    from binaryvae.training import load_checkpoint, load_state, resolve_device
 
     run = RunDir(path)
     if not run.config_path.is_file():
@@ -54,6 +54,6 @@ def load_model(path: str | Path, device: str | None = None) -> TrainedModel:
     where = resolve_device(device or config.device)
     model = build_model(config, data_dim=data_dim, image_shape=image_shape, data_kind=kind)
     state = load_checkpoint(run.checkpoint_path, map_location=where)
-    model.load_state_dict(state["model"])
+    load_state(model, state["model"], run.checkpoint_path)
     model.to(where).eval()
     return TrainedModel(config, model, where, data_dim, image_shape, kind)

@@ -20,7 +20,8 @@ import torch
 
 from binaryvae.config import TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.directory import RunDir, check_new_dir, make_new_dir
+from binaryvae.runs.directory import RunDir
+from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
 from binaryvae.training import (
     EpochProgress,
     NonFiniteLoss,
@@ -28,6 +29,7 @@ from binaryvae.training import (
     fit_epoch,
     kl_weight_at,
     load_checkpoint,
+    load_state,
     make_optimizer,
     resolve_device,
     save_checkpoint,
@@ -115,7 +117,7 @@ def load_run(path: str | Path, device: str | None = None) -> Prepared:
         raise BadInput(f"{path} has no checkpoint ({run.checkpoint_path}); train it first")
     prepared = prepare(config)
     state = load_checkpoint(run.checkpoint_path, map_location=prepared.device)
-    prepared.model.load_state_dict(state["model"])
+    load_state(prepared.model, state["model"], run.checkpoint_path)
     prepared.model.eval()
     return prepared
 
@@ -178,7 +180,7 @@ def _evaluate_epoch(prepared: Prepared, test_x: torch.Tensor, epoch: int) -> dic
     )
 
 
-def _evaluate_summary(prepared: Prepared, test_x: torch.Tensor, train_x: torch.Tensor) -> dict:
+def _evaluate_summary(prepared: Prepared, test_x: torch.Tensor) -> dict:
     from binaryvae.evaluation import evaluate_summary
 
     c = prepared.config
@@ -193,16 +195,15 @@ def _evaluate_summary(prepared: Prepared, test_x: torch.Tensor, train_x: torch.T
 
 
 def _check_resume(run: RunDir, config: TrainConfig) -> TrainConfig:
-    """The config a resumed run continues: the stored one (epochs/threads/device may change)."""
+    """The config a resumed run continues: the stored one, with the fields resume may change
+    (`binaryvae.config.RESUMABLE_FIELDS`) taken from ``config``; BadInput for any other change."""
     if not run.config_path.is_file():
         raise BadInput(
             f"cannot resume {run.path}: no config.json there (start it without --resume)"
         )
     stored = run.read_config()
-    for name in ("epochs", "threads", "device", "data_dir"):
-        setattr(stored, name, getattr(config, name))
-    stored.validate()
-    return stored
+    config.check_resumable(stored, str(run.path))
+    return config
 
 
 def train_run(
@@ -217,26 +218,48 @@ def train_run(
 ) -> dict[str, Any]:
     """Train ``config`` into run directory ``out`` and return its summary (also in summary.json).
 
-    ``resume``: continue ``out`` from checkpoints/last.pt with its stored config (only epochs,
-    threads, device and data_dir are taken from ``config``). ``force``: replace an existing run
-    directory. Raises BadInput (nothing written) for bad input, `TrainingDiverged` on NaN/inf.
+    ``resume``: continue ``out`` from checkpoints/last.pt; ``config`` may differ from the stored
+    one only in `binaryvae.config.RESUMABLE_FIELDS`. ``force``: replace an existing run
+    directory that binaryvae wrote (`binaryvae.runs.ownership`). The directory is locked for the
+    whole call. Raises BadInput (nothing written) for bad input or a directory in use,
+    `TrainingDiverged` on NaN/inf, `binaryvae.storage.StorageError` when the disk refuses a
+    write (the last good checkpoint intact).
     """
     stream = sys.stderr if stream is None else stream
     run = RunDir(out)
     if resume:
-        config = _check_resume(run, config)
-    else:
-        check_new_dir(run.path, force)
+        with claim_existing(run.path, "resume"):
+            config = _check_resume(run, config)
+            prepared = prepare(config)  # validates everything before the first byte is written
+            return _train(run, prepared, resume=True, progress=progress, label=label,
+                          stream=stream)  # fmt: skip
+    check_new_dir(run.path, force)
     prepared = prepare(config)  # validates everything before the first byte is written
+    with claim_new(run.path, force=force, kind="run") as claim:
+        return _train(run, prepared, resume=False, progress=progress, label=label,
+                      stream=stream, claim=claim)  # fmt: skip
+
+
+def _train(
+    run: RunDir,
+    prepared: Prepared,
+    *,
+    resume: bool,
+    progress: bool,
+    label: str,
+    stream: TextIO,
+    claim=None,
+) -> dict[str, Any]:
+    """The body of `train_run`, with the run directory claimed and locked."""
     tune_allocator()
     model, c = prepared.model, prepared.config
     optimizer = make_optimizer(model, c.lr)
     start_epoch, finalized = 0, False
     if resume and run.checkpoint_path.is_file():
         state = load_checkpoint(run.checkpoint_path, map_location=prepared.device)
-        model.load_state_dict(state["model"])
+        load_state(model, state["model"], run.checkpoint_path)
         if state.get("optimizer") is not None:
-            optimizer.load_state_dict(state["optimizer"])
+            load_state(optimizer, state["optimizer"], run.checkpoint_path)
         start_epoch = int(state["epoch"])
         finalized = bool(state.get("extra", {}).get("finalized", False))
         if start_epoch > c.epochs:
@@ -246,10 +269,10 @@ def train_run(
             )
     if start_epoch < c.epochs:
         finalized = False  # new epochs: autoencoder-gmm refits its mixture afterwards
-    if not resume:
-        make_new_dir(run.path, force)
     run.write_config(c)
     run.keep_metrics_through(start_epoch)
+    if claim is not None:
+        claim.commit()  # the run exists from here on: a later failure keeps what it wrote
 
     from binaryvae.data import EpochBatches
 
@@ -327,7 +350,7 @@ def train_run(
             extra={"finalized": True},
         )
     t0 = time.perf_counter()
-    summary = _evaluate_summary(prepared, test_x, ds.train_x)
+    summary = _evaluate_summary(prepared, test_x)
     rows = run.read_metrics()
     summary.update(summary_labels(c, model))
     summary.update(

@@ -14,7 +14,9 @@ The pieces are small and independent so that the run layer (`binaryvae.runs`) ca
 """
 
 from binaryvae.training.checkpoint import (
+    CheckpointError,
     load_checkpoint,
+    load_state,
     restore_rng_state,
     rng_state,
     save_checkpoint,
@@ -33,6 +35,8 @@ from binaryvae.training.setup import (
 )
 
 __all__ = [
+    "CheckpointError",
+    "load_state",
     "EpochProgress",
     "EpochStats",
     "NonFiniteLoss",
