@@ -296,3 +296,18 @@ def test_every_family_trains_through_the_training_code(dataset, tmp_path):
         rows = metric_rows(out)
         key = "test_relaxed_elbo" if "test_relaxed_elbo" in rows[0] else "test_recon"
         assert rows[-1][key] > rows[0][key], (family, [r[key] for r in rows])
+
+
+def test_compare_resume_accepts_the_older_autoencoder_spec(tmp_path):
+    """compare.json used to list the autoencoder as autoencoder-gmm:elbo; it is now listed
+    without an objective (it has no ELBO), and a directory written before still resumes."""
+    out = tmp_path / "cmp"
+    compare(parse_families("autoencoder-gmm"), tiny_config(epochs=1, gmm_components=2), out,
+            progress=False)  # fmt: skip
+    listing = json.loads((out / "compare.json").read_text())
+    assert listing["families"] == ["autoencoder-gmm"]
+    listing["families"] = ["autoencoder-gmm:elbo"]
+    (out / "compare.json").write_text(json.dumps(listing))
+    summaries = compare(parse_families("autoencoder-gmm"), tiny_config(epochs=1, gmm_components=2),
+                        out, resume=True, progress=False)  # fmt: skip
+    assert summaries["autoencoder-gmm"]["objective_label"].startswith("reconstruction only")
