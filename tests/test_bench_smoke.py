@@ -1,6 +1,7 @@
-"""Smoke test of the benchmark scripts (issue 7): each runs with its tiny ``--quick`` budget in a
+"""Smoke test of the benchmark scripts: each runs with its tiny ``--quick`` budget in a
 subprocess, on 1 thread, and must exit 0 and print a results table. The real measurements are
-not part of the test run (bench/README.md)."""
+not part of the test run (bench/README.md). Marked ``bench``: not in the default suite (they
+take minutes on a busy 2-core machine); run them with ``pytest -m bench``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.bench
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -24,6 +27,7 @@ SCRIPTS = {
     "bench_exact.py": ["--threads", "1"],  # evaluation issue; writes nothing with --quick
     "bench_smoothstep.py": ["--threads", "1", "--out", "{out}"],  # distributions issue
     "steplogistic_large.py": ["--threads", "1", "--out", "{out}"],
+    "bench_replicas.py": ["--threads", "1", "--out", "{out}"],
     "bench_cli_startup.py": ["--out", "{out}"],  # CLI issue
     "compare_duration.py": ["--out", "{out}"],
 }

@@ -272,7 +272,7 @@ def test_default_compare_one_epoch_end_to_end(tmp_path):
                                                ("steplogistic", "discrete model")])
 def test_iwae_label_names_the_model_it_bounds(family, words):
     from binaryvae.models import build_model
-    from binaryvae.runs.train import summary_labels
+    from binaryvae.runs.labels import summary_labels
 
     config = TrainConfig(family=family, hidden=(8,), latent_dim=2)
     model = build_model(config, data_dim=784, image_shape=(28, 28), data_kind="image")

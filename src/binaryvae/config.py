@@ -21,6 +21,7 @@ __all__ = [
     "NETWORKS",
     "DECODERS",
     "PRIORS",
+    "PRECISIONS",
     "COMPARE_FAMILIES",
     "COMPARE_EPOCHS",
     "RESUMABLE_FIELDS",
@@ -35,6 +36,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh")
 NETWORKS = ("mlp", "conv")
 DECODERS = ("auto", "bernoulli", "gaussian")
 PRIORS = ("fixed", "learned")
+PRECISIONS = ("fp32", "bf16")
 
 # `binaryvae compare` defaults (README command (1)): the dissertation's 8-bit comparison
 # (section 5.3, Figure 5.5) -- Logistic with its own ELBO and with the Bernoulli ELBO (Figures
@@ -222,6 +224,9 @@ class TrainConfig:
     data_dir: str | None = None
     device: str = "auto"
     threads: int | None = None  # None: chosen by binaryvae.training (see its docstring)
+    # the training step's arithmetic: "fp32", or "bf16" (autocast: matrix products in bfloat16;
+    # evaluation always in float32/float64); refused where the device has no bf16 instructions
+    precision: str = "fp32"
     # family-specific options, e.g. {"conv_channels": 32} (binaryvae.models docstring)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -344,4 +349,5 @@ _CHOICES.update(
     network=NETWORKS,
     decoder=DECODERS,
     prior=PRIORS,
+    precision=PRECISIONS,
 )

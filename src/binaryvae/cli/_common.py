@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from binaryvae.config import PRECISIONS
 from binaryvae.errors import BadInput
 
 __all__ = ["hidden_sizes", "add_run_options"]
@@ -43,7 +44,18 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir", default=None, metavar="DIR", help="look for dataset files in DIR first"
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=PRECISIONS,
+        help="arithmetic of the training step: fp32 (default) or bf16 (autocast; needs "
+        "bfloat16 instructions, e.g. avx512_bf16 or a CUDA GPU; evaluation stays fp32)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing output directory that binaryvae wrote (only its own files)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",

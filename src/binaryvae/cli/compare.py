@@ -80,6 +80,7 @@ def run_compare(args: argparse.Namespace) -> int:
         "threads": args.threads,
         "device": args.device,
         "data_dir": args.data_dir,
+        "precision": args.precision,
     }
     if args.resume:  # options not given are the recorded ones (compare.json)
         recorded = _recorded(Path(args.out))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ _FIELDS = {
     "activation": "activation",
     "eval_samples": "eval_samples",
     "gmm_components": "gmm_components",
+    "precision": "precision",
 }
 
 
@@ -74,6 +76,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="default 10")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="default 0")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="0-7",
+        help="train one replica per seed (0,1,2 or 0-7) at once, stacked into batched matrix "
+        "products, each into OUT/seed-<s>/ (an ordinary run directory)",
+    )
     p.add_argument(
         "--hidden",
         type=str,
@@ -146,7 +155,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     refuses any change outside `binaryvae.config.RESUMABLE_FIELDS`.
     """
     if getattr(args, "resume", False):
-        stored = Path(args.out) / "config.json"
+        out = Path(args.out)
+        if getattr(args, "seeds", None) is not None:
+            return _apply(_recorded_group_config(out), args)
+        stored = out / "config.json"
         if not stored.is_file():
             raise BadInput(f"cannot resume {args.out}: no config.json there")
         return _apply(TrainConfig.load(stored).to_dict(), args)
@@ -154,6 +166,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
     )
     return _apply(base, args)
+
+
+def _recorded_group_config(out: Path) -> dict[str, Any]:
+    """The configuration recorded in a replica group's replicas.json (what --resume continues)."""
+    try:
+        return dict(json.loads((out / "replicas.json").read_text())["config"])
+    except FileNotFoundError:
+        raise BadInput(f"cannot resume {out}: no replicas.json there") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInput(f"cannot resume {out}: unreadable replicas.json ({e})") from None
 
 
 def _apply(base: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
@@ -167,9 +189,28 @@ def _apply(base: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from binaryvae.runs import TrainingDiverged, train_run
+    from binaryvae.runs import TrainingDiverged, parse_seeds, train_replicas, train_run
 
+    if args.seeds is not None and args.seed is not None:
+        raise BadInput("give --seed N (one run) or --seeds 0-7 (replicas), not both")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     config = config_from_args(args)
+    if seeds is not None:
+        summaries = train_replicas(
+            config, seeds, args.out, resume=args.resume, force=args.force, progress=not args.quiet
+        )
+        if not args.no_report:
+            from binaryvae.report import write_report
+
+            write_report(args.out)
+        stopped = []
+        for seed, summary in summaries.items():
+            if summary.get("status") == "diverged":
+                stopped.append(seed)
+                print(f"seed {seed}: stopped: {summary['message']}", file=sys.stderr)
+            else:
+                print_summary(Path(args.out) / f"seed-{seed}", summary)
+        return 1 if stopped else 0
     try:
         summary = train_run(
             config, args.out, resume=args.resume, force=args.force, progress=not args.quiet

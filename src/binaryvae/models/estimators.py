@@ -85,7 +85,8 @@ class ScoreFunction(nn.Module):
         surrogate = fb + _magic_box(signal, bernoulli_log_mass(b, logits))  # [B]  (notes eq. 11)
         if self.training and self.baseline:
             with torch.no_grad():
-                m = fb.detach().mean()
+                # per replica of a stacked model: fb [S, B] -> [S, 1]; a single model: [B] -> []
+                m = fb.detach().mean(-1).reshape(self.running_mean.shape)
                 # first step: start the average at the first batch mean (used from the next step
                 # on); a tensor condition, so that no device sync is needed
                 d = torch.where(self.steps > 0, self.decay, 0.0).to(m.dtype)

@@ -40,9 +40,9 @@ __all__ = [
 
 class LossTerms(NamedTuple):
     surrogate: torch.Tensor  # scalar with grad: what training backpropagates (minimised)
-    elbo: torch.Tensor  # [B] detached: value of the named objective per image (NOT the surrogate)
-    recon: torch.Tensor  # [B] detached: E_q log p(x | decoder input)
-    kl: torch.Tensor  # [B] detached
+    elbo: torch.Tensor  # [..., B] detached: the named objective per image (NOT the surrogate)
+    recon: torch.Tensor  # [..., B] detached: E_q log p(x | decoder input)
+    kl: torch.Tensor  # [..., B] detached
     objective: str  # "elbo" | "bernoulli-elbo"
 
 
@@ -53,9 +53,12 @@ def _terms(
     label: str,
     recon_surrogate: torch.Tensor | None = None,
 ) -> LossTerms:
-    # recon, kl: [B]; recon_surrogate: [B] whose gradient estimates grad E_q log p(x|.)
+    # recon, kl: [..., B] ([S, B] for S stacked replicas); recon_surrogate: like recon, its
+    # gradient estimates grad E_q log p(x|.)
     rs = recon if recon_surrogate is None else recon_surrogate
-    surrogate = -(rs - kl_weight * kl).mean()  # minimise -ELBO (notes eq. 6), KL weighted
+    # minimise -ELBO (notes eq. 6), KL weighted: the mean over a replica's batch, summed over
+    # replicas, so that each replica's parameters get exactly their own run's gradient
+    surrogate = -(rs - kl_weight * kl).mean(-1).sum()
     return LossTerms(surrogate, (recon - kl).detach(), recon.detach(), kl.detach(), label)
 
 

@@ -15,8 +15,10 @@ from typing import Any, TextIO
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
 from binaryvae.evaluation.summary import has_likelihood
+from binaryvae.runs.build import prepare
+from binaryvae.runs.labels import objective_label
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
-from binaryvae.runs.train import TrainingDiverged, objective_label, prepare, train_run
+from binaryvae.runs.train import TrainingDiverged, train_run
 from binaryvae.storage import write_json_atomic
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
@@ -138,9 +140,7 @@ def _check_compare_resume(out: Path, listing: dict[str, Any], base: TrainConfig)
         raise BadInput(f"cannot resume {out}: unreadable compare.json ({e})") from None
     # specs compared as pairs: "autoencoder-gmm" and the older "autoencoder-gmm:elbo" are one
     wanted = set(parse_families(listing["families"]))
-    dropped = [
-        f for f in recorded.get("families") or [] if parse_families([f])[0] not in wanted
-    ]
+    dropped = [f for f in recorded.get("families") or [] if parse_families([f])[0] not in wanted]
     if dropped:
         raise BadInput(
             f"--resume continues the recorded comparison of {out}; it cannot drop "

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from binaryvae.errors import BadInput
+from binaryvae.runs.build import load_run, test_data
 from binaryvae.runs.directory import RunDir
+from binaryvae.runs.labels import summary_labels
 from binaryvae.runs.ownership import claim_existing
-from binaryvae.runs.train import load_run, summary_labels, test_data
 from binaryvae.training import epoch_seed
 
 __all__ = ["MAX_IWAE_K", "check_evaluate", "evaluate_run"]

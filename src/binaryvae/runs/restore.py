@@ -1,6 +1,6 @@
 """Rebuild a trained model from its run directory alone: config.json + checkpoints/last.pt.
 
-`load_run` (binaryvae.runs.train) also loads the run's dataset, which evaluation and the report
+`load_run` (binaryvae.runs.build) also loads the run's dataset, which evaluation and the report
 need. Generating from the prior needs only the model: the dataset's geometry (values per
 example, image shape, data kind) comes from the registry (`binaryvae.data.dataset_geometry`),
 so `binaryvae sample` works where the training data are not available (a Fashion-MNIST run on

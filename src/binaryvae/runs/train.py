@@ -1,211 +1,117 @@
-"""A training run end to end: validate, build, train + evaluate per epoch, checkpoint, summarise.
+"""Training runs end to end: validate, build, train + evaluate per epoch, checkpoint, summarise.
 
-`train_run` is what `binaryvae train` calls. Everything that can be wrong with the input (names,
-ranges, the dataset, building the model, the output directory) is checked before anything is
-written. Every epoch appends one row to metrics.jsonl and then replaces checkpoints/last.pt;
-`resume=True` reloads the checkpoint, drops metric rows of epochs it does not cover, and runs
-the remaining epochs exactly as an uninterrupted run would (every epoch reseeds its own random
-streams from (seed, epoch), see `binaryvae.training.epoch_seed`).
+`train_run` trains one model into one run directory (what ``binaryvae train`` calls);
+`train_replicas` trains S seeds of one configuration at once, stacked
+(`binaryvae.models.replicas`), each into its own run directory ``OUT/seed-<s>/`` with the full
+run-directory contract (``binaryvae train --seeds``). Both go through one engine, so a replica
+writes exactly the files, rows and checkpoints a single run with its seed writes.
+
+Everything that can be wrong with the input is checked before anything is written. Every epoch
+appends one row to metrics.jsonl and then replaces checkpoints/last.pt; ``resume=True`` reloads
+the checkpoints, drops metric rows of epochs they do not cover, and runs the remaining epochs
+exactly as an uninterrupted run would: every epoch draws its noise from generators seeded by
+(seed, epoch) (`binaryvae.training.epoch_seed`), its data order and binarization likewise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import torch
 
-from binaryvae.config import TrainConfig
+from binaryvae.config import MAX_SEED, TrainConfig
 from binaryvae.errors import BadInput
+from binaryvae.runs.build import Prepared, prepare, test_data
 from binaryvae.runs.directory import RunDir
+from binaryvae.runs.labels import objective_label, summary_labels
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
+from binaryvae.storage import write_json_atomic
 from binaryvae.training import (
     EpochProgress,
-    NonFiniteLoss,
     epoch_seed,
     fit_epoch,
     kl_weight_at,
     load_checkpoint,
     load_state,
     make_optimizer,
-    resolve_device,
     save_checkpoint,
     seed_everything,
-    set_threads,
     tune_allocator,
 )
 
-__all__ = [
-    "Prepared",
-    "TrainingDiverged",
-    "load_run",
-    "prepare",
-    "summary_labels",
-    "test_data",
-    "train_run",
-]
+__all__ = ["TrainingDiverged", "parse_seeds", "train_replicas", "train_run"]
 
-# What each reported number is (summary.json "labels"); docs/internals.md, vocabulary.
-NUMBER_LABELS = {
-    "test_relaxed_elbo": "lower bound on log p(x) of the relaxed (continuous-latent) model",
-    "test_bernoulli_elbo": (
-        "NOT a bound: relaxed samples in Bernoulli log-probabilities (diss. 4.11-4.12)"
-    ),
-    "test_discrete_elbo": "lower bound on log p(x) of the discrete (binary-latent) model",
-    "test_iwae": "importance-weighted lower bound on log p(x) of the discrete model (k = iwae_k)",
-    "test_iwae_k<K>": "the same importance-weighted bound with K samples (one key per K)",
-    "test_log_px_exact": "exact log p(x) of the discrete model (all 2^n codes enumerated)",
-    "test_exact_gap": "log p(x) - discrete ELBO = KL(q(b|x) || p(b|x)) >= 0, by enumeration",
-    "recon_loss_r5": (
-        "Table 5.2: -log p(x | decoder input) averaged over 5 posterior draws (lower is better)"
-    ),
-    "sample_fd": (
-        "Frechet distance of generated samples to test images (lower is better; not a bound)"
-    ),
-}
+MAX_REPLICAS = 256  # seeds per replica group: memory grows linearly with them
 
 
 class TrainingDiverged(RuntimeError):
     """Training stopped on a NaN/inf; the message names epoch, batch and what was kept."""
 
 
+def parse_seeds(spec: str | list[int] | tuple[int, ...]) -> list[int]:
+    """``"0,1,2"``, ``"0-7"`` (inclusive) or a mix like ``"0-3,10"`` -> a list of distinct seeds."""
+    if not isinstance(spec, str):
+        seeds = list(spec)
+    else:
+        seeds = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            try:
+                if sep:
+                    a, b = int(lo), int(hi)
+                    if b < a:
+                        raise BadInput(f"seed range {part!r} runs backwards")
+                    if b - a >= MAX_REPLICAS:
+                        raise BadInput(f"seed range {part!r} holds more than {MAX_REPLICAS} seeds")
+                    seeds += range(a, b + 1)
+                else:
+                    seeds.append(int(part))
+            except ValueError:
+                raise BadInput(f"--seeds takes seeds like 0,1,2 or 0-7, got {spec!r}") from None
+    if not seeds:
+        raise BadInput("no seeds given")
+    if len(set(seeds)) != len(seeds):
+        raise BadInput(f"a seed is listed twice in {spec!r}")
+    if len(seeds) > MAX_REPLICAS:
+        raise BadInput(f"at most {MAX_REPLICAS} seeds per replica group, got {len(seeds)}")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED:
+            raise BadInput(f"seeds must be integers in [0, {MAX_SEED}], got {s!r}")
+    return seeds
+
+
 @dataclass
-class Prepared:
-    """A validated run, built but not yet trained (nothing written yet)."""
+class _Member:
+    """One run of a group: its directory, its plain model, where it starts, how it ended."""
 
-    config: TrainConfig
-    dataset: Any
-    model: torch.nn.Module
-    device: torch.device
-    threads: int
+    run: RunDir
+    prepared: Prepared
+    test_x: torch.Tensor
+    start_epoch: int = 0
+    finalized: bool = False
+    optimizer_state: dict | None = None  # the plain Adam state to continue from
+    failure: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def config(self) -> TrainConfig:
+        return self.prepared.config
 
-def prepare(config: TrainConfig) -> Prepared:
-    """Check ``config`` fully and build its dataset and model (seeded); write nothing.
-
-    Raises BadInput for unknown names or impossible combinations (from data and models).
-    """
-    from binaryvae.data import load_dataset
-    from binaryvae.models import build_model
-
-    config.validate()
-    threads = set_threads(config.threads)
-    device = resolve_device(config.device)
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir)
-    seed_everything(config.seed)
-    model = build_model(
-        config,
-        data_dim=dataset.train_x.shape[1],
-        image_shape=dataset.image_shape,
-        data_kind=dataset.kind,
-    )
-    return Prepared(config, dataset, model.to(device), device, threads)
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.prepared.model
 
 
-def load_run(path: str | Path, device: str | None = None) -> Prepared:
-    """Rebuild a run's dataset and model from its directory and load checkpoints/last.pt."""
-    run = RunDir(path)
-    if not run.config_path.is_file():
-        raise BadInput(f"{path} is not a run directory (no config.json)")
-    config = run.read_config()
-    if device is not None:
-        config.device = device
-    if not run.checkpoint_path.is_file():
-        raise BadInput(f"{path} has no checkpoint ({run.checkpoint_path}); train it first")
-    prepared = prepare(config)
-    state = load_checkpoint(run.checkpoint_path, map_location=prepared.device)
-    load_state(prepared.model, state["model"], run.checkpoint_path)
-    prepared.model.eval()
-    return prepared
-
-
-def objective_label(config: TrainConfig, model: Any) -> tuple[str, bool]:
-    """(label, is a bound) of what trained the model; the autoencoder's loss is no ELBO."""
-    from binaryvae.evaluation.summary import has_likelihood
-
-    if not has_likelihood(model):
-        return "reconstruction only (autoencoder: no KL, not a bound)", False
-    return config.objective_label(), config.is_bound
-
-
-def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
-    """The labels that travel with the final numbers: what trained the model, what bounds what."""
-    from binaryvae.evaluation.summary import has_likelihood
-
-    label, is_bound = objective_label(config, model)
-    binary = bool(getattr(getattr(model, "family", None), "binary", False))
-    labels = dict(NUMBER_LABELS)
-    if not binary:  # the gaussian family's IWAE uses its continuous proposal q(z|x)
-        labels["test_iwae"] = (
-            "importance-weighted lower bound on log p(x) of the continuous-latent model "
-            "(proposal q(z|x), k = iwae_k); there is no discrete model"
-        )
-    return {
-        # False for the deterministic autoencoder: its "relaxed ELBO" column is the
-        # reconstruction term alone (no KL), not a bound on anything
-        "has_likelihood": has_likelihood(model),
-        "family": config.family,
-        "objective": config.objective,
-        "objective_label": label,
-        "objective_is_bound": is_bound,
-        "binary_latent": binary,
-        "latent_dim": config.latent_dim,
-        "dataset": config.dataset,
-        "seed": config.seed,
-        "labels": labels,
-    }
-
-
-def test_data(prepared: Prepared) -> torch.Tensor:
-    """The run's test split as float32 [N, D] on its device, in its pixel mode."""
-    from binaryvae.data import test_tensor
-
-    c = prepared.config
-    return test_tensor(prepared.dataset.test_x, binarize=c.binarize, seed=c.seed).to(
-        prepared.device
-    )
-
-
-def _evaluate_epoch(prepared: Prepared, test_x: torch.Tensor, epoch: int) -> dict[str, Any]:
-    from binaryvae.evaluation import evaluate_epoch
-
-    c = prepared.config
-    return dict(
-        evaluate_epoch(
-            prepared.model, test_x, samples=c.eval_samples, seed=epoch_seed(c.seed, epoch, "eval")
-        )
-    )
-
-
-def _evaluate_summary(prepared: Prepared, test_x: torch.Tensor) -> dict:
-    from binaryvae.evaluation import evaluate_summary
-
-    c = prepared.config
-    return dict(
-        evaluate_summary(
-            prepared.model,
-            test_x,
-            dataset=prepared.dataset,
-            seed=epoch_seed(c.seed, 0, "summary"),
-        )
-    )
-
-
-def _check_resume(run: RunDir, config: TrainConfig) -> TrainConfig:
-    """The config a resumed run continues: the stored one, with the fields resume may change
-    (`binaryvae.config.RESUMABLE_FIELDS`) taken from ``config``; BadInput for any other change."""
-    if not run.config_path.is_file():
-        raise BadInput(
-            f"cannot resume {run.path}: no config.json there (start it without --resume)"
-        )
-    stored = run.read_config()
-    config.check_resumable(stored, str(run.path))
-    return config
-
-
+# ----------------------------------------------------------------------------- public drivers
 def train_run(
     config: TrainConfig,
     out: str | Path,
@@ -227,143 +133,391 @@ def train_run(
     """
     stream = sys.stderr if stream is None else stream
     run = RunDir(out)
-    if resume:
-        with claim_existing(run.path, "resume"):
-            config = _check_resume(run, config)
+    with ExitStack() as stack:
+        if resume:
+            stack.enter_context(claim_existing(run.path, "resume"))
+            config = _resumed_config(run, config)
             prepared = prepare(config)  # validates everything before the first byte is written
-            return _train(run, prepared, resume=True, progress=progress, label=label,
-                          stream=stream)  # fmt: skip
-    check_new_dir(run.path, force)
-    prepared = prepare(config)  # validates everything before the first byte is written
-    with claim_new(run.path, force=force, kind="run") as claim:
-        return _train(run, prepared, resume=False, progress=progress, label=label,
-                      stream=stream, claim=claim)  # fmt: skip
+        else:
+            check_new_dir(run.path, force)
+            prepared = prepare(config)
+            claim = stack.enter_context(claim_new(run.path, force=force, kind="run"))
+        member = _open_member(run, prepared, resume)
+        if not resume:
+            claim.commit()  # the run exists from here on: a later failure keeps what it wrote
+        _train_members([member], stacked=False, progress=progress, label=label, stream=stream)
+        if member.failure:
+            raise TrainingDiverged(member.failure)
+        return member.summary
 
 
-def _train(
-    run: RunDir,
-    prepared: Prepared,
+def train_replicas(
+    config: TrainConfig,
+    seeds: list[int] | str,
+    out: str | Path,
     *,
-    resume: bool,
-    progress: bool,
-    label: str,
-    stream: TextIO,
-    claim=None,
-) -> dict[str, Any]:
-    """The body of `train_run`, with the run directory claimed and locked."""
-    tune_allocator()
-    model, c = prepared.model, prepared.config
-    optimizer = make_optimizer(model, c.lr)
-    start_epoch, finalized = 0, False
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    label: str = "",
+    stream: TextIO | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Train ``config`` once per seed, all seeds at once, into ``out/seed-<s>/``.
+
+    The replicas are stacked into one model (`binaryvae.models.replicas.stack_models`): batched
+    matrix products, one Adam over the stacked parameters (elementwise, so it equals S separate
+    optimizers). Each replica has its own data order, noise and dynamic binarization, so replica
+    r's run directory holds what ``train_run`` with seed r would write (to float32 round-off).
+    A replica that turns NaN/inf stops alone (its last good checkpoint and metrics kept); the
+    others go on. ``out/replicas.json`` records the configuration and the seeds.
+
+    ``resume``: continue every ``seed-<s>`` from its checkpoint (seeds may be added, not
+    dropped; options as in `train_run`). Returns ``{seed: summary}``, with
+    ``{"status": "diverged", "message": ...}`` for a replica that stopped.
+    """
+    stream = sys.stderr if stream is None else stream
+    seeds = parse_seeds(seeds)
+    out = Path(out)
+    configs = [dataclasses.replace(config, seed=s) for s in seeds]
+    runs = [RunDir(out / f"seed-{s}") for s in seeds]
+    listing = {"seeds": seeds, "config": dataclasses.replace(config, seed=seeds[0]).to_dict()}
+    with ExitStack() as stack:
+        if resume:
+            stack.enter_context(claim_existing(out, "resume"))
+            _check_group_resume(out, listing, config)
+        else:
+            check_new_dir(out, force)
+        first = prepare(configs[0])
+        dataset = first.dataset
+        if not resume:
+            group = stack.enter_context(claim_new(out, force=force, kind="replicas"))
+        members = []
+        for cfg, run in zip(configs, runs, strict=True):
+            again = resume and run.config_path.is_file()
+            if again:
+                stack.enter_context(claim_existing(run.path, "resume"))
+                cfg = _resumed_config(run, cfg)
+            else:
+                stack.enter_context(claim_new(run.path, force=force, kind="run")).commit()
+            prepared = first if cfg == first.config else prepare(cfg, dataset=dataset)
+            members.append(_open_member(run, prepared, again))
+        write_json_atomic(out / "replicas.json", listing)
+        if not resume:
+            group.commit()
+        label = label or f"seeds {_seed_text(seeds)}"
+        _train_members(members, stacked=True, progress=progress, label=label, stream=stream)
+    return {
+        m.config.seed: (
+            m.summary if not m.failure else {"status": "diverged", "message": m.failure}
+        )
+        for m in members
+    }
+
+
+# ----------------------------------------------------------------------------- set-up
+def _resumed_config(run: RunDir, config: TrainConfig) -> TrainConfig:
+    """The config a resumed run continues: the stored one, with the fields resume may change
+    (`binaryvae.config.RESUMABLE_FIELDS`) taken from ``config``; BadInput for any other change."""
+    if not run.config_path.is_file():
+        raise BadInput(
+            f"cannot resume {run.path}: no config.json there (start it without --resume)"
+        )
+    config.check_resumable(run.read_config(), str(run.path))
+    return config
+
+
+def _check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig) -> None:
+    import json
+
+    try:
+        recorded = json.loads((out / "replicas.json").read_text())
+        stored = TrainConfig.from_dict(recorded["config"])
+        old_seeds = [int(s) for s in recorded["seeds"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInput(f"cannot resume {out}: unreadable replicas.json ({e})") from None
+    dropped = [s for s in old_seeds if s not in listing["seeds"]]
+    if dropped:
+        raise BadInput(
+            f"--resume continues the replicas of {out}; it cannot drop seeds "
+            f"{_seed_text(dropped)} (seeds may only be added)"
+        )
+    dataclasses.replace(config, seed=stored.seed).check_resumable(stored, str(out))
+
+
+def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
+    """Load the run's checkpoint (resume), write its config and trim its metrics."""
+    member = _Member(run, prepared, test_data(prepared))
+    c = prepared.config
     if resume and run.checkpoint_path.is_file():
         state = load_checkpoint(run.checkpoint_path, map_location=prepared.device)
-        load_state(model, state["model"], run.checkpoint_path)
-        if state.get("optimizer") is not None:
-            load_state(optimizer, state["optimizer"], run.checkpoint_path)
-        start_epoch = int(state["epoch"])
-        finalized = bool(state.get("extra", {}).get("finalized", False))
-        if start_epoch > c.epochs:
+        load_state(prepared.model, state["model"], run.checkpoint_path)
+        member.optimizer_state = state.get("optimizer")
+        member.start_epoch = int(state["epoch"])
+        member.finalized = bool(state.get("extra", {}).get("finalized", False))
+        if member.start_epoch > c.epochs:
             raise BadInput(
-                f"{run.path} already has {start_epoch} epochs; --epochs {c.epochs} would "
+                f"{run.path} already has {member.start_epoch} epochs; --epochs {c.epochs} would "
                 "shorten it (give at least that many)"
             )
-    if start_epoch < c.epochs:
-        finalized = False  # new epochs: autoencoder-gmm refits its mixture afterwards
+    if member.start_epoch < c.epochs:
+        member.finalized = False  # new epochs: autoencoder-gmm refits its mixture afterwards
     run.write_config(c)
-    run.keep_metrics_through(start_epoch)
-    if claim is not None:
-        claim.commit()  # the run exists from here on: a later failure keeps what it wrote
+    run.keep_metrics_through(member.start_epoch)
+    return member
 
+
+def _seed_text(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
+# ----------------------------------------------------------------------------- the engine
+def _train_members(
+    members: list[_Member], *, stacked: bool, progress: bool, label: str, stream: TextIO
+) -> None:
+    """Train every member to its ``epochs``, then finalize and summarise each.
+
+    Members that start at the same epoch train together (one stacked model when ``stacked``);
+    groups that start at different epochs (a resumed group interrupted between two replicas'
+    checkpoints) train one after the other.
+    """
+    tune_allocator()
+    starts = sorted({m.start_epoch for m in members})
+    for start in starts:
+        group = [m for m in members if m.start_epoch == start and start < m.config.epochs]
+        if group:
+            _fit_group(group, stacked=stacked, progress=progress, label=label, stream=stream)
+    for m in members:
+        if not m.failure:
+            _finish(m)
+
+
+class _Trainer:
+    """The model and optimizer that train a group: the member's own (one plain model), or a
+    stacked model of the live members' plain models."""
+
+    def __init__(self, members: list[_Member], stacked: bool):
+        from binaryvae.models.replicas import stack_models, stack_optimizer_state
+
+        self.members = members
+        self.stacked = stacked
+        c = members[0].config
+        if stacked:
+            self.model = stack_models([m.model for m in members])
+        else:
+            self.model = members[0].model
+        self.optimizer = make_optimizer(self.model, c.lr)
+        states = [m.optimizer_state for m in members]
+        if all(s is not None for s in states):
+            state = stack_optimizer_state(states, self.model) if stacked else states[0]
+            load_state(self.optimizer, state, members[0].run.checkpoint_path)
+
+    def generator(self, epoch: int):
+        device = self.members[0].prepared.device
+        gens = [
+            torch.Generator(device=device).manual_seed(epoch_seed(m.config.seed, epoch, "train"))
+            for m in self.members
+        ]
+        if not self.stacked:
+            return gens[0]
+        from binaryvae.models.replicas import ReplicaGenerator
+
+        return ReplicaGenerator(gens)
+
+    def batches(self, loaders, epoch: int):
+        if not self.stacked:
+            yield from loaders[0].epoch(epoch)
+            return
+        for xs in zip(*[b.epoch(epoch) for b in loaders], strict=True):
+            yield torch.stack(xs)  # [S, B, D]
+
+    def sync(self) -> None:
+        """Copy each live replica's parameters and Adam state back to its plain model."""
+        if not self.stacked:
+            for m in self.members:
+                m.optimizer_state = self.optimizer.state_dict()
+            return
+        from binaryvae.models.replicas import (
+            replica_layouts,
+            unstack_optimizer_state,
+            unstack_state,
+        )
+
+        layouts, state = replica_layouts(self.model), self.model.state_dict()
+        opt = self.optimizer.state_dict()
+        s = len(self.members)
+        for r, m in enumerate(self.members):
+            if m.failure is None:
+                m.model.load_state_dict(unstack_state(state, r, layouts, s))
+                m.optimizer_state = unstack_optimizer_state(opt, r, self.model)
+
+
+def _fit_group(
+    members: list[_Member], *, stacked: bool, progress: bool, label: str, stream: TextIO
+) -> None:
     from binaryvae.data import EpochBatches
 
-    ds = prepared.dataset
-    batches = EpochBatches(
-        ds.train_x,
-        batch_size=c.batch_size,
-        binarize=c.binarize,
-        seed=c.seed,
-        device=prepared.device,
-    )
-    test_x = test_data(prepared)
-    for epoch in range(start_epoch + 1, c.epochs + 1):
-        seed_everything(epoch_seed(c.seed, epoch, "train"))
+    c = members[0].config
+    start = members[0].start_epoch
+    loaders = [
+        EpochBatches(m.prepared.dataset.train_x, batch_size=c.batch_size, binarize=c.binarize,
+                     seed=m.config.seed, device=m.prepared.device)
+        for m in members
+    ]  # fmt: skip
+    trainer = _Trainer(members, stacked)
+    for epoch in range(start + 1, c.epochs + 1):
+        seed_everything(epoch_seed(members[0].config.seed, epoch, "train"))
         bar = EpochProgress(
             epoch,
             c.epochs,
-            batches.num_examples,
+            loaders[0].num_examples,
             label=label,
             stream=stream,
             enabled=progress,
-            value_name=_value_name(c, model),
+            value_name=_value_name(c, members[0].prepared.model),
         )
-        try:
+        kl_weight = kl_weight_at(c.kl_weight, c.kl_warmup_epochs, epoch)
+        if stacked:
             stats = fit_epoch(
-                model,
-                optimizer,
-                batches.epoch(epoch),
+                trainer.model,
+                trainer.optimizer,
+                trainer.batches(loaders, epoch),
                 epoch=epoch,
                 objective=c.objective,
-                kl_weight=kl_weight_at(c.kl_weight, c.kl_warmup_epochs, epoch),
+                kl_weight=kl_weight,
+                generator=trainer.generator(epoch),
+                replicas=len(members),
+                precision=c.precision,
                 progress=bar,
             )
-        except NonFiniteLoss as e:
-            bar.close("stopped")
-            if epoch > 1:
-                kept = (
-                    f"last good checkpoint {run.checkpoint_path} (epoch {epoch - 1}) and the "
-                    f"metrics of epochs 1-{epoch - 1} in {run.metrics_path}"
-                )
-            else:
-                kept = "nothing trained (it failed in the first epoch)"
-            raise TrainingDiverged(
-                f"{e}; training stopped. Kept: {kept}. Try a smaller --lr."
-            ) from None
-        t0 = time.perf_counter()
-        metrics = _evaluate_epoch(prepared, test_x, epoch)
-        eval_seconds = time.perf_counter() - t0
-        row = {
-            "epoch": epoch,
-            "objective": c.objective,
-            "objective_label": objective_label(c, model)[0],
-            "family": c.family,
-            "kl_weight": kl_weight_at(c.kl_weight, c.kl_warmup_epochs, epoch),
-            "train_loss": stats.train_loss,
-            "train_elbo": stats.train_elbo,
-            "train_recon": stats.train_recon,
-            "train_kl": stats.train_kl,
-            **metrics,
-            "train_seconds": stats.train_seconds,
-            "eval_seconds": eval_seconds,
-        }
-        run.append_metrics(row)
-        save_checkpoint(run.checkpoint_path, model=model, optimizer=optimizer, epoch=epoch)
-        bar.close(_epoch_line(row))
+        else:
+            single = _fit_plain(trainer, loaders, epoch, kl_weight, bar, members[0])
+            if single is None:  # the run stopped: its failure is recorded
+                bar.close("stopped")
+                return
+            stats = [single]
+        for m, st in zip(members, stats, strict=True):
+            if st.failure is not None:
+                m.failure = _stop_message(m, st.failure, epoch)
+                print(f"{m.run.path}: stopped: {m.failure}", file=stream, flush=True)
+        trainer.sync()
+        rows = [
+            _end_epoch(m, st, epoch, kl_weight)
+            for m, st in zip(members, stats, strict=True)
+            if m.failure is None
+        ]
+        bar.close(_epoch_line(rows))
+        live = [i for i, m in enumerate(members) if m.failure is None]
+        if not live:
+            return
+        if len(live) < len(members):  # drop the stopped replicas: restack the others
+            members = [members[i] for i in live]
+            loaders = [loaders[i] for i in live]
+            trainer = _Trainer(members, stacked)
 
-    if not finalized:
+
+def _fit_plain(trainer: _Trainer, loaders, epoch: int, kl_weight: float, bar, member: _Member):
+    """One epoch of a single run: `fit_epoch` raising on NaN/inf, turned into a member failure
+    (returns None then)."""
+    from binaryvae.training import NonFiniteLoss
+
+    c = member.config
+    try:
+        return fit_epoch(
+            trainer.model,
+            trainer.optimizer,
+            trainer.batches(loaders, epoch),
+            epoch=epoch,
+            objective=c.objective,
+            kl_weight=kl_weight,
+            generator=trainer.generator(epoch),
+            precision=c.precision,
+            progress=bar,
+        )
+    except NonFiniteLoss as e:
+        member.failure = _stop_message(member, e, epoch)
+        return None
+
+
+def _stop_message(m: _Member, error: Exception, epoch: int) -> str:
+    if epoch > 1:
+        kept = (
+            f"last good checkpoint {m.run.checkpoint_path} (epoch {epoch - 1}) and the "
+            f"metrics of epochs 1-{epoch - 1} in {m.run.metrics_path}"
+        )
+    else:
+        kept = "nothing trained (it failed in the first epoch)"
+    return f"{error}; training stopped. Kept: {kept}. Try a smaller --lr."
+
+
+def _end_epoch(m: _Member, stats, epoch: int, kl_weight: float) -> dict[str, Any]:
+    """Evaluate the member's model, append its metrics row, replace its checkpoint; the row."""
+    from binaryvae.evaluation import evaluate_epoch
+
+    c = m.config
+    t0 = time.perf_counter()
+    metrics = evaluate_epoch(
+        m.model, m.test_x, samples=c.eval_samples, seed=epoch_seed(c.seed, epoch, "eval")
+    )
+    eval_seconds = time.perf_counter() - t0
+    row = {
+        "epoch": epoch,
+        "objective": c.objective,
+        "objective_label": objective_label(c, m.model)[0],
+        "family": c.family,
+        "kl_weight": kl_weight,
+        "train_loss": stats.train_loss,
+        "train_elbo": stats.train_elbo,
+        "train_recon": stats.train_recon,
+        "train_kl": stats.train_kl,
+        **metrics,
+        "train_seconds": stats.train_seconds,
+        "eval_seconds": eval_seconds,
+    }
+    m.run.append_metrics(row)
+    save_checkpoint(
+        m.run.checkpoint_path,
+        model_state=m.model.state_dict(),
+        optimizer_state=m.optimizer_state,
+        epoch=epoch,
+    )
+    return row
+
+
+def _finish(m: _Member) -> None:
+    """Fit what is fitted after training (autoencoder-gmm's mixture), checkpoint it, and write
+    the summary."""
+    from binaryvae.evaluation import evaluate_summary
+
+    c, model, ds = m.config, m.model, m.prepared.dataset
+    if not m.finalized:
         seed_everything(epoch_seed(c.seed, 0, "finalize"))
-        model.finalize(_finalize_data(ds.train_x, c.binarize).to(prepared.device))
+        model.finalize(_finalize_data(ds.train_x, c.binarize).to(m.prepared.device))
         save_checkpoint(
-            run.checkpoint_path,
-            model=model,
-            optimizer=optimizer,
+            m.run.checkpoint_path,
+            model_state=model.state_dict(),
+            optimizer_state=m.optimizer_state,
             epoch=c.epochs,
             extra={"finalized": True},
         )
     t0 = time.perf_counter()
-    summary = _evaluate_summary(prepared, test_x)
-    rows = run.read_metrics()
+    summary = dict(
+        evaluate_summary(model, m.test_x, dataset=ds, seed=epoch_seed(c.seed, 0, "summary"))
+    )
+    rows = m.run.read_metrics()
     summary.update(summary_labels(c, model))
     summary.update(
         epochs=len(rows),
         seconds_per_epoch=sum(r["train_seconds"] for r in rows) / max(len(rows), 1),
         eval_seconds_per_epoch=sum(r["eval_seconds"] for r in rows) / max(len(rows), 1),
         summary_seconds=time.perf_counter() - t0,
-        threads=prepared.threads,
-        device=str(prepared.device),
+        threads=m.prepared.threads,
+        device=str(m.prepared.device),
         dataset_label=getattr(ds, "label", c.dataset),
     )
-    run.write_summary(summary)
-    return summary
+    m.run.write_summary(summary)
+    m.summary = summary
 
 
 def _finalize_data(train_x: torch.Tensor, binarize: str) -> torch.Tensor:
@@ -386,18 +540,23 @@ def _value_name(config: TrainConfig, model: Any) -> str:
     return f"train {config.objective}"
 
 
-def _epoch_line(row: dict[str, Any]) -> str:
-    """The tail of the one-line epoch summary: the test bounds that exist for this family."""
+def _epoch_line(rows: list[dict[str, Any]]) -> str:
+    """The tail of the one-line epoch summary: the test bounds that exist for this family (the
+    mean over the replicas of a group)."""
+    if not rows:
+        return "every replica stopped"
     parts = []
     for key, short in (
         ("test_relaxed_elbo", "relaxed"),
         ("test_discrete_elbo", "discrete"),
         ("test_log_px_exact", "log p(x)"),
     ):
-        value = row.get(key)
-        if isinstance(value, int | float):
-            parts.append(f"{short} {value:.2f}")
-    if not parts and isinstance(row.get("test_recon"), int | float):  # the autoencoder: no bound
-        parts.append(f"recon {row['test_recon']:.2f}")
-    parts.append(f"{row['train_seconds']:.1f}s+{row['eval_seconds']:.1f}s")
-    return "test " + "  ".join(parts)
+        values = [r.get(key) for r in rows]
+        if all(isinstance(v, int | float) for v in values):
+            parts.append(f"{short} {sum(values) / len(values):.2f}")
+    recon = [r.get("test_recon") for r in rows]
+    if not parts and all(isinstance(v, int | float) for v in recon):  # the autoencoder: no bound
+        parts.append(f"recon {sum(recon) / len(recon):.2f}")
+    parts.append(f"{rows[0]['train_seconds']:.1f}s+{sum(r['eval_seconds'] for r in rows):.1f}s")
+    head = "test " if len(rows) == 1 else f"test, mean of {len(rows)} replicas: "
+    return head + "  ".join(parts)

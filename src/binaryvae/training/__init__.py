@@ -22,10 +22,12 @@ from binaryvae.training.checkpoint import (
     save_checkpoint,
 )
 from binaryvae.training.classifier import fit_classifier
-from binaryvae.training.loop import EpochStats, NonFiniteLoss, fit_epoch, kl_weight_at
+from binaryvae.training.loop import EpochStats, NonFiniteLoss, autocast, fit_epoch, kl_weight_at
 from binaryvae.training.optim import make_optimizer
 from binaryvae.training.progress import EpochProgress
 from binaryvae.training.setup import (
+    bf16_support,
+    check_precision,
     default_threads,
     epoch_seed,
     resolve_device,
@@ -35,6 +37,9 @@ from binaryvae.training.setup import (
 )
 
 __all__ = [
+    "bf16_support",
+    "check_precision",
+    "autocast",
     "CheckpointError",
     "load_state",
     "EpochProgress",

@@ -1,14 +1,22 @@
-"""One training epoch: forward, surrogate loss, backward, step, with a NaN/inf guard."""
+"""One training epoch: forward, surrogate loss, backward, step, with a NaN/inf guard.
+
+The same loop trains one model or S stacked replicas (`binaryvae.models.replicas`). With
+replicas every number is kept per replica: the reported averages, the gradient norm of the
+guard (never a global norm: a replica's guard must not depend on the others), and the fault
+handling -- a replica whose loss or gradient turns non-finite stops alone (its gradient is
+zeroed from then on and its numbers are ignored) while the others go on unchanged.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["EpochStats", "NonFiniteLoss", "fit_epoch", "kl_weight_at"]
+__all__ = ["EpochStats", "NonFiniteLoss", "autocast", "fit_epoch", "kl_weight_at"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -30,6 +38,8 @@ class EpochStats:
     ``train_loss`` = -(recon - kl_weight * kl): the loss whose gradient the surrogate estimates
     (for score-function estimators the surrogate's own value is meaningless, so it is not logged).
     ``train_elbo`` = the trained objective's value (relaxed or Bernoulli ELBO), KL weight 1.
+    ``failure``: for a replica that stopped, the `NonFiniteLoss` that stopped it (its averages
+    then cover the batches before it).
     """
 
     train_loss: float
@@ -39,6 +49,7 @@ class EpochStats:
     train_seconds: float  # the loop alone: no evaluation, no checkpoint
     batches: int
     images: int
+    failure: NonFiniteLoss | None = None
 
 
 def kl_weight_at(kl_weight: float, warmup_epochs: int, epoch: int) -> float:
@@ -48,12 +59,31 @@ def kl_weight_at(kl_weight: float, warmup_epochs: int, epoch: int) -> float:
     return kl_weight * min(1.0, epoch / warmup_epochs)
 
 
-def _grad_norm_sum(params: list[torch.Tensor]) -> torch.Tensor:
-    """Sum of the gradients' norms: finite iff every gradient entry is finite."""
+def autocast(precision: str, device: torch.device):
+    """The context the training step runs in: bfloat16 autocast for ``precision == "bf16"``
+    (matrix products in bf16, reductions and losses in float32), nothing for "fp32"."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _grad_norms(params: list[torch.Tensor], replicas: int | None) -> torch.Tensor:
+    """Sum of the gradients' norms, per replica ``[S]`` (or ``[1]`` for one model): finite iff
+    every gradient entry of that replica is finite. Every stacked tensor holds its replicas'
+    values in S equal blocks along dim 0, so a replica's entries are ``g.reshape(S, -1)[r]``."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return torch.zeros(())
-    return torch.stack(torch._foreach_norm(grads)).sum()
+        return torch.zeros(replicas or 1)
+    if replicas is None:
+        return torch.stack(torch._foreach_norm(grads)).sum().reshape(1)
+    return torch.stack([g.reshape(replicas, -1).norm(dim=1) for g in grads]).sum(0)
+
+
+def _zero_grads_of(params: list[torch.Tensor], stopped: torch.Tensor, replicas: int) -> None:
+    """Zero the gradients of the replicas marked in ``stopped [S]`` (bool)."""
+    for p in params:
+        if p.grad is not None:
+            p.grad.view(replicas, -1).masked_fill_(stopped[:, None], 0.0)
 
 
 def fit_epoch(
@@ -64,53 +94,93 @@ def fit_epoch(
     epoch: int,
     objective: str,
     kl_weight: float = 1.0,
+    generator=None,
+    replicas: int | None = None,
+    stopped: list[bool] | None = None,
+    precision: str = "fp32",
     progress=None,
-) -> EpochStats:
-    """Train ``model`` for one pass over ``batches`` (each float32 ``[B, D]``, already on device).
+) -> EpochStats | list[EpochStats]:
+    """Train ``model`` for one pass over ``batches``.
 
-    ``model.loss(x, objective=..., kl_weight=...)`` returns LossTerms; its ``surrogate`` is
-    backpropagated, its detached ``elbo``/``recon``/``kl`` ``[B]`` are averaged for the log.
-    ``progress`` (an `EpochProgress`) is told the running loss and ELBO after every batch.
-    Raises `NonFiniteLoss` naming the epoch and 1-based batch if the surrogate, the objective or
-    a gradient is NaN/inf; the optimizer step of that batch is not taken.
+    One model (``replicas=None``): batches are float32 ``[B, D]`` on the model's device; returns
+    `EpochStats`; raises `NonFiniteLoss` naming the epoch and 1-based batch if the surrogate,
+    the objective or a gradient is NaN/inf (that batch's optimizer step is not taken).
+
+    S stacked replicas (``replicas=S``): batches are ``[S, B, D]``; returns one `EpochStats`
+    per replica. A replica that turns non-finite gets ``failure`` set and is frozen (gradient
+    zeroed, numbers ignored) for the rest of the epoch; ``stopped`` marks replicas frozen
+    before the epoch. The others' numbers are exactly those of an undisturbed run.
+
+    ``model.loss(x, objective=..., kl_weight=..., generator=...)`` returns LossTerms; its
+    ``surrogate`` is backpropagated, its detached ``elbo``/``recon``/``kl`` ``[..., B]`` are
+    averaged for the log. ``generator`` supplies all the step's noise
+    (`binaryvae.distributions.draw`). ``progress`` (an `EpochProgress`) is told the running
+    loss and ELBO (mean over live replicas) after every batch.
     """
     model.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    sums = torch.zeros(4, dtype=torch.float64)  # loss, elbo, recon, kl (summed over images)
-    images = 0
-    batch_index = 0
+    s = replicas or 1
+    device = next(model.parameters()).device
+    sums = torch.zeros(s, 4, dtype=torch.float64)  # loss, elbo, recon, kl (summed over images)
+    dead = torch.tensor(stopped if stopped is not None else [False] * s, dtype=torch.bool)
+    failures: list[NonFiniteLoss | None] = [None] * s
+    images = torch.zeros(s, dtype=torch.long)
+    batches_done = torch.zeros(s, dtype=torch.long)
     start = time.perf_counter()
     for batch_index, x in enumerate(batches, start=1):
+        if bool(dead.all()):
+            break
         optimizer.zero_grad(set_to_none=True)
-        terms = model.loss(x, objective=objective, kl_weight=kl_weight)
+        with autocast(precision, device):
+            terms = model.loss(x, objective=objective, kl_weight=kl_weight, generator=generator)
         terms.surrogate.backward()
-        b = x.shape[0]
-        recon, kl, elbo = terms.recon.sum(), terms.kl.sum(), terms.elbo.sum()
+        recon, kl, elbo = terms.recon.sum(-1), terms.kl.sum(-1), terms.elbo.sum(-1)  # [S] or []
         loss = kl_weight * kl - recon
-        # one device sync per step: the guard and the progress numbers together
-        values = (
-            torch.stack(
-                [terms.surrogate.detach(), loss, elbo, recon, kl, _grad_norm_sum(params).to(loss)]
-            )
-            .double()
-            .cpu()
-        )
-        if not torch.isfinite(values).all():
-            what = "gradient" if torch.isfinite(values[:5]).all() else "loss"
-            raise NonFiniteLoss(epoch, batch_index, what)
+        # one device sync per step: the guard and the progress numbers together, [S, 6]:
+        # loss, elbo, recon, kl, gradient norm, and (one model) the surrogate itself
+        surrogate = terms.surrogate.detach().reshape(1) if replicas is None else loss.new_zeros(s)
+        values = torch.stack(
+            [t.reshape(s).to(torch.float64) for t in (loss, elbo, recon, kl)]
+            + [_grad_norms(params, replicas).to(device=loss.device, dtype=torch.float64)]
+            + [surrogate.to(torch.float64)],
+            dim=1,
+        ).cpu()
+        finite = torch.isfinite(values).all(1)  # [S]
+        bad = ~finite & ~dead
+        if bool(bad.any()):
+            for r in bad.nonzero().flatten().tolist():
+                terms_ok = bool(torch.isfinite(values[r, [0, 1, 2, 3, 5]]).all())
+                what = "gradient" if terms_ok else "loss"
+                failures[r] = NonFiniteLoss(epoch, batch_index, what)
+            if replicas is None:
+                raise failures[0]
+            dead |= bad
+            if bool(dead.all()):
+                break
+        if replicas is not None and bool(dead.any()):
+            _zero_grads_of(params, dead.to(device), replicas)
         optimizer.step()
-        sums += values[1:5]
-        images += b
+        live = ~dead
+        b = x.shape[-2]
+        sums[live] += values[live, :4]
+        images[live] += b
+        batches_done[live] += 1
         if progress is not None:
-            progress.update(b, loss=sums[0].item() / images, elbo=sums[1].item() / images)
+            n = images[live].sum().item()
+            total = sums[live].sum(0)
+            progress.update(b, loss=total[0].item() / max(n, 1), elbo=total[1].item() / max(n, 1))
     seconds = time.perf_counter() - start
-    n = max(images, 1)
-    return EpochStats(
-        train_loss=sums[0].item() / n,
-        train_elbo=sums[1].item() / n,
-        train_recon=sums[2].item() / n,
-        train_kl=sums[3].item() / n,
-        train_seconds=seconds,
-        batches=batch_index,
-        images=images,
-    )
+    stats = [
+        EpochStats(
+            train_loss=sums[r, 0].item() / max(int(images[r]), 1),
+            train_elbo=sums[r, 1].item() / max(int(images[r]), 1),
+            train_recon=sums[r, 2].item() / max(int(images[r]), 1),
+            train_kl=sums[r, 3].item() / max(int(images[r]), 1),
+            train_seconds=seconds,
+            batches=int(batches_done[r]),
+            images=int(images[r]),
+            failure=failures[r],
+        )
+        for r in range(s)
+    ]
+    return stats if replicas is not None else stats[0]

@@ -35,6 +35,8 @@ import torch
 from binaryvae.errors import BadInput
 
 __all__ = [
+    "bf16_support",
+    "check_precision",
     "default_threads",
     "epoch_seed",
     "resolve_device",
@@ -119,3 +121,37 @@ def tune_allocator() -> bool:
     ok = mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1  # 32 MiB: glibc's maximum on 64-bit
     ok = (mallopt(m_trim_threshold, 128 * 1024 * 1024) == 1) and ok
     return ok
+
+
+def bf16_support(device: torch.device) -> tuple[bool, str]:
+    """(whether ``device`` multiplies bfloat16 matrices in hardware, what it has).
+
+    CPU: the avx512_bf16 or amx_bf16 instructions (``/proc/cpuinfo``; elsewhere oneDNN's own
+    check). Without them PyTorch emulates bfloat16 products, measured 30-50x slower than float32
+    on an AVX2-only AMD EPYC (docs/benchmarks.md). CUDA: ``torch.cuda.is_bf16_supported()``.
+    """
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ok, torch.cuda.get_device_name(device)
+    capability = torch.backends.cpu.get_cpu_capability()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])  # fmt: skip
+        found = [x for x in ("avx512_bf16", "amx_bf16") if x in flags]
+        return bool(found), " ".join(found) or f"{capability}, no bf16 instructions"
+    except OSError:
+        ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return ok, capability
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """BadInput when ``precision`` is "bf16" and ``device`` has no bfloat16 hardware."""
+    if precision != "bf16":
+        return
+    ok, what = bf16_support(device)
+    if not ok:
+        raise BadInput(
+            f"--precision bf16 needs bfloat16 matrix instructions, and this {device.type} has "
+            f"none ({what}): its bf16 products are emulated, 30-50x slower than fp32; use fp32"
+        )
