@@ -28,6 +28,7 @@ SCRIPTS = {
     "bench_smoothstep.py": ["--threads", "1", "--out", "{out}"],  # distributions issue
     "steplogistic_large.py": ["--threads", "1", "--out", "{out}"],
     "bench_replicas.py": ["--threads", "1", "--out", "{out}"],
+    "estimator_study.py": ["--runs-dir", "{out}/runs", "--results", "{out}/results"],
     "bench_cli_startup.py": ["--out", "{out}"],  # CLI issue
     "compare_duration.py": ["--out", "{out}"],
 }

@@ -1,12 +1,13 @@
 """Gradient estimators against exact references.
 
-- Unbiased estimators (sfe, reinforce-loo, disarm): on a model with n = 3 bits the mean of many
+- Unbiased estimators (sfe, reinforce-loo, arm, disarm; each with the learning signal
+  log p(x|b) and with the whole single-sample ELBO): on a model with n = 3 bits the mean of many
   independent estimates of d ELBO / d logits matches the exact gradient of the discrete ELBO,
   computed by enumerating all 2^3 codes. One backward pass yields R independent estimates: the
   batch holds R replicas of each image, each replica with its own copy of the logits.
   Test: |z| < 4.5 for every coordinate (B * n = 6 per estimator). For a correct estimator a
   coordinate fails with probability 6.8e-6 (normal tail), so the whole file fails by chance with
-  probability < 2e-4 (Bonferroni over its 30 coordinates); the seeds are fixed, so a run is
+  probability < 5e-4 (Bonferroni over its 66 coordinates); the seeds are fixed, so a run is
   reproducible. The z-scores are printed (pytest -s).
 - The running-average control variate lowers the variance without moving the mean.
 - Pathwise families: autograd gradients match central finite differences of the same objective
@@ -93,7 +94,12 @@ def _z(est: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
         ("bernoulli-sfe", {}),
         ("bernoulli-reinforce-loo", {}),
         ("bernoulli-reinforce-loo", {"loo_samples": 4}),
+        ("bernoulli-arm", {}),
         ("bernoulli-disarm", {}),
+        ("bernoulli-sfe", {"learning_signal": "elbo"}),
+        ("bernoulli-reinforce-loo", {"learning_signal": "elbo"}),
+        ("bernoulli-arm", {"learning_signal": "elbo"}),
+        ("bernoulli-disarm", {"learning_signal": "elbo"}),
     ],
 )
 def test_unbiased_estimators_match_enumeration(family, extra):

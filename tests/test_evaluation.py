@@ -55,7 +55,7 @@ class StandInBinary(nn.Module):
     def __init__(self, n: int, dim: int, kind: str = "bernoulli", seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.family = SimpleNamespace(name="stand-in", binary=True)
+        self.family = SimpleNamespace(name="stand-in", binary=True, has_likelihood=True)
         self.latent_dim = n
         self.encoder = nn.Linear(dim, n)
         self.net = nn.Sequential(nn.Linear(n, 16), nn.Tanh(), nn.Linear(16, dim))
@@ -114,7 +114,7 @@ class ToyTrueModel(nn.Module):
 
     def __init__(self, d: int) -> None:
         super().__init__()
-        self.family = SimpleNamespace(name="toy-true", binary=True)
+        self.family = SimpleNamespace(name="toy-true", binary=True, has_likelihood=True)
         self.latent_dim = d
         self.decoder = StandInDecoder("gaussian")
         self.scale = nn.Parameter(torch.tensor(0.5), requires_grad=False)
@@ -300,7 +300,7 @@ class LinearGaussianVAE(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(11)
-        self.family = SimpleNamespace(name="gaussian", binary=False)
+        self.family = SimpleNamespace(name="gaussian", binary=False, has_likelihood=True)
         self.latent_dim = 2
         self.W = torch.randn(3, 2)
         self.c = torch.randn(3)

@@ -375,3 +375,29 @@ def test_empty_hidden_gives_the_linear_network_of_the_estimator_benchmarks(image
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert sorted((m.in_features, m.out_features) for m in linears) == [(200, 784), (784, 200)]
     assert torch.isfinite(model.loss(images[:16], "elbo").surrogate)
+
+
+def test_concrete_with_its_own_prior_temperature_is_not_logistic(images):
+    """Maddison et al.'s temperatures (posterior 2/3, prior 1/2: beta 1.5, prior beta 2): the
+    concrete family's KL is then no longer the Logistic KL (it is at equal temperatures), and
+    its relaxed ELBO on the same weights and noise differs from logistic's at beta 1.5."""
+    from binaryvae.distributions import binary_concrete_kl, logistic_kl_equal_scale
+
+    log_gamma = torch.tensor([[-1.0, 0.0, 2.0]])
+    same = build_model(_config("concrete", beta=1.5, latent_dim=3), 784, (28, 28))
+    own = build_model(_config("concrete", beta=1.5, latent_dim=3,
+                              extra={"concrete_prior_beta": 2.0}), 784, (28, 28))  # fmt: skip
+    q_same, q_own = same.family.posterior((log_gamma,)), own.family.posterior((log_gamma,))
+    kl_same = same.family.kl(q_same, same.prior(), None)
+    kl_own = own.family.kl(q_own, own.prior(), None)
+    torch.testing.assert_close(kl_same, logistic_kl_equal_scale(log_gamma).sum(-1))
+    torch.testing.assert_close(kl_own, binary_concrete_kl(log_gamma, 1.5, torch.zeros(3),
+                                                          2.0).sum(-1))  # fmt: skip
+    assert (kl_own - kl_same).abs().item() > 0.05
+    torch.manual_seed(0)
+    logistic = build_model(_config("logistic", beta=1.5, latent_dim=3), 784, (28, 28))
+    own.load_state_dict(logistic.state_dict())
+    x = images[:16]
+    a = logistic.loss(x, generator=torch.Generator().manual_seed(4)).elbo
+    b = own.loss(x, generator=torch.Generator().manual_seed(4)).elbo
+    assert (a - b).abs().max() > 1e-3

@@ -22,11 +22,13 @@ __all__ = [
     "DECODERS",
     "PRIORS",
     "PRECISIONS",
+    "LEARNING_SIGNALS",
     "COMPARE_FAMILIES",
     "COMPARE_EPOCHS",
     "RESUMABLE_FIELDS",
     "MAX_LATENT_DIM",
     "MAX_SEED",
+    "MAX_IWAE_K",
 ]
 
 OBJECTIVES = ("elbo", "bernoulli-elbo")
@@ -37,6 +39,7 @@ NETWORKS = ("mlp", "conv")
 DECODERS = ("auto", "bernoulli", "gaussian")
 PRIORS = ("fixed", "learned")
 PRECISIONS = ("fp32", "bf16")
+LEARNING_SIGNALS = ("reconstruction", "elbo")
 
 # `binaryvae compare` defaults (README command (1)): the dissertation's 8-bit comparison
 # (section 5.3, Figure 5.5) -- Logistic with its own ELBO and with the Bernoulli ELBO (Figures
@@ -62,6 +65,9 @@ COMPARE_EPOCHS = 15
 # Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
 # it trains and where/how it computes. Anything else would make the resumed run another run.
 RESUMABLE_FIELDS = ("epochs", "threads", "device", "data_dir")
+# IWAE samples per image at most (every sample of every test image is a decoder pass; memory is
+# bounded whatever k). Burda et al. (2016) use k = 5,000.
+MAX_IWAE_K = 100_000
 
 # Ranges of the numeric fields. Upper limits bound the work one command can ask for (a latent
 # size of 2^31 would exhaust memory before the first step); each is far above any published
@@ -76,6 +82,10 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "kl_warmup_epochs": (0, 1_000_000),
     "seed": (0, MAX_SEED),
     "eval_samples": (1, 10_000),
+    "eval_iwae_every": (0, 1_000_000),
+    "eval_iwae_k": (1, MAX_IWAE_K),
+    "grad_every": (0, 1_000_000_000),
+    "grad_samples": (2, 10_000),
     "threads": (1, 4096),
 }
 _HIDDEN_MAX = (16, 65_536)  # at most 16 layers of at most 65,536 units
@@ -152,8 +162,13 @@ class ModelOptions:
     decoder_scale: float | None = None
     # conv network: width of its first layer (the second has twice as many channels)
     conv_channels: int = 32
-    # concrete: inverse temperature of the prior; None uses beta (the posterior's)
+    # concrete: inverse temperature of the prior; None uses beta (the posterior's).
+    # Maddison, Mnih & Teh (2017) use posterior temperature 2/3 and prior 1/2 (beta 1.5 and 2)
     concrete_prior_beta: float | None = None
+    # the score-function families (bernoulli-sfe, -reinforce-loo, -arm, -disarm): the learning
+    # signal, "reconstruction" (log p(x|b), analytic KL) or "elbo" (log p(x,b) - log q(b|x),
+    # the estimator papers' configuration); binaryvae.models.objectives.estimated_discrete_elbo
+    learning_signal: str = "reconstruction"
 
     @classmethod
     def from_extra(cls, extra: Any) -> ModelOptions:
@@ -182,6 +197,11 @@ class ModelOptions:
             elif name in ("decoder_scale", "concrete_prior_beta"):
                 if value is not None:
                     values[name] = check_float(key, value, 0.0, False)
+            elif name == "learning_signal":
+                if value not in LEARNING_SIGNALS:
+                    raise BadInput(
+                        f"{key} must be one of {', '.join(LEARNING_SIGNALS)}, got {value!r}"
+                    )
         return cls(**values)
 
 
@@ -220,6 +240,15 @@ class TrainConfig:
     seed: int = 0
     # evaluation during training
     eval_samples: int = 1  # posterior samples per test image for the per-epoch bounds
+    # every eval_iwae_every epochs (and after the last) the test IWAE-eval_iwae_k of the
+    # discrete model, metrics key test_iwae_k<K>; 0 = never (the estimator protocol: 100)
+    eval_iwae_every: int = 0
+    eval_iwae_k: int = 100
+    # gradient diagnostics every grad_every training steps (0 = off): grad_samples estimates on
+    # a fixed held-out batch, variance and (n <= 12 bits) bias against the exact gradient
+    # (binaryvae.diagnostics); metrics key "gradient" (a list per epoch)
+    grad_every: int = 0
+    grad_samples: int = 50
     # where and how
     data_dir: str | None = None
     device: str = "auto"

@@ -38,6 +38,10 @@ _FIELDS = {
     "eval_samples": "eval_samples",
     "gmm_components": "gmm_components",
     "precision": "precision",
+    "eval_iwae_every": "eval_iwae_every",
+    "eval_iwae_k": "eval_iwae_k",
+    "grad_every": "grad_every",
+    "grad_samples": "grad_samples",
 }
 
 
@@ -136,6 +140,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="K",
         help="posterior samples per test image for the per-epoch bounds (default 1)",
+    )
+    p.add_argument(
+        "--eval-iwae-every",
+        type=int,
+        default=None,
+        metavar="E",
+        help="every E epochs (and after the last) the test IWAE-K bound, metrics key "
+        "test_iwae_k<K> (default 0: never)",
+    )
+    p.add_argument(
+        "--eval-iwae-k", type=int, default=None, metavar="K", help="K of --eval-iwae-every (100)"
+    )
+    p.add_argument(
+        "--grad-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="gradient diagnostics every STEPS training steps: variance of the encoder gradient "
+        "estimate and, up to 12 bits, its bias against the exact gradient (default 0: off)",
+    )
+    p.add_argument(
+        "--grad-samples",
+        type=int,
+        default=None,
+        metavar="K",
+        help="gradient estimates per diagnostic (default 50)",
     )
     p.add_argument(
         "--gmm-components",

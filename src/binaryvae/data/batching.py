@@ -46,17 +46,21 @@ def derive_seed(*words: int) -> int:
 
 def _check_mode(x: torch.Tensor, binarize: str) -> None:
     if binarize not in BINARIZE_MODES:
-        raise BadInput(f"unknown binarization {binarize!r}; choose one of "
-                       f"{', '.join(BINARIZE_MODES)}")
+        raise BadInput(
+            f"unknown binarization {binarize!r}; choose one of {', '.join(BINARIZE_MODES)}"
+        )
     if x.dtype != torch.uint8 and binarize != "none":
-        raise BadInput(f"binarization {binarize!r} needs grey-level images; real-valued data "
-                       f"(e.g. the toy dataset) takes only 'none'")
+        raise BadInput(
+            f"binarization {binarize!r} needs grey-level images; real-valued data "
+            f"(e.g. the toy dataset) takes only 'none'"
+        )
     if x.dim() != 2:
         raise BadInput(f"data must be a [N, D] tensor, got shape {tuple(x.shape)}")
 
 
-def to_float(x: torch.Tensor, binarize: str = "none",
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def to_float(
+    x: torch.Tensor, binarize: str = "none", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Convert a batch ``[B, D]`` (uint8 images or float data) to float32 in the given mode.
 
     ``"dynamic"`` draws from ``generator`` (on x's device).
@@ -88,8 +92,14 @@ class EpochBatches:
     generator on ``device`` (reproducible for a given device).
     """
 
-    def __init__(self, train_x: torch.Tensor, batch_size: int = 128, binarize: str = "none",
-                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        train_x: torch.Tensor,
+        batch_size: int = 128,
+        binarize: str = "none",
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
         _check_mode(train_x, binarize)
         if batch_size < 1:
             raise BadInput(f"batch size must be >= 1, got {batch_size}")
@@ -121,12 +131,13 @@ class EpochBatches:
             g = torch.Generator(device=self.device)
             g.manual_seed(derive_seed(self.seed, _STREAM_DYNAMIC, epoch))
         for start in range(0, len(index), self.batch_size):
-            rows = self.data.index_select(0, index[start:start + self.batch_size])  # [B, D]
+            rows = self.data.index_select(0, index[start : start + self.batch_size])  # [B, D]
             yield to_float(rows, self.binarize, g)
 
 
-def test_tensor(test_x: torch.Tensor, binarize: str = "none", seed: int = 0,
-                device: str | torch.device = "cpu") -> torch.Tensor:
+def test_tensor(
+    test_x: torch.Tensor, binarize: str = "none", seed: int = 0, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """The whole test set as float32 ``[N, D]``; under "dynamic" binarized once with ``seed``.
 
     The draw is made on the CPU, so the binarized test set is identical on every device.

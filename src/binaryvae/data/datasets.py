@@ -23,8 +23,18 @@ from binaryvae.data.idx import read_image_label_pair
 from binaryvae.data.toy import TOY_DIM, TOY_SIGMA, sample_toy
 from binaryvae.errors import BadInput
 
-__all__ = ["Dataset", "DATASETS", "DatasetInfo", "dataset_geometry", "load_dataset",
-           "MNIST_MINI_DIR", "MNIST_MINI_LABEL", "TOY_SEED", "TOY_SIZES", "mnist_mini_split"]
+__all__ = [
+    "Dataset",
+    "DATASETS",
+    "DatasetInfo",
+    "dataset_geometry",
+    "load_dataset",
+    "MNIST_MINI_DIR",
+    "MNIST_MINI_LABEL",
+    "TOY_SEED",
+    "TOY_SIZES",
+    "mnist_mini_split",
+]
 
 MNIST_MINI_DIR = Path(__file__).parent / "mnist_mini"
 MNIST_MINI_LABEL = "mnist-mini (10k subset of MNIST: its test set, split 8,000/2,000)"
@@ -81,11 +91,21 @@ def mnist_mini_split(n: int = 10000) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _mnist_mini(data_dir: str | Path | None = None, download: bool = True) -> Dataset:
-    x, y, shape = read_image_label_pair(MNIST_MINI_DIR / "t10k-images-idx3-ubyte.gz",
-                                        MNIST_MINI_DIR / "t10k-labels-idx1-ubyte.gz")
+    x, y, shape = read_image_label_pair(
+        MNIST_MINI_DIR / "t10k-images-idx3-ubyte.gz", MNIST_MINI_DIR / "t10k-labels-idx1-ubyte.gz"
+    )
     train, test = mnist_mini_split(len(x))
-    return Dataset("mnist-mini", MNIST_MINI_LABEL, x[train], x[test], y[train], y[test], shape,
-                   "image", str(MNIST_MINI_DIR))
+    return Dataset(
+        "mnist-mini",
+        MNIST_MINI_LABEL,
+        x[train],
+        x[test],
+        y[train],
+        y[test],
+        shape,
+        "image",
+        str(MNIST_MINI_DIR),
+    )
 
 
 def _idx_dataset(name: str, label: str) -> Callable[[str | Path | None, bool], Dataset]:
@@ -109,23 +129,44 @@ def _toy(data_dir: str | Path | None = None, download: bool = True) -> Dataset:
     n_train, n_test = TOY_SIZES
     train = sample_toy(n_train, TOY_DIM, TOY_SIGMA, g)
     test = sample_toy(n_test, TOY_DIM, TOY_SIGMA, g)
-    label = (f"toy (diss. 5.1: z ~ Logistic(0,1), x|z ~ N(step(z), {TOY_SIGMA}^2), "
-             f"{TOY_DIM} dims)")
-    return Dataset("toy", label, train.x, test.x, None, None, None, "real",
-                   f"generated, seed {TOY_SEED}",
-                   {"sigma": TOY_SIGMA, "dim": TOY_DIM, "train_bits": train.bits,
-                    "test_bits": test.bits})
+    label = f"toy (diss. 5.1: z ~ Logistic(0,1), x|z ~ N(step(z), {TOY_SIGMA}^2), {TOY_DIM} dims)"
+    return Dataset(
+        "toy",
+        label,
+        train.x,
+        test.x,
+        None,
+        None,
+        None,
+        "real",
+        f"generated, seed {TOY_SEED}",
+        {"sigma": TOY_SIGMA, "dim": TOY_DIM, "train_bits": train.bits, "test_bits": test.bits},
+    )
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "mnist-mini": DatasetInfo(_mnist_mini, MNIST_MINI_LABEL, (8000, 2000), "28x28 uint8"),
-    "mnist": DatasetInfo(_idx_dataset("mnist", "MNIST"), "MNIST (LeCun, Cortes and Burges)",
-                         (60000, 10000), "28x28 uint8"),
-    "fashion-mnist": DatasetInfo(_idx_dataset("fashion-mnist", "Fashion-MNIST"),
-                                 "Fashion-MNIST (Zalando Research)", (60000, 10000),
-                                 "28x28 uint8"),
-    "toy": DatasetInfo(_toy, f"toy model of diss. 5.1 (sigma={TOY_SIGMA}, seed {TOY_SEED})",
-                       TOY_SIZES, f"{TOY_DIM} float32", TOY_DIM, None, "real"),
+    "mnist": DatasetInfo(
+        _idx_dataset("mnist", "MNIST"),
+        "MNIST (LeCun, Cortes and Burges)",
+        (60000, 10000),
+        "28x28 uint8",
+    ),
+    "fashion-mnist": DatasetInfo(
+        _idx_dataset("fashion-mnist", "Fashion-MNIST"),
+        "Fashion-MNIST (Zalando Research)",
+        (60000, 10000),
+        "28x28 uint8",
+    ),
+    "toy": DatasetInfo(
+        _toy,
+        f"toy model of diss. 5.1 (sigma={TOY_SIGMA}, seed {TOY_SEED})",
+        TOY_SIZES,
+        f"{TOY_DIM} float32",
+        TOY_DIM,
+        None,
+        "real",
+    ),
 }
 
 

@@ -20,8 +20,16 @@ import torch
 
 from binaryvae.errors import BadInput
 
-__all__ = ["IdxError", "parse_idx", "read_idx", "read_idx_bytes", "read_image_label_pair",
-           "sha256_decompressed", "GZIP_MAGIC", "MAX_IDX_BYTES"]
+__all__ = [
+    "IdxError",
+    "parse_idx",
+    "read_idx",
+    "read_idx_bytes",
+    "read_image_label_pair",
+    "sha256_decompressed",
+    "GZIP_MAGIC",
+    "MAX_IDX_BYTES",
+]
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -121,24 +129,29 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if zero != 0:
         raise IdxError(f"{name}: bad magic number 0x{data[:4].hex()} (not an IDX file)")
     if type_code not in _DTYPES:
-        raise IdxError(f"{name}: bad magic number 0x{data[:4].hex()}: unknown type code "
-                       f"0x{type_code:02x}")
+        raise IdxError(
+            f"{name}: bad magic number 0x{data[:4].hex()}: unknown type code 0x{type_code:02x}"
+        )
     if ndim == 0:
         raise IdxError(f"{name}: bad magic number 0x{data[:4].hex()}: zero dimensions")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise IdxError(f"{name}: truncated header: {len(data)} bytes, need {header} for "
-                       f"{ndim} dimensions")
+        raise IdxError(
+            f"{name}: truncated header: {len(data)} bytes, need {header} for {ndim} dimensions"
+        )
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _DTYPES[type_code]
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     found = len(data) - header
     if found < expected:
-        raise IdxError(f"{name}: truncated: header says shape {shape} ({expected} data bytes), "
-                       f"found {found}")
+        raise IdxError(
+            f"{name}: truncated: header says shape {shape} ({expected} data bytes), found {found}"
+        )
     if found > expected:
-        raise IdxError(f"{name}: {found - expected} trailing bytes after the {expected} data "
-                       f"bytes of shape {shape}")
+        raise IdxError(
+            f"{name}: {found - expected} trailing bytes after the {expected} data "
+            f"bytes of shape {shape}"
+        )
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder("="))  # a writable, native-endian copy
 
@@ -148,9 +161,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     return parse_idx(read_idx_bytes(path), str(path))
 
 
-def read_image_label_pair(images: str | Path, labels: str | Path) -> tuple[torch.Tensor,
-                                                                          torch.Tensor,
-                                                                          tuple[int, int]]:
+def read_image_label_pair(
+    images: str | Path, labels: str | Path
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Read an images file (uint8, 3 dims) and its labels file (uint8, 1 dim).
 
     Returns ``(x, y, image_shape)``: x uint8 ``[N, H*W]``, y int64 ``[N]``, image_shape (H, W).
@@ -159,14 +172,15 @@ def read_image_label_pair(images: str | Path, labels: str | Path) -> tuple[torch
     x = read_idx(images)
     y = read_idx(labels)
     if x.dtype != np.uint8 or x.ndim != 3:
-        raise IdxError(f"{images}: expected uint8 images of 3 dimensions, got {x.dtype} with "
-                       f"shape {x.shape}")
+        raise IdxError(
+            f"{images}: expected uint8 images of 3 dimensions, got {x.dtype} with shape {x.shape}"
+        )
     if y.dtype != np.uint8 or y.ndim != 1:
-        raise IdxError(f"{labels}: expected uint8 labels of 1 dimension, got {y.dtype} with "
-                       f"shape {y.shape}")
+        raise IdxError(
+            f"{labels}: expected uint8 labels of 1 dimension, got {y.dtype} with shape {y.shape}"
+        )
     if x.shape[0] != y.shape[0]:
-        raise IdxError(f"{images} holds {x.shape[0]} images but {labels} holds {y.shape[0]} "
-                       f"labels")
+        raise IdxError(f"{images} holds {x.shape[0]} images but {labels} holds {y.shape[0]} labels")
     n, h, w = x.shape
     x_t = torch.from_numpy(np.ascontiguousarray(x).reshape(n, h * w))  # uint8 [N, H*W]
     y_t = torch.from_numpy(y.astype(np.int64))  # int64 [N]

@@ -30,9 +30,21 @@ from binaryvae.data.idx import IdxError, sha256_decompressed
 from binaryvae.errors import BadInput
 from binaryvae.storage import atomic_writer
 
-__all__ = ["RemoteFile", "FILES", "MIRRORS", "ENV_DATA_DIR", "DEBIAN_DIR", "cache_dir",
-           "candidate_dirs", "find_file", "locate", "download", "resolve", "verify_dir",
-           "missing_message"]
+__all__ = [
+    "RemoteFile",
+    "FILES",
+    "MIRRORS",
+    "ENV_DATA_DIR",
+    "DEBIAN_DIR",
+    "cache_dir",
+    "candidate_dirs",
+    "find_file",
+    "locate",
+    "download",
+    "resolve",
+    "verify_dir",
+    "missing_message",
+]
 
 ENV_DATA_DIR = "BINARYVAE_DATA_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets")
@@ -55,24 +67,48 @@ class RemoteFile:
 # decompressed files of http://yann.lecun.com/exdb/mnist/.
 FILES: dict[str, tuple[RemoteFile, ...]] = {
     "mnist": (
-        RemoteFile("train-images-idx3-ubyte", 47040016,
-                   "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-        RemoteFile("train-labels-idx1-ubyte", 60008,
-                   "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-        RemoteFile("t10k-images-idx3-ubyte", 7840016,
-                   "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-        RemoteFile("t10k-labels-idx1-ubyte", 10008,
-                   "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+        RemoteFile(
+            "train-images-idx3-ubyte",
+            47040016,
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        ),
+        RemoteFile(
+            "train-labels-idx1-ubyte",
+            60008,
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        ),
+        RemoteFile(
+            "t10k-images-idx3-ubyte",
+            7840016,
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        ),
+        RemoteFile(
+            "t10k-labels-idx1-ubyte",
+            10008,
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ),
     ),
     "fashion-mnist": (
-        RemoteFile("train-images-idx3-ubyte", 47040016,
-                   "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-        RemoteFile("train-labels-idx1-ubyte", 60008,
-                   "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-        RemoteFile("t10k-images-idx3-ubyte", 7840016,
-                   "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-        RemoteFile("t10k-labels-idx1-ubyte", 10008,
-                   "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+        RemoteFile(
+            "train-images-idx3-ubyte",
+            47040016,
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        ),
+        RemoteFile(
+            "train-labels-idx1-ubyte",
+            60008,
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        ),
+        RemoteFile(
+            "t10k-images-idx3-ubyte",
+            7840016,
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        ),
+        RemoteFile(
+            "t10k-labels-idx1-ubyte",
+            10008,
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ),
     ),
 }
 
@@ -95,8 +131,9 @@ def _files(name: str) -> tuple[RemoteFile, ...]:
     try:
         return FILES[name]
     except KeyError:
-        raise BadInput(f"no downloadable dataset {name!r}; choose one of "
-                       f"{', '.join(FILES)}") from None
+        raise BadInput(
+            f"no downloadable dataset {name!r}; choose one of {', '.join(FILES)}"
+        ) from None
 
 
 def cache_dir(name: str) -> Path:
@@ -141,8 +178,10 @@ def missing_message(name: str, data_dir: str | Path | None = None, why: str = ""
     files = ", ".join(f.name + "[.gz]" for f in _files(name))
     places = "; ".join(f"{reason}: {folder}" for reason, folder in candidate_dirs(name, data_dir))
     tail = f" ({why})" if why else ""
-    return (f"dataset {name!r} not found{tail}: put {files} into one of: {places}; or set "
-            f"${ENV_DATA_DIR} to a folder holding {name}/")
+    return (
+        f"dataset {name!r} not found{tail}: put {files} into one of: {places}; or set "
+        f"${ENV_DATA_DIR} to a folder holding {name}/"
+    )
 
 
 def _fetch(url: str, out, desc: str) -> None:
@@ -152,8 +191,9 @@ def _fetch(url: str, out, desc: str) -> None:
         total = response.headers.get("Content-Length")
         total = int(total) if total and total.isdigit() else None
         got = 0
-        with tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False,
-                  disable=None) as bar:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc=desc, leave=False, disable=None
+        ) as bar:
             for chunk in iter(lambda: response.read(1 << 16), b""):
                 out.write(chunk)
                 got += len(chunk)
@@ -184,13 +224,19 @@ def _download_one(name: str, file: RemoteFile, folder: Path, mirrors: tuple[str,
                 except IdxError as e:
                     raise _Rejected(f"{url}: {str(e).split(': ', 1)[-1]}") from None
                 if digest != file.sha256:
-                    raise _Rejected(f"{url}: sha256 mismatch of the decompressed file "
-                                    f"(got {digest[:16]}..., expected {file.sha256[:16]}...)")
+                    raise _Rejected(
+                        f"{url}: sha256 mismatch of the decompressed file "
+                        f"(got {digest[:16]}..., expected {file.sha256[:16]}...)"
+                    )
             return ""
         except _Rejected as e:
             failures.append(str(e))
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
-                ConnectionError) as e:
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            TimeoutError,
+            ConnectionError,
+        ) as e:
             reason = getattr(e, "reason", None) or e
             failures.append(f"{url}: {type(e).__name__}: {reason}")
     return "; ".join(failures)
@@ -212,8 +258,9 @@ def download(name: str, data_dir: str | Path | None = None) -> Path:
                 continue
             why = _download_one(name, file, folder, MIRRORS.get(name, ()))
             if why:
-                raise BadInput(missing_message(name, data_dir,
-                                               f"download of {file.name} failed: {why}"))
+                raise BadInput(
+                    missing_message(name, data_dir, f"download of {file.name} failed: {why}")
+                )
     except BaseException:
         if created and folder.is_dir() and not any(folder.iterdir()):
             shutil.rmtree(folder, ignore_errors=True)

@@ -25,8 +25,15 @@ import torch.nn.functional as F
 
 from binaryvae.errors import BadInput
 
-__all__ = ["ToySample", "sample_toy", "toy_log_px", "toy_posterior_probs", "toy_log_posterior",
-           "TOY_SIGMA", "TOY_DIM"]
+__all__ = [
+    "ToySample",
+    "sample_toy",
+    "toy_log_px",
+    "toy_posterior_probs",
+    "toy_log_posterior",
+    "TOY_SIGMA",
+    "TOY_DIM",
+]
 
 TOY_SIGMA = 0.5  # likelihood standard deviation of diss. 5.1
 TOY_DIM = 8  # independent dimensions; matches the 8-bit latent default of the comparisons
@@ -44,8 +51,9 @@ def _check_sigma(sigma: float) -> None:
         raise BadInput(f"toy model sigma must be > 0, got {sigma}")
 
 
-def sample_toy(num: int, dim: int = TOY_DIM, sigma: float = TOY_SIGMA,
-               generator: torch.Generator | None = None) -> ToySample:
+def sample_toy(
+    num: int, dim: int = TOY_DIM, sigma: float = TOY_SIGMA, generator: torch.Generator | None = None
+) -> ToySample:
     """Draw ``num`` vectors from the toy model: z ~ Logistic(0,1), x = step(z) + sigma * eps."""
     _check_sigma(sigma)
     if num < 0 or dim < 1:

@@ -19,6 +19,7 @@ from binaryvae.distributions.logistic import Logistic
 from binaryvae.distributions.noise import draw, open_uniform
 from binaryvae.distributions.relaxations import (
     binary_concrete,
+    binary_concrete_kl,
     binary_concrete_logit_log_prob,
     binary_concrete_rsample,
     steep_sigmoid,
@@ -46,6 +47,7 @@ __all__ = [
     "logistic_kl_equal_scale",
     "steep_sigmoid",
     "binary_concrete",
+    "binary_concrete_kl",
     "binary_concrete_rsample",
     "binary_concrete_logit_log_prob",
     "bernoulli_probs",

@@ -45,7 +45,7 @@ from binaryvae.distributions import (
     bernoulli_kl,
     bernoulli_logits_from_gaussian,
     binary_concrete,
-    binary_concrete_logit_log_prob,
+    binary_concrete_kl,
     draw,
     logistic_kl_equal_scale,
     open_uniform,
@@ -55,7 +55,14 @@ from binaryvae.errors import BadInput
 from binaryvae.models import objectives as obj
 from binaryvae.models.estimators import make_estimator
 
-__all__ = ["Family", "FAMILIES", "make_family", "FactorizedPrior", "GMMPrior"]
+__all__ = [
+    "Family",
+    "FAMILIES",
+    "SCORE_FUNCTION_FAMILIES",
+    "make_family",
+    "FactorizedPrior",
+    "GMMPrior",
+]
 
 Objective = Callable[..., obj.LossTerms]
 
@@ -131,6 +138,7 @@ class Family:
     name: str = ""
     binary: bool = True  # stands for a Bernoulli-latent (discrete) model
     exact: bool = False  # the latent is Bernoulli itself (no relaxation)
+    has_likelihood: bool = True  # a probabilistic latent: ELBO and IWAE exist
     params_per_dim: int = 1
     objectives: Mapping[str, Objective] = {
         "elbo": obj.relaxed_elbo,
@@ -279,12 +287,13 @@ class ConcreteFamily(Family):
     lambda = gamma / (1 + gamma) = sigmoid(log gamma).
 
     The prior is the Concrete with gamma = 1 (sigmoid(a0) learned) at inverse temperature
-    ``options.concrete_prior_beta`` (default: beta; Maddison et al. discuss giving the prior
-    its own temperature). With equal temperatures y/beta ~ Logistic(log gamma, 1) and the
-    family coincides in distribution with ``logistic`` (binaryvae.distributions.relaxations says
-    the same); its KL is then the closed form d coth(d/2) - 2 (KL is invariant under y -> y/beta).
-    With unequal temperatures the KL is the one-sample Monte Carlo log q(y) - log p(y) in logit
-    space (Maddison et al., appendix C), which avoids the sigmoid's saturating Jacobian.
+    ``options.concrete_prior_beta`` (default: beta; Maddison et al. 2017 use posterior
+    temperature 2/3 and prior 1/2, i.e. beta 1.5 and prior beta 2). With equal temperatures
+    y/beta ~ Logistic(log gamma, 1) and the family coincides in distribution with ``logistic``
+    (binaryvae.distributions.relaxations says the same); its KL is then the closed form
+    d coth(d/2) - 2 (KL is invariant under y -> y/beta). With unequal temperatures the family
+    differs from ``logistic`` and its KL in logit space (Maddison et al., appendix C) is
+    computed by quadrature (`binary_concrete_kl`): deterministic, no Monte Carlo noise.
     """
 
     name = "concrete"
@@ -310,9 +319,8 @@ class ConcreteFamily(Family):
     def kl(self, q, p, z):
         if self.prior_beta == self.beta:
             return logistic_kl_equal_scale(q.logits - p.logits).sum(-1)  # closed form, [B]
-        log_q = binary_concrete_logit_log_prob(z, q.logits, self.beta)  # [B, n]
-        log_p = binary_concrete_logit_log_prob(z, p.logits, self.prior_beta)  # [B, n]
-        return (log_q - log_p).sum(-1)  # one-sample Monte Carlo KL, [B]
+        kl = binary_concrete_kl(q.logits, self.beta, p.logits, self.prior_beta)  # [B, n]
+        return kl.sum(-1)  # by quadrature, [B]
 
 
 class StepLogisticFamily(Family):
@@ -421,6 +429,7 @@ class AutoencoderGMMFamily(Family):
 
     name = "autoencoder-gmm"
     binary = False
+    has_likelihood = False  # trained on reconstruction alone: no ELBO, no IWAE
     objectives = {"elbo": obj.reconstruction}
 
     def __init__(self, beta=10.0, options=None, components: int = 20, seed: int = 0):
@@ -478,17 +487,34 @@ FAMILIES: dict[str, Callable[..., Family]] = {
     "bernoulli-sfe": _family(_bernoulli("bernoulli-sfe", "sfe")),
     "bernoulli-st": _family(_bernoulli("bernoulli-st", "straight-through")),
     "bernoulli-reinforce-loo": _family(_bernoulli("bernoulli-reinforce-loo", "reinforce-loo")),
+    "bernoulli-arm": _family(_bernoulli("bernoulli-arm", "arm")),
     "bernoulli-disarm": _family(_bernoulli("bernoulli-disarm", "disarm")),
     "autoencoder-gmm": _autoencoder,
 }
 
 
+# families whose estimator takes a learning signal f(b) (ModelOptions.learning_signal)
+SCORE_FUNCTION_FAMILIES = (
+    "bernoulli-sfe",
+    "bernoulli-reinforce-loo",
+    "bernoulli-arm",
+    "bernoulli-disarm",
+)
+
+
 def make_family(config) -> Family:
-    """The family named by ``config.family``; BadInput listing the names if unknown."""
+    """The family named by ``config.family``; BadInput listing the names if unknown, or for an
+    option the family does not take."""
     try:
         factory = FAMILIES[config.family]
     except KeyError:
         raise BadInput(
             f"unknown family {config.family!r}; choose one of {', '.join(FAMILIES)}"
         ) from None
+    signal = config.options.learning_signal
+    if signal != "reconstruction" and config.family not in SCORE_FUNCTION_FAMILIES:
+        raise BadInput(
+            f"learning_signal {signal!r} applies to the score-function families "
+            f"({', '.join(SCORE_FUNCTION_FAMILIES)}), not to {config.family!r}"
+        )
     return factory(config)

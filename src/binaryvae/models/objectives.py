@@ -1,4 +1,6 @@
-"""Objectives: pure functions ``(model, x, kl_weight, generator) -> LossTerms``.
+"""Objectives: pure functions ``(model, x, kl_weight, generator, params) -> LossTerms``.
+
+``params`` (None: ``model.encoder_params(x)``) are the encoder outputs to use.
 
 ``LossTerms.surrogate`` is what training backpropagates; ``elbo``, ``recon`` and ``kl`` are the
 detached per-image values that are reported (nats per image, higher is better for ``elbo``).
@@ -26,7 +28,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from binaryvae.distributions import bernoulli_kl
+from binaryvae.distributions import bernoulli_kl, bernoulli_log_mass
 
 __all__ = [
     "LossTerms",
@@ -62,10 +64,16 @@ def _terms(
     return LossTerms(surrogate, (recon - kl).detach(), recon.detach(), kl.detach(), label)
 
 
-def relaxed_elbo(model, x: torch.Tensor, kl_weight: float = 1.0, generator=None) -> LossTerms:
+def _params(model, x: torch.Tensor, params):
+    return model.encoder_params(x) if params is None else params  # tuple of [..., B, n]
+
+
+def relaxed_elbo(
+    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None, params=None
+) -> LossTerms:
     """The family's own (relaxed) ELBO, diss. eq. 2.3/2.5, one reparameterised sample."""
     family = model.family
-    params = model.encoder_params(x)  # tuple of [B, n]
+    params = _params(model, x, params)
     q = family.posterior(params)  # batch [B, n]
     z = family.rsample(q, generator)  # [B, n]  (diss. 3.1 / 4.2.1 / 5.2.1)
     recon = model.decoder.log_prob(x, model.decoder(family.relax(z)))  # [B]
@@ -74,7 +82,7 @@ def relaxed_elbo(model, x: torch.Tensor, kl_weight: float = 1.0, generator=None)
 
 
 def relaxed_bernoulli_elbo(
-    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None
+    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None, params=None
 ) -> LossTerms:
     """The Bernoulli ELBO of diss. 4.4: soft bits in Bernoulli log-probabilities (eq. 4.11-4.12).
 
@@ -83,7 +91,7 @@ def relaxed_bernoulli_elbo(
     with z_r = relax(z), lambda = sigmoid(bit logits), pi = sigmoid(prior bit logits) (1/2 fixed).
     """
     family = model.family
-    params = model.encoder_params(x)  # tuple of [B, n]
+    params = _params(model, x, params)
     q = family.posterior(params)
     z = family.rsample(q, generator)  # [B, n]
     zr = family.relax(z)  # [B, n] soft bits in (0, 1)
@@ -98,23 +106,45 @@ def relaxed_bernoulli_elbo(
 
 
 def estimated_discrete_elbo(
-    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None
+    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None, params=None
 ) -> LossTerms:
-    """Exact Bernoulli latent: E_q log p(x|b) by the estimator, analytic KL (notes eq. 8)."""
-    logits = model.encoder_params(x)[0]  # [B, n]
+    """Exact Bernoulli latent: the discrete ELBO with the family's gradient estimator.
 
-    def signal(
-        bits: torch.Tensor,
-    ) -> torch.Tensor:  # [..., B, n] -> [..., B]: log p(x|b), notes eq. 7
-        return model.decoder.log_prob(x, model.decoder(bits))
+    The estimator's learning signal f(b) is the family's ``learning_signal`` option:
 
-    est = model.estimator(logits, signal, generator)  # surrogate, value: [B]
-    kl = bernoulli_kl(logits, model.prior_bit_logits())  # [B] notes eq. 8
-    return _terms(est.value, kl, kl_weight, "elbo", recon_surrogate=est.surrogate)
+    - "reconstruction" (default): f(b) = log p(x|b) (notes eq. 7); the KL is analytic (notes
+      eq. 8) and its gradient exact;
+    - "elbo": f(b) = log p(x, b) - log q(b|x), the whole single-sample ELBO through the
+      estimator, the configuration of the estimator papers (Dong, Mnih & Tucker 2020, section
+      6). log q(b|x) enters with detached logits: its own gradient has expectation 0
+      (E_q[grad log q] = 0), so dropping it keeps the estimate unbiased.
+
+    The reported recon is an unbiased estimate of E_q log p(x|b) in both cases; kl is analytic.
+    """
+    logits = _params(model, x, params)[0]  # [..., B, n]
+    prior = model.prior_bit_logits()  # [n] (or [S, 1, n])
+    kl = bernoulli_kl(logits, prior)  # [..., B] notes eq. 8
+    whole = model.family.options.learning_signal == "elbo"
+
+    def signal(bits: torch.Tensor) -> torch.Tensor:
+        # [..., B, n] -> [..., B]: log p(x|b) (notes eq. 7), or log p(x, b) - log q(b|x)
+        f = model.decoder.log_prob(x, model.decoder(bits))
+        if whole:
+            f = f + bernoulli_log_mass(bits, prior) - bernoulli_log_mass(bits, logits.detach())
+        return f
+
+    est = model.estimator(logits, signal, generator)  # surrogate, value: [..., B]
+    if not whole:
+        return _terms(est.value, kl, kl_weight, "elbo", recon_surrogate=est.surrogate)
+    # est.value estimates the ELBO itself; est.surrogate's gradient is the ELBO's, KL included
+    recon = est.value + kl.detach()
+    return _terms(recon, kl, kl_weight, "elbo", recon_surrogate=est.surrogate + kl)
 
 
-def reconstruction(model, x: torch.Tensor, kl_weight: float = 1.0, generator=None) -> LossTerms:
+def reconstruction(
+    model, x: torch.Tensor, kl_weight: float = 1.0, generator=None, params=None
+) -> LossTerms:
     """Deterministic autoencoder (notes section 4, eq. 12): log p(x | code), no KL."""
-    code = model.encoder_params(x)[0]  # [B, n]
+    code = _params(model, x, params)[0]  # [B, n]
     recon = model.decoder.log_prob(x, model.decoder(code))  # [B]
     return _terms(recon, torch.zeros_like(recon), kl_weight, "elbo")

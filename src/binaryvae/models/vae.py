@@ -102,9 +102,14 @@ class VAE(nn.Module):
         x: torch.Tensor,
         objective: str = "elbo",
         kl_weight: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator=None,
+        params: tuple[torch.Tensor, ...] | None = None,
     ) -> LossTerms:
-        """LossTerms of ``objective`` on the batch ``x [B, D]`` (binaryvae.models.objectives)."""
+        """LossTerms of ``objective`` on the batch ``x [..., B, D]`` (binaryvae.models.objectives).
+
+        ``params``: encoder outputs to use instead of ``encoder_params(x)`` (the gradient
+        diagnostics hold them fixed and differentiate with respect to them).
+        """
         try:
             fn = self.family.objectives[objective]
         except KeyError:
@@ -112,7 +117,7 @@ class VAE(nn.Module):
                 f"objective {objective!r} is not available for family {self.family.name!r}; "
                 f"choose one of {', '.join(self.family.objectives)}"
             ) from None
-        return fn(self, x, kl_weight, generator)
+        return fn(self, x, kl_weight, generator, params)
 
     @torch.no_grad()
     def finalize(self, train_x: torch.Tensor, batch_size: int = 1024) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from binaryvae.config import MAX_IWAE_K
 from binaryvae.errors import BadInput
 from binaryvae.runs.build import load_run, test_data
 from binaryvae.runs.directory import RunDir
@@ -13,11 +14,6 @@ from binaryvae.runs.ownership import claim_existing
 from binaryvae.training import epoch_seed
 
 __all__ = ["MAX_IWAE_K", "check_evaluate", "evaluate_run"]
-
-# IWAE samples per image at most: every sample of every test image is a decoder pass (or, for
-# n <= 12 bits, a gather), so k bounds the time of one `evaluate` (memory is bounded whatever k:
-# samples are folded into a running logsumexp in chunks). Burda et al. (2016) use k = 5,000.
-MAX_IWAE_K = 100_000
 
 
 def evaluate_run(

@@ -101,6 +101,7 @@ class _Member:
     optimizer_state: dict | None = None  # the plain Adam state to continue from
     failure: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    gradient: list[dict[str, Any]] = field(default_factory=list)  # this epoch's diagnostics
 
     @property
     def config(self) -> TrainConfig:
@@ -332,11 +333,12 @@ class _Trainer:
         for xs in zip(*[b.epoch(epoch) for b in loaders], strict=True):
             yield torch.stack(xs)  # [S, B, D]
 
-    def sync(self) -> None:
-        """Copy each live replica's parameters and Adam state back to its plain model."""
+    def sync(self, optimizer: bool = True, skip: list[bool] | None = None) -> None:
+        """Copy each live replica's parameters (and Adam state) back to its plain model."""
         if not self.stacked:
-            for m in self.members:
-                m.optimizer_state = self.optimizer.state_dict()
+            if optimizer:
+                for m in self.members:
+                    m.optimizer_state = self.optimizer.state_dict()
             return
         from binaryvae.models.replicas import (
             replica_layouts,
@@ -345,12 +347,13 @@ class _Trainer:
         )
 
         layouts, state = replica_layouts(self.model), self.model.state_dict()
-        opt = self.optimizer.state_dict()
+        opt = self.optimizer.state_dict() if optimizer else None
         s = len(self.members)
         for r, m in enumerate(self.members):
-            if m.failure is None:
+            if m.failure is None and not (skip and skip[r]):
                 m.model.load_state_dict(unstack_state(state, r, layouts, s))
-                m.optimizer_state = unstack_optimizer_state(opt, r, self.model)
+                if optimizer:
+                    m.optimizer_state = unstack_optimizer_state(opt, r, self.model)
 
 
 def _fit_group(
@@ -378,6 +381,7 @@ def _fit_group(
             value_name=_value_name(c, members[0].prepared.model),
         )
         kl_weight = kl_weight_at(c.kl_weight, c.kl_warmup_epochs, epoch)
+        on_step = _gradient_hook(trainer, members, epoch, len(loaders[0]))
         if stacked:
             stats = fit_epoch(
                 trainer.model,
@@ -390,9 +394,10 @@ def _fit_group(
                 replicas=len(members),
                 precision=c.precision,
                 progress=bar,
+                on_step=on_step,
             )
         else:
-            single = _fit_plain(trainer, loaders, epoch, kl_weight, bar, members[0])
+            single = _fit_plain(trainer, loaders, epoch, kl_weight, bar, members[0], on_step)
             if single is None:  # the run stopped: its failure is recorded
                 bar.close("stopped")
                 return
@@ -417,7 +422,37 @@ def _fit_group(
             trainer = _Trainer(members, stacked)
 
 
-def _fit_plain(trainer: _Trainer, loaders, epoch: int, kl_weight: float, bar, member: _Member):
+def _gradient_hook(trainer: _Trainer, members: list[_Member], epoch: int, steps_per_epoch: int):
+    """The `fit_epoch` hook that measures gradient variance and bias every ``grad_every``
+    training steps (`binaryvae.diagnostics.gradient_diagnostics`), on each live member's
+    plain model, with its own noise (never the training's)."""
+    c = members[0].config
+    if not c.grad_every or not members[0].model.family.has_likelihood:
+        return None
+    from binaryvae.diagnostics import gradient_diagnostics
+
+    def hook(batch: int, stopped: torch.Tensor) -> None:
+        step = (epoch - 1) * steps_per_epoch + batch
+        if step % c.grad_every:
+            return
+        trainer.sync(optimizer=False, skip=stopped.tolist())
+        for m, dead in zip(members, stopped.tolist(), strict=False):
+            if dead or m.failure is not None:
+                continue
+            g = torch.Generator(device=m.prepared.device)
+            g.manual_seed(epoch_seed(m.config.seed, step, "gradient"))
+            x = m.test_x[: c.batch_size]
+            record = gradient_diagnostics(
+                m.model, x, objective=c.objective, samples=c.grad_samples, generator=g
+            )
+            m.gradient.append({"step": step, **record})
+
+    return hook
+
+
+def _fit_plain(
+    trainer: _Trainer, loaders, epoch: int, kl_weight: float, bar, member: _Member, on_step=None
+):
     """One epoch of a single run: `fit_epoch` raising on NaN/inf, turned into a member failure
     (returns None then)."""
     from binaryvae.training import NonFiniteLoss
@@ -434,6 +469,7 @@ def _fit_plain(trainer: _Trainer, loaders, epoch: int, kl_weight: float, bar, me
             generator=trainer.generator(epoch),
             precision=c.precision,
             progress=bar,
+            on_step=on_step,
         )
     except NonFiniteLoss as e:
         member.failure = _stop_message(member, e, epoch)
@@ -457,8 +493,14 @@ def _end_epoch(m: _Member, stats, epoch: int, kl_weight: float) -> dict[str, Any
 
     c = m.config
     t0 = time.perf_counter()
+    last = epoch == c.epochs
+    iwae = c.eval_iwae_k if c.eval_iwae_every and (epoch % c.eval_iwae_every == 0 or last) else 0
     metrics = evaluate_epoch(
-        m.model, m.test_x, samples=c.eval_samples, seed=epoch_seed(c.seed, epoch, "eval")
+        m.model,
+        m.test_x,
+        samples=c.eval_samples,
+        seed=epoch_seed(c.seed, epoch, "eval"),
+        iwae_k=iwae,
     )
     eval_seconds = time.perf_counter() - t0
     row = {
@@ -475,6 +517,8 @@ def _end_epoch(m: _Member, stats, epoch: int, kl_weight: float) -> dict[str, Any
         "train_seconds": stats.train_seconds,
         "eval_seconds": eval_seconds,
     }
+    if m.gradient:
+        row["gradient"], m.gradient = m.gradient, []
     m.run.append_metrics(row)
     save_checkpoint(
         m.run.checkpoint_path,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +99,7 @@ def fit_epoch(
     stopped: list[bool] | None = None,
     precision: str = "fp32",
     progress=None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> EpochStats | list[EpochStats]:
     """Train ``model`` for one pass over ``batches``.
 
@@ -115,7 +116,9 @@ def fit_epoch(
     ``surrogate`` is backpropagated, its detached ``elbo``/``recon``/``kl`` ``[..., B]`` are
     averaged for the log. ``generator`` supplies all the step's noise
     (`binaryvae.distributions.draw`). ``progress`` (an `EpochProgress`) is told the running
-    loss and ELBO (mean over live replicas) after every batch.
+    loss and ELBO (mean over live replicas) after every batch. ``on_step(batch, stopped)`` is
+    called after every optimizer step with the 1-based batch number and the replicas'
+    stopped mask ``[S]`` (the run layer's gradient diagnostics hook in here).
     """
     model.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -169,6 +172,8 @@ def fit_epoch(
             n = images[live].sum().item()
             total = sums[live].sum(0)
             progress.update(b, loss=total[0].item() / max(n, 1), elbo=total[1].item() / max(n, 1))
+        if on_step is not None:
+            on_step(batch_index, dead.clone())
     seconds = time.perf_counter() - start
     stats = [
         EpochStats(

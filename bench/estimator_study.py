@@ -1,0 +1,276 @@
+"""The estimator study at a real budget: the protocol of Dong, Mnih & Tucker (2020, DisARM,
+section 6) through binaryvae's own training path, with replicas, resume and diagnostics.
+
+Setting: Fashion-MNIST, dynamically binarized (a fresh draw every epoch; the test set binarized
+once), 200 latent bits, linear (784-200) or nonlinear (784-200-200-200, LeakyReLU 0.3) networks
+with mirrored decoders, batch 50, Adam (``--lr``, the paper's 1e-4), learned prior logits. One
+``binaryvae train --seeds`` replica group per (network, family): all seeds of a family train at
+once. Runs are resumable (``--resume`` is added when the group's directory exists), so a
+stopped session loses at most the epoch in progress.
+
+Logged along the way (metrics.jsonl of each replica): the training objective per epoch, the test
+discrete ELBO per epoch, the test IWAE-100 every ``--iwae-every`` epochs, and the gradient
+diagnostics (variance of the encoder gradient estimate) every ``--grad-every`` steps. For the
+score-function families the learning signal is ``--signal`` (default "elbo": the papers'
+f = log p(x, b) - log q(b|x); "reconstruction": log p(x|b) with the analytic KL).
+
+When a group finishes, one JSON per replica goes to ``--results`` (the raw results this
+repository commits): its config, final summary, the per-epoch curves, the gradient records,
+and the training-set discrete ELBO (1 sample per image, the training set binarized once with a
+fixed seed) computed here. ``--aggregate-only`` turns the JSON files into the tables of
+docs/benchmarks.md (mean ± s.e. over seeds, and paired differences between families with
+Student-t 95% intervals).
+
+    BINARYVAE_DATA_DIR=<folder with fashion-mnist/> python bench/estimator_study.py \\
+        --runs-dir ../study-runs --nets nonlinear,linear --steps 100000
+    python bench/estimator_study.py --aggregate-only
+    python bench/estimator_study.py --quick     # smoke test (mnist-mini, 2 families, 2 seeds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _common  # noqa: E402
+
+FAMILIES = (
+    "bernoulli-disarm",
+    "bernoulli-reinforce-loo",
+    "bernoulli-arm",
+    "bernoulli-st",
+    "steplogistic",
+    "logistic",
+    "gaussian-sigmoid",
+)
+SIGNAL_FAMILIES = ("bernoulli-sfe", "bernoulli-reinforce-loo", "bernoulli-arm",
+                   "bernoulli-disarm")  # fmt: skip
+NETS = {"linear": (), "nonlinear": (200, 200)}
+BITS, BATCH = 200, 50
+# Student t quantiles t_{0.975, df} for 95% intervals of paired differences over seeds
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262}  # fmt: skip
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--nets", default="nonlinear,linear")
+    p.add_argument("--families", default=",".join(FAMILIES))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", type=int, default=100_000, help="training steps (whole epochs)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--signal", default="elbo", choices=("elbo", "reconstruction"))
+    p.add_argument("--iwae-every", type=int, default=12, help="epochs between test IWAE-100s")
+    p.add_argument("--grad-every", type=int, default=5000, help="steps between diagnostics")
+    p.add_argument("--grad-samples", type=int, default=50)
+    p.add_argument("--runs-dir", default=str(HERE.parent.parent / "study-runs"),
+                   help="where the run directories (with checkpoints) live; not committed")
+    p.add_argument("--results", default=str(HERE / "results" / "estimator_study"))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--aggregate-only", action="store_true")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: mnist-mini, 2 families, 2 seeds, 1 epoch of 40 steps")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.dataset, args.steps, args.seeds = "mnist-mini", 40, "0,1"
+        args.families = "bernoulli-disarm,steplogistic"
+        args.nets, args.iwae_every, args.grad_every, args.grad_samples = "nonlinear", 1, 20, 3
+    return args
+
+
+def group_name(args, net: str, family: str) -> str:
+    signal = f"_{args.signal}" if family in SIGNAL_FAMILIES else ""
+    return f"{args.dataset}_{net}_{family}{signal}_lr{args.lr:g}_{args.steps}"
+
+
+def _epochs(args, train_size: int) -> int:
+    return math.ceil(args.steps / math.ceil(train_size / BATCH))
+
+
+def config_for(args, net: str, family: str, epochs: int) -> dict:
+    extra = {"learning_signal": args.signal} if family in SIGNAL_FAMILIES else {}
+    return {
+        "dataset": args.dataset, "family": family, "latent_dim": BITS, "hidden": list(NETS[net]),
+        "activation": "leaky_relu", "prior": "learned", "binarize": "dynamic",
+        "batch_size": BATCH, "lr": args.lr, "epochs": epochs, "eval_iwae_every": args.iwae_every,
+        "eval_iwae_k": 100, "grad_every": args.grad_every, "grad_samples": args.grad_samples,
+        "threads": args.threads, "device": "cpu", "extra": extra,
+    }  # fmt: skip
+
+
+def run_group(args, net: str, family: str, train_size: int) -> Path:
+    out = Path(args.runs_dir) / group_name(args, net, family)
+    cfg = config_for(args, net, family, _epochs(args, train_size))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg_file = out.parent / (out.name + ".config.json")
+    cfg_file.write_text(json.dumps(cfg, indent=2) + "\n")
+    cmd = [sys.executable, "-m", "binaryvae", "train", "--config", str(cfg_file),
+           "--seeds", args.seeds, "--out", str(out), "--no-report",
+           "--threads", str(args.threads)]  # fmt: skip
+    if (out / "replicas.json").is_file():
+        cmd += ["--resume", "--epochs", str(cfg["epochs"])]
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(args.threads))
+    print(" ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, env=env)
+    if proc.returncode not in (0, 1):  # 1: a replica stopped on NaN/inf (recorded below)
+        raise SystemExit(f"{out.name}: binaryvae train exited {proc.returncode}")
+    return out
+
+
+def collect(args, net: str, family: str, group: Path) -> list[Path]:
+    """One raw-result JSON per replica of a finished group."""
+    import torch
+
+    from binaryvae.data import test_tensor
+    from binaryvae.evaluation import discrete_elbo
+    from binaryvae.runs import load_run
+
+    written = []
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    for seed_dir in sorted(group.glob("seed-*")):
+        seed = int(seed_dir.name.split("-", 1)[1])
+        rows = [json.loads(line) for line in (seed_dir / "metrics.jsonl").read_text().splitlines()
+                if line.strip()]  # fmt: skip
+        summary_path = seed_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        record = {
+            "dataset": args.dataset, "net": net, "family": family, "seed": seed,
+            "signal": args.signal if family in SIGNAL_FAMILIES else None, "lr": args.lr,
+            "steps_per_epoch": math.ceil(60000 / BATCH) if args.dataset != "mnist-mini" else
+            math.ceil(8000 / BATCH), "epochs_done": len(rows),
+            "config": json.loads((seed_dir / "config.json").read_text()),
+            "finished": bool(summary), "summary": summary,
+            "curves": [{k: r.get(k) for k in ("epoch", "train_elbo", "train_loss",
+                                               "test_discrete_elbo", "test_relaxed_elbo",
+                                               "test_iwae_k100", "train_seconds",
+                                               "eval_seconds") if k in r} for r in rows],
+            "gradient": [g for r in rows for g in r.get("gradient", [])],
+            "machine": _common.machine_info(),
+        }  # fmt: skip
+        record["steps_done"] = record["epochs_done"] * record["steps_per_epoch"]
+        if summary:  # the training-set discrete ELBO, the protocol's "train ELBO"
+            prepared = load_run(seed_dir, device="cpu")
+            x = test_tensor(prepared.dataset.train_x, binarize="dynamic", seed=1)
+            g = torch.Generator().manual_seed(1234 + seed)
+            with torch.no_grad():
+                vals = [discrete_elbo(prepared.model, xb, samples=1, generator=g)
+                        for xb in x.split(5000)]  # fmt: skip
+            record["train_discrete_elbo"] = torch.cat(vals).mean().item()
+        path = results / f"{group.name}_s{seed}.json"
+        _common.write_json(path, record)
+        written.append(path)
+        print(f"{path.name}: {describe(record)}", flush=True)
+    return written
+
+
+def describe(r: dict) -> str:
+    s = r["summary"]
+    if not s:
+        return f"unfinished ({r['epochs_done']} epochs)"
+    return (f"train discrete ELBO {r.get('train_discrete_elbo', float('nan')):.2f}, test "
+            f"IWAE-{s.get('iwae_k')} {s.get('test_iwae', float('nan')):.2f}, "
+            f"{s.get('seconds_per_epoch', 0):.0f} s/epoch")  # fmt: skip
+
+
+def aggregate(args) -> dict:
+    files = sorted(Path(args.results).glob("*.json"))
+    runs = [json.loads(f.read_text()) for f in files]
+    runs = [r for r in runs if r.get("finished")]
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        key = (r["dataset"], r["net"], r["family"], r.get("signal"), r["lr"], r["steps_done"])
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (dataset, net, family, signal, lr, steps), rs in sorted(groups.items()):
+        rows.append({
+            "dataset": dataset, "net": net, "family": family, "signal": signal, "lr": lr,
+            "steps": steps, "seeds": sorted(r["seed"] for r in rs),
+            "train_discrete_elbo": [r["train_discrete_elbo"] for r in rs],
+            "test_iwae_100": [r["summary"]["test_iwae"] for r in rs],
+            "seconds_per_epoch": [r["summary"]["seconds_per_epoch"] for r in rs],
+            "final_grad_var": [r["gradient"][-1]["grad_var"] for r in rs if r["gradient"]],
+        })  # fmt: skip
+    pairs = []
+    by = {(r["dataset"], r["net"], r["steps"], r["lr"], r["family"]): r for r in rows}
+    for (dataset, net, steps, lr, family), r in by.items():
+        if family == "bernoulli-disarm":
+            continue
+        ref = by.get((dataset, net, steps, lr, "bernoulli-disarm"))
+        if ref is not None:
+            pairs.append(paired(ref, r, "test_iwae_100"))
+    machine = runs[0]["machine"] if runs else _common.machine_info()
+    return {"benchmark": "estimator_study", "command": _common.command_line(),
+            "machine": machine, "rows": rows, "paired_vs_disarm": pairs}  # fmt: skip
+
+
+def paired(a: dict, b: dict, key: str) -> dict:
+    """b - a of ``key`` paired by seed: mean, s.e., and the Student-t 95% interval."""
+    ia = dict(zip(a["seeds"], a[key], strict=True))
+    diffs = [v - ia[s] for s, v in zip(b["seeds"], b[key], strict=True) if s in ia]
+    out = {"net": b["net"], "family": b["family"], "minus": a["family"], "key": key,
+           "n": len(diffs), "diffs": diffs}  # fmt: skip
+    if len(diffs) >= 2:
+        m, se = _common.mean_se(diffs)
+        t = T_975.get(len(diffs) - 1, 1.96)
+        out.update(mean=m, se=se, t=t, ci95=[m - t * se, m + t * se])
+    return out
+
+
+def render(summary: dict) -> str:
+    head = ["net", "family (signal)", "steps", "seeds", "train ELBO (discrete)",
+            "test IWAE-100 (discrete)", "s / epoch", "encoder gradient variance, last"]  # fmt: skip
+    rows = []
+    for r in summary["rows"]:
+        fam = r["family"] + (f" ({r['signal']})" if r["signal"] else "")
+        var = r["final_grad_var"]
+        rows.append([r["net"], fam, f"{r['steps']:,}", len(r["seeds"]),
+                     _common.fmt_mean_se(r["train_discrete_elbo"]),
+                     _common.fmt_mean_se(r["test_iwae_100"]),
+                     _common.fmt_mean_se(r["seconds_per_epoch"], 0),
+                     f"{sum(var) / len(var):.3g}" if var else "—"])  # fmt: skip
+    lines = [f"Machine: {_common.machine_line(summary['machine'])}",
+             f"Command: `{summary['command']}`", "",
+             "Mean ± s.e. over seeds, nats per image, higher is better; the bounds are of the "
+             "discrete (200-bit) model.", "", _common.markdown_table(head, rows), ""]  # fmt: skip
+    if summary["paired_vs_disarm"]:
+        lines.append("Paired differences of the test IWAE-100, family minus DisARM, by seed "
+                     "(Student-t 95% interval):")  # fmt: skip
+        prow = []
+        for p in summary["paired_vs_disarm"]:
+            ci = p.get("ci95")
+            diff = f"{p['mean']:+.2f} ± {p['se']:.2f}" if ci else "—"
+            interval = f"t = {p['t']:.2f}: [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "—"
+            prow.append([p["net"], p["family"], p["n"], diff, interval])
+        lines += ["", _common.markdown_table(["net", "family", "seeds", "difference",
+                                              "95% interval"], prow)]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.aggregate_only:
+        from binaryvae.data import load_dataset
+
+        train_size = len(load_dataset(args.dataset).train_x)
+        for net in args.nets.split(","):
+            for family in args.families.split(","):
+                group = run_group(args, net, family, train_size)
+                collect(args, net, family, group)
+    summary = aggregate(args)
+    name = "estimator_study" + ("_quick" if args.quick else "")
+    _common.write_table(Path(args.results).parent, name, summary, render(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
