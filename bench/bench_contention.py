@@ -7,7 +7,7 @@ once when the OpenMP runtime starts, so it cannot change inside a process - with
 competing busy-loop process (pure Python, one core), and prints images/s per condition and the
 thread default it recommends.
 
-    BINARYVAE_DATA_DIR=/work/shared/datasets python bench/bench_contention.py
+    BINARYVAE_DATA_DIR=$DATA python bench/bench_contention.py
     python bench/bench_contention.py --quick      # smoke test: one condition, tiny budget
 """
 

@@ -1,5 +1,6 @@
 """Exact log p(x) by enumeration: decode each code once + one matrix product, against the
-straightforward loop that decodes every (image, code) pair (evaluation issue, PERFORMANCE-NOTES).
+straightforward loop that decodes every (image, code) pair (evaluation issue; docs/benchmarks.md,
+section 5).
 
 Model: a VAE built by `binaryvae.models.build_model` with the dissertation's architecture
 (encoder 784-512-256-128-n, decoder n-128-256-512-784, ReLU, Bernoulli decoder), random weights

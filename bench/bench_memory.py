@@ -8,7 +8,7 @@ through ``fit_epoch``: 469 steps at batch 128 on Fashion-MNIST's 60,000 training
 ``cli`` (``binaryvae train ... --epochs 1``, which adds per-epoch evaluation, checkpoints, the
 summary and the report).
 
-    BINARYVAE_DATA_DIR=/work/shared/datasets python bench/bench_memory.py
+    BINARYVAE_DATA_DIR=$DATA python bench/bench_memory.py
     python bench/bench_memory.py --quick        # smoke test: mnist-mini, 20 steps, 'train' only
 """
 

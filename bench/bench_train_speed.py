@@ -22,7 +22,7 @@ Also measured (``--flops``): float32 GEMM throughput of this machine (``torch.mm
 own shapes and on a big square) and the fraction of it each training step reaches, with step
 FLOPs counted as 3 x the forward GEMM FLOPs (forward, grad-input, grad-weight).
 
-    BINARYVAE_DATA_DIR=/work/shared/datasets python bench/bench_train_speed.py --threads 2 --flops
+    BINARYVAE_DATA_DIR=$DATA python bench/bench_train_speed.py --threads 2 --flops
     python bench/bench_train_speed.py --quick            # smoke test: tiny budget, mnist-mini
     python bench/bench_train_speed.py --profile steplogistic   # where a step's time goes
 """

@@ -21,7 +21,7 @@ Runs are independent processes (``--jobs`` at a time, 1 thread each); each write
 (so a long table can be resumed); the aggregate is ``<out>/protocol_<dataset>.json`` + ``.md``
 (mean ± standard error over seeds).
 
-    BINARYVAE_DATA_DIR=/work/shared/datasets python bench/protocol.py --net nonlinear --seeds 0,1,2
+    BINARYVAE_DATA_DIR=$DATA python bench/protocol.py --net nonlinear --seeds 0,1,2
     # the paper's budget:
     python bench/protocol.py --steps 1000000 --net linear,nonlinear --seeds 0,1,2,3,4
     python bench/protocol.py --quick        # smoke test

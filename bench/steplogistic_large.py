@@ -9,8 +9,8 @@ stayed finite, the final test relaxed ELBO, the discrete ELBO of the binary mode
 the exact log p(x) (n <= 16) or the IWAE bound of the discrete model, and seconds per epoch.
 
     python bench/steplogistic_large.py                            # mnist-mini, 10 epochs
-    python bench/steplogistic_large.py --dataset fashion-mnist --epochs 5   # with
-        # BINARYVAE_DATA_DIR=../shared/datasets in this workplace
+    python bench/steplogistic_large.py --dataset fashion-mnist --epochs 5   # Fashion-MNIST
+        # as `binaryvae datasets` resolves it (e.g. BINARYVAE_DATA_DIR=DIR with DIR/fashion-mnist/)
     python bench/steplogistic_large.py --quick                    # smoke test
 """
 

@@ -1,5 +1,5 @@
 """Shared test settings: one thread per test process (tests may run beside other work, and two
-OpenMP threads on 2 vCPUs collapse under contention; see PERFORMANCE-NOTES)."""
+OpenMP threads on 2 vCPUs collapse under contention; docs/benchmarks.md, section 2)."""
 
 import os
 

@@ -60,6 +60,26 @@ def test_version(capsys):
     assert capsys.readouterr().out.startswith("binaryvae ")
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["sample", "--help"]])
+def test_help_and_version_import_neither_torch_nor_scipy(argv):
+    """`binaryvae --help` builds every sub-command's parser: none may import the heavy
+    libraries at import time (they cost seconds before anything is printed)."""
+    code = (
+        "import sys\n"
+        "from binaryvae.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('torch', 'scipy', 'numpy', 'matplotlib', 'sklearn')\n"
+        "print('LOADED', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert "usage: binaryvae" in done.stdout or done.stdout.startswith("binaryvae ")
+    assert done.stdout.strip().splitlines()[-1] == "LOADED []", done.stdout
+
+
 def _train_argv(out, *extra):
     return ["train", "--out", str(out), "--epochs", "1", "--latent-dim", "4", *TINY, "--quiet",
             "--no-report", *extra]  # fmt: skip
@@ -162,10 +182,21 @@ def test_train_writes_the_report(cli_run):
     assert any((cli_run / "figures").glob("*.png"))
 
 
-def test_evaluate_command(cli_run, capsys):
+def test_evaluate_keeps_one_iwae_entry_per_k(cli_run, capsys):
+    """evaluate --iwae K adds test_iwae_k<K> and prints K; the k of training (1,000 for 4 bits)
+    stays in test_iwae / iwae_k and under its own key."""
+    trained = json.loads((cli_run / "summary.json").read_text())
+    assert trained["iwae_k"] == 1000 and trained["test_iwae_k1000"] == trained["test_iwae"]
     assert main(["evaluate", str(cli_run), "--iwae", "7"]) == 0
-    assert "test_discrete_elbo=" in capsys.readouterr().out
-    assert json.loads((cli_run / "summary.json").read_text())["iwae_k"] == 7
+    assert main(["evaluate", str(cli_run), "--iwae", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "test_discrete_elbo=" in out and "test_iwae_k7=" in out and "test_iwae_k3=" in out
+    s = json.loads((cli_run / "summary.json").read_text())
+    assert s["iwae_k"] == 1000 and s["test_iwae"] == trained["test_iwae"]
+    assert s["test_iwae_k1000"] == trained["test_iwae_k1000"]
+    # the IWAE grows with k towards the exact log p(x) (4 bits: all 16 codes enumerated)
+    assert s["test_iwae_k3"] < s["test_iwae_k7"] < s["test_iwae_k1000"]
+    assert s["test_iwae_k7"] < s["test_log_px_exact"]
 
 
 def test_evaluate_bad_input(tmp_path, capsys):
@@ -178,6 +209,55 @@ def test_sample_command(cli_run, tmp_path, mode):
     out = tmp_path / f"{mode}.png"
     assert main(["sample", str(cli_run), "--n", "12", "--mode", mode, "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _write_idx(path: Path, array) -> None:
+    """An uncompressed IDX file of uint8 ``array`` (the format of the MNIST files)."""
+    import struct
+
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype("uint8").tobytes())
+
+
+def test_sample_needs_only_the_run_directory(tmp_path, monkeypatch, capsys):
+    """A run on Fashion-MNIST samples where no Fashion-MNIST can be found (nor downloaded): the
+    same PNG as while its data were there, written to the default RUN_DIR/samples_MODE.png."""
+    import shutil
+
+    import numpy as np
+
+    from binaryvae.data import load_dataset, sources
+    from binaryvae.errors import BadInput
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for split, n in (("train", 60), ("t10k", 20)):  # a tiny stand-in, 28x28 like the real one
+        _write_idx(folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(folder / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--dataset", "fashion-mnist", "--data-dir",
+                 str(tmp_path / "data"), "--family", "steplogistic", "--epochs", "1",
+                 "--latent-dim", "3", *TINY, "--quiet", "--no-report"]) == 0  # fmt: skip
+    with_data = tmp_path / "with_data.png"
+    assert main(["sample", str(run), "--n", "9", "--out", str(with_data)]) == 0
+
+    shutil.rmtree(tmp_path / "data")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("BINARYVAE_DATA_DIR", str(empty))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr("binaryvae.data.sources.DEBIAN_DIR", tmp_path / "debian")
+    # a download would fail at once: nothing listens on port 9
+    monkeypatch.setitem(sources.MIRRORS, "fashion-mnist", ("http://127.0.0.1:9/",))
+    with pytest.raises(BadInput):  # the premise: the dataset is gone
+        load_dataset("fashion-mnist", data_dir=str(tmp_path / "data"))
+    capsys.readouterr()
+    assert main(["sample", str(run), "--n", "9"]) == 0
+    default = run / "samples_probs.png"
+    assert capsys.readouterr().out.strip() == str(default)
+    assert default.read_bytes() == with_data.read_bytes()
 
 
 def test_sample_bad_input(cli_run, tmp_path, capsys):

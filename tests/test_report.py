@@ -3,26 +3,36 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
 
 import pytest
 
 from _runs_helpers import tiny_config
 from binaryvae.report import build_document, write_report
-from binaryvae.report.plotting import tile
+from binaryvae.report.style import tile
 from binaryvae.runs import compare, parse_families
 
 PNG = b"\x89PNG\r\n\x1a\n"
+FAMILIES = "steplogistic,concrete:bernoulli-elbo,bernoulli-sfe,autoencoder-gmm,gaussian"
 
 
 @pytest.fixture(scope="module")
-def compare_dir(tmp_path_factory):
-    """A relaxed family, an exact-Bernoulli family and the autoencoder + GMM, one epoch each."""
+def compare_run(tmp_path_factory):
+    """A relaxed family trained on its ELBO and one on the Bernoulli ELBO, an exact-Bernoulli
+    family, the autoencoder + GMM and the Normal-latent gaussian, two epochs each; with the log
+    compare wrote."""
     out = tmp_path_factory.mktemp("report") / "cmp"
     base = tiny_config(epochs=2, gmm_components=3)
-    compare(parse_families("steplogistic,concrete:bernoulli-elbo,bernoulli-sfe,autoencoder-gmm"),
-            base, out, progress=False)  # fmt: skip
-    return out
+    log = io.StringIO()
+    compare(parse_families(FAMILIES), base, out, progress=True, stream=log)
+    return out, log.getvalue()
+
+
+@pytest.fixture(scope="module")
+def compare_dir(compare_run):
+    return compare_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +69,7 @@ def test_the_report_has_every_figure_of_the_issue(report):
     }  # fmt: skip
     assert expected <= names, expected - names
     tables = [i.title for s in doc.sections for i in s.items if hasattr(i, "header")]
-    for wanted in ("Final", "Table 5.1", "Table 5.2"):
+    for wanted in ("Final", "Table 5.1", "Reconstruction loss"):
         assert any(wanted in t for t in tables), wanted
 
 
@@ -81,7 +91,7 @@ def test_final_table_labels_what_is_a_bound(report):
         "bernoulli-elbo (not a bound)",
     ):
         assert phrase in html, phrase
-    for column in ("relaxed ELBO", "Bernoulli ELBO", "discrete ELBO", "exact log p(x)", "IWAE",
+    for column in ("own ELBO", "Bernoulli ELBO", "discrete ELBO", "exact log p(x)", "IWAE",
                    "sample FD", "s / epoch"):  # fmt: skip
         assert f"<th>{column}" in html, column
 
@@ -109,3 +119,234 @@ def test_tile_lays_images_out_in_rows():
     canvas = tile(images, (2, 2), ncols=3, pad=1)
     assert canvas.shape == (2 * 3 + 1, 3 * 3 + 1)
     assert canvas[1:3, 1:3].min() == 1.0 and canvas[0, 0] == 0.5
+
+
+def _md_cells(line: str) -> list[str]:
+    """Cells of one Markdown table row, split on pipes that are not escaped (GFM's rule)."""
+    inner = line.strip()
+    assert inner.startswith("|") and inner.endswith("|") and not inner.endswith("\\|"), line
+    return re.split(r"(?<!\\)\|", inner[1:-1])
+
+
+def test_every_markdown_table_has_as_many_cells_per_row_as_header(compare_dir, report):
+    md = (compare_dir / "report.md").read_text().splitlines()
+    tables = 0
+    for i, line in enumerate(md):
+        if re.fullmatch(r"\|(---\|)+", line.strip()):
+            tables += 1
+            width = len(_md_cells(md[i - 1]))
+            assert len(_md_cells(line)) == width, md[i - 1]
+            j = i + 1
+            while j < len(md) and md[j].startswith("|"):
+                assert len(_md_cells(md[j])) == width, md[j]
+                j += 1
+    assert tables >= 3  # final numbers, Table 5.1, Table 5.2
+    # Table 5.1's header names KL(p || q): the pipes are escaped, not cell borders
+    assert "KL(Logistic(mu,1) \\|\\| Logistic(0,1))" in "\n".join(md)
+
+
+def test_html_renders_code_spans_not_backticks(report):
+    path, _ = report
+    html = path.read_text()
+    body = re.sub(r'src="data:[^"]*"', "", html)
+    assert "`" not in body
+    assert "<code>binaryvae report DIR</code>" in html
+
+
+# ---------------------------------------------------------------- labels that say what is true
+
+
+def _lines(log: str, run: str) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith(f"{run} epoch")]
+
+
+def test_compare_log_names_what_trained_each_run(compare_run):
+    _, log = compare_run
+    assert "== autoencoder-gmm (reconstruction only (autoencoder: no KL, not a bound))" in log
+    assert "== concrete (bernoulli-elbo (not a bound))" in log
+    assert "== bernoulli-sfe (elbo)" in log
+    ae, concrete, sfe = (_lines(log, r) for r in ("autoencoder-gmm", "concrete", "bernoulli-sfe"))
+    assert len(ae) == len(concrete) == len(sfe) == 2
+    for line in ae:  # its loss is the reconstruction term; its test field shows it
+        assert "train recon " in line and "train elbo" not in line and "test recon " in line
+    for line in concrete:
+        assert "train bernoulli-elbo " in line and "train elbo" not in line
+    for line in sfe:
+        assert "train elbo " in line
+
+
+def test_compare_json_and_summaries_name_what_trained_each_run(compare_dir):
+    listing = json.loads((compare_dir / "compare.json").read_text())
+    assert listing["families"] == [
+        "steplogistic:elbo", "concrete:bernoulli-elbo", "bernoulli-sfe:elbo", "autoencoder-gmm",
+        "gaussian:elbo",
+    ]  # fmt: skip
+    assert parse_families(listing["families"]) == parse_families(FAMILIES)  # it round-trips
+    trained_on = listing["trained_on"]
+    assert trained_on["autoencoder-gmm"].startswith("reconstruction only")
+    assert trained_on["concrete"] == "bernoulli-elbo (not a bound)"
+    assert trained_on["bernoulli-sfe"] == "elbo"
+    for name, label in trained_on.items():
+        summary = json.loads((compare_dir / name / "summary.json").read_text())
+        assert summary["objective_label"] == label
+    ae = json.loads((compare_dir / "autoencoder-gmm" / "summary.json").read_text())
+    assert ae["objective_is_bound"] is False and ae["has_likelihood"] is False
+
+
+@pytest.fixture(scope="module")
+def drawn(compare_dir):
+    """Every figure the report draws, as matplotlib Figures (captured at save time)."""
+    import binaryvae.report.curves as curves
+    import binaryvae.report.model_figures as model_figures
+    from binaryvae.report.build import load_for_report
+    from binaryvae.report.collect import collect_runs
+
+    figures = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (curves, model_figures):
+            real = module.save
+
+            def capture(fig, path, real=real):
+                figures[path.name] = fig
+                return real(fig, path)
+
+            mp.setattr(module, "save", capture)
+        records = collect_runs(compare_dir)
+        out = compare_dir / "drawn"
+        curves.elbo_per_family(records, out / "elbo_per_epoch.png")
+        curves.elbo_all_families(records, out / "elbo_all_families.png")
+        _, note = curves.kl_recon_per_epoch(records, out / "kl_recon_per_epoch.png")
+        loaded = [load_for_report(r) for r in records]
+        index = model_figures.pick_test_images(loaded[0].test_y)
+        model_figures.reconstruction_figure(loaded, index, out / "reconstructions.png")
+        for lr in loaded:
+            model_figures.samples_figure(lr, out / f"samples_{lr.record.name}.png", n=16)
+    return figures, records, note
+
+
+def _titles(fig) -> list[str]:
+    axes = [ax for ax in fig.get_axes() if ax.get_visible()]
+    return [ax.get_title() for ax in axes]
+
+
+def test_bound_panels_name_the_objective_of_each_run(drawn):
+    figures, records, _ = drawn
+    titles = _titles(figures["elbo_per_epoch.png"])
+    by_run = {t.split("\n")[0]: " ".join(t.split("\n")[1:]) for t in titles if t}
+    assert by_run["bernoulli-sfe"] == "trained on: ELBO of the binary model (no relaxation)"
+    assert "relaxed" not in by_run["bernoulli-sfe"]
+    assert (
+        "Bernoulli ELBO with relaxed samples (not a bound)" in by_run["concrete (bernoulli-elbo)"]
+    )
+    assert "not a bound" in by_run["autoencoder-gmm"] and "reconstruction" in by_run[
+        "autoencoder-gmm"]  # fmt: skip
+    assert "Normal-latent" in by_run["gaussian"]
+
+
+def test_relaxed_elbo_of_a_bernoulli_elbo_run_gets_its_own_axis(drawn):
+    """Fig. 4.8's panel: the Bernoulli ELBO (trained on), the discrete ELBO and the exact
+    log p(x) share the panel and its scale; the relaxed ELBO (about 120 nats lower after
+    training) is drawn on separate axes, so it cannot stretch theirs."""
+    figures, records, _ = drawn
+    fig = figures["elbo_per_epoch.png"]
+    concrete = next(r for r in records if r.name == "concrete")
+    columns = ("test_bernoulli_elbo", "test_discrete_elbo", "test_log_px_exact")
+    main = next(ax for ax in fig.get_axes() if ax.get_title().startswith("concrete"))
+    assert [list(line.get_ydata()) for line in main.get_lines()] == [
+        concrete.column(c)[1] for c in columns
+    ]
+    values = [v for c in columns for v in concrete.column(c)[1]]
+    lo, hi = main.get_ylim()
+    assert lo <= min(values) and hi >= max(values) and hi - lo < 1.2 * (max(values) - min(values))
+    own = [ax for ax in fig.get_axes() if ax.get_ylabel() == "relaxed\nELBO"]
+    assert len(own) == 1  # one Bernoulli-ELBO run here
+    assert [list(line.get_ydata()) for line in own[0].get_lines()] == [
+        concrete.column("test_relaxed_elbo")[1]
+    ]
+
+
+def test_epoch_axes_have_integer_ticks_and_units(drawn):
+    figures, *_ = drawn
+    for name in ("elbo_per_epoch.png", "elbo_all_families.png", "kl_recon_per_epoch.png"):
+        for ax in figures[name].get_axes():
+            if not ax.get_visible() or not ax.get_lines():
+                continue
+            if ax.get_xlabel():
+                assert ax.get_xlabel() == "epoch"
+                lo, hi = ax.get_xlim()
+                ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+                assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+            label = ax.get_ylabel() or " ".join(
+                other.get_ylabel() for other in ax.get_shared_y_axes().get_siblings(ax)
+            )  # a panel sharing its y axis is labelled by its neighbour
+            assert "nats" in label or label == "relaxed\nELBO", (name, label)
+
+
+def test_kl_panel_leaves_out_the_autoencoder_and_the_untrained_relaxed_kl(drawn):
+    figures, records, note = drawn
+    ax_kl = figures["kl_recon_per_epoch.png"].get_axes()[0]
+    trained_on_own_kl = [r for r in records if r.config.objective == "elbo" and r.has_likelihood]
+    assert {r.name for r in trained_on_own_kl} == {"steplogistic", "bernoulli-sfe", "gaussian"}
+    assert len(ax_kl.get_lines()) == len(trained_on_own_kl)
+    for line in ax_kl.get_lines():
+        assert max(line.get_ydata()) > 0  # no flat KL of 0 (the autoencoder has none)
+    assert note.startswith("The family's own KL of runs trained on the Bernoulli ELBO")
+    assert "concrete (bernoulli-elbo)" in note
+
+
+def test_reconstruction_and_sample_titles_say_what_is_decoded(drawn):
+    figures, *_ = drawn
+    rows = _titles(figures["reconstructions.png"])
+    ae = [t for t in rows if t.startswith("autoencoder-gmm")]
+    assert ae == ["autoencoder-gmm: its deterministic code decoded"]
+    assert not any("posterior" in t for t in ae)
+    assert [t for t in rows if t.startswith("bernoulli-sfe")] == [
+        "bernoulli-sfe: bits b ~ q(b|x) decoded"
+    ]
+    assert len([t for t in rows if t.startswith("concrete")]) == 2  # relaxed sample + hard bits
+    ae_samples = figures["samples_autoencoder-gmm.png"]._suptitle.get_text()
+    assert "Gaussian mixture fitted to the training codes" in ae_samples
+    assert "prior" not in ae_samples
+    assert "Bernoulli(1/2) prior" in figures["samples_concrete.png"]._suptitle.get_text()
+    assert "N(0, I)" in figures["samples_gaussian.png"]._suptitle.get_text()
+
+
+def test_captions_cite_only_the_seed_figures_the_runs_reproduce(compare_dir, report):
+    md = (compare_dir / "report.md").read_text()
+    # a gaussian run on an MNIST subset: the continuous-model figures are reproduced
+    reproduced = (
+        "diss. Fig. 3.2", "diss. Fig. A.2", "notes Figs 1-2", "diss. Fig. 3.6",
+        "notes Figs 10-11", "notes Figs 4-5", "notes Figs 6-9", "diss. Fig. A.3",
+    )  # fmt: skip
+    for cited in reproduced:
+        assert f"Reproduces {cited} (" in md, cited
+    # no logistic run, no Fashion-MNIST: these are not
+    for absent in ("Fig. 5.6", "Fig. 4.5", "Fig. 4.6", "Fig. 4.7", "Fig. 4.8", "Fig. 5.5",
+                   "Fig. A.5", "Table 5.2", "Fig. 5.2"):  # fmt: skip
+        assert f"Reproduces diss. {absent}" not in md, absent
+    assert "first two '4's of the test split" in md and "two '4's of dissertation" not in md
+    # each citation says how it differs: the seed figure's setting and this run's
+    assert "there 2-dimensional codes" in md and "here 4 dimensions, 2 epochs, mnist-mini" in md
+
+
+def test_capacity_of_binary_and_continuous_codes_is_stated(report):
+    path, _ = report
+    html = path.read_text()
+    assert "an 4-bit model has 2^4 = 16 codes" in html or "a 4-bit model has 2^4 = 16 codes" in html
+    assert "autoencoder-gmm (4 continuous dimensions)" in html
+
+
+@pytest.mark.parametrize("epochs", [[1], [1, 2], list(range(1, 16))])
+def test_epoch_axis_ticks_are_whole_epochs(epochs):
+    """One epoch used to get ticks 0.96-1.04 (matplotlib's default locator)."""
+    from binaryvae.report.style import epoch_axis, new_figure
+
+    fig = new_figure(4, 3)
+    ax = fig.subplots()
+    ax.plot(epochs, [float(e) for e in epochs])
+    epoch_axis(ax, epochs)
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert lo < min(epochs) and hi > max(epochs)

@@ -187,9 +187,13 @@ def test_compare_validates_every_family_before_writing(tmp_path):
 
 def test_evaluate_run_merges_into_the_summary(run3):
     out, _ = run3
+    before = json.loads((out / "summary.json").read_text())
     summary = evaluate_run(out, iwae_k=10)
-    assert summary["iwae_k"] == 10
-    assert json.loads((out / "summary.json").read_text())["iwae_k"] == 10
+    assert summary["test_iwae_k10"] < summary[f"test_iwae_k{before['iwae_k']}"]
+    stored = json.loads((out / "summary.json").read_text())
+    # the default k's entry stays; the new k gets its own key
+    assert stored["iwae_k"] == before["iwae_k"] and stored["test_iwae"] == before["test_iwae"]
+    assert stored["test_iwae_k10"] == summary["test_iwae_k10"]
     assert summary["seconds_per_epoch"] > 0  # training numbers kept
     torch.set_num_threads(1)
 
@@ -261,7 +265,7 @@ def test_default_compare_one_epoch_end_to_end(tmp_path):
     out = tmp_path / "cmp"
     assert main(["compare", "--out", str(out), "--epochs", "1", "--quiet"]) == 0
     assert (out / "report.html").is_file()
-    assert len(find_runs(out)) == 7
+    assert len(find_runs(out)) == 8
 
 
 @pytest.mark.parametrize(("family", "words"), [("gaussian", "continuous-latent"),
@@ -292,3 +296,18 @@ def test_every_family_trains_through_the_training_code(dataset, tmp_path):
         rows = metric_rows(out)
         key = "test_relaxed_elbo" if "test_relaxed_elbo" in rows[0] else "test_recon"
         assert rows[-1][key] > rows[0][key], (family, [r[key] for r in rows])
+
+
+def test_compare_resume_accepts_the_older_autoencoder_spec(tmp_path):
+    """compare.json used to list the autoencoder as autoencoder-gmm:elbo; it is now listed
+    without an objective (it has no ELBO), and a directory written before still resumes."""
+    out = tmp_path / "cmp"
+    compare(parse_families("autoencoder-gmm"), tiny_config(epochs=1, gmm_components=2), out,
+            progress=False)  # fmt: skip
+    listing = json.loads((out / "compare.json").read_text())
+    assert listing["families"] == ["autoencoder-gmm"]
+    listing["families"] = ["autoencoder-gmm:elbo"]
+    (out / "compare.json").write_text(json.dumps(listing))
+    summaries = compare(parse_families("autoencoder-gmm"), tiny_config(epochs=1, gmm_components=2),
+                        out, resume=True, progress=False)  # fmt: skip
+    assert summaries["autoencoder-gmm"]["objective_label"].startswith("reconstruction only")

@@ -145,6 +145,9 @@ def test_cli_theory_prints_and_writes(tmp_path, capsys):
     assert main(["theory", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "Table 5.1" in text and "8.000908" in text and "0.1689" in text
+    # mu = 0: both KLs are 0, so there is no ratio; printed as the report's table shows it
+    row_mu_0 = next(line for line in text.splitlines() if line.split()[:1] == ["0"])
+    assert row_mu_0.split()[-1] == "—" and "nan" not in row_mu_0
     tables = json.loads((tmp_path / "theory.json").read_text())
     assert tables["table_5_1"][2]["kl_logistic"] == pytest.approx(0.163953, abs=1e-6)
     for name in ("table_5_1.csv", "figure_5_1.csv", "figure_5_8.csv", "eq_5_11_undefined.csv"):

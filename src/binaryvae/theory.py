@@ -435,6 +435,29 @@ def figure_5_8_data(alpha: float = 1.5, beta: float = 10.0, num: int = 801) -> d
     }
 
 
+def eq_5_9_failure_data(
+    alpha: float = 0.05, beta: float = 10.0, lo: float = -1.0, hi: float = 2.0, num: int = 601
+) -> dict:
+    """Where eq. 5.9 is not a CDF: its derivative (the "pdf" it implies) against eq. 5.8's
+    density at an alpha below alpha_crit(beta) (0.169 at beta = 10), on z in [lo, hi], with the
+    z-intervals where the derivative is negative and the CDF values of both there."""
+    z = np.linspace(lo, hi, num)
+    zt = _t(z)
+    smooth = SmoothStepLogistic(alpha=_t(alpha), beta=beta)
+    (regions,) = smooth_cdf_negative_regions(betas=(beta,), alphas=(alpha,))
+    return {
+        "z": z,
+        "eq_5_9_derivative": smooth_cdf_eq_5_9_derivative(z, alpha, beta),
+        "smooth_pdf": smooth.log_prob(zt).exp().numpy(),
+        "eq_5_9_cdf": smooth_cdf_eq_5_9(z, alpha, beta),
+        "smooth_pdf_cdf": smooth.cdf(zt).numpy(),
+        "negative_z_intervals": regions["negative_z_intervals"][str(alpha)],
+        "alpha_crit": regions["alpha_crit"],
+        "alpha": alpha,
+        "beta": beta,
+    }
+
+
 def all_tables() -> dict:
     """Every table of this module, JSON-ready (what `binaryvae theory` prints and writes)."""
     x = 1.0
@@ -501,10 +524,11 @@ def render_text(tables: dict) -> str:
             if r["dissertation_bernoulli"] is not None
             else ""
         )
-        ratio = r["ratio"] if math.isfinite(r["ratio"]) else float("nan")
+        # 0/0 at mu = 0: no ratio; shown as the report's table shows it
+        ratio = f"{r['ratio']:>8.3f}" if math.isfinite(r["ratio"]) else f"{'—':>8}"
         out.append(
             f"  {r['mu']:>6g}{r['kl_logistic']:>11.6f}{dl:>7}{r['kl_bernoulli']:>13.6f}{db:>7}"
-            f"{ratio:>8.3f}"
+            f"{ratio}"
         )
     out.append(
         "  (Logistic column: mu coth(mu/2) - 2, exact; the printed values are correctly rounded)"

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     # libgomp reads this once, when torch is first imported: passive waiting keeps 2 threads
-    # fast next to another busy process (PERFORMANCE-NOTES.md; binaryvae.training.setup).
+    # fast next to another busy process (docs/benchmarks.md, section 2; binaryvae.training.setup).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from binaryvae.config import PRECISIONS
 from binaryvae.errors import BadInput
@@ -68,15 +69,29 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _iwae_keys(summary: dict) -> list[str]:
+    """The per-k IWAE keys of a summary (test_iwae_k100, test_iwae_k1000, ...), by k."""
+    keys = [k for k in summary if re.fullmatch(r"test_iwae_k\d+", k)]
+    return sorted(keys, key=lambda k: int(k[len("test_iwae_k") :]))
+
+
 def print_summary(out, summary: dict) -> None:
-    """One line per run: its objective label and the final numbers that apply."""
+    """One line per run: its objective label and the final numbers that apply; every IWAE
+    is printed with its k (``test_iwae_k1000=...``)."""
     keys = (
         "test_relaxed_elbo",
         "test_bernoulli_elbo",
         "test_discrete_elbo",
         "test_log_px_exact",
-        "test_iwae",
-        "sample_fd",
     )
     parts = [f"{k}={summary[k]:.3f}" for k in keys if isinstance(summary.get(k), int | float)]
+    iwae = dict(summary)
+    if "test_iwae" in summary and isinstance(summary.get("iwae_k"), int):
+        # a summary written before per-k keys existed: its one IWAE, named with its k
+        iwae.setdefault(f"test_iwae_k{summary['iwae_k']}", summary["test_iwae"])
+    for key in _iwae_keys(iwae):
+        if isinstance(iwae.get(key), int | float):
+            parts.append(f"{key}={iwae[key]:.3f}")
+    if isinstance(summary.get("sample_fd"), int | float):
+        parts.append(f"sample_fd={summary['sample_fd']:.3f}")
     print(f"{out}: {summary.get('objective_label', '')}  " + "  ".join(parts))

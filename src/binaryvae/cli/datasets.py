@@ -6,15 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from binaryvae.data.datasets import DATASETS, MNIST_MINI_DIR
-from binaryvae.data.idx import sha256_decompressed
-from binaryvae.data.sources import FILES, candidate_dirs, find_file, locate
 from binaryvae.errors import BadInput
 
 __all__ = ["add_parser", "run_datasets"]
-
-# the shipped files of mnist-mini are the MNIST test files
-_MINI_FILES = FILES["mnist"][2:]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _check(files, paths, verify: bool) -> tuple[bool, list[str]]:
     """(all ok, report lines) for files with their found paths."""
+    from binaryvae.data.idx import sha256_decompressed
+
     ok, lines = True, []
     for file, path in zip(files, paths, strict=True):
         if path is None:
@@ -55,6 +51,11 @@ def _check(files, paths, verify: bool) -> tuple[bool, list[str]]:
 
 
 def run_datasets(args: argparse.Namespace) -> int:
+    # imported here, not at the top: `binaryvae --help` must not import torch
+    from binaryvae.data.datasets import DATASETS, MNIST_MINI_DIR
+    from binaryvae.data.sources import FILES, candidate_dirs, find_file, locate
+
+    mini_files = FILES["mnist"][2:]  # the shipped files of mnist-mini are the MNIST test files
     names = args.names or list(DATASETS)
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
@@ -67,9 +68,9 @@ def run_datasets(args: argparse.Namespace) -> int:
         n_train, n_test = info.sizes
         print(f"{name}: {info.description}; {n_train:,} train / {n_test:,} test, {info.shape}")
         if name == "mnist-mini":
-            paths = [MNIST_MINI_DIR / (f.name + ".gz") for f in _MINI_FILES]
+            paths = [MNIST_MINI_DIR / (f.name + ".gz") for f in mini_files]
             paths = [p if p.is_file() else None for p in paths]
-            ok, lines = _check(_MINI_FILES, paths, args.verify)
+            ok, lines = _check(mini_files, paths, args.verify)
             print(f"  available: shipped in the package ({MNIST_MINI_DIR})")
         elif name in FILES:
             found = locate(name, args.data_dir)

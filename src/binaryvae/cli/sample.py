@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "probabilities (probs), one Bernoulli draw per pixel (bernoulli), or probabilities "
         "thresholded at 0.5 (threshold).",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (its dataset is not needed)")
     p.add_argument(
         "--n",
         type=int,
@@ -29,19 +29,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"images (default 64, at most {MAX_SAMPLES:,})",
     )
-    p.add_argument("--mode", default="probs", choices=MODES)
-    p.add_argument("--out", required=True, metavar="FILE.png")
-    p.add_argument("--seed", type=int, default=0, metavar="N")
+    p.add_argument(
+        "--mode",
+        default="probs",
+        choices=MODES,
+        help="how each decoded image is shown (default probs)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE.png",
+        help="where to write the grid (default RUN_DIR/samples_MODE.png)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the prior draws (default 0)"
+    )
     p.set_defaults(func=run_sample)
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from binaryvae.report import sample_figure
 
     if not 1 <= args.n <= MAX_SAMPLES:
         raise BadInput(f"--n must be in [1, {MAX_SAMPLES:,}] (one PNG grid), got {args.n}")
-    if not args.out.lower().endswith(".png"):
-        raise BadInput(f"--out must name a .png file, got {args.out!r}")
-    path = sample_figure(args.run_dir, n=args.n, mode=args.mode, out=args.out, seed=args.seed)
+    out = args.out if args.out is not None else str(Path(args.run_dir) / f"samples_{args.mode}.png")
+    if not out.lower().endswith(".png"):
+        raise BadInput(f"--out must name a .png file, got {out!r}")
+    path = sample_figure(args.run_dir, n=args.n, mode=args.mode, out=out, seed=args.seed)
     print(path)
     return 0

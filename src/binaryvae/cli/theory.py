@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from binaryvae import theory
-
 __all__ = ["add_parser", "run_theory"]
 
 
@@ -29,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_theory(args: argparse.Namespace) -> int:
+    from binaryvae import theory  # numpy/scipy/torch: imported only when the command runs
+
     tables = theory.all_tables()
     print(theory.render_text(tables))
     if args.out is not None:

@@ -15,6 +15,7 @@ from binaryvae.data.datasets import (
     MNIST_MINI_LABEL,
     Dataset,
     DatasetInfo,
+    dataset_geometry,
     load_dataset,
     mnist_mini_split,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "DATASETS",
     "Dataset",
     "DatasetInfo",
+    "dataset_geometry",
     "load_dataset",
     "mnist_mini_split",
     "MNIST_MINI_LABEL",

@@ -27,6 +27,7 @@ __all__ = [
     "Dataset",
     "DATASETS",
     "DatasetInfo",
+    "dataset_geometry",
     "load_dataset",
     "MNIST_MINI_DIR",
     "MNIST_MINI_LABEL",
@@ -63,12 +64,19 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A registry entry: the factory and what can be said without loading."""
+    """A registry entry: the factory and what can be said without loading.
+
+    ``data_dim``, ``image_shape`` and ``kind`` are what building a model needs (see
+    `dataset_geometry`): a trained run can be sampled without its data files.
+    """
 
     factory: Callable[[str | Path | None, bool], Dataset]
     description: str
     sizes: tuple[int, int]  # (train, test)
     shape: str  # e.g. "28x28 uint8" or "8 float32"
+    data_dim: int = 784  # values per example (D of x [N, D])
+    image_shape: tuple[int, int] | None = (28, 28)  # None for non-image data
+    kind: str = "image"  # "image" (uint8 grey levels) or "real" (float32)
 
 
 def mnist_mini_split(n: int = 10000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,8 +163,21 @@ DATASETS: dict[str, DatasetInfo] = {
         f"toy model of diss. 5.1 (sigma={TOY_SIGMA}, seed {TOY_SEED})",
         TOY_SIZES,
         f"{TOY_DIM} float32",
+        TOY_DIM,
+        None,
+        "real",
     ),
 }
+
+
+def dataset_geometry(name: str) -> tuple[int, tuple[int, int] | None, str]:
+    """``(data_dim, image_shape, kind)`` of dataset ``name`` from the registry alone (no file is
+    read): what `binaryvae.models.build_model` needs to rebuild a trained model."""
+    try:
+        info = DATASETS[name]
+    except KeyError:
+        raise BadInput(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+    return info.data_dim, info.image_shape, info.kind
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> Dataset:

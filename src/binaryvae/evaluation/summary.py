@@ -1,6 +1,6 @@
 """What a run records: `evaluate_epoch` (one metrics.jsonl line) and `evaluate_summary` (the
 numbers of summary.json). Every model is scored as the discrete model it stands for where it
-stands for one (binary families), and by its own bound otherwise (DESIGN.md, run directory).
+stands for one (binary families), and by its own bound otherwise (docs/internals.md, run directory).
 
 Units: nats per image averaged over the test images; higher is better for ELBO / IWAE / log p(x)
 columns; lower is better for recon_loss_* and sample_fd. Both functions fork the global RNG under
@@ -28,14 +28,29 @@ __all__ = [
     "evaluate_epoch",
     "evaluate_summary",
     "EPOCH_EXACT_BITS",
+    "default_iwae_k",
     "has_bernoulli_elbo",
     "has_likelihood",
+    "iwae_key",
 ]
 
-EPOCH_EXACT_BITS = 16  # DESIGN.md: test_log_px_exact per epoch for binary families with n <= 16
+EPOCH_EXACT_BITS = 16  # docs/internals.md: test_log_px_exact per epoch, binary families, n <= 16
 IWAE_K_ENUMERATED = 1000  # binary, n <= 12: codes decoded once, a sample costs a gather
 IWAE_K_DECODED = 100  # otherwise each sample is one decoder pass per image
 BATCH = 500  # test images per evaluation batch
+
+
+def iwae_key(k: int) -> str:
+    """The summary key of the IWAE with ``k`` samples, e.g. ``test_iwae_k1000``: one key per k,
+    so evaluating with another k adds an entry and never replaces one."""
+    return f"test_iwae_k{int(k)}"
+
+
+def default_iwae_k(model: Any) -> int:
+    """The k of ``test_iwae`` when none is asked for: 1,000 where the 2^n codes can be decoded
+    once (binary, n <= 12: a sample costs a gather), else 100 (a sample is a decoder pass)."""
+    cheap = is_binary(model) and int(model.latent_dim) <= ENUMERATE_BITS
+    return IWAE_K_ENUMERATED if cheap else IWAE_K_DECODED
 
 
 def has_likelihood(model: Any) -> bool:
@@ -151,8 +166,9 @@ def evaluate_summary(
     Everything `evaluate_epoch` reports (with `samples` draws per image, default 5), plus:
     - test_iwae, iwae_k, iwae_proposal: IWAE-k (Burda et al. 2016) of the discrete model
       ("discrete", binary families) or of the family's own continuous model ("relaxed", e.g.
-      gaussian); absent for autoencoder-gmm. iwae_k=None: 1,000 where the 2^n codes can be
-      decoded once (binary, n <= 12), else 100 (each sample is a decoder pass); 0 skips it;
+      gaussian); absent for autoencoder-gmm. iwae_k=None: `default_iwae_k` (1,000 where the 2^n
+      codes can be decoded once, binary and n <= 12, else 100); 0 skips it. The same value is
+      also under its per-k key `iwae_key(k)`, e.g. test_iwae_k1000;
     - test_log_px_exact, test_exact_gap for n <= exact_max_bits, or n <= 20 with exact=True;
     - recon_loss_r5 (Table 5.2: -log p(x | decoder input) averaged over recon_repeats draws,
       the family's own decoder input) and recon_loss_r5_discrete (hard codes; binary families);
@@ -176,11 +192,11 @@ def evaluate_summary(
         x = to_model(model, test_x)
         proposal = "discrete" if is_binary(model) else "relaxed"
         if iwae_k is None:
-            cheap = proposal == "discrete" and n <= ENUMERATE_BITS
-            iwae_k = IWAE_K_ENUMERATED if cheap else IWAE_K_DECODED
+            iwae_k = default_iwae_k(model)
         if has_likelihood(model) and iwae_k > 0:
             iw = _batched(lambda b: iwae_bound(model, b, iwae_k, proposal=proposal), x, batch_size)
             out.update(test_iwae=_mean(iw), iwae_k=iwae_k, iwae_proposal=proposal)
+            out[iwae_key(iwae_k)] = out["test_iwae"]
         # Table 5.2; when samples == recon_repeats the epoch columns already hold that mean
         r = recon_repeats
         own = (

@@ -132,7 +132,7 @@ class GMMPrior(nn.Module):
 
 # ----------------------------------------------------------------------------- base family
 class Family:
-    """A posterior family (DESIGN.md vocabulary). Subclasses set the class attributes and
+    """A posterior family (docs/internals.md, vocabulary). Subclasses set the class attributes and
     override what differs. ``params`` is the tuple of encoder outputs, each ``[B, n]``."""
 
     name: str = ""

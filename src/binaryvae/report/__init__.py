@@ -27,21 +27,26 @@ __all__ = [
 def sample_figure(
     run_dir: str | Path, *, n: int, mode: str, out: str | Path, seed: int = 0
 ) -> Path:
-    """Decode ``n`` prior codes of the run at ``run_dir`` and save them as one PNG grid."""
+    """Decode ``n`` prior codes of the run at ``run_dir`` and save them as one PNG grid.
+
+    Needs only the run directory (config.json, checkpoints/last.pt), not the training data.
+    """
     import math
 
     from binaryvae.errors import BadInput
+    from binaryvae.report.labels import prior_description
     from binaryvae.report.model_figures import sample_images
-    from binaryvae.report.plotting import new_figure, save, show_grid
-    from binaryvae.runs import load_run
+    from binaryvae.report.style import context, new_figure, save, show_grid
+    from binaryvae.runs.restore import load_model
 
-    prepared = load_run(run_dir)
-    shape = getattr(prepared.dataset, "image_shape", None)
-    if shape is None:
-        raise BadInput(f"{run_dir} was trained on {prepared.config.dataset}, which has no images")
-    images = sample_images(prepared.model, n, mode, seed=seed).cpu().numpy()
+    trained = load_model(run_dir)
+    if trained.image_shape is None:
+        raise BadInput(f"{run_dir} was trained on {trained.config.dataset}, which has no images")
+    images = sample_images(trained.model, n, mode, seed=seed).cpu().numpy()
     ncols = max(1, math.ceil(math.sqrt(n)))
     nrows = math.ceil(n / ncols)
-    fig = new_figure(0.5 * ncols + 0.3, 0.5 * nrows + 0.5)
-    show_grid(fig.subplots(), images, shape, ncols, title=f"{prepared.config.family}: {mode}")
-    return save(fig, Path(out))
+    title = f"{trained.config.family}: {prior_description(trained.model)}, decoded ({mode})"
+    with context():
+        fig = new_figure(max(4.5, 0.5 * ncols + 0.3), 0.5 * nrows + 0.8)
+        show_grid(fig.subplots(), images, trained.image_shape, ncols, title=title)
+        return save(fig, Path(out))

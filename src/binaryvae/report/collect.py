@@ -1,4 +1,5 @@
-"""Read what the report needs from run directories: config, metrics rows, summary (no torch)."""
+"""Read what the report needs from run directories: config, metrics rows, summary (torch only
+when a run's kind is asked for: it comes from the family registry)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,30 @@ class RunRecord:
         if "has_likelihood" in self.summary:
             return bool(self.summary["has_likelihood"])
         return not self.config.family.startswith("autoencoder")
+
+    @property
+    def kind(self) -> str:
+        """The run's kind: relaxed, exact, continuous or autoencoder (`binaryvae.report.labels`)."""
+        if "kind" not in self.extra:
+            from binaryvae.models.families import make_family
+            from binaryvae.report.labels import run_kind
+
+            self.extra["kind"] = run_kind(make_family(self.config), self.has_likelihood)
+        return self.extra["kind"]
+
+    @property
+    def binary(self) -> bool:
+        """True when the run stands for a binary-latent model (has a discrete ELBO)."""
+        return self.kind in ("relaxed", "exact")
+
+    @property
+    def trained_on(self) -> str:
+        """What trained the run, e.g. "elbo", "bernoulli-elbo (not a bound)" or, for the
+        autoencoder, "reconstruction only (...)": never "elbo" for a model without one."""
+        from binaryvae.report.labels import objective_header
+
+        stored = self.summary.get("objective_label")
+        return stored or objective_header(self.kind, self.config.objective_label())
 
     def column(self, key: str) -> tuple[list[int], list[float]]:
         """(epochs, values) of one metrics column, skipping epochs where it is missing/null."""

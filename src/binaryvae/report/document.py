@@ -9,10 +9,34 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Document", "FigureItem", "Section", "TableItem", "TextItem", "fmt"]
+__all__ = [
+    "Document",
+    "FigureItem",
+    "Section",
+    "TableItem",
+    "TextItem",
+    "fmt",
+    "inline_html",
+    "md_cell",
+]
+
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def inline_html(text: str) -> str:
+    """Plain text with Markdown's `code` spans -> escaped HTML with <code> elements (so the
+    same caption reads right in report.md and report.html)."""
+    return _CODE.sub(r"<code>\1</code>", html.escape(text))
+
+
+def md_cell(text: str) -> str:
+    """A Markdown table cell: a literal ``|`` (e.g. ``KL(q || p)``) would end the cell, so it is
+    escaped; newlines would end the row, so they become spaces."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -74,7 +98,7 @@ class Document:
             "figure{margin:1.5em 0}figcaption{color:#444;font-size:0.9em}"
             ".toc a{margin-right:1em}</style></head><body>",
             f"<h1>{e(self.title)}</h1>",
-            f"<p>{e(self.intro)}</p>",
+            f"<p>{inline_html(self.intro)}</p>",
             '<p class="toc">'
             + "".join(
                 f'<a href="#s{i}">{e(s.title)}</a>' for i, s in enumerate(self.sections, start=1)
@@ -101,7 +125,8 @@ class Document:
             return (
                 f'<figure><a href="{e(rel)}"><img alt="{e(item.title)}" '
                 f'src="data:image/png;base64,{data}" data-file="{e(rel)}"></a>'
-                f"<figcaption><b>{e(item.title)}.</b> {e(item.caption)} "
+                f"<figcaption><b>{inline_html(item.title)}.</b> "
+                f"{inline_html(item.caption.strip())} "
                 f'(<a href="{e(rel)}">{e(rel)}</a>)</figcaption></figure>'
             )
         if isinstance(item, TableItem):
@@ -109,9 +134,12 @@ class Document:
             body = "".join(
                 "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in item.rows
             )
-            cap = f"<p>{e(item.caption)}</p>" if item.caption else ""
-            return f"<h3>{e(item.title)}</h3><table><tr>{head}</tr>{body}</table>{cap}"
-        return f"<p>{e(item.text)}</p>"
+            cap = f"<p>{inline_html(item.caption)}</p>" if item.caption else ""
+            return (
+                f"<h3>{inline_html(item.title)}</h3><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table>{cap}"
+            )
+        return f"<p>{inline_html(item.text)}</p>"
 
     # ------------------------------------------------------------------ markdown
     def to_markdown(self, root: Path) -> str:
@@ -121,12 +149,13 @@ class Document:
             for item in section.items:
                 if isinstance(item, FigureItem):
                     rel = item.file.relative_to(root).as_posix()
-                    lines += [f"![{item.title}]({rel})", "", f"*{item.title}.* {item.caption}", ""]
+                    caption = item.caption.strip()
+                    lines += [f"![{item.title}]({rel})", "", f"*{item.title}.* {caption}", ""]
                 elif isinstance(item, TableItem):
                     lines += [f"### {item.title}", ""]
-                    lines.append("| " + " | ".join(item.header) + " |")
+                    lines.append("| " + " | ".join(map(md_cell, item.header)) + " |")
                     lines.append("|" + "---|" * len(item.header))
-                    lines += ["| " + " | ".join(row) + " |" for row in item.rows]
+                    lines += ["| " + " | ".join(map(md_cell, row)) + " |" for row in item.rows]
                     lines.append("")
                     if item.caption:
                         lines += [item.caption, ""]

@@ -5,7 +5,8 @@ the data `binaryvae.theory` computes:
   (Figure 5.3);
 - the toy posterior of section 5.1 with its best Logistic and StepLogistic fits (Figure 5.1);
 - Table 5.1: KL of Logistic(mu, 1) vs Bernoulli(sigmoid(mu)) to the prior;
-- SmoothStepLogistic pdf against the StepLogistic pdf (Figure 5.7) and the CDFs (Figure 5.8).
+- SmoothStepLogistic pdf against the StepLogistic pdf (Figure 5.7) and the CDFs (Figure 5.8),
+  with the alpha at which the dissertation's smooth CDF (eq. 5.9) decreases.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from binaryvae.report.document import FigureItem, TableItem, fmt
-from binaryvae.report.plotting import new_figure, save
+from binaryvae.report.style import legend_outside, new_figure, save
 
 __all__ = [
     "smoothstep_figure",
@@ -32,20 +33,21 @@ def steplogistic_figure(path: Path) -> Path:
 
     h = theory.figure_5_4_data()
     c = theory.figure_5_3_data()
-    fig = new_figure(10, 4)
+    fig = new_figure(10, 4.3)
     ax1, ax2 = fig.subplots(1, 2)
     edges = h["hist_edges"]
     ax1.bar(edges[:-1], h["hist_density"], width=np.diff(edges), align="edge", color="#9ecae1",
-            label="samples by the inverse CDF (normalised)")  # fmt: skip
+            label="100,000 inverse-CDF samples (eq. 5.7), normalised")  # fmt: skip
     ax1.plot(h["z"], h["pdf"], color="#d62728", lw=1.5, label="pdf (eq. 5.4)")
-    ax1.set_title(f"StepLogistic(alpha={h['alpha']:g}): samples vs pdf (Fig. 5.4)", fontsize=9)
+    ax1.set_title(f"StepLogistic(alpha = {h['alpha']:g}): samples vs pdf (Fig. 5.4)")
+    ax1.set_ylabel("density")
     ax2.plot(c["z"], c["cdf"], color="#1f77b4", lw=1.5, label="CDF (eq. 5.6)")
-    ax2.axhline(1 - c["alpha"] / 2, color="#999", lw=0.8, ls="--", label="1 - alpha/2 = F(0)")
-    ax2.set_title(f"StepLogistic(alpha={c['alpha']:g}): CDF (Fig. 5.3)", fontsize=9)
+    ax2.axhline(1 - c["alpha"] / 2, color="#999", lw=0.8, ls="--", label="F(0) = 1 - alpha/2")
+    ax2.set_title(f"StepLogistic(alpha = {c['alpha']:g}): CDF (Fig. 5.3)")
+    ax2.set_ylabel("F(z) = P(Z <= z)")
     for ax in (ax1, ax2):
         ax.set_xlabel("z")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        legend_outside(ax, where="below")
     return save(fig, path)
 
 
@@ -55,44 +57,65 @@ def toy_posterior_figure(path: Path) -> tuple[Path, dict]:
     from binaryvae import theory
 
     d = theory.figure_5_1_data()
-    fig = new_figure(6.5, 4)
+    fig = new_figure(9, 4)
     ax = fig.subplots()
-    ax.plot(d["z"], d["posterior"], color="k", lw=2.5, label="exact posterior p(z | x=1)")
-    ax.plot(d["z"], d["best_logistic"], "--", color="#1f77b4",
-            label=f"best Logistic(mu={d['mu']:.3f}, 1): KL {d['kl_logistic']:.4f}")  # fmt: skip
-    ax.plot(d["z"], d["best_steplogistic"], ":", color="#d62728", lw=2,
-            label=f"best StepLogistic: KL {d['kl_steplogistic']:.4f}")  # fmt: skip
+    ax.plot(d["z"], d["posterior"], color="k", lw=2.5, label="exact posterior p(z | x = 1)")
+    logistic = f"best Logistic(mu = {d['mu']:.3f}, 1):\nKL {d['kl_logistic']:.4f} nats"
+    ax.plot(d["z"], d["best_logistic"], "--", color="#1f77b4", label=logistic)
+    step = f"best StepLogistic:\nKL {d['kl_steplogistic']:.4f} nats"
+    ax.plot(d["z"], d["best_steplogistic"], ":", color="#d62728", lw=2, label=step)
     ax.set_xlabel("z")
     ax.set_ylabel("density")
-    ax.set_title("Toy model of section 5.1: posterior and fits (Fig. 5.1)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_title("Toy model of section 5.1: exact posterior and its best fits (Fig. 5.1)")
+    legend_outside(ax)
     return save(fig, path), d
 
 
-def smoothstep_figure(path: Path) -> Path:
-    """Figures 5.7 and 5.8: SmoothStepLogistic pdf (eq. 5.8) vs StepLogistic, and the CDFs."""
+def smoothstep_figure(path: Path) -> tuple[Path, dict]:
+    """Figures 5.7 and 5.8 -- SmoothStepLogistic pdf (eq. 5.8) vs StepLogistic, and the CDFs at
+    alpha = 1.5 with a zoom on z near 0, where they differ -- and a third panel where eq. 5.9
+    fails: at alpha = 0.05 < alpha_crit its derivative is negative, so it is not a CDF.
+    Returns the path and the data of the failure panel (for the caption)."""
     from binaryvae import theory
 
     p = theory.figure_5_7_data()
     c = theory.figure_5_8_data()
-    fig = new_figure(10, 4)
-    ax1, ax2 = fig.subplots(1, 2)
+    f = theory.eq_5_9_failure_data()
+    fig = new_figure(12, 4.6)
+    ax1, ax2, ax3 = fig.subplots(1, 3)
     ax1.plot(p["z"], p["step_pdf"], color="#999", lw=1.5, label="StepLogistic pdf (eq. 5.4)")
     ax1.plot(p["z"], p["smooth_pdf"], color="#d62728", lw=1.5,
-             label=f"SmoothStepLogistic pdf (eq. 5.8), beta={p['beta']:g}")  # fmt: skip
-    ax1.set_title(f"alpha={p['alpha']:g}: smoothed pdf (Fig. 5.7)", fontsize=9)
-    ax2.plot(c["z"], c["step_cdf"], color="#999", lw=1.5, label="StepLogistic CDF (eq. 5.6)")
-    ax2.plot(c["z"], c["smooth_pdf_cdf"], color="#d62728", lw=1.5,
-             label="exact CDF of eq. 5.8 (this library)")  # fmt: skip
-    ax2.plot(c["z"], c["eq_5_9_cdf"], ":", color="#1f77b4", lw=1.5,
-             label="dissertation's smooth CDF (eq. 5.9)")  # fmt: skip
-    ax2.set_title(f"alpha={c['alpha']:g}, beta={c['beta']:g}: CDFs (Fig. 5.8)", fontsize=9)
-    for ax in (ax1, ax2):
+             label=f"SmoothStepLogistic pdf (eq. 5.8),\nbeta = {p['beta']:g}")  # fmt: skip
+    ax1.set_title(f"alpha = {p['alpha']:g}: smoothed pdf (Fig. 5.7)")
+    ax1.set_ylabel("density")
+    curves = (
+        ("step_cdf", "-", "#999", "StepLogistic CDF (eq. 5.6)"),
+        ("smooth_pdf_cdf", "-", "#d62728", "exact CDF of eq. 5.8 (this library)"),
+        ("eq_5_9_cdf", "--", "#1f77b4", "dissertation's smooth CDF (eq. 5.9)"),
+    )
+    for key, style, colour, label in curves:
+        ax2.plot(c["z"], c[key], style, color=colour, lw=1.5, label=label)
+    ax2.set_title(f"alpha = {c['alpha']:g}, beta = {c['beta']:g}: CDFs (Fig. 5.8)")
+    ax2.set_ylabel("F(z) = P(Z <= z)")
+    zoom = ax2.inset_axes([0.55, 0.08, 0.42, 0.42])
+    near = np.abs(c["z"]) <= 0.6
+    for key, style, colour, _ in curves:
+        zoom.plot(c["z"][near], c[key][near], style, color=colour, lw=1.2)
+    zoom.set_title("zoom: |z| <= 0.6", fontsize=7)
+    zoom.tick_params(labelsize=6)
+    ax3.axhline(0.0, color="k", lw=0.8)
+    ax3.plot(f["z"], f["smooth_pdf"], color="#d62728", lw=1.5, label="density of eq. 5.8")
+    ax3.plot(f["z"], f["eq_5_9_derivative"], "--", color="#1f77b4", lw=1.5,
+             label="d/dz of eq. 5.9 (its implied pdf)")  # fmt: skip
+    for a, b in f["negative_z_intervals"]:
+        ax3.axvspan(a, b, color="#1f77b4", alpha=0.15, lw=0,
+                    label=f"eq. 5.9 decreasing: z in ({a:.2f}, {b:.2f})")  # fmt: skip
+    ax3.set_title(f"alpha = {f['alpha']:g}, beta = {f['beta']:g}: eq. 5.9 is not a CDF")
+    ax3.set_ylabel("density")
+    for ax in (ax1, ax2, ax3):
         ax.set_xlabel("z")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    return save(fig, path)
+        legend_outside(ax, where="below")
+    return save(fig, path), f
 
 
 def table_5_1_item() -> TableItem:
@@ -128,22 +151,31 @@ def theory_items(figs: Path) -> tuple[list, list[str]]:
         steplogistic_figure(figs / "steplogistic.png"),
         "StepLogistic samples, pdf and CDF",
         "Normalised histogram of 100,000 inverse-CDF samples (eq. 5.7) against the pdf "
-        "(eq. 5.4), and the CDF (eq. 5.6), continuous with a kink at 0 (Figs 5.3, 5.4).",
+        "(eq. 5.4) at alpha = 0.5 (reproduces diss. Fig. 5.4), and the CDF (eq. 5.6) at "
+        "alpha = 1.5, continuous with a kink at 0 (reproduces diss. Fig. 5.3). Same parameters "
+        "as the dissertation's figures.",
     ))  # fmt: skip
     path, d = toy_posterior_figure(figs / "toy_posterior.png")
     items.append(FigureItem(
         path, "Toy posterior and its Logistic and StepLogistic fits",
         "Exact posterior of the toy model (x ~ N(step(z), 0.5^2), z ~ Logistic(0,1), x = 1), "
         f"the KL-optimal Logistic(mu, 1) (mu = {d['mu']:.3f}) and StepLogistic fits; the "
-        "StepLogistic family contains the posterior exactly (Fig. 5.1, fitted to optimum rather "
-        "than for 400 iterations).",
+        "StepLogistic family contains the posterior exactly. Reproduces diss. Fig. 5.1; differs in "
+        "that both fits are optimal (the dissertation trained for 400 iterations).",
     ))  # fmt: skip
     items.append(table_5_1_item())
+    path, f = smoothstep_figure(figs / "smoothstep.png")
+    (a, b), *_ = f["negative_z_intervals"] or [(float("nan"), float("nan"))]
     items.append(FigureItem(
-        smoothstep_figure(figs / "smoothstep.png"),
-        "SmoothStepLogistic pdf and CDF",
-        "The smoothed StepLogistic density (eq. 5.8) against the StepLogistic density, and its "
-        "exact CDF (the dissertation's open problem, solved here) beside the dissertation's "
-        "eq. 5.9, which is not a CDF for every alpha (Figs 5.7, 5.8).",
+        path, "SmoothStepLogistic pdf and CDF, and where eq. 5.9 fails",
+        "The smoothed StepLogistic density (eq. 5.8) against the StepLogistic density at "
+        "alpha = 1.5, beta = 10 (reproduces diss. Fig. 5.7); the CDFs at the same alpha "
+        "(reproduces diss. Fig. 5.8), where the exact CDF of eq. 5.8 (the dissertation's open "
+        "problem, solved here) and the dissertation's eq. 5.9 differ only near z = 0 (inset); "
+        "and, in the third panel, "
+        f"alpha = {f['alpha']:g}, below alpha_crit({f['beta']:g}) = {f['alpha_crit']:.3f}: there "
+        "eq. 5.9's derivative is "
+        f"negative on z in ({a:.2f}, {b:.2f}), so eq. 5.9 is not a CDF, while eq. 5.8's density "
+        "stays positive. Not in the dissertation, which states the failure in words (§5.4.2).",
     ))  # fmt: skip
     return items, omitted

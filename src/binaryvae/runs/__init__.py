@@ -1,7 +1,7 @@
 """Run directories: one training run (`train_run`) or several (`compare`), and their files.
 
 Composes `binaryvae.training` (fit an epoch, checkpoints) and `binaryvae.evaluation` (score the
-discrete model per epoch and at the end) into the run-directory contract of DESIGN.md.
+discrete model per epoch and at the end) into the run-directory contract of docs/internals.md.
 """
 
 from binaryvae.runs.build import Prepared, load_run, prepare, test_data

@@ -14,7 +14,9 @@ from typing import Any, TextIO
 
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
+from binaryvae.evaluation.summary import has_likelihood
 from binaryvae.runs.build import prepare
+from binaryvae.runs.labels import objective_label
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
 from binaryvae.runs.train import TrainingDiverged, train_run
 from binaryvae.storage import write_json_atomic
@@ -73,17 +75,31 @@ def compare(
     With ``resume``, finished runs are re-summarised, unfinished ones continue, missing ones
     start. A run that diverges (NaN/inf) is reported and skipped, the others still run.
     Returns ``{name: summary}`` in order (``{"status": "diverged", "message": ...}`` for a run
-    that stopped); ``out/compare.json`` lists the runs.
+    that stopped); ``out/compare.json`` lists the runs, their family:objective specs (the
+    autoencoder's without an objective: it has no ELBO) and what trained each one
+    (``trained_on``: the label summary.json carries as ``objective_label``).
     """
     stream = sys.stderr if stream is None else stream
     out = Path(out)
     configs = [dataclasses.replace(base, family=f, objective=o) for f, o in families]
     names = run_names(families)
-    listing = {"runs": names, "families": [f"{f}:{o}" for f, o in families], "base": base.to_dict()}
     if not resume:
         check_new_dir(out, force)
-    for config in configs:
-        prepare(config)  # BadInput for an unknown family/dataset before anything is written
+    trained_on, specs = {}, []
+    for name, config in zip(names, configs, strict=True):
+        # BadInput for an unknown family/dataset before anything is written
+        model = prepare(config).model
+        trained_on[name] = objective_label(config, model)[0]
+        # the autoencoder has one loss, no ELBO: its spec names no objective
+        specs.append(
+            f"{config.family}:{config.objective}" if has_likelihood(model) else config.family
+        )
+    listing = {"runs": names, "families": specs, "trained_on": trained_on, "base": base.to_dict()}
+    if progress:
+        from binaryvae.data import DATASETS
+        from binaryvae.runs.duration import expected_line
+
+        print(expected_line(configs, DATASETS[base.dataset].sizes), file=stream, flush=True)
     claim = claim_existing(out, "resume") if resume else claim_new(out, force=force, kind="compare")
     with claim as handle:
         if resume:
@@ -96,9 +112,7 @@ def compare(
             run_dir = out / name
             again = resume and (run_dir / "config.json").is_file()
             if progress:
-                print(
-                    f"== {name} ({config.objective_label()}) -> {run_dir}", file=stream, flush=True
-                )
+                print(f"== {name} ({trained_on[name]}) -> {run_dir}", file=stream, flush=True)
             try:
                 summaries[name] = train_run(
                     config,
@@ -124,7 +138,9 @@ def _check_compare_resume(out: Path, listing: dict[str, Any], base: TrainConfig)
         stored = TrainConfig.from_dict(recorded["base"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BadInput(f"cannot resume {out}: unreadable compare.json ({e})") from None
-    dropped = [f for f in recorded.get("families") or [] if f not in listing["families"]]
+    # specs compared as pairs: "autoencoder-gmm" and the older "autoencoder-gmm:elbo" are one
+    wanted = set(parse_families(listing["families"]))
+    dropped = [f for f in recorded.get("families") or [] if parse_families([f])[0] not in wanted]
     if dropped:
         raise BadInput(
             f"--resume continues the recorded comparison of {out}; it cannot drop "

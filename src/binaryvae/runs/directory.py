@@ -1,6 +1,6 @@
 """The run directory on disk: config.json, metrics.jsonl, checkpoints/, summary.json, figures/.
 
-Layout (contract in DESIGN.md)::
+Layout (contract in docs/internals.md)::
 
     RUN/
       config.json          TrainConfig; `binaryvae train --config RUN/config.json` re-runs it

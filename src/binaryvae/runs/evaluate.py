@@ -23,7 +23,10 @@ def evaluate_run(
 
     ``exact``: enumerate all 2^n codes for log p(x) even above the per-epoch limit (n <= 20;
     BadInput above). ``iwae_k``: samples of the importance-weighted bound (1..`MAX_IWAE_K`).
-    The run directory is locked while it is evaluated (one writer). Returns the updated summary.
+    Its value is stored under its own key (``test_iwae_k<k>``); ``test_iwae`` / ``iwae_k`` stay
+    the entry of the default k (`binaryvae.evaluation.summary.default_iwae_k`), so no earlier k
+    is ever replaced. The run directory is locked while it is evaluated (one writer). Returns
+    the updated summary.
     """
     check_evaluate(path, exact=exact, iwae_k=iwae_k)
     run = RunDir(path)
@@ -51,6 +54,7 @@ def check_evaluate(path: str | Path, *, exact: bool = False, iwae_k: int | None 
 
 def _evaluate_locked(run: RunDir, exact: bool, iwae_k: int | None, device: str | None) -> dict:
     from binaryvae.evaluation import evaluate_summary
+    from binaryvae.evaluation.summary import default_iwae_k
     from binaryvae.training.classifier import feature_network
 
     prepared = load_run(run.path, device=device)
@@ -65,8 +69,13 @@ def _evaluate_locked(run: RunDir, exact: bool, iwae_k: int | None, device: str |
         seed=epoch_seed(c.seed, 0, "summary"),
         **options,
     )
+    numbers = dict(numbers)
+    if iwae_k is not None and iwae_k != default_iwae_k(prepared.model):
+        # another k than the default: only its per-k key; test_iwae stays the default k's
+        for key in ("test_iwae", "iwae_k", "iwae_proposal"):
+            numbers.pop(key, None)
     summary = run.read_summary()
-    summary.update(dict(numbers))
+    summary.update(numbers)
     summary.update(summary_labels(c, prepared.model))
     run.write_summary(summary)
     return summary

@@ -16,6 +16,7 @@ NUMBER_LABELS = {
     ),
     "test_discrete_elbo": "lower bound on log p(x) of the discrete (binary-latent) model",
     "test_iwae": "importance-weighted lower bound on log p(x) of the discrete model (k = iwae_k)",
+    "test_iwae_k<K>": "the same importance-weighted bound with K samples (one key per K)",
     "test_log_px_exact": "exact log p(x) of the discrete model (all 2^n codes enumerated)",
     "test_exact_gap": "log p(x) - discrete ELBO = KL(q(b|x) || p(b|x)) >= 0, by enumeration",
     "recon_loss_r5": (

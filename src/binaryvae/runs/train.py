@@ -372,7 +372,13 @@ def _fit_group(
     for epoch in range(start + 1, c.epochs + 1):
         seed_everything(epoch_seed(members[0].config.seed, epoch, "train"))
         bar = EpochProgress(
-            epoch, c.epochs, loaders[0].num_examples, label=label, stream=stream, enabled=progress
+            epoch,
+            c.epochs,
+            loaders[0].num_examples,
+            label=label,
+            stream=stream,
+            enabled=progress,
+            value_name=_value_name(c, members[0].prepared.model),
         )
         kl_weight = kl_weight_at(c.kl_weight, c.kl_warmup_epochs, epoch)
         on_step = _gradient_hook(trainer, members, epoch, len(loaders[0]))
@@ -575,6 +581,15 @@ def _finalize_data(train_x: torch.Tensor, binarize: str) -> torch.Tensor:
     return train_x
 
 
+def _value_name(config: TrainConfig, model: Any) -> str:
+    """What the training value of an epoch line is: the objective trained on, by its name."""
+    from binaryvae.evaluation.summary import has_likelihood
+
+    if not has_likelihood(model):
+        return "train recon"  # the autoencoder's loss: log p(x | code), no KL
+    return f"train {config.objective}"
+
+
 def _epoch_line(rows: list[dict[str, Any]]) -> str:
     """The tail of the one-line epoch summary: the test bounds that exist for this family (the
     mean over the replicas of a group)."""
@@ -589,6 +604,9 @@ def _epoch_line(rows: list[dict[str, Any]]) -> str:
         values = [r.get(key) for r in rows]
         if all(isinstance(v, int | float) for v in values):
             parts.append(f"{short} {sum(values) / len(values):.2f}")
+    recon = [r.get("test_recon") for r in rows]
+    if not parts and all(isinstance(v, int | float) for v in recon):  # the autoencoder: no bound
+        parts.append(f"recon {sum(recon) / len(recon):.2f}")
     parts.append(f"{rows[0]['train_seconds']:.1f}s+{sum(r['eval_seconds'] for r in rows):.1f}s")
     head = "test " if len(rows) == 1 else f"test, mean of {len(rows)} replicas: "
     return head + "  ".join(parts)

@@ -27,8 +27,11 @@ class EpochProgress:
         stream: TextIO | None = None,
         enabled: bool = True,
         tty: bool | None = None,
+        value_name: str = "train elbo",
     ) -> None:
         self.epoch, self.epochs, self.label = epoch, epochs, label
+        # what the running value is: "train elbo", "train bernoulli-elbo", "train recon", ...
+        self.value_name = value_name
         self.stream = sys.stderr if stream is None else stream
         self.enabled = enabled
         if tty is None:
@@ -71,5 +74,5 @@ class EpochProgress:
         if self.enabled:
             prefix = f"{self.label} " if self.label else ""
             head = f"{prefix}epoch {self.epoch}/{self.epochs}"
-            line = f"{head}  train loss {self.loss:.3f}  train elbo {self.elbo:.3f}"
+            line = f"{head}  train loss {self.loss:.3f}  {self.value_name} {self.elbo:.3f}"
             print(f"{line}  {summary}".rstrip(), file=self.stream, flush=True)

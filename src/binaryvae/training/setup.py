@@ -102,7 +102,7 @@ def tune_allocator() -> bool:
 
     glibc's default dynamic mmap threshold maps and unmaps the 0.4-1.6 MB activation buffers of
     an MLP step each time (twice the page faults); raising the mmap and trim thresholds gave
-    1.24x training throughput on the Xeon of PERFORMANCE-NOTES.md, and no measurable change on
+    1.24x training throughput on a Xeon measured earlier, and no measurable change on
     the AMD EPYC of docs/benchmarks.md (section 1): harmless, sometimes useful. Equivalent to the
     ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environment variables, but settable
     after start-up. Returns False (and does nothing) off glibc or when the user set either variable.

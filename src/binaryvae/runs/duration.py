@@ -1,0 +1,75 @@
+"""How long `compare` should take, printed when it starts: per family, measured seconds per
+1,000 images, scaled by the dataset's size and the epochs.
+
+The constants come from the default `binaryvae compare --out runs/compare --threads 1`
+(mnist-mini, 15 epochs, 784-512-256-128 networks, 8-bit codes) read by
+`python bench/compare_duration.py runs/compare` on a 2-core AMD EPYC (AVX2) with torch 2.13.0,
+one thread, next to one other busy process (load average 2.2-3.0), on 2026-12-03; the whole
+compare took 3 min 27 s there (docs/benchmarks.md, section 9). A quiet machine with both
+threads is faster; a busier one, or other network and latent sizes (not scaled here), differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from binaryvae.config import TrainConfig
+
+__all__ = ["SECONDS_PER_1000", "REPORT_SECONDS_PER_RUN", "expected_seconds", "expected_line"]
+
+# family spec -> seconds per 1,000 images: (training, per epoch; test evaluation, per epoch;
+# final summary evaluation incl. sample FD, once). Measured as the module docstring says.
+SECONDS_PER_1000: dict[str, tuple[float, float, float]] = {
+    "logistic:elbo": (0.168, 0.174, 1.014),
+    "logistic:bernoulli-elbo": (0.139, 0.154, 0.980),
+    "concrete:bernoulli-elbo": (0.137, 0.150, 0.987),
+    "steplogistic:elbo": (0.139, 0.154, 0.957),
+    "gaussian-sigmoid:elbo": (0.147, 0.158, 0.963),
+    "bernoulli-sfe:elbo": (0.134, 0.109, 0.785),
+    "autoencoder-gmm": (0.122, 0.039, 0.488),
+    "gaussian:elbo": (0.139, 0.040, 2.354),
+}
+REPORT_SECONDS_PER_RUN = 1.49  # `binaryvae report` of that compare directory, per run
+MEASURED = "1 thread of a 2-core AMD EPYC beside one busy process"
+
+
+def _spec(config: TrainConfig) -> str:
+    if config.family.startswith("autoencoder"):
+        return config.family
+    return f"{config.family}:{config.objective}"
+
+
+def expected_seconds(
+    configs: Sequence[TrainConfig], sizes: tuple[int, int]
+) -> tuple[float, list[str]]:
+    """(expected seconds of training, evaluating and reporting ``configs`` on a dataset of
+    ``sizes`` = (training images, test images), the family specs with no measurement)."""
+    n_train, n_test = (n / 1000 for n in sizes)
+    total, unknown = 0.0, []
+    for config in configs:
+        spec = _spec(config)
+        if spec not in SECONDS_PER_1000:
+            unknown.append(spec)
+            continue
+        train, evaluate, summary = SECONDS_PER_1000[spec]
+        total += config.epochs * (train * n_train + evaluate * n_test) + summary * n_test
+        total += REPORT_SECONDS_PER_RUN
+    return total, unknown
+
+
+def expected_line(configs: Sequence[TrainConfig], sizes: tuple[int, int]) -> str:
+    """The line compare prints first: the expected duration and what it assumes."""
+    seconds, unknown = expected_seconds(configs, sizes)
+    minutes, rest = divmod(round(seconds), 60)
+    c = configs[0]
+    measured_at = c.hidden == (512, 256, 128) and c.latent_dim == 8
+    line = (
+        f"expected duration about {minutes} min {rest:02d} s for {len(configs) - len(unknown)} "
+        f"runs x {c.epochs} epochs x {sizes[0]:,} training images (scaled from {MEASURED}; "
+        "a quiet machine with more threads is faster"
+    )
+    if not measured_at:
+        line += "; measured with 784-512-256-128 networks and 8 bits, not scaled to these"
+    if unknown:
+        line += f"; no measurement for {', '.join(unknown)}"
+    return line + ")"
