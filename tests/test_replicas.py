@@ -46,7 +46,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # (family, config fields, tolerance). 1e-5 relative is float32 round-off after 50 Adam steps
-# (measured 2e-7 .. 4e-6). Two cases reach 1.5e-5 in encoder weights whose gradients are
+# (measured 2e-7 .. 4e-6). Three cases reach 1.6e-5 in encoder weights whose gradients are
 # nearly zero (pixels that are almost never on): Adam divides such gradients by their own
 # magnitude, which amplifies their round-off; they get 5e-5. Convolutions are checked with
 # pathwise families: a grouped convolution rounds differently from a plain one, and with a
@@ -58,7 +58,7 @@ CASES = [
     ("bernoulli-disarm", {}, 1e-5),  # two decoder evaluations, batched with the replicas
     ("bernoulli-reinforce-loo", {"extra": {"loo_samples": 3}}, 1e-5),
     ("bernoulli-st", {}, 1e-5),
-    ("concrete", {"binarize": "dynamic", "extra": {"concrete_prior_beta": 5.0}}, 1e-5),
+    ("concrete", {"binarize": "dynamic", "extra": {"concrete_prior_beta": 5.0}}, 5e-5),
     ("gaussian", {}, 1e-5),
     ("gaussian-sigmoid", {"decoder": "gaussian"}, 1e-5),
     ("smoothsteplogistic", {"prior": "learned"}, 1e-5),
