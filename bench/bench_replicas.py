@@ -105,6 +105,7 @@ class Arms:
         self.replica_gen = ReplicaGenerator([torch.Generator().manual_seed(s)
                                              for s in range(replicas)])  # fmt: skip
         self.objective = c.objective
+        self.replicas = replicas
         self.images = replicas * steps * c.batch_size
 
     def sequential(self) -> float:
@@ -122,7 +123,7 @@ class Arms:
         t = time.perf_counter()
         fit_epoch(self.stacked, self.stacked_opt, self.stacked_batches, epoch=1,
                   objective=self.objective, generator=self.replica_gen,
-                  replicas=len(self.singles), precision=precision)  # fmt: skip
+                  replicas=self.replicas, precision=precision)  # fmt: skip
         return time.perf_counter() - t
 
 

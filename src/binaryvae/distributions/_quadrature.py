@@ -14,25 +14,30 @@ from __future__ import annotations
 import functools
 import math
 
-import numpy as np
 import torch
 
-__all__ = ["gauss_legendre_01", "expect_under_logistic"]
+__all__ = ["gauss_legendre", "gauss_legendre_01", "expect_under_logistic"]
 
 
 @functools.lru_cache(maxsize=32)
-def _gl_numpy(n: int) -> tuple[np.ndarray, np.ndarray]:
-    x, w = np.polynomial.legendre.leggauss(n)
-    return 0.5 * (x + 1.0), 0.5 * w
+def gauss_legendre(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes and weights of the n-point Gauss–Legendre rule on [-1, 1], float64 on the CPU.
+
+    Golub & Welsch (1969): the nodes are the eigenvalues of the symmetric tridiagonal Jacobi
+    matrix of the Legendre recurrence (off-diagonal k / sqrt(4 k^2 - 1)), the weights twice the
+    squared first components of its eigenvectors.
+    """
+    k = torch.arange(1, n, dtype=torch.float64)
+    off = k / torch.sqrt(4 * k * k - 1)
+    nodes, vectors = torch.linalg.eigh(torch.diag(off, 1) + torch.diag(off, -1))
+    return nodes, 2 * vectors[0] ** 2
 
 
 def gauss_legendre_01(n: int, dtype: torch.dtype, device: torch.device):
     """Nodes and weights of the n-point Gauss–Legendre rule on [0, 1]."""
-    t, w = _gl_numpy(n)
-    return (
-        torch.as_tensor(t, dtype=dtype, device=device),
-        torch.as_tensor(w, dtype=dtype, device=device),
-    )
+    x, w = gauss_legendre(n)
+    nodes, weights = 0.5 * (x + 1.0), 0.5 * w
+    return nodes.to(dtype=dtype, device=device), weights.to(dtype=dtype, device=device)
 
 
 def expect_under_logistic(fn, breaks, n: int = 48, like: torch.Tensor | None = None):

@@ -15,7 +15,16 @@ from binaryvae.models.networks import make_networks
 from binaryvae.models.objectives import LossTerms
 from binaryvae.models.vae import VAE
 
-__all__ = ["FAMILIES", "ESTIMATORS", "DECODERS", "Family", "VAE", "LossTerms", "build_model"]
+__all__ = [
+    "make_family",
+    "FAMILIES",
+    "ESTIMATORS",
+    "DECODERS",
+    "Family",
+    "VAE",
+    "LossTerms",
+    "build_model",
+]
 
 # decoder "auto": the likelihood that fits the data kind
 _AUTO_DECODER = {"image": "bernoulli", "real": "gaussian"}

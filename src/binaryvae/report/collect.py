@@ -1,5 +1,6 @@
-"""Read what the report needs from run directories: config, metrics rows, summary (torch only
-when a run's kind is asked for: it comes from the family registry)."""
+"""Read what the report needs from run directories: config, metrics rows, summary. What kind of
+model a run is comes from its summary.json (`binaryvae.runs.labels.family_facts`), or, for a
+run without one, from the run layer's reading of its config."""
 
 from __future__ import annotations
 
@@ -34,21 +35,28 @@ class RunRecord:
         return c.family if c.objective == "elbo" else f"{c.family} ({c.objective})"
 
     @property
+    def facts(self) -> dict[str, bool]:
+        """binary_latent, exact_latent, has_likelihood: from summary.json where it has them."""
+        keys = ("binary_latent", "exact_latent", "has_likelihood")
+        if all(k in self.summary for k in keys):
+            return {k: bool(self.summary[k]) for k in keys}
+        if "facts" not in self.extra:
+            from binaryvae.runs.labels import family_facts
+
+            self.extra["facts"] = family_facts(self.config)
+        return self.extra["facts"]
+
+    @property
     def has_likelihood(self) -> bool:
         """False for autoencoder-gmm: no ELBO (its relaxed-ELBO column is the recon term)."""
-        if "has_likelihood" in self.summary:
-            return bool(self.summary["has_likelihood"])
-        return not self.config.family.startswith("autoencoder")
+        return self.facts["has_likelihood"]
 
     @property
     def kind(self) -> str:
         """The run's kind: relaxed, exact, continuous or autoencoder (`binaryvae.report.labels`)."""
-        if "kind" not in self.extra:
-            from binaryvae.models.families import make_family
-            from binaryvae.report.labels import run_kind
+        from binaryvae.report.labels import run_kind
 
-            self.extra["kind"] = run_kind(make_family(self.config), self.has_likelihood)
-        return self.extra["kind"]
+        return run_kind(self.facts)
 
     @property
     def binary(self) -> bool:

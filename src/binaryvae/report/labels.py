@@ -31,13 +31,14 @@ __all__ = [
 RUN_KINDS = ("relaxed", "exact", "continuous", "autoencoder")
 
 
-def run_kind(family: Any, has_likelihood: bool = True) -> str:
-    """One of `RUN_KINDS` for a `binaryvae.models.Family` instance (see the module docstring)."""
-    if not has_likelihood:
+def run_kind(facts: dict[str, bool]) -> str:
+    """One of `RUN_KINDS` from a run's family facts (``binary_latent``, ``exact_latent``,
+    ``has_likelihood``: `binaryvae.runs.labels.family_facts`; see the module docstring)."""
+    if not facts["has_likelihood"]:
         return "autoencoder"
-    if getattr(family, "exact", False):
+    if facts["exact_latent"]:
         return "exact"
-    if not getattr(family, "binary", True):
+    if not facts["binary_latent"]:
         return "continuous"
     return "relaxed"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from binaryvae.config import TrainConfig
 
-__all__ = ["NUMBER_LABELS", "objective_label", "summary_labels"]
+__all__ = ["NUMBER_LABELS", "family_facts", "objective_label", "summary_labels"]
 
 # What each reported number is (summary.json "labels"); the vocabulary of docs/internals.md.
 NUMBER_LABELS = {
@@ -28,21 +28,33 @@ NUMBER_LABELS = {
 }
 
 
+def family_facts(config: TrainConfig) -> dict[str, bool]:
+    """What kind of model the run's family is, as summary.json records it (so that readers of
+    run directories need not build the family): ``binary_latent`` (it stands for a binary
+    model), ``exact_latent`` (its latent is Bernoulli itself, no relaxation), ``has_likelihood``
+    (False for the deterministic autoencoder)."""
+    from binaryvae.models import make_family
+
+    family = make_family(config)
+    return {
+        "binary_latent": bool(family.binary),
+        "exact_latent": bool(family.exact),
+        "has_likelihood": bool(family.has_likelihood),
+    }
+
+
 def objective_label(config: TrainConfig, model: Any) -> tuple[str, bool]:
     """(label, is a bound) of what trained the model; the autoencoder's loss is no ELBO."""
-    from binaryvae.evaluation.summary import has_likelihood
-
-    if not has_likelihood(model):
+    if not model.family.has_likelihood:
         return "reconstruction only (autoencoder: no KL, not a bound)", False
     return config.objective_label(), config.is_bound
 
 
 def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
     """The labels that travel with the final numbers: what trained the model, what bounds what."""
-    from binaryvae.evaluation.summary import has_likelihood
-
     label, is_bound = objective_label(config, model)
-    binary = bool(getattr(getattr(model, "family", None), "binary", False))
+    family = model.family
+    binary = bool(family.binary)
     labels = dict(NUMBER_LABELS)
     if not binary:  # the gaussian family's IWAE uses its continuous proposal q(z|x)
         labels["test_iwae"] = (
@@ -52,7 +64,8 @@ def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
     return {
         # False for the deterministic autoencoder: its "relaxed ELBO" column is the
         # reconstruction term alone (no KL), not a bound on anything
-        "has_likelihood": has_likelihood(model),
+        "has_likelihood": bool(family.has_likelihood),
+        "exact_latent": bool(family.exact),
         "family": config.family,
         "objective": config.objective,
         "objective_label": label,
