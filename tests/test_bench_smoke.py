@@ -29,6 +29,7 @@ SCRIPTS = {
     "steplogistic_large.py": ["--threads", "1", "--out", "{out}"],
     "bench_replicas.py": ["--threads", "1", "--out", "{out}"],
     "estimator_study.py": ["--runs-dir", "{out}/runs", "--results", "{out}/results"],
+    "beta_sweep.py": ["--runs-dir", "{out}/runs", "--results", "{out}/results"],
     "bench_cli_startup.py": ["--out", "{out}"],  # CLI issue
     "compare_duration.py": ["--out", "{out}"],
 }

@@ -350,3 +350,34 @@ def test_epoch_axis_ticks_are_whole_epochs(epochs):
     ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
     assert lo < min(epochs) and hi > max(epochs)
+
+
+def test_a_compare_report_shows_the_gradient_variance_of_each_run(tmp_path):
+    """compare measures gradients by default (`COMPARE_GRADIENTS`); the report draws one
+    variance line per run from metrics.jsonl, and the bias (4 bits: exact gradient known)."""
+    import binaryvae.report.gradients as gradients
+    from binaryvae.config import COMPARE_GRADIENTS
+    from binaryvae.report.collect import collect_runs
+
+    assert COMPARE_GRADIENTS["grad_every"] > 0
+    out = tmp_path / "cmp"
+    compare(parse_families("bernoulli-disarm,steplogistic"),
+            tiny_config(epochs=1, grad_every=4, grad_samples=3), out, progress=False)  # fmt: skip
+    write_report(out, theory=False)
+    assert "Gradient variance and bias during training" in (out / "report.md").read_text()
+    captured = {}
+    real = gradients.save
+    try:
+        gradients.save = lambda fig, path: captured.setdefault("fig", fig) and real(fig, path)
+        gradients.gradient_figure(collect_runs(out), tmp_path / "g.png")
+    finally:
+        gradients.save = real
+    ax_var, ax_bias = captured["fig"].get_axes()[:2]
+    assert ax_var.get_yscale() == "log"
+    lines = ax_var.get_lines()
+    assert [line.get_label() for line in lines] == ["bernoulli-disarm", "steplogistic"]
+    for line, name in zip(lines, ("bernoulli-disarm", "steplogistic"), strict=True):
+        rows = [json.loads(r) for r in (out / name / "metrics.jsonl").read_text().splitlines()]
+        want = [g["grad_var"] for g in rows[0]["gradient"]]
+        assert list(line.get_ydata()) == want and len(want) == 4
+    assert len(ax_bias.get_lines()) == 4  # bias and its noise level, per run

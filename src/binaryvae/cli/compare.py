@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from binaryvae.cli._common import add_run_options, hidden_sizes
-from binaryvae.config import BINARIZE_MODES, TrainConfig
+from binaryvae.config import BINARIZE_MODES, COMPARE_GRADIENTS, TrainConfig
 from binaryvae.config import COMPARE_EPOCHS as DEFAULT_COMPARE_EPOCHS
 from binaryvae.config import COMPARE_FAMILIES as DEFAULT_FAMILIES
 from binaryvae.errors import BadInput
@@ -87,7 +87,7 @@ def run_compare(args: argparse.Namespace) -> int:
         base = recorded["base"]
         families = parse_families(args.families or recorded["families"])
     else:
-        base = TrainConfig(epochs=DEFAULT_COMPARE_EPOCHS).to_dict()
+        base = TrainConfig(epochs=DEFAULT_COMPARE_EPOCHS, **COMPARE_GRADIENTS).to_dict()
         families = parse_families(args.families or ",".join(DEFAULT_FAMILIES))
     base.update({k: v for k, v in fields.items() if v is not None})
     if args.hidden is not None:

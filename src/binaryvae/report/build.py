@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from binaryvae.errors import BadInput
-from binaryvae.report import captions, curves, model_figures, style, theory_figures
+from binaryvae.report import captions, curves, gradients, model_figures, style, theory_figures
 from binaryvae.report.collect import RunRecord, collect_runs
 from binaryvae.report.document import Document, FigureItem, Section, TableItem, TextItem, fmt
 from binaryvae.report.model_figures import Loaded
@@ -159,6 +159,25 @@ def _curve_section(records: list[RunRecord], figs: Path) -> Section:
         "(binary runs), and the reconstruction term, on the test split. " + left_out + " "
         + text,
     ))  # fmt: skip
+    if gradients.has_gradients(records):
+        sec.items.append(FigureItem(
+            gradients.gradient_figure(records, figs / "gradient_diagnostics.png"),
+            "Gradient variance and bias during training",
+            "Every few hundred steps, on a fixed batch of held-out test images, K estimates of "
+            "the gradient of each run's training objective with respect to its encoder outputs "
+            "(binaryvae.diagnostics): their variance per coordinate (log scale, as in Dong, "
+            "Mnih & Tucker 2020, Fig. 5 right, whose estimators and network differ) and, for "
+            "models of at most 12 bits, the distance of their mean from the exact gradient of "
+            "the discrete ELBO, relative to that gradient's norm: the measured bias of "
+            "straight-through, of each relaxation at its beta and of the Bernoulli ELBO.",
+        ))  # fmt: skip
+        by_beta = gradients.bias_vs_beta(records, figs / "gradient_bias_vs_beta.png")
+        if by_beta is not None:
+            sec.items.append(FigureItem(
+                by_beta, "Gradient bias of the relaxations against beta",
+                "The last measured bias of each relaxed run against the inverse temperature "
+                "beta of its steep sigmoid.",
+            ))  # fmt: skip
     return sec
 
 
