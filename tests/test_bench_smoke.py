@@ -5,6 +5,7 @@ take minutes on a busy 2-core machine); run them with ``pytest -m bench``."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,5 +47,18 @@ def test_bench_script_quick(script: str, tmp_path: Path) -> None:
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "|---" in proc.stdout, "no markdown table in the output"
-    if "{out}" in SCRIPTS[script]:
-        assert list(tmp_path.glob("*.json")), "no result file written"
+    if not any("{out}" in a for a in SCRIPTS[script]):
+        return
+    results = sorted(tmp_path.glob("*.json"))
+    assert results, "no result file written"
+    table = json.loads(results[0].read_text())
+    machine = table.get("machine") or table.get("info") or {}
+    assert machine.get("cpu"), "the result does not say which CPU measured it"
+    if "--aggregate-only" in path.read_text():
+        rows = table.get("rows")
+        assert rows, "the result holds no rows"
+        # the committed tables are regenerated from the raw files: the same rows again
+        again = subprocess.run([*cmd, "--aggregate-only"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=180)  # fmt: skip
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert json.loads(results[0].read_text())["rows"] == rows

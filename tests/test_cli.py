@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from _runs_helpers import TINY, metric_rows
 from binaryvae.cli import COMMANDS, build_parser, main
@@ -178,8 +179,18 @@ def test_resume_cannot_change_the_model(cli_run, capsys):
 
 
 def test_train_writes_the_report(cli_run):
-    assert (cli_run / "report.html").is_file() and (cli_run / "report.md").is_file()
-    assert any((cli_run / "figures").glob("*.png"))
+    """report.md states the run's own final numbers, and report.html shows every figure in
+    figures/ and no other."""
+    import re
+
+    summary = json.loads((cli_run / "summary.json").read_text())
+    md = (cli_run / "report.md").read_text()
+    for key in ("test_discrete_elbo", "test_log_px_exact"):
+        assert f"{summary[key]:.2f}" in md, key
+    html = (cli_run / "report.html").read_text()
+    drawn = {p.name for p in (cli_run / "figures").glob("*.png")}
+    shown = set(re.findall(r"figures/([\w.-]+\.png)", html))
+    assert drawn and shown == drawn
 
 
 def test_evaluate_keeps_one_iwae_entry_per_k(cli_run, capsys):
@@ -205,10 +216,32 @@ def test_evaluate_bad_input(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("mode", ["probs", "bernoulli", "threshold"])
-def test_sample_command(cli_run, tmp_path, mode):
+def test_sample_command(cli_run, tmp_path, mode, monkeypatch):
+    """The PNG shows decoded prior samples: over 400 of them, the mean pixel matches its
+    expectation computed independently by enumerating the model's 16 codes (uniform prior),
+    within 5 standard errors; threshold and bernoulli images are binary."""
+    import binaryvae.report.style as style
+    from binaryvae.runs import load_run
+
+    shown = {}
+    real = style.tile
+    monkeypatch.setattr(style, "tile", lambda images, *a, **k: shown.setdefault(
+        "images", images) is not None and real(images, *a, **k))  # fmt: skip
     out = tmp_path / f"{mode}.png"
-    assert main(["sample", str(cli_run), "--n", "12", "--mode", mode, "--out", str(out)]) == 0
+    assert main(["sample", str(cli_run), "--n", "400", "--mode", mode, "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    images = torch.as_tensor(shown["images"]).double()  # [400, 784]
+    model = load_run(cli_run).model
+    codes = torch.tensor([[(c >> i) & 1 for i in range(4)] for c in range(16)], dtype=torch.float32)
+    with torch.no_grad():
+        probs = torch.sigmoid(model.decode(codes)).double()  # [16, 784]
+    pixel = (probs > 0.5).double() if mode == "threshold" else probs
+    per_image = images.mean(1)  # [400]
+    want = pixel.mean()  # E over the uniform prior of the mean pixel
+    se = per_image.std() / 20
+    assert abs(per_image.mean() - want) < 5 * se + 1e-9, (per_image.mean(), want)
+    if mode in ("threshold", "bernoulli"):
+        assert set(images.unique().tolist()) <= {0.0, 1.0}
 
 
 def _write_idx(path: Path, array) -> None:
