@@ -331,3 +331,19 @@ def test_report_command_on_a_sweep(swept, tmp_path):
         "sweep_toy_curves.png", "sweep_toy_log_px.png", "sweep_toy_sample_fd.png",
         "sweep_toy_test_discrete_elbo.png",
     ]  # fmt: skip
+
+
+def test_sweep_takes_every_train_option_as_a_fixed_value(capsys):
+    from binaryvae.cli import train
+
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for option in train._FIELDS:  # every train option that sets a config field
+        plural = {"dataset": "datasets", "family": "families", "objective": "objectives",
+                  "latent_dim": "latent-dims", "seed": "seeds"}.get(option)  # fmt: skip
+        assert f"--{(plural or option).replace('_', '-')} " in out, option
+    for flag in ("--grid", "--executor", "--address", "--cpus-per-run", "--gpus-per-run",
+                 "--max-retries", "--hidden"):  # fmt: skip
+        assert flag in out, flag

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from binaryvae.cli._common import add_run_options
+from binaryvae.config import COMPARE_EPOCHS
 
 __all__ = ["add_executor_options", "add_parser", "executor_from_args", "run_sweep"]
 
@@ -148,12 +149,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fixed = p.add_argument_group("fixed values (the options of binaryvae train)")
     for a in _train_options():
         kwargs = {"dest": a.dest, "default": a.default, "help": a.help}
+        if a.dest == "epochs":
+            kwargs["help"] = f"epochs per run (default {COMPARE_EPOCHS}, as compare)"
         if a.nargs == 0:  # a flag
             kwargs["action"] = "store_true"
         else:
             kwargs.update(type=a.type, choices=a.choices, metavar=a.metavar)
         fixed.add_argument(*a.option_strings, **kwargs)
     add_run_options(p)
+    for action in p._actions:
+        if action.dest == "threads":
+            action.help = "torch threads of each run (default: --cpus-per-run, i.e. 1)"
+        elif action.dest == "resume":
+            action.help = (
+                "continue the sweep in --out with its recorded grid (options given here may "
+                "add to it); the same command without --resume continues it too"
+            )
     add_executor_options(p)
     p.set_defaults(func=run_sweep)
 
