@@ -26,6 +26,8 @@ __all__ = [
     "COMPARE_FAMILIES",
     "COMPARE_EPOCHS",
     "RESUMABLE_FIELDS",
+    "EXECUTORS",
+    "DEFAULT_MAX_RETRIES",
     "MAX_LATENT_DIM",
     "MAX_SEED",
     "MAX_IWAE_K",
@@ -59,6 +61,11 @@ COMPARE_FAMILIES = (
 # evaluation and the report finish in a few minutes on a 2-core CPU (measured in the README).
 COMPARE_EPOCHS = 15
 
+
+# Where `binaryvae sweep` / `compare` run their cells (binaryvae.runs.sweep_executors), and how
+# many times Ray restarts a cell whose worker or node died (each restart resumes the cell).
+EXECUTORS = ("local", "ray")
+DEFAULT_MAX_RETRIES = 3
 
 # Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
 # it trains and where/how it computes. Anything else would make the resumed run another run.

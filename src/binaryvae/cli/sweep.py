@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from binaryvae.cli._common import add_run_options
-from binaryvae.config import COMPARE_EPOCHS
+from binaryvae.config import COMPARE_EPOCHS, DEFAULT_MAX_RETRIES, EXECUTORS
 
 __all__ = ["add_executor_options", "add_parser", "executor_from_args", "run_sweep"]
 
@@ -20,8 +20,6 @@ _RUN_OPTIONS = ("threads", "device", "data_dir", "precision")
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:
     """--executor, --address and the resources of a run (sweep and compare)."""
-    from binaryvae.runs.sweep_executors import DEFAULT_MAX_RETRIES, EXECUTORS
-
     g = p.add_argument_group("where the runs execute")
     g.add_argument(
         "--executor",

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from binaryvae.config import DEFAULT_MAX_RETRIES, EXECUTORS
 from binaryvae.errors import BadInput
 
 __all__ = [
@@ -31,9 +32,7 @@ __all__ = [
     "one_line",
 ]
 
-EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'binaryvae[ray]'"
-DEFAULT_MAX_RETRIES = 3
 
 Spec = dict[str, Any]
 OnStart = Callable[[list[Spec]], None]
