@@ -33,6 +33,7 @@ SCRIPTS = {
     "beta_sweep.py": ["--runs-dir", "{out}/runs", "--results", "{out}/results"],
     "bench_cli_startup.py": ["--out", "{out}"],  # CLI issue
     "compare_duration.py": ["--out", "{out}"],
+    "bench_sweep.py": ["--out", "{out}"],  # the sweep issue; its ray arm only with Ray installed
 }
 
 

@@ -27,6 +27,8 @@ __all__ = [
     "COMPARE_EPOCHS",
     "COMPARE_GRADIENTS",
     "RESUMABLE_FIELDS",
+    "EXECUTORS",
+    "DEFAULT_MAX_RETRIES",
     "MAX_LATENT_DIM",
     "MAX_SEED",
     "MAX_IWAE_K",
@@ -65,6 +67,11 @@ COMPARE_EPOCHS = 15
 # gradient) every 200 steps with 10 estimates: about 3% more training work on mnist-mini
 COMPARE_GRADIENTS = {"grad_every": 200, "grad_samples": 10}
 
+
+# Where `binaryvae sweep` / `compare` run their cells (binaryvae.runs.sweep_executors), and how
+# many times Ray restarts a cell whose worker or node died (each restart resumes the cell).
+EXECUTORS = ("local", "ray")
+DEFAULT_MAX_RETRIES = 3
 
 # Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
 # it trains and where/how it computes. Anything else would make the resumed run another run.

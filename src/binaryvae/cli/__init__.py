@@ -21,6 +21,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS = (
     "compare",
+    "sweep",
     "train",
     "evaluate",
     "sample",

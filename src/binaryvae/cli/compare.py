@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from binaryvae.cli._common import add_run_options, hidden_sizes
+from binaryvae.cli.sweep import add_executor_options, executor_from_args, print_results
 from binaryvae.config import BINARIZE_MODES, COMPARE_GRADIENTS, TrainConfig
 from binaryvae.config import COMPARE_EPOCHS as DEFAULT_COMPARE_EPOCHS
 from binaryvae.config import COMPARE_FAMILIES as DEFAULT_FAMILIES
@@ -45,12 +46,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"epochs per model (default {DEFAULT_COMPARE_EPOCHS}: a few minutes on 2 cores)",
     )
     p.add_argument("--seed", type=int, default=None, metavar="N", help="default 0")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="0-4",
+        help="train every family once per seed (0,1,2 or 0-4), all seeds at once as one replica "
+        "group, into OUT/<name>/seed-<s>/; the report shows mean +- s.e. over the seeds",
+    )
     p.add_argument("--hidden", default=None, metavar="512,256,128", help="hidden layer sizes")
     p.add_argument("--batch-size", type=int, default=None, metavar="N")
     p.add_argument("--lr", type=float, default=None, metavar="F")
     p.add_argument("--beta", type=float, default=None, metavar="F")
     p.add_argument("--binarize", default=None, choices=BINARIZE_MODES)
     add_run_options(p)
+    add_executor_options(p)
     p.set_defaults(func=run_compare)
 
 
@@ -58,7 +67,11 @@ def _recorded(out: Path) -> dict:
     """The comparison recorded in ``out/compare.json`` (what ``--resume`` continues)."""
     try:
         recorded = json.loads((out / "compare.json").read_text())
-        return {"base": dict(recorded["base"]), "families": list(recorded["families"])}
+        return {
+            "base": dict(recorded["base"]),
+            "families": list(recorded["families"]),
+            "seeds": recorded.get("seeds"),
+        }
     except FileNotFoundError:
         raise BadInput(f"cannot resume {out}: no compare.json there") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -66,8 +79,12 @@ def _recorded(out: Path) -> dict:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from binaryvae.runs import compare, parse_families
+    from binaryvae.runs import compare, parse_families, parse_seeds
 
+    if args.seeds is not None and args.seed is not None:
+        raise BadInput("give --seed N (one run per family) or --seeds 0-4 (replicas), not both")
+    executor = executor_from_args(args)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     fields = {
         "dataset": args.dataset,
         "latent_dim": args.latent_dim,
@@ -86,16 +103,27 @@ def run_compare(args: argparse.Namespace) -> int:
         recorded = _recorded(Path(args.out))
         base = recorded["base"]
         families = parse_families(args.families or recorded["families"])
+        if seeds is None and recorded["seeds"] is not None:
+            seeds = parse_seeds(recorded["seeds"])
     else:
         base = TrainConfig(epochs=DEFAULT_COMPARE_EPOCHS, **COMPARE_GRADIENTS).to_dict()
         families = parse_families(args.families or ",".join(DEFAULT_FAMILIES))
     base.update({k: v for k, v in fields.items() if v is not None})
+    if args.threads is None and (args.executor == "ray" or args.cpus_per_run is not None):
+        base["threads"] = max(1, int(args.cpus_per_run or 1))  # what each run reserves
     if args.hidden is not None:
         base["hidden"] = hidden_sizes(args.hidden)
     config = TrainConfig.from_dict(base)
     start = time.monotonic()
     summaries = compare(
-        families, config, args.out, force=args.force, resume=args.resume, progress=not args.quiet
+        families,
+        config,
+        args.out,
+        force=args.force,
+        resume=args.resume,
+        progress=not args.quiet,
+        seeds=seeds,
+        executor=executor,
     )
     if not args.no_report:
         from binaryvae.report import write_report
@@ -104,14 +132,24 @@ def run_compare(args: argparse.Namespace) -> int:
         print(f"report: {path}")
     minutes, seconds = divmod(round(time.monotonic() - start), 60)
     print(f"{len(summaries)} runs in {minutes}m{seconds:02d}s")
-    diverged = [name for name, s in summaries.items() if s.get("status") == "diverged"]
+    if seeds is not None:  # replica groups: one line per family, mean +- s.e. over the seeds
+        results = {}
+        for name, runs in summaries.items():
+            stopped = [r for r in runs.values() if "status" in r]
+            status = stopped[0]["status"] if stopped else "finished"
+            reason = "; ".join(r["message"] for r in stopped) or None
+            results[name] = {"status": status, "reason": reason, "runs": runs}
+        return print_results(results, "compare")
+    stopped = [name for name, s in summaries.items() if "status" in s]
     for name, s in summaries.items():
         keys = ("test_discrete_elbo", "test_log_px_exact", "sample_fd")
         parts = [f"{k}={s[k]:.2f}" for k in keys if isinstance(s.get(k), int | float)]
         print(
             f"{name}: {'  '.join(parts) or s.get('status', '')}  [{s.get('objective_label', '')}]"
         )
-    if diverged:
-        print(f"binaryvae compare: stopped on NaN/inf: {', '.join(diverged)}", file=sys.stderr)
+    if stopped:
+        reasons = {s.get("status") for n, s in summaries.items() if n in stopped}
+        what = "stopped on NaN/inf" if reasons == {"diverged"} else "did not finish"
+        print(f"binaryvae compare: {what}: {', '.join(stopped)}", file=sys.stderr)
         return 1
     return 0

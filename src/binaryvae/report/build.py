@@ -398,6 +398,11 @@ def build_document(path: Path, theory: bool = True) -> Document:
 def write_report(path: str | Path, theory: bool = True) -> Path:
     """Write ``path``/figures/*.png, report.html and report.md; return report.html's path."""
     path = Path(path)
+    # a sweep (or a compare of replica groups) has its own report: binaryvae.report.sweep
+    from binaryvae.report.sweep import is_sweep_dir, write_sweep_report
+
+    if is_sweep_dir(path):
+        return write_sweep_report(path)
     doc = build_document(path, theory=theory)
     (path / "report.html").write_text(doc.to_html(path))
     (path / "report.md").write_text(doc.to_markdown(path))

@@ -14,11 +14,9 @@ from typing import Any, TextIO
 
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.evaluation.summary import has_likelihood
-from binaryvae.runs.build import prepare
-from binaryvae.runs.labels import objective_label
+from binaryvae.runs.labels import family_facts, trained_on_label
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
-from binaryvae.runs.train import TrainingDiverged, train_run
+from binaryvae.runs.train import parse_seeds
 from binaryvae.storage import write_json_atomic
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
@@ -68,65 +66,94 @@ def compare(
     resume: bool = False,
     progress: bool = True,
     stream: TextIO | None = None,
+    seeds: list[int] | str | None = None,
+    executor=None,
 ) -> dict[str, dict[str, Any]]:
     """Train every (family, objective) with ``base``'s other settings into ``out/<name>/``.
 
-    All configs, the dataset and every model are built (validated) before ``out`` is created.
-    With ``resume``, finished runs are re-summarised, unfinished ones continue, missing ones
-    start. A run that diverges (NaN/inf) is reported and skipped, the others still run.
-    Returns ``{name: summary}`` in order (``{"status": "diverged", "message": ...}`` for a run
-    that stopped); ``out/compare.json`` lists the runs, their family:objective specs (the
-    autoencoder's without an objective: it has no ELBO) and what trained each one
-    (``trained_on``: the label summary.json carries as ``objective_label``).
+    The sweep (`binaryvae.runs.sweep`) of one dataset whose cells are the families: all
+    configs, the dataset and every model are built (validated) before ``out`` is created; the
+    cells run on ``executor`` (default: one after the other in this process; see
+    `binaryvae.runs.sweep_executors`), and ``out/sweep.json`` records each one's status. With
+    ``resume``, finished runs are kept, unfinished ones continue, missing ones start. A run that
+    diverges (NaN/inf) or fails is reported and the others still run.
+
+    ``seeds`` (e.g. ``"0-4"``): each family becomes a replica group of these seeds,
+    ``out/<name>/seed-<s>/``; without it ``out/<name>/`` is one run with ``base.seed``.
+    Returns ``{name: summary}`` in order (``{"status": "diverged" | "failed", "message": ...}``
+    for a run that stopped; with ``seeds``, ``{name: {seed: summary}}``); ``out/compare.json``
+    lists the runs, their family:objective specs (the autoencoder's without an objective: it
+    has no ELBO) and what trained each one (``trained_on``: the label summary.json carries as
+    ``objective_label``).
     """
+    from binaryvae.runs.sweep import SweepState, _header, check_out, execute, validate_cells
+    from binaryvae.runs.sweep_executors import LocalExecutor
+    from binaryvae.runs.sweep_grid import Cell
+
     stream = sys.stderr if stream is None else stream
-    out = Path(out)
+    executor = executor or LocalExecutor()
+    out = check_out(Path(out), executor)
+    group = None if seeds is None else parse_seeds(seeds)
+    if group is not None:
+        base = dataclasses.replace(base, seed=group[0])
     configs = [dataclasses.replace(base, family=f, objective=o) for f, o in families]
     names = run_names(families)
+    cells = [
+        Cell(name, config, tuple(group) if group else (base.seed,), "replicas" if group else "run")
+        for name, config in zip(names, configs, strict=True)
+    ]
     if not resume:
         check_new_dir(out, force)
+    validate_cells(cells, portable=executor.name == "ray")  # before anything is written
+    executor.check()
     trained_on, specs = {}, []
     for name, config in zip(names, configs, strict=True):
-        # BadInput for an unknown family/dataset before anything is written
-        model = prepare(config).model
-        trained_on[name] = objective_label(config, model)[0]
+        facts = family_facts(config)
+        trained_on[name] = trained_on_label(config, facts["has_likelihood"])
         # the autoencoder has one loss, no ELBO: its spec names no objective
-        specs.append(
-            f"{config.family}:{config.objective}" if has_likelihood(model) else config.family
-        )
+        specs.append(f"{config.family}:{config.objective}" if facts["has_likelihood"]
+                     else config.family)  # fmt: skip
     listing = {"runs": names, "families": specs, "trained_on": trained_on, "base": base.to_dict()}
+    if group is not None:
+        listing["seeds"] = group
     if progress:
         from binaryvae.data import DATASETS
         from binaryvae.runs.duration import expected_line
 
-        print(expected_line(configs, DATASETS[base.dataset].sizes), file=stream, flush=True)
+        # each seed of a replica group counted as a run: stacked replicas take less
+        every_run = [c for c in configs for _ in group or [base.seed]]
+        print(expected_line(every_run, DATASETS[base.dataset].sizes), file=stream, flush=True)
     claim = claim_existing(out, "resume") if resume else claim_new(out, force=force, kind="compare")
-    with claim as handle:
+    with claim as handle, executor.session():
         if resume:
             _check_compare_resume(out, listing, base)
         write_json_atomic(out / "compare.json", listing)
+        axes = ("dataset", "family", "objective", "latent_dim", "seed")
+        grid = {
+            "datasets": [base.dataset],
+            "families": listing["families"],
+            "latent_dims": [base.latent_dim],
+            "seeds": group or [base.seed],
+            "fixed": {k: v for k, v in base.to_dict().items() if k not in axes},
+        }
+        state = SweepState(out, "compare", grid, cells, executor.describe())
+        state.write()
         if not resume:
             handle.commit()  # the comparison exists from here on
-        summaries: dict[str, dict[str, Any]] = {}
-        for name, config in zip(names, configs, strict=True):
-            run_dir = out / name
-            again = resume and (run_dir / "config.json").is_file()
-            if progress:
-                print(f"== {name} ({trained_on[name]}) -> {run_dir}", file=stream, flush=True)
-            try:
-                summaries[name] = train_run(
-                    config,
-                    run_dir,
-                    resume=again,
-                    force=force,  # a sub-run that kept a user's file after the clean-up
-                    progress=progress,
-                    label=name,
-                    stream=stream,
-                )
-            except TrainingDiverged as e:  # the other families still run; the report shows it
-                print(f"{name}: stopped: {e}", file=stream, flush=True)
-                summaries[name] = {"status": "diverged", "message": str(e)}
+        results = execute(cells, out, state, executor, progress=progress, stream=stream,
+                          header=_header(stream))  # fmt: skip
+    summaries: dict[str, dict[str, Any]] = {}
+    for name, result in results.items():
+        runs = result["runs"]
+        if group is not None:
+            summaries[name] = {s: runs.get(s) or _stopped(result) for s in group}
+        else:
+            summaries[name] = runs.get(base.seed) or _stopped(result)
     return summaries
+
+
+def _stopped(result: dict[str, Any]) -> dict[str, Any]:
+    return {"status": result["status"], "message": result.get("reason") or ""}
 
 
 def _check_compare_resume(out: Path, listing: dict[str, Any], base: TrainConfig) -> None:
@@ -146,4 +173,16 @@ def _check_compare_resume(out: Path, listing: dict[str, Any], base: TrainConfig)
             f"--resume continues the recorded comparison of {out}; it cannot drop "
             f"{', '.join(dropped)} (families may only be added)"
         )
+    old, new = recorded.get("seeds"), listing.get("seeds")
+    if (old is None) != (new is None):
+        before = "one run per family (--seed)" if old is None else "replica groups (--seeds)"
+        raise BadInput(f"--resume continues the recorded comparison of {out}, which has {before}")
+    if old is not None:
+        gone = [str(s) for s in old if s not in new]
+        if gone:
+            raise BadInput(
+                f"--resume continues the recorded comparison of {out}; it cannot drop seeds "
+                f"{', '.join(gone)} (seeds may only be added)"
+            )
+        stored = dataclasses.replace(stored, seed=base.seed)
     base.check_resumable(stored, str(out))

@@ -6,7 +6,14 @@ from typing import Any
 
 from binaryvae.config import TrainConfig
 
-__all__ = ["NUMBER_LABELS", "family_facts", "objective_label", "summary_labels"]
+__all__ = [
+    "NUMBER_LABELS",
+    "RECONSTRUCTION_ONLY",
+    "family_facts",
+    "objective_label",
+    "summary_labels",
+    "trained_on_label",
+]
 
 # What each reported number is (summary.json "labels"); the vocabulary of docs/internals.md.
 NUMBER_LABELS = {
@@ -43,11 +50,18 @@ def family_facts(config: TrainConfig) -> dict[str, bool]:
     }
 
 
+RECONSTRUCTION_ONLY = "reconstruction only (autoencoder: no KL, not a bound)"
+
+
+def trained_on_label(config: TrainConfig, has_likelihood: bool) -> str:
+    """What trained a run, as summary.json's ``objective_label`` says it."""
+    return config.objective_label() if has_likelihood else RECONSTRUCTION_ONLY
+
+
 def objective_label(config: TrainConfig, model: Any) -> tuple[str, bool]:
     """(label, is a bound) of what trained the model; the autoencoder's loss is no ELBO."""
-    if not model.family.has_likelihood:
-        return "reconstruction only (autoencoder: no KL, not a bound)", False
-    return config.objective_label(), config.is_bound
+    has = bool(model.family.has_likelihood)
+    return trained_on_label(config, has), config.is_bound and has
 
 
 def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:

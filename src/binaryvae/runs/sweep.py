@@ -1,0 +1,599 @@
+"""Sweeps: a grid of cells (datasets x families x objectives x latent sizes, each with all its
+seeds as one replica group), run by an executor, recorded in ``DIR/sweep.json`` and
+``DIR/sweep.csv``.
+
+Layout::
+
+    DIR/
+      sweep.json                  the grid, the executor, every cell's status (and reason)
+      sweep.csv                   one row per run (cell x seed) with its final numbers
+      <dataset>_<family>_<objective>_<n>bit/     one replica group per cell
+        replicas.json, seed-<s>/  ordinary run directories (config.json, metrics.jsonl, ...)
+      report.html, report.md, figures/           `binaryvae report DIR`
+
+The run directories are the only record of how far a cell got: `run_cell` resumes a cell whose
+directory exists and starts one that does not, so a cell that runs again -- a Ray task retried
+after its worker died, or the same sweep command run a second time -- continues from its
+checkpoints (bit for bit, `binaryvae.runs.train`). The driver (the process running `sweep`)
+holds the lock of ``DIR`` and is the only writer of sweep.json and sweep.csv; each cell locks
+its own directory. Cell statuses: ``pending``, ``running`` (handed to the executor; on Ray it
+may still wait for a free slot), ``finished``, ``diverged`` (a seed hit NaN/inf; the reason
+names it), ``failed`` (the reason in one line). `compare` is a sweep of one dataset whose cells
+are its families.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from binaryvae.errors import BadInput
+from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new, read_marker
+from binaryvae.runs.sweep_executors import LocalExecutor, RayExecutor, one_line
+from binaryvae.runs.sweep_grid import Cell, Grid
+from binaryvae.storage import atomic_write_text, json_safe, write_json_atomic
+
+__all__ = [
+    "CSV_COLUMNS",
+    "STATUSES",
+    "SweepState",
+    "execute",
+    "finished_summaries",
+    "headline",
+    "mean_se",
+    "read_sweep",
+    "run_cell",
+    "sweep",
+    "validate_cells",
+]
+
+STATUSES = ("pending", "running", "finished", "failed", "diverged")
+SWEEP_FORMAT = 1
+# sweep.csv: the cell's coordinates, the run's status, and its final numbers (summary.json)
+NUMBER_COLUMNS = [
+    "test_relaxed_elbo",
+    "test_bernoulli_elbo",
+    "test_discrete_elbo",
+    "test_log_px_exact",
+    "test_iwae",
+    "iwae_k",
+    "sample_fd",
+    "seconds_per_epoch",
+    "epochs",
+]
+CSV_COLUMNS = [
+    "cell",
+    "dataset",
+    "family",
+    "objective",
+    "latent_dim",
+    "seed",
+    "status",
+    "reason",
+    "run_dir",
+    "objective_label",
+    *NUMBER_COLUMNS,
+]
+# the number a finished cell is announced with: the best measure of the model all seeds have
+HEADLINES = (
+    ("test_log_px_exact", "log p(x)"),
+    ("test_discrete_elbo", "discrete ELBO"),
+    ("test_iwae", "IWAE"),
+    ("sample_fd", "sample FD"),
+)
+
+Executor = LocalExecutor | RayExecutor
+
+
+# ----------------------------------------------------------------------------- numbers
+def mean_se(values: list[float]) -> tuple[float | None, float | None]:
+    """(mean, standard error of the mean) of the finite ``values``; se is None below 2."""
+    xs = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    if not xs:
+        return None, None
+    if len(xs) == 1:
+        return xs[0], None
+    return statistics.fmean(xs), statistics.stdev(xs) / math.sqrt(len(xs))
+
+
+def headline(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first of `HEADLINES` every finished run of a cell has: its mean and s.e."""
+    done = [s for s in summaries if "status" not in s]
+    for key, label in HEADLINES:
+        values = [s.get(key) for s in done]
+        if done and all(isinstance(v, int | float) for v in values):
+            mean, se = mean_se(values)
+            if mean is not None:
+                return {"key": key, "label": label, "mean": mean, "se": se, "n": len(values)}
+    return None
+
+
+def _headline_text(h: dict[str, Any] | None) -> str:
+    if not h:
+        return ""
+    text = f"{h['label']} {h['mean']:.2f}"
+    if h.get("se") is not None:
+        text += f" ± {h['se']:.2f}"
+    return text + (f" ({h['n']} seeds)" if h["n"] > 1 else "")
+
+
+# ----------------------------------------------------------------------------- one cell
+def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one cell (`Cell.spec` plus ``root`` and ``progress``) and say how it ended.
+
+    Runs wherever the executor puts it (this process, a Ray worker). A cell whose directory
+    holds a started replica group (replicas.json; config.json for compare's single runs) is
+    resumed from its checkpoints; otherwise it starts (replacing what an earlier attempt that
+    died before training wrote there). Returns plain data: ``{"status": "finished" | "diverged"
+    | "failed", "reason": one line or None, "runs": {seed: summary, or {"status":
+    "diverged", "message": ...}}, "seconds": wall time}``. A failure of the cell itself (bad
+    input, a full disk, a bug) is reported, not raised, so the sweep goes on.
+    """
+    from binaryvae.runs.train import TrainingDiverged, train_replicas, train_run
+
+    start = time.monotonic()
+    cell = Cell.from_spec(spec)
+    path = Path(spec["root"]) / cell.name
+    progress = bool(spec.get("progress", False))
+    try:
+        if cell.layout == "run":
+            resume = (path / "config.json").is_file()
+            try:
+                runs = {
+                    cell.seeds[0]: train_run(
+                        cell.config,
+                        path,
+                        resume=resume,
+                        force=not resume,
+                        progress=progress,
+                        label=cell.name,
+                    )
+                }
+            except TrainingDiverged as e:
+                runs = {cell.seeds[0]: {"status": "diverged", "message": str(e)}}
+        else:
+            resume = (path / "replicas.json").is_file()
+            runs = train_replicas(
+                cell.config,
+                list(cell.seeds),
+                path,
+                resume=resume,
+                force=not resume,
+                progress=progress,
+                label=cell.name,
+            )
+    except BadInput as e:
+        return _ended("failed", one_line(e), {}, start)
+    except Exception as e:  # noqa: BLE001 - the cell's own failure: reported, the sweep goes on
+        return _ended("failed", one_line(f"{type(e).__name__}: {e}"), {}, start)
+    diverged = [s for s, r in runs.items() if r.get("status") == "diverged"]
+    if diverged:
+        reason = "; ".join(f"seed {s}: {one_line(runs[s]['message'], 300)}" for s in diverged)
+        return _ended("diverged", reason, runs, start)
+    return _ended("finished", None, runs, start)
+
+
+def _ended(status: str, reason: str | None, runs: dict, start: float) -> dict[str, Any]:
+    return {
+        "status": status,
+        "reason": reason,
+        "runs": json_safe({int(s): r for s, r in runs.items()}),
+        "seconds": time.monotonic() - start,
+    }
+
+
+def finished_summaries(cell: Cell, root: str | Path) -> dict[int, dict[str, Any]] | None:
+    """Every seed's summary when the whole cell is finished on disk (a summary.json covering
+    the cell's epochs in each run directory), else None."""
+    out = {}
+    for seed, path in cell.run_dirs(root).items():
+        try:
+            summary = json.loads((path / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(summary, dict) or summary.get("epochs") != cell.config.epochs:
+            return None
+        out[seed] = summary
+    return out
+
+
+# ----------------------------------------------------------------------------- sweep.json
+class SweepState:
+    """What sweep.json and sweep.csv say; the driver updates it and writes both atomically."""
+
+    def __init__(
+        self, root: Path, kind: str, grid: dict[str, Any], cells: list[Cell], executor: dict
+    ):
+        self.root = Path(root)
+        self.kind = kind
+        self.grid = grid
+        self.executor = executor
+        self.cells = {c.name: c for c in cells}
+        self.entries: dict[str, dict[str, Any]] = {
+            c.name: {
+                **c.to_dict(),
+                "status": "pending",
+                "reason": None,
+                "seconds": None,
+                "headline": None,
+                "runs": {str(s): "pending" for s in c.seeds},
+            }
+            for c in cells
+        }
+        self.summaries: dict[str, dict[int, dict[str, Any]]] = {c.name: {} for c in cells}
+
+    def start(self, name: str) -> None:
+        entry = self.entries[name]
+        entry.update(status="running", reason=None)
+        entry["runs"] = {s: "running" for s in entry["runs"]}
+
+    def end(self, name: str, result: dict[str, Any]) -> None:
+        """Record a cell's result (`run_cell`'s dict, or a finished cell found on disk)."""
+        entry = self.entries[name]
+        runs = {int(s): r for s, r in (result.get("runs") or {}).items()}
+        self.summaries[name] = runs
+        entry.update(
+            status=result["status"],
+            reason=result.get("reason"),
+            seconds=result.get("seconds"),
+            headline=headline(list(runs.values())),
+        )
+        for seed in entry["runs"]:
+            run = runs.get(int(seed))
+            if run is None:
+                entry["runs"][seed] = "failed" if result["status"] == "failed" else "pending"
+            else:
+                entry["runs"][seed] = run.get("status", "finished")
+
+    def interrupted(self) -> None:
+        """Cells left running when the driver stops are pending again (a rerun resumes them)."""
+        for entry in self.entries.values():
+            if entry["status"] == "running":
+                entry.update(
+                    status="pending", reason="interrupted (run the command again to resume it)"
+                )
+                entry["runs"] = {s: "pending" for s in entry["runs"]}
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for entry in self.entries.values():
+            counts[entry["status"]] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": SWEEP_FORMAT,
+            "kind": self.kind,
+            "grid": self.grid,
+            "executor": self.executor,
+            "counts": self.counts(),
+            "cells": list(self.entries.values()),
+        }
+
+    def write(self) -> None:
+        write_json_atomic(self.root / "sweep.json", self.to_dict())
+        atomic_write_text(self.root / "sweep.csv", csv_text(self.entries.values(), self.summaries))
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """``{cell name: {"status", "reason", "runs": {seed: summary}}}`` in grid order."""
+        return {
+            name: {"status": e["status"], "reason": e["reason"], "runs": self.summaries[name]}
+            for name, e in self.entries.items()
+        }
+
+
+def csv_rows(entries, summaries: dict[str, dict[int, dict]]) -> list[dict[str, Any]]:
+    """One row per run (cell x seed): coordinates, status and the summary's numbers."""
+    rows = []
+    for entry in entries:
+        name = entry["name"]
+        for seed_text, status in entry["runs"].items():
+            seed = int(seed_text)
+            summary = summaries.get(name, {}).get(seed) or {}
+            if entry.get("layout") == "run":
+                run_dir = name
+            else:
+                run_dir = f"{name}/seed-{seed}"
+            reason = summary.get("message") if status == "diverged" else None
+            if status in ("failed", "pending") and entry.get("reason"):
+                reason = entry["reason"]
+            row = {
+                "cell": name,
+                "dataset": entry["dataset"],
+                "family": entry["family"],
+                "objective": entry["objective"],
+                "latent_dim": entry["latent_dim"],
+                "seed": seed,
+                "status": status,
+                "reason": reason,
+                "run_dir": run_dir,
+                "objective_label": summary.get("objective_label"),
+            }
+            for key in NUMBER_COLUMNS:
+                value = summary.get(key) if status == "finished" else None
+                row[key] = value if isinstance(value, int | float) else None
+            rows.append(row)
+    return rows
+
+
+def csv_text(entries, summaries) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in csv_rows(entries, summaries):
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def read_sweep(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """sweep.json of ``root`` and its runs' rows (as in sweep.csv), the numbers read from each
+    run's summary.json as it is now. BadInput when there is no readable sweep.json."""
+    root = Path(root)
+    try:
+        record = json.loads((root / "sweep.json").read_text())
+        entries = list(record["cells"])
+    except FileNotFoundError:
+        raise BadInput(f"{root} is not a sweep directory (no sweep.json)") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInput(f"unreadable {root / 'sweep.json'}: {e}") from None
+    epochs = (record.get("grid") or {}).get("fixed", {}).get("epochs")
+    summaries: dict[str, dict[int, dict]] = {}
+    for entry in entries:
+        name = entry["name"]
+        summaries[name] = {}
+        for seed_text in entry.get("runs", {}):
+            sub = root / name if entry.get("layout") == "run" else root / name / f"seed-{seed_text}"
+            try:
+                summary = json.loads((sub / "summary.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(summary, dict) and summary.get("epochs") == epochs:
+                summaries[name][int(seed_text)] = summary
+                entry["runs"][seed_text] = "finished"
+    return record, csv_rows(entries, summaries)
+
+
+# ----------------------------------------------------------------------------- driver
+def validate_cells(cells: list[Cell], *, portable: bool = False) -> None:
+    """Build every cell's dataset and model (`binaryvae.runs.build.prepare`), writing nothing;
+    BadInput naming the first cell that cannot be built.
+
+    ``portable``: the cells will run on other machines, so this one's device and CPU features
+    say nothing about them; device and precision are then checked by each cell where it runs.
+    """
+    from binaryvae.runs.build import prepare
+
+    datasets: dict[tuple, Any] = {}
+    for cell in cells:
+        config = cell.config
+        if portable:
+            config = dataclasses.replace(config, device="cpu", precision="fp32")
+        key = (config.dataset, config.data_dir)
+        try:
+            prepared = prepare(config, dataset=datasets.get(key))
+        except BadInput as e:
+            raise BadInput(f"{cell.name}: {e}") from None
+        datasets[key] = prepared.dataset
+
+
+def check_out(out: Path, executor: Executor) -> Path:
+    """The sweep directory as the workers will see it: refused when relative and the cells may
+    run on other machines; made absolute for a local Ray instance (its workers' working
+    directory is not ours)."""
+    if executor.remote and not out.is_absolute():
+        raise BadInput(
+            f"--out {out} is relative, but the cells run on the Ray cluster at "
+            f"{executor.address}: give an absolute path on storage every node can reach"
+        )
+    return out.absolute() if executor.name == "ray" else out
+
+
+def execute(
+    cells: list[Cell],
+    root: Path,
+    state: SweepState,
+    executor: Executor,
+    *,
+    progress: bool = True,
+    stream: TextIO | None = None,
+    header=None,
+) -> dict[str, dict[str, Any]]:
+    """Run the cells that are not finished on disk with ``executor``; keep ``state`` (and
+    sweep.json/sweep.csv) current; print one line per finished cell with its headline number
+    and the overall count and ETA. Returns `SweepState.results`."""
+    stream = sys.stderr if stream is None else stream
+    todo = []
+    for cell in cells:
+        done = finished_summaries(cell, root)
+        if done is None:
+            todo.append(cell)
+            continue
+        state.end(cell.name, {"status": "finished", "runs": done})
+        if progress:
+            text = _headline_text(state.entries[cell.name]["headline"])
+            print(
+                f"{cell.name}: finished already ({text})",
+                file=stream,
+                flush=True,
+            )
+    state.write()
+    local = executor.name == "local"
+    specs = [{"root": str(root), "progress": progress and local, **c.spec()} for c in todo]
+    started = time.monotonic()
+    finished_here = 0
+    total = len(cells)
+
+    def on_start(batch: list[dict[str, Any]]) -> None:
+        for spec in batch:
+            state.start(spec["name"])
+            if progress and local and header is not None:
+                header(state.cells[spec["name"]], root)
+        state.write()
+
+    def on_done(spec: dict[str, Any], result: dict[str, Any]) -> None:
+        nonlocal finished_here
+        name = spec["name"]
+        state.end(name, result)
+        state.write()
+        finished_here += 1
+        if not progress:
+            return
+        entry = state.entries[name]
+        counts = state.counts()
+        settled = total - counts["pending"] - counts["running"]
+        what = _headline_text(entry["headline"]) if result["status"] == "finished" else ""
+        if result["status"] != "finished":
+            what = f"{result['status']}: {result.get('reason') or ''}"
+        elapsed = time.monotonic() - started
+        left = len(todo) - finished_here
+        eta = _clock(elapsed / finished_here * left) if left else "0s"
+        seconds = result.get("seconds")
+        took = f" in {_clock(seconds)}" if isinstance(seconds, int | float) else ""
+        print(
+            f"[{settled}/{total}] {name}: {what}{took}  (elapsed {_clock(elapsed)}, ETA {eta})",
+            file=stream,
+            flush=True,
+        )
+
+    try:
+        if specs:
+            executor.run(specs, on_start, on_done)
+    finally:
+        state.interrupted()
+        state.write()
+    return state.results()
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _is_sweep(out: Path) -> bool:
+    return (out / "sweep.json").is_file() and read_marker(out).get("kind") == "sweep"
+
+
+def _check_continuation(out: Path, grid: Grid) -> None:
+    """A sweep run again continues its recorded grid: every recorded value of every axis is
+    still there (axes may grow), and fixed values differ only in
+    `binaryvae.config.RESUMABLE_FIELDS` (BadInput naming each difference)."""
+    try:
+        recorded = json.loads((out / "sweep.json").read_text())["grid"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInput(f"cannot continue {out}: unreadable sweep.json ({e})") from None
+    stored = Grid.from_dict(recorded, f"{out / 'sweep.json'}")
+    dropped = []
+    for axis, old, new in (
+        ("datasets", stored.datasets, grid.datasets),
+        ("families", [f"{f}:{o}" for f, o in stored.pairs], [f"{f}:{o}" for f, o in grid.pairs]),
+        ("latent-dims", stored.latent_dims, grid.latent_dims),
+        ("seeds", stored.seeds, grid.seeds),
+    ):
+        gone = [str(v) for v in old if v not in new]
+        if gone:
+            dropped.append(f"{axis} {', '.join(gone)}")
+    if dropped:
+        raise BadInput(
+            f"{out} holds a sweep whose grid also has {'; '.join(dropped)}; run it with its "
+            "whole grid (axes may grow, not shrink), or use --force to start over"
+        )
+    c = stored.base
+    same_axes = dataclasses.replace(
+        grid.base,
+        dataset=c.dataset,
+        family=c.family,
+        objective=c.objective,
+        latent_dim=c.latent_dim,
+        seed=c.seed,
+    )
+    same_axes.check_resumable(c, str(out))
+
+
+def recorded_grid(out: str | Path) -> dict[str, Any]:
+    """The grid values recorded in ``out/sweep.json`` (what ``sweep --resume`` starts from)."""
+    out = Path(out)
+    try:
+        grid = json.loads((out / "sweep.json").read_text())["grid"]
+        return {
+            "datasets": grid["datasets"],
+            "families": grid["families"],
+            "latent_dims": grid["latent_dims"],
+            "seeds": grid["seeds"],
+            **grid["fixed"],
+        }
+    except FileNotFoundError:
+        raise BadInput(f"cannot resume {out}: no sweep.json there") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInput(f"cannot resume {out}: unreadable sweep.json ({e})") from None
+
+
+def sweep(
+    grid: Grid,
+    out: str | Path,
+    *,
+    executor: Executor | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    stream: TextIO | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Run every cell of ``grid`` under ``out`` with ``executor`` (default: this process).
+
+    A new ``out`` is created (marked, locked). An ``out`` that holds a sweep is continued --
+    finished cells skipped, the others resumed from their checkpoints -- when its grid is the
+    recorded one (axes may grow; fixed values may change only in RESUMABLE_FIELDS); ``force``
+    starts it over instead. ``resume`` insists that there is a sweep to continue. Every cell is
+    validated before anything is written (BadInput). Returns `SweepState.results`: a cell that
+    diverges or fails is recorded with its reason and the others go on.
+    """
+    executor = executor or LocalExecutor()
+    out = check_out(Path(out), executor)
+    cells = grid.cells()
+    continuing = _is_sweep(out) and not force
+    if resume and not continuing:
+        raise BadInput(f"cannot resume {out}: no sweep there (start it without --resume)")
+    if continuing:
+        _check_continuation(out, grid)
+    else:
+        check_new_dir(out, force)
+    validate_cells(cells, portable=executor.name == "ray")
+    executor.check()
+    claim = (
+        claim_existing(out, "continue") if continuing else claim_new(out, force=force, kind="sweep")
+    )
+    with claim as handle, executor.session():
+        if continuing:
+            _check_continuation(out, grid)  # again, now that we hold the lock
+        state = SweepState(out, "sweep", grid.to_dict(), cells, executor.describe())
+        state.write()
+        if not continuing:
+            handle.commit()
+        return execute(
+            cells, out, state, executor, progress=progress, stream=stream, header=_header(stream)
+        )
+
+
+def _header(stream: TextIO | None):
+    """The line printed when a cell starts in this process (compare's ``== name ...`` line)."""
+
+    def show(cell: Cell, root: Path) -> None:
+        where = root / cell.name
+        print(
+            f"== {cell.name} ({cell.config.objective_label()}) -> {where}",
+            file=sys.stderr if stream is None else stream,
+            flush=True,
+        )
+
+    return show
