@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from binaryvae.report.document import Document, FigureItem, Section, TableItem, TextItem, fmt
-from binaryvae.report.plotting import COLOURS, new_figure
+from binaryvae.report.style import COLOURS, new_figure
 from binaryvae.runs.directory import RunDir
 from binaryvae.runs.ownership import read_marker
 from binaryvae.runs.sweep import mean_se, read_sweep

@@ -91,7 +91,7 @@ def compare(
     from binaryvae.runs.sweep_grid import Cell
 
     stream = sys.stderr if stream is None else stream
-    executor = executor or LocalExecutor()
+    executor = executor or LocalExecutor(stream)
     out = check_out(Path(out), executor)
     group = None if seeds is None else parse_seeds(seeds)
     if group is not None:

@@ -126,7 +126,7 @@ def _headline_text(h: dict[str, Any] | None) -> str:
 
 
 # ----------------------------------------------------------------------------- one cell
-def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
+def run_cell(spec: dict[str, Any], stream: TextIO | None = None) -> dict[str, Any]:
     """Train one cell (`Cell.spec` plus ``root`` and ``progress``) and say how it ended.
 
     Runs wherever the executor puts it (this process, a Ray worker). A cell whose directory
@@ -155,6 +155,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
                         force=not resume,
                         progress=progress,
                         label=cell.name,
+                        stream=stream,
                     )
                 }
             except TrainingDiverged as e:
@@ -169,6 +170,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 force=not resume,
                 progress=progress,
                 label=cell.name,
+                stream=stream,
             )
     except BadInput as e:
         return _ended("failed", one_line(e), {}, start)
@@ -558,7 +560,7 @@ def sweep(
     validated before anything is written (BadInput). Returns `SweepState.results`: a cell that
     diverges or fails is recorded with its reason and the others go on.
     """
-    executor = executor or LocalExecutor()
+    executor = executor or LocalExecutor(stream)
     out = check_out(Path(out), executor)
     cells = grid.cells()
     continuing = _is_sweep(out) and not force
@@ -589,9 +591,12 @@ def _header(stream: TextIO | None):
     """The line printed when a cell starts in this process (compare's ``== name ...`` line)."""
 
     def show(cell: Cell, root: Path) -> None:
+        from binaryvae.runs.labels import family_facts, trained_on_label
+
         where = root / cell.name
+        label = trained_on_label(cell.config, family_facts(cell.config)["has_likelihood"])
         print(
-            f"== {cell.name} ({cell.config.objective_label()}) -> {where}",
+            f"== {cell.name} ({label}) -> {where}",
             file=sys.stderr if stream is None else stream,
             flush=True,
         )

@@ -46,10 +46,14 @@ def one_line(error: BaseException | str, limit: int = 500) -> str:
 
 
 class LocalExecutor:
-    """Runs the cells one after the other in this process (no Ray needed)."""
+    """Runs the cells one after the other in this process (no Ray needed); their progress
+    lines go to ``stream`` (default stderr)."""
 
     name = "local"
     remote = False
+
+    def __init__(self, stream=None):
+        self.stream = stream
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -66,7 +70,7 @@ class LocalExecutor:
 
         for spec in specs:
             on_start([spec])
-            on_done(spec, run_cell(spec))
+            on_done(spec, run_cell(spec, stream=self.stream))
 
 
 class RayExecutor:
