@@ -206,30 +206,38 @@ def _per_image(r: dict, key: str) -> list[float]:
 
 
 def _paired(a: list[dict], b: list[dict], key: str) -> dict:
-    """Difference a - b of `key`, paired by seed (mean ± s.e. over seeds), and the per-image
-    paired standard error of the first common seed (test-set noise only)."""
+    """Difference a - b of `key`, paired by seed: mean, s.e. and Student-t 95% interval over
+    seeds, and the per-image paired standard error of the first common seed (test-set noise
+    only, the interval used when a single seed ran)."""
     by_seed = {r["seed"]: r for r in b}
     pairs = [(r, by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
     if not pairs:
         return {}
     diffs = [ra[key] - rb[key] for ra, rb in pairs]
-    mean, se = _common.mean_se(diffs)
+    ti = _common.t_interval(diffs)
     ra, rb = pairs[0]
     per = [u - v for u, v in zip(_per_image(ra, key), _per_image(rb, key), strict=True)]
     _, se_img = _common.mean_se(per)
-    return {"mean": mean, "se_seeds": se, "n_seeds": len(pairs), "se_images_seed0": se_img}
+    out = {"mean": ti["mean"], "se_seeds": ti["se"], "n_seeds": len(pairs),
+           "se_images_seed0": se_img, "diffs": diffs}  # fmt: skip
+    if "ci95" in ti:
+        out.update(t=ti["t"], ci95=ti["ci95"])
+    else:  # one seed: normal interval over the test images
+        out["ci95"] = [ti["mean"] - 1.96 * se_img, ti["mean"] + 1.96 * se_img]
+    return out
 
 
 def verdict(d: dict) -> str:
+    """'higher' / 'lower' when the 95% interval of the paired difference excludes 0."""
     if not d:
         return "not measured"
-    se = d["se_seeds"] if d["n_seeds"] >= 2 else d["se_images_seed0"]
+    lo, hi = d["ci95"]
     caveat = "" if d["n_seeds"] >= 2 else " [1 seed: test-image noise only]"
-    if d["mean"] > 2 * se:
+    if lo > 0:
         return "higher (supports the claim)" + caveat
-    if d["mean"] < -2 * se:
+    if hi < 0:
         return "lower (contradicts the claim)" + caveat
-    return "no difference beyond 2 s.e." + caveat
+    return "no difference (95% interval contains 0)" + caveat
 
 
 def aggregate(args, results: list[dict]) -> dict:
@@ -347,9 +355,10 @@ def render(summary: dict) -> str:
             def f(d):
                 if not d:
                     return "n/a"
-                se = d["se_seeds"] if d["n_seeds"] >= 2 else d["se_images_seed0"]
-                kind = f"{d['n_seeds']} seeds" if d["n_seeds"] >= 2 else "test images, 1 seed"
-                return f"{d['mean']:+.2f} ± {se:.2f} (s.e. over {kind})"
+                lo, hi = d["ci95"]
+                kind = (f"t, {d['n_seeds']} seeds" if d["n_seeds"] >= 2
+                        else "normal, test images of 1 seed")  # fmt: skip
+                return f"{d['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}] (95%, {kind})"
 
             rows2.append(
                 [

@@ -55,9 +55,6 @@ SIGNAL_FAMILIES = ("bernoulli-sfe", "bernoulli-reinforce-loo", "bernoulli-arm",
                    "bernoulli-disarm")  # fmt: skip
 NETS = {"linear": (), "nonlinear": (200, 200)}
 BITS, BATCH = 200, 50
-# Student t quantiles t_{0.975, df} for 95% intervals of paired differences over seeds
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-         9: 2.262}  # fmt: skip
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -220,9 +217,7 @@ def paired(a: dict, b: dict, key: str) -> dict:
     out = {"net": b["net"], "family": b["family"], "minus": a["family"], "key": key,
            "n": len(diffs), "diffs": diffs}  # fmt: skip
     if len(diffs) >= 2:
-        m, se = _common.mean_se(diffs)
-        t = T_975.get(len(diffs) - 1, 1.96)
-        out.update(mean=m, se=se, t=t, ci95=[m - t * se, m + t * se])
+        out.update({k: v for k, v in _common.t_interval(diffs).items() if k != "n"})
     return out
 
 
