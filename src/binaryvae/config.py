@@ -153,6 +153,16 @@ def check_float(
     return value
 
 
+def _reject_unknown(d: dict, cls: type, what: str) -> None:
+    """BadInput naming every key of ``d`` that is not a field of dataclass ``cls``."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(known), key=str)
+    if unknown:
+        raise BadInput(
+            f"unknown {what}: {', '.join(map(str, unknown))}; known: {', '.join(known)}"
+        )
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """Family-, estimator- and network-specific options: ``TrainConfig.extra`` in config.json.
@@ -186,13 +196,7 @@ class ModelOptions:
         """Validate ``extra`` (a dict) and return the options; BadInput naming the key."""
         if not isinstance(extra, dict):
             raise BadInput(f"extra must be a JSON object of options, got {extra!r}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(extra) - set(known))
-        if unknown:
-            raise BadInput(
-                f"unknown option(s) in extra: {', '.join(map(str, unknown))}; "
-                f"known: {', '.join(known)}"
-            )
+        _reject_unknown(extra, cls, "option(s) in extra")
         values = dict(extra)
         for name, value in values.items():
             key = f"extra.{name}"
@@ -332,13 +336,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """A config from a JSON object; BadInput for unknown or invalid fields."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise BadInput(
-                f"unknown config field(s): {', '.join(map(str, unknown))}; "
-                f"known: {', '.join(known)}"
-            )
+        _reject_unknown(d, cls, "config field(s)")
         return cls(**d)
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from binaryvae.config import PRECISIONS
+from binaryvae.config import DEVICES, PRECISIONS
 from binaryvae.errors import BadInput
 
 __all__ = ["hidden_sizes", "add_run_options"]
@@ -38,7 +38,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
         default=None,
-        choices=("auto", "cpu", "cuda"),
+        choices=DEVICES,
         help="where to train (default auto: cuda when available)",
     )
     p.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from binaryvae.cli._common import print_summary
+from binaryvae.config import DEVICES
 from binaryvae.errors import BadInput
 
 __all__ = ["add_parser", "run_evaluate"]
@@ -35,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device",
         default=None,
-        choices=("auto", "cpu", "cuda"),
+        choices=DEVICES,
         help="where to evaluate (default: the device the run was trained with, from its "
         "config.json)",
     )

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from binaryvae.cli._common import add_run_options, hidden_sizes, print_summary
-from binaryvae.config import BINARIZE_MODES, OBJECTIVES, TrainConfig
+from binaryvae.config import (
+    ACTIVATIONS,
+    BINARIZE_MODES,
+    DECODERS,
+    NETWORKS,
+    OBJECTIVES,
+    PRIORS,
+    TrainConfig,
+)
 from binaryvae.errors import BadInput
 
 __all__ = ["add_parser", "config_from_args", "run_train"]
@@ -125,15 +133,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="EPOCHS",
         help="linear KL warm-up from 0 over this many epochs (default 0)",
     )
-    p.add_argument("--prior", default=None, choices=("fixed", "learned"), help="default fixed")
+    p.add_argument("--prior", default=None, choices=PRIORS, help="default fixed")
     p.add_argument(
         "--decoder",
         default=None,
-        choices=("auto", "bernoulli", "gaussian"),
+        choices=DECODERS,
         help="likelihood p(x|code) (default auto)",
     )
-    p.add_argument("--network", default=None, choices=("mlp", "conv"), help="default mlp")
-    p.add_argument("--activation", default=None, choices=("relu", "leaky_relu", "tanh"))
+    p.add_argument("--network", default=None, choices=NETWORKS, help="default mlp")
+    p.add_argument("--activation", default=None, choices=ACTIVATIONS)
     p.add_argument(
         "--eval-samples",
         type=int,

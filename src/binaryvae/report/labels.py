@@ -21,6 +21,7 @@ from typing import Any
 __all__ = [
     "RUN_KINDS",
     "decoder_input_label",
+    "interpolation_label",
     "objective_header",
     "own_bound_label",
     "prior_description",
@@ -68,6 +69,16 @@ def objective_header(kind: str, objective_label: str) -> str:
     if kind == "autoencoder":
         return "reconstruction only (autoencoder: no KL, not a bound)"
     return objective_label
+
+
+def interpolation_label(kind: str) -> str:
+    """What an interpolation row moves along between two test images' codes."""
+    return {
+        "relaxed": "lambda(x) interpolated, decoded as soft bits",
+        "exact": "lambda(x) interpolated, decoded as soft bits",
+        "continuous": "posterior means interpolated",
+        "autoencoder": "codes interpolated",
+    }[kind]
 
 
 def decoder_input_label(kind: str) -> str:

@@ -16,7 +16,11 @@ import torch
 
 from binaryvae.errors import BadInput
 from binaryvae.report.collect import RunRecord
-from binaryvae.report.labels import decoder_input_label, prior_description
+from binaryvae.report.labels import (
+    decoder_input_label,
+    interpolation_label,
+    prior_description,
+)
 from binaryvae.report.style import colour_of, new_figure, save, show_grid
 
 __all__ = [
@@ -183,15 +187,6 @@ def samples_figure(lr: Loaded, path: Path, n: int = 64) -> Path:
     return save(fig, path)
 
 
-def _code_description(kind: str) -> str:
-    return {
-        "relaxed": "lambda(x) interpolated, decoded as soft bits",
-        "exact": "lambda(x) interpolated, decoded as soft bits",
-        "continuous": "posterior means interpolated",
-        "autoencoder": "codes interpolated",
-    }[kind]
-
-
 @torch.no_grad()
 def interpolation_figure(
     loaded: list[Loaded], pair: tuple[int, int], path: Path, steps: int = 10
@@ -208,7 +203,7 @@ def interpolation_figure(
         codes = lr.model.encode_mean(x)  # [2, n]
         path_codes = (1 - t) * codes[0] + t * codes[1]  # [steps, n]
         images = torch.cat([x[:1], decode_probs(lr.model, path_codes), x[1:]]).cpu().numpy()
-        title = f"{lr.record.label}: {_code_description(lr.kind)}"
+        title = f"{lr.record.label}: {interpolation_label(lr.kind)}"
         show_grid(ax, images, first.image_shape, ncols=steps + 2, title=title)
     fig.suptitle(f"Straight line between two test images' codes, {steps} steps")
     return save(fig, path)
