@@ -312,9 +312,14 @@ def _cli(*argv: str, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path):
     """Kill a training process (SIGKILL) right after its first checkpoint, i.e. mid-way through
-    epoch 2, resume it, and compare every metric with an uninterrupted run of the same seed."""
+    epoch 2, resume it, and compare every metric with an uninterrupted run of the same seed.
+
+    End to end: three processes, 17 s of CPU, so marked slow (`pytest -m slow`); the default
+    suite checks the same resume in-process (tests/test_runs.py::test_resume_continues_exactly,
+    the replica groups' resume tests)."""
     args = ["--family", "bernoulli-sfe", "--epochs", "4", "--latent-dim", "4", "--seed", "7",
             "--hidden", "16", "--batch-size", "40", "--threads", "1", "--device", "cpu",
             "--quiet", "--no-report"]  # fmt: skip
