@@ -44,14 +44,27 @@ def run_kind(facts: dict[str, bool]) -> str:
     return "relaxed"
 
 
+# what each kind of run's numbers and figure rows are, one table: (own bound, decoded in a
+# reconstruction row, moved along in an interpolation row)
+_KIND_WORDS: dict[str, tuple[str, str, str]] = {
+    "relaxed": ("relaxed ELBO (bound on the relaxed model)",
+                "one relaxed posterior sample decoded",
+                "lambda(x) interpolated, decoded as soft bits"),
+    "exact": ("ELBO of the binary model (no relaxation)",
+              "bits b ~ q(b|x) decoded",
+              "lambda(x) interpolated, decoded as soft bits"),
+    "continuous": ("ELBO (bound on the Normal-latent model)",
+                   "one posterior sample z ~ q(z|x) decoded",
+                   "posterior means interpolated"),
+    "autoencoder": ("reconstruction log p(x | code) (no KL: not a bound)",
+                    "its deterministic code decoded",
+                    "codes interpolated"),
+}  # fmt: skip
+
+
 def own_bound_label(kind: str) -> str:
     """What the metrics column ``test_relaxed_elbo`` (the family's own ELBO) is, per kind."""
-    return {
-        "relaxed": "relaxed ELBO (bound on the relaxed model)",
-        "exact": "ELBO of the binary model (no relaxation)",
-        "continuous": "ELBO (bound on the Normal-latent model)",
-        "autoencoder": "reconstruction log p(x | code) (no KL: not a bound)",
-    }[kind]
+    return _KIND_WORDS[kind][0]
 
 
 def trained_series(kind: str, objective: str) -> tuple[str, str]:
@@ -73,22 +86,12 @@ def objective_header(kind: str, objective_label: str) -> str:
 
 def interpolation_label(kind: str) -> str:
     """What an interpolation row moves along between two test images' codes."""
-    return {
-        "relaxed": "lambda(x) interpolated, decoded as soft bits",
-        "exact": "lambda(x) interpolated, decoded as soft bits",
-        "continuous": "posterior means interpolated",
-        "autoencoder": "codes interpolated",
-    }[kind]
+    return _KIND_WORDS[kind][2]
 
 
 def decoder_input_label(kind: str) -> str:
     """What a reconstruction row decodes (one draw per image)."""
-    return {
-        "relaxed": "one relaxed posterior sample decoded",
-        "exact": "bits b ~ q(b|x) decoded",
-        "continuous": "one posterior sample z ~ q(z|x) decoded",
-        "autoencoder": "its deterministic code decoded",
-    }[kind]
+    return _KIND_WORDS[kind][1]
 
 
 def prior_description(model: Any) -> str:
