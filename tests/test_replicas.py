@@ -51,13 +51,19 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 # magnitude, which amplifies their round-off; they get 5e-5. Convolutions are checked with
 # pathwise families: a grouped convolution rounds differently from a plain one, and with a
 # discrete family a logit that moves by round-off across a uniform draw flips a sampled bit,
-# after which the two runs are different (equally valid) trajectories.
+# after which the two runs are different (equally valid) trajectories. Likewise the whole-ELBO
+# learning signal with a learned prior: the prior logits' gradient through log p(b) is
+# mean(b) - sigmoid(prior), exactly 0 where half the batch's bits are 1; round-off leaves 0 or
+# 6e-8 there, and Adam's first step turns 6e-8 into a full step of lr (measured: equal
+# gradients to 6e-8, prior logits 0.86 apart in relative terms after one step), so that
+# combination is checked by the one-step gradient test below instead.
 CASES = [
     ("steplogistic", {}, 1e-5),  # pathwise
     ("bernoulli-sfe", {}, 1e-5),  # score function with its running-average baseline
     ("bernoulli-disarm", {}, 1e-5),  # two decoder evaluations, batched with the replicas
     ("bernoulli-reinforce-loo", {"extra": {"loo_samples": 3}}, 1e-5),
     ("bernoulli-st", {}, 1e-5),
+    ("bernoulli-arm", {"extra": {"learning_signal": "elbo"}}, 1e-5),  # the papers' signal
     ("concrete", {"binarize": "dynamic", "extra": {"concrete_prior_beta": 5.0}}, 5e-5),
     ("gaussian", {}, 1e-5),
     ("gaussian-sigmoid", {"decoder": "gaussian"}, 1e-5),
@@ -106,6 +112,33 @@ def test_replica_r_equals_the_single_run_with_seed_r(family, fields, tol):
         for index, per_param in single_opt.state_dict()["state"].items():
             for name in ("exp_avg", "exp_avg_sq"):
                 assert _relative(moments[index][name], per_param[name]) < tol, (index, name)
+
+
+@pytest.mark.parametrize("family", ["bernoulli-arm", "bernoulli-disarm"])
+def test_one_step_gradients_equal_with_the_whole_elbo_signal_and_a_learned_prior(family):
+    """The estimator study's configuration (whole-ELBO learning signal, learned prior logits):
+    one step's gradient of every parameter of replica r equals the single run's to round-off,
+    each replica on its own batch and noise."""
+    fields = dict(family=family, latent_dim=6, hidden=(32,), batch_size=40, prior="learned",
+                  extra={"learning_signal": "elbo"})  # fmt: skip
+    x = DATA.train_x[:40]
+    xs = [next(iter(EpochBatches(x, batch_size=40, seed=s).epoch(1))) for s in SEEDS]
+    singles = []
+    for seed, xb in zip(SEEDS, xs, strict=True):
+        model = _model(seed, **fields)
+        g = torch.Generator().manual_seed(100 + seed)
+        model.loss(xb, objective="elbo", generator=g).surrogate.backward()
+        singles.append(model)
+    stacked = stack_models([_model(seed, **fields) for seed in SEEDS])
+    g = ReplicaGenerator([torch.Generator().manual_seed(100 + s) for s in SEEDS])
+    stacked.loss(torch.stack(xs), objective="elbo", generator=g).surrogate.backward()
+    grads = {name: p.grad for name, p in stacked.named_parameters()}
+    layouts = replica_layouts(stacked)
+    for r, model in enumerate(singles):
+        mine = unstack_state(grads, r, layouts, len(SEEDS))
+        for name, p in model.named_parameters():
+            scale = p.grad.abs().max().clamp_min(1e-6)
+            assert (mine[name] - p.grad).abs().max() <= 1e-5 * scale, (r, name)
 
 
 def test_state_and_optimizer_state_round_trip_through_the_stack():
