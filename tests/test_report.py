@@ -24,7 +24,7 @@ def compare_run(tmp_path_factory):
     family, the autoencoder + GMM and the Normal-latent gaussian, two epochs each; with the log
     compare wrote."""
     out = tmp_path_factory.mktemp("report") / "cmp"
-    base = tiny_config(epochs=2, gmm_components=3)
+    base = tiny_config(epochs=2, gmm_components=3, grad_every=8, grad_samples=3)
     log = io.StringIO()
     compare(parse_families(FAMILIES), base, out, progress=True, stream=log)
     return out, log.getvalue()
@@ -352,32 +352,38 @@ def test_epoch_axis_ticks_are_whole_epochs(epochs):
     assert lo < min(epochs) and hi > max(epochs)
 
 
-def test_a_compare_report_shows_the_gradient_variance_of_each_run(tmp_path):
-    """compare measures gradients by default (`COMPARE_GRADIENTS`); the report draws one
-    variance line per run from metrics.jsonl, and the bias (4 bits: exact gradient known)."""
+def test_a_compare_report_shows_the_gradient_variance_of_each_run(compare_dir, report, tmp_path):
+    """compare measures gradients by default (`COMPARE_GRADIENTS`; the fixture's compare every 8
+    steps); the report draws one variance line per run that has a likelihood, from
+    metrics.jsonl, and the bias where the exact gradient is known (binary runs, 4 bits)."""
     import binaryvae.report.gradients as gradients
     from binaryvae.config import COMPARE_GRADIENTS
     from binaryvae.report.collect import collect_runs
 
     assert COMPARE_GRADIENTS["grad_every"] > 0
-    out = tmp_path / "cmp"
-    compare(parse_families("bernoulli-disarm,steplogistic"),
-            tiny_config(epochs=1, grad_every=4, grad_samples=3), out, progress=False)  # fmt: skip
-    write_report(out, theory=False)
-    assert "Gradient variance and bias during training" in (out / "report.md").read_text()
+    assert "Gradient variance and bias during training" in (compare_dir / "report.md").read_text()
     captured = {}
     real = gradients.save
+    records = collect_runs(compare_dir)
+    label = {r.name: r.label for r in records}
     try:
         gradients.save = lambda fig, path: captured.setdefault("fig", fig) and real(fig, path)
-        gradients.gradient_figure(collect_runs(out), tmp_path / "g.png")
+        gradients.gradient_figure(records, tmp_path / "g.png")
     finally:
         gradients.save = real
     ax_var, ax_bias = captured["fig"].get_axes()[:2]
     assert ax_var.get_yscale() == "log"
+    runs = json.loads((compare_dir / "compare.json").read_text())["runs"]
+    measured, exact = [], 0
+    for name in runs:
+        rows = [json.loads(r) for r in (compare_dir / name / "metrics.jsonl").read_text().splitlines()]
+        if "gradient" not in rows[0]:
+            continue
+        measured.append((name, [g["grad_var"] for row in rows for g in row["gradient"]]))
+        exact += rows[0]["gradient"][0].get("grad_bias_norm") is not None
+    assert [n for n, _ in measured] == [n for n in runs if n not in ("autoencoder-gmm",)]
     lines = ax_var.get_lines()
-    assert [line.get_label() for line in lines] == ["bernoulli-disarm", "steplogistic"]
-    for line, name in zip(lines, ("bernoulli-disarm", "steplogistic"), strict=True):
-        rows = [json.loads(r) for r in (out / name / "metrics.jsonl").read_text().splitlines()]
-        want = [g["grad_var"] for g in rows[0]["gradient"]]
-        assert list(line.get_ydata()) == want and len(want) == 4
-    assert len(ax_bias.get_lines()) == 4  # bias and its noise level, per run
+    assert [line.get_label() for line in lines] == [label[n] for n, _ in measured]
+    for line, (_, want) in zip(lines, measured, strict=True):
+        assert list(line.get_ydata()) == want and len(want) == 4  # steps 8, 16, 24, 32
+    assert exact == 3 and len(ax_bias.get_lines()) == 2 * exact  # bias and its noise, per run

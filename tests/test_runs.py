@@ -279,15 +279,17 @@ def test_iwae_label_names_the_model_it_bounds(family, words):
     assert words in summary_labels(config, model)["labels"]["test_iwae"]
 
 
-@pytest.mark.parametrize("dataset", [pytest.param("mnist-mini", marks=pytest.mark.slow), "toy"])
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["mnist-mini", "toy"])
 def test_every_family_trains_through_the_training_code(dataset, tmp_path):
     """Every family goes through the one training path (train_run -> fit_epoch) on images and
     on the real-valued toy data, and its own test-set objective improves from epoch 1 to 3.
 
     Seeded CPU runs are deterministic, so this is not a statistical test; the margins seen are
-    > 90 nats on mnist-mini and > 0.3 nats on toy data (8 dims). The images variant (20 s of
-    CPU) is marked slow: the default suite runs the image path through the compares of
-    tests/test_report.py and tests/test_pinned.py (seven families between them)."""
+    > 90 nats on mnist-mini and > 0.3 nats on toy data (8 dims). Marked slow (30 s of CPU): the
+    default suite trains every family through `fit_epoch` in tests/test_replicas.py (single and
+    stacked) and through `train_run` in the compares of tests/test_report.py and
+    tests/test_pinned.py (seven families between them)."""
     from binaryvae.models import FAMILIES
 
     for family in FAMILIES:
