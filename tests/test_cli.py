@@ -353,16 +353,15 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path):
         assert a[key] == b[key], key
 
 
-def test_nan_stop_message_via_cli(tmp_path):
+def test_nan_stop_message_via_cli(tmp_path, capsys):
     """A huge learning rate drives the weights to inf: the run stops with exit 1, naming the
     epoch and batch, keeping the metrics and checkpoint of the last good epoch (if any)."""
     out = tmp_path / "nan"
-    proc = _cli("train", "--out", str(out), "--family", "gaussian-sigmoid", "--epochs", "3",
-                "--latent-dim", "4", "--hidden", "16", "--batch-size", "500", "--lr", "1e30",
-                "--threads", "1", "--quiet")  # fmt: skip
-    _, err = proc.communicate(timeout=300)
-    err = err.decode()
-    assert proc.returncode == 1, err
+    code = main(["train", "--out", str(out), "--family", "gaussian-sigmoid", "--epochs", "3",
+                 "--latent-dim", "4", "--hidden", "16", "--batch-size", "500", "--lr", "1e30",
+                 "--threads", "1", "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1, err
     assert "non-finite" in err and "at epoch" in err and "batch" in err
     assert (out / "config.json").is_file()
     rows = metric_rows(out) if (out / "metrics.jsonl").exists() else []

@@ -125,6 +125,7 @@ def test_the_exact_gradient_matches_a_brute_force_enumeration(family):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # 7 s of CPU: 4 x 2,000 gradient estimates
 def test_straight_through_and_relaxations_are_measured_biased():
     """On three bits with a decoder whose codes matter (64 images, 2,000 estimates), the mean
     gradients of straight-through, of Logistic at beta = 10 and of Gaussian + sigmoid sit far
