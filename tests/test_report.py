@@ -376,7 +376,8 @@ def test_a_compare_report_shows_the_gradient_variance_of_each_run(compare_dir, r
     runs = json.loads((compare_dir / "compare.json").read_text())["runs"]
     measured, exact = [], 0
     for name in runs:
-        rows = [json.loads(r) for r in (compare_dir / name / "metrics.jsonl").read_text().splitlines()]
+        text = (compare_dir / name / "metrics.jsonl").read_text()
+        rows = [json.loads(r) for r in text.splitlines()]
         if "gradient" not in rows[0]:
             continue
         measured.append((name, [g["grad_var"] for row in rows for g in row["gradient"]]))

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from _runs_helpers import metric_rows
 from binaryvae.cli import main
@@ -294,6 +295,8 @@ def test_compare_with_seeds_trains_replica_groups_and_reports_mean_and_se(tmp_pa
         mean, se = np.mean(values), np.std(values, ddof=1) / math.sqrt(3)
         row = next(line for line in report.splitlines() if line.startswith(f"| {name} |"))
         assert f"| {mean:.2f} ± {se:.2f} |" in row, row
+        lo, hi = stats.t.interval(0.95, 2, loc=mean, scale=se)  # Student t, 2 degrees of freedom
+        assert f"| [{lo:.2f}, {hi:.2f}] |" in row, row
         assert "| 3/3 |" in row
     assert "mean ± s.e. of 3 seeds" in capsys.readouterr().out
     # compare --seeds --resume continues; dropping a seed is refused
