@@ -157,34 +157,17 @@ def run_cell(spec: dict[str, Any], stream: TextIO | None = None) -> dict[str, An
     path = Path(spec["root"]) / cell.name
     progress = bool(spec.get("progress", False))
     try:
+        # a started cell holds config.json (compare's single runs) or replicas.json (a group)
+        resume = (path / ("config.json" if cell.layout == "run" else "replicas.json")).is_file()
+        how = dict(resume=resume, force=not resume, progress=progress, label=cell.name,
+                   stream=stream)  # fmt: skip
         if cell.layout == "run":
-            resume = (path / "config.json").is_file()
             try:
-                runs = {
-                    cell.seeds[0]: train_run(
-                        cell.config,
-                        path,
-                        resume=resume,
-                        force=not resume,
-                        progress=progress,
-                        label=cell.name,
-                        stream=stream,
-                    )
-                }
+                runs = {cell.seeds[0]: train_run(cell.config, path, **how)}
             except TrainingDiverged as e:
                 runs = {cell.seeds[0]: {"status": "diverged", "message": str(e)}}
         else:
-            resume = (path / "replicas.json").is_file()
-            runs = train_replicas(
-                cell.config,
-                list(cell.seeds),
-                path,
-                resume=resume,
-                force=not resume,
-                progress=progress,
-                label=cell.name,
-                stream=stream,
-            )
+            runs = train_replicas(cell.config, list(cell.seeds), path, **how)
     except BadInput as e:
         return _ended("failed", one_line(e), {}, start)
     except Exception as e:  # noqa: BLE001 - the cell's own failure: reported, the sweep goes on
