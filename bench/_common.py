@@ -120,19 +120,14 @@ def mean_se(values) -> tuple[float, float]:
     return m, statistics.stdev(values) / math.sqrt(len(values))
 
 
-# Student t quantiles t_{0.975, df} (two-sided 95%), from the standard table; df between two
-# entries takes the smaller df's (larger, conservative) quantile.
-_T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-          9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042,
-          40: 2.021, 60: 2.000, 120: 1.980}  # fmt: skip
-
-
 def t975(df: int) -> float:
-    """Two-sided 95% Student-t quantile for ``df`` degrees of freedom (never below the exact
-    value: 1.980 for every df >= 120, where the exact one is 1.960-1.980)."""
+    """Two-sided 95% Student-t quantile for ``df`` degrees of freedom (scipy, as the library's
+    `binaryvae.runs.sweep.t_interval95`)."""
     if df < 1:
         raise ValueError(f"t quantile needs df >= 1, got {df}")
-    return _T_975[max(k for k in _T_975 if k <= df)]
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
 
 
 def t_interval(values) -> dict:
