@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 # A tiny network and big batches: one mnist-mini epoch (8,000 images) takes well under a second.
 TINY = ["--hidden", "16", "--batch-size", "500", "--threads", "1", "--device", "cpu"]
 TIMING_KEYS = ("train_seconds", "eval_seconds")
+# A folder holding real datasets (fashion-mnist/ with its four IDX files) for the tests that
+# read them: $BINARYVAE_TEST_DATASETS, else shared/datasets beside the checkout (where CI puts
+# them). Those tests are skipped when the folder is absent.
+DATASETS = Path(os.environ.get("BINARYVAE_TEST_DATASETS")
+                or Path(__file__).resolve().parents[2] / "shared" / "datasets")  # fmt: skip
 
 
 def tiny_config(**changes):

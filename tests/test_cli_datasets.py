@@ -3,13 +3,12 @@ test does not depend on the other commands' modules)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import binaryvae.cli as cli
+from _runs_helpers import DATASETS
 
-SHARED = Path("/work/shared/datasets")
+SHARED = DATASETS
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _runs_helpers import DATASETS
 from binaryvae.data.datasets import MNIST_MINI_DIR
 from binaryvae.data.idx import (
     IdxError,
@@ -23,7 +24,7 @@ from binaryvae.errors import BadInput
 
 IMAGES = MNIST_MINI_DIR / "t10k-images-idx3-ubyte.gz"
 LABELS = MNIST_MINI_DIR / "t10k-labels-idx1-ubyte.gz"
-SHARED = Path("/work/shared/datasets/fashion-mnist")
+SHARED = DATASETS / "fashion-mnist"
 
 
 def _independent_parse(path: Path) -> tuple[tuple[int, ...], np.ndarray]:

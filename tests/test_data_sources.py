@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _runs_helpers import DATASETS
 from binaryvae.data import load_dataset, sources
 from binaryvae.errors import BadInput
 
@@ -206,7 +207,7 @@ def test_verify_dir(env):
                       "t10k-images-idx3-ubyte": True, "t10k-labels-idx1-ubyte": False}
 
 
-SHARED = Path("/work/shared/datasets")
+SHARED = DATASETS
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="shared datasets absent")
