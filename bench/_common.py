@@ -25,6 +25,7 @@ __all__ = [
     "busy_loop",
     "run_children",
     "train_steps",
+    "resume_file",
     "run_or_load",
     "write_table",
 ]
@@ -205,6 +206,11 @@ def run_children(
     Each child runs on 1 thread (``OMP_NUM_THREADS=1``, passive OpenMP wait) and prints its
     result as the last line of stdout (JSON); it is written to the path. A failed child gives
     ``spec | {"error": last line of stderr}``. ``describe(result)`` prints one progress line.
+
+    A child that trains with ``train_steps(..., checkpoint=resume_file())`` saves its state
+    after every epoch to `resume_path` of its result file; a child stopped midway (the session
+    ended, the machine rebooted) resumes from there when the script is run again, and the file
+    is removed once the result is written.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -212,6 +218,8 @@ def run_children(
         spec, path = item
         env = dict(os.environ, OMP_NUM_THREADS="1")
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        checkpoint = resume_path(path)
+        env[_RESUME_ENV] = str(checkpoint)
         cmd = [sys.executable, str(script), "--child", json.dumps(spec)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -220,6 +228,7 @@ def run_children(
             return spec | {"error": tail}
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         write_json(path, result)
+        checkpoint.unlink(missing_ok=True)  # only once the result is on disk
         print(f"{path.name}: {describe(result)}", flush=True)
         return result
 
@@ -227,11 +236,31 @@ def run_children(
         return list(pool.map(launch, todo))
 
 
+_RESUME_ENV = "BINARYVAE_BENCH_RESUME"
+
+
+def resume_path(result_path: Path) -> Path:
+    """Where the run whose result goes to ``result_path`` keeps its resume checkpoint:
+    ``.resume/<name>.pt`` beside it (ignored by git)."""
+    return result_path.parent / ".resume" / (result_path.stem + ".pt")
+
+
+def resume_file() -> Path | None:
+    """The resume checkpoint `run_children` gave this child, or None outside one."""
+    value = os.environ.get(_RESUME_ENV)
+    return Path(value) if value else None
+
+
 def train_steps(config, dataset, *, max_steps: int | None = None,
-                steps_per_epoch: int | None = None):
+                steps_per_epoch: int | None = None, checkpoint: Path | None = None):
     """Build ``config``'s model on ``dataset`` and train it with ``binaryvae.training.fit_epoch``
     on 1 thread, for ``config.epochs`` epochs or until ``max_steps`` steps (whichever is given;
     ``steps_per_epoch`` caps each epoch). A NaN/inf stops training and is reported, not raised.
+
+    With ``checkpoint`` the model, optimizer, RNG states and counters are saved there after
+    every epoch (``binaryvae.training.checkpoint``, loaded with ``weights_only``), and a run that
+    finds the file continues from it: the result equals an uninterrupted run's, since the data
+    order and binarization of epoch e depend on (seed, e) alone and the RNGs are restored.
 
     Returns (model, dict with steps, epochs, train_seconds, last_train_elbo, failure).
     """
@@ -247,6 +276,12 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
         set_threads,
         tune_allocator,
     )
+    from binaryvae.training.checkpoint import (
+        load_checkpoint,
+        load_state,
+        restore_rng_state,
+        save_checkpoint,
+    )
 
     set_threads(1)
     tune_allocator()
@@ -258,6 +293,12 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
                            binarize=config.binarize, seed=config.seed)
     done = {"steps": 0, "epochs": 0, "train_seconds": 0.0, "last_train_elbo": None,
             "failure": None}
+    if checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        load_state(model, state["model"], checkpoint)
+        load_state(opt, state["optimizer"], checkpoint)
+        restore_rng_state(state["rng"])
+        done.update(state["extra"]["done"])
     while (done["steps"] < max_steps) if max_steps else (done["epochs"] < config.epochs):
         done["epochs"] += 1
         cap = [c for c in (steps_per_epoch, max_steps and max_steps - done["steps"]) if c]
@@ -272,6 +313,10 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
         done["steps"] += stats.batches
         done["train_seconds"] += stats.train_seconds
         done["last_train_elbo"] = stats.train_elbo
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(checkpoint, model=model, optimizer=opt, epoch=done["epochs"],
+                            extra={"done": done})  # fmt: skip
     return model, done
 
 

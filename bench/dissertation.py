@@ -101,7 +101,9 @@ def run_one(spec: dict) -> dict:
         seed=spec["seed"],
         threads=1,
     )
-    model, done = _common.train_steps(config, ds, steps_per_epoch=spec["max_steps"] or None)
+    model, done = _common.train_steps(
+        config, ds, steps_per_epoch=spec["max_steps"] or None, checkpoint=_common.resume_file()
+    )
     failure, steps, train_seconds = done["failure"], done["steps"], done["train_seconds"]
 
     x = test_tensor(ds.test_x[: spec["eval_images"] or None], binarize=config.binarize, seed=0)

@@ -128,7 +128,9 @@ def run_one(spec: dict) -> dict:
         threads=1,
     )
     wall = time.perf_counter()
-    model, done = _common.train_steps(config, ds, max_steps=spec["steps"])
+    model, done = _common.train_steps(
+        config, ds, max_steps=spec["steps"], checkpoint=_common.resume_file()
+    )
     wall = time.perf_counter() - wall
     steps, epoch, failure = done["steps"], done["epochs"], done["failure"]
     train_seconds, last_objective = done["train_seconds"], done["last_train_elbo"]
