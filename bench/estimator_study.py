@@ -251,6 +251,73 @@ def render(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _mean_se_series(runs: list[dict], rows_of, x_key: str, y_key: str):
+    """x values present in every run, the mean of y over runs and its s.e. (0 for one run)."""
+    import numpy as np
+
+    per_run = [{r[x_key]: r[y_key] for r in rows_of(run) if r.get(y_key) is not None}
+               for run in runs]  # fmt: skip
+    xs = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
+    ys = np.array([[d[x] for x in xs] for d in per_run], dtype=float)  # [runs, len(xs)]
+    se = ys.std(0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else np.zeros(len(xs))
+    return np.array(xs, dtype=float), ys.mean(0), se
+
+
+def plot(args, path: Path) -> Path | None:
+    """The curves of Dong, Mnih & Tucker (2020), Figure 5, from the raw results: one row per
+    network; columns: the test discrete ELBO after every epoch (1 sample; every family scored
+    as the discrete model), the test IWAE-100 every ``--iwae-every`` epochs, and the variance
+    of the encoder gradient estimate (log scale). Mean over seeds, s.e. shaded."""
+    from binaryvae.report.style import colour_of, context, figure_legend, new_figure, save
+
+    runs = [json.loads(f.read_text()) for f in sorted(Path(args.results).glob("*.json"))]
+    runs = [r for r in runs if r.get("finished")]
+    if not runs:
+        return None
+    nets = [n for n in NETS if any(r["net"] == n for r in runs)]
+    families = [f for f in FAMILIES if any(r["family"] == f for r in runs)]
+    columns = (
+        ("curves", "test_discrete_elbo", "test ELBO (discrete, 1 sample)", "linear"),
+        ("curves", "test_iwae_k100", "test IWAE-100 (discrete)", "linear"),
+        ("gradient", "grad_var", "encoder gradient variance", "log"),
+    )
+    handles, labels = [], []
+    with context():
+        fig = new_figure(12, 3.3 * len(nets) + 0.8)
+        axes = fig.subplots(len(nets), 3, squeeze=False)
+        for i, net in enumerate(nets):
+            for j, (where, key, title, scale) in enumerate(columns):
+                ax = axes[i][j]
+                for k, family in enumerate(families):
+                    group = [r for r in runs if r["net"] == net and r["family"] == family]
+                    if not group:
+                        continue
+                    per_epoch = group[0]["steps_per_epoch"]
+
+                    def rows_of(run, where=where, per_epoch=per_epoch):
+                        if where == "gradient":
+                            return run["gradient"]
+                        return [dict(c, step=c["epoch"] * per_epoch) for c in run["curves"]]
+
+                    xs, mean, se = _mean_se_series(group, rows_of, "step", key)
+                    if not len(xs):
+                        continue
+                    (line,) = ax.plot(xs, mean, "-", color=colour_of(k), lw=1.2,
+                                      marker="o" if len(xs) < 20 else None, ms=3)  # fmt: skip
+                    ax.fill_between(xs, mean - se, mean + se, color=colour_of(k), alpha=0.25)
+                    if family not in labels:
+                        handles.append(line)
+                        labels.append(family)
+                ax.set_yscale(scale)
+                ax.set_xlabel("training step")
+                ax.set_title(f"{net} network: {title}")
+                if j < 2:
+                    ax.set_ylabel("nats per test image")
+        figure_legend(fig, handles, labels, ncols=min(len(labels), 4))
+        fig.suptitle(f"{args.dataset}, 200 bits: mean over seeds, s.e. shaded")
+        return save(fig, path)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.aggregate_only:
@@ -264,6 +331,9 @@ def main(argv=None) -> int:
     summary = aggregate(args)
     name = "estimator_study" + ("_quick" if args.quick else "")
     _common.write_table(Path(args.results).parent, name, summary, render(summary))
+    figure = plot(args, Path(args.results).parent / f"{name}.png")
+    if figure is not None:
+        print(f"figure: {figure}")
     return 0
 
 
