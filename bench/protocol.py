@@ -14,7 +14,16 @@ nats per image (higher is better):
 - the value of the trained objective averaged over the last epoch (for relaxed families the
   relaxed ELBO: a bound of the *relaxed* model only, never reported as a bound of the discrete one);
 - decoder evaluations per step (``model.decoder_evaluations_per_step``) and seconds per 1,000
-  steps (the training loop alone, as ``fit_epoch`` times it).
+  steps (the training loop alone, as ``fit_epoch`` times it);
+- the variance of the encoder gradient estimate at the trained parameters
+  (``binaryvae.diagnostics.gradient_diagnostics``: 50 estimates on the first 50 test images),
+  for the estimators without a learned baseline (REINFORCE-LOO, ARM, DisARM) under both learning
+  signals at the same parameters, so the signal's effect on variance is paired.
+
+``--signal`` is the score-function estimators' learning signal f(b): "reconstruction" (default:
+log p(x|b), the Bernoulli KL analytic), "elbo" (the whole single-sample ELBO
+log p(x, b) - log q(b|x), the DisARM paper's configuration) or "both" (each such family twice;
+the table then adds their paired differences by seed with Student-t intervals).
 
 Runs are independent processes (``--jobs`` at a time, 1 thread each); each writes
 ``<out>/runs/<dataset>_<net>_<family>_s<seed>_<steps>.json`` and is skipped when that file exists
@@ -24,6 +33,8 @@ Runs are independent processes (``--jobs`` at a time, 1 thread each); each write
     BINARYVAE_DATA_DIR=$DATA python bench/protocol.py --net nonlinear --seeds 0,1,2
     # the paper's budget:
     python bench/protocol.py --steps 1000000 --net linear,nonlinear --seeds 0,1,2,3,4
+    python bench/protocol.py --net nonlinear --families bernoulli-disarm,bernoulli-arm \
+        --signal both --steps 6000 --out bench/results/learning_signal
     python bench/protocol.py --quick        # smoke test
 """
 
@@ -56,6 +67,12 @@ LATENT_BITS = 200
 BATCH_SIZE = 50
 LR = 1e-4
 DEFAULT_STEPS = 20_000
+# estimators that take a learning signal; those without a learned baseline (all but sfe) can be
+# measured under either signal at the same parameters
+SIGNAL_FAMILIES = ("bernoulli-sfe", "bernoulli-reinforce-loo", "bernoulli-arm", "bernoulli-disarm")
+BASELINE_FREE = SIGNAL_FAMILIES[1:]
+SIGNALS = ("reconstruction", "elbo")
+GRAD_IMAGES, GRAD_SAMPLES = 50, 50
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -72,6 +89,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help=f"training steps per run (default {DEFAULT_STEPS:,}; the paper: 1,000,000)",
     )
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument(
+        "--signal",
+        default="reconstruction",
+        choices=(*SIGNALS, "both"),
+        help="learning signal of the score-function estimators (default reconstruction)",
+    )
     p.add_argument("--net", default="nonlinear", help="linear, nonlinear or both (comma list)")
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default) or mnist")
     p.add_argument("--iwae-k", type=int, default=100)
@@ -113,6 +136,7 @@ def run_one(spec: dict) -> dict:
     from binaryvae.evaluation import discrete_elbo, iwae_bound
 
     ds = load_dataset(spec["dataset"])
+    signal = spec.get("signal")
     config = TrainConfig(
         dataset=spec["dataset"],
         family=spec["family"],
@@ -126,6 +150,7 @@ def run_one(spec: dict) -> dict:
         lr=LR,
         seed=spec["seed"],
         threads=1,
+        extra={"learning_signal": signal} if signal else {},
     )
     wall = time.perf_counter()
     model, done = _common.train_steps(
@@ -157,6 +182,7 @@ def run_one(spec: dict) -> dict:
         .item()
     )
     eval_seconds = time.perf_counter() - t0
+    grad_var = final_gradient_variance(config, model, x_test[:GRAD_IMAGES], spec["seed"])
     return spec | {
         "decoder_evaluations_per_step": int(getattr(model, "decoder_evaluations_per_step", 1)),
         "objective_label": config.objective_label(),
@@ -172,13 +198,40 @@ def run_one(spec: dict) -> dict:
         "eval_seconds": eval_seconds,
         "eval_train_images": int(x_train.shape[0]),
         "eval_test_images": int(x_test.shape[0]),
+        "final_grad_var": grad_var,
         "machine": _common.machine_info(),
     }
+
+
+def final_gradient_variance(config, model, x, seed: int) -> dict[str, float]:
+    """Encoder-gradient variance of the trained ``model`` on ``x``: under its own objective
+    ("own"), and for the baseline-free score-function estimators under each learning signal at
+    these same parameters (the model rebuilt with the other signal and the trained state)."""
+    import dataclasses
+
+    import torch
+
+    from binaryvae.diagnostics import gradient_diagnostics
+    from binaryvae.models import build_model
+
+    def measure(m) -> float:
+        g = torch.Generator().manual_seed(777 + seed)
+        return gradient_diagnostics(m, x, samples=GRAD_SAMPLES, generator=g)["grad_var"]
+
+    out = {"own": measure(model)}
+    if config.family in BASELINE_FREE:
+        for signal in SIGNALS:
+            other = dataclasses.replace(config, extra={**config.extra, "learning_signal": signal})
+            twin = build_model(other, data_dim=x.shape[1], image_shape=(28, 28), data_kind="image")
+            twin.load_state_dict(model.state_dict())
+            out[signal] = measure(twin)
+    return out
 
 
 # ---------------------------------------------------------------- driver
 def run_file(out: Path, spec: dict) -> Path:
     fam = spec["family"] + ("" if spec["objective"] == "elbo" else f"-{spec['objective']}")
+    fam += "-elbo-signal" if spec.get("signal") == "elbo" else ""
     return (
         out
         / "runs"
@@ -195,19 +248,28 @@ def specs_from(args) -> list[dict]:
         for seed in (int(s) for s in args.seeds.split(",")):
             for entry in args.families.split(","):
                 family, _, objective = entry.partition(":")
-                specs.append(
-                    {
-                        "dataset": args.dataset,
-                        "net": net,
-                        "family": family,
-                        "objective": objective or "elbo",
-                        "seed": seed,
-                        "steps": args.steps,
-                        "iwae_k": args.iwae_k,
-                        "eval_images": args.eval_images,
-                    }
-                )
+                spec = {
+                    "dataset": args.dataset,
+                    "net": net,
+                    "family": family,
+                    "objective": objective or "elbo",
+                    "seed": seed,
+                    "steps": args.steps,
+                    "iwae_k": args.iwae_k,
+                    "eval_images": args.eval_images,
+                }
+                if family not in SIGNAL_FAMILIES:
+                    specs.append(spec)
+                    continue
+                signals = SIGNALS if args.signal == "both" else (args.signal,)
+                specs += [spec | {"signal": signal} for signal in signals]
     return specs
+
+
+def signal_of(r: dict) -> str | None:
+    """The run's learning signal (results written before ``--signal`` existed used the
+    reconstruction signal)."""
+    return r.get("signal", "reconstruction") if r["family"] in SIGNAL_FAMILIES else None
 
 
 def describe(r: dict) -> str:
@@ -238,16 +300,17 @@ def main(argv=None) -> int:
 def aggregate(args, results: list[dict]) -> dict:
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        key = (r["net"], r["family"], r["objective"])
+        key = (r["net"], r["family"], r["objective"], signal_of(r))
         groups.setdefault(key, []).append(r)
     rows = []
-    for (net, family, objective), rs in groups.items():
+    for (net, family, objective, signal), rs in groups.items():
         ok = [r for r in rs if "error" not in r]
         rows.append(
             {
                 "net": net,
                 "family": family,
                 "objective": objective,
+                "signal": signal,
                 "seeds": [r["seed"] for r in ok],
                 "errors": [r["error"] for r in rs if "error" in r],
                 "failures": [r["failure"] for r in ok if r.get("failure")],
@@ -260,6 +323,7 @@ def aggregate(args, results: list[dict]) -> dict:
                 "objective_label": ok[0]["objective_label"] if ok else objective,
                 "seconds_per_1000_steps": [r["seconds_per_1000_steps"] for r in ok],
                 "steps_done": [r["steps_done"] for r in ok],
+                "final_grad_var": [r["final_grad_var"]["own"] for r in ok if "final_grad_var" in r],
             }
         )
     machine = next((r["machine"] for r in results if "machine" in r), _common.machine_info())
@@ -272,7 +336,38 @@ def aggregate(args, results: list[dict]) -> dict:
         "iwae_k": args.iwae_k,
         "eval_images": args.eval_images or "all",
         "rows": rows,
+        "signal_pairs": signal_pairs(results),
     }
+
+
+def signal_pairs(results: list[dict]) -> list[dict]:
+    """Per (net, family) run under both signals: elbo minus reconstruction of the test bound
+    and train ELBO, paired by seed (Student-t 95% interval), and the ratio of the gradient
+    variance under the elbo signal to that under the reconstruction signal at the same trained
+    parameters (every run of the family, both signals' runs, contributes its ratio)."""
+    by: dict[tuple, dict[str, dict[int, dict]]] = {}
+    for r in results:
+        if "error" in r or signal_of(r) is None:
+            continue
+        by.setdefault((r["net"], r["family"]), {}).setdefault(signal_of(r), {})[r["seed"]] = r
+    out = []
+    for (net, family), sig in by.items():
+        if set(sig) != set(SIGNALS):
+            continue
+        seeds = sorted(set(sig["elbo"]) & set(sig["reconstruction"]))
+        row = {"net": net, "family": family, "seeds": seeds}
+        for key in ("test_iwae_discrete", "train_discrete_elbo"):
+            diffs = [sig["elbo"][s][key] - sig["reconstruction"][s][key] for s in seeds]
+            row[key] = _common.t_interval(diffs) | {"diffs": diffs}
+        ratios = [
+            r["final_grad_var"]["elbo"] / r["final_grad_var"]["reconstruction"]
+            for runs in sig.values()
+            for r in runs.values()
+            if "elbo" in r.get("final_grad_var", {})
+        ]
+        row["grad_var_ratio_elbo_over_reconstruction"] = ratios
+        out.append(row)
+    return out
 
 
 def render(summary: dict) -> str:
@@ -284,6 +379,7 @@ def render(summary: dict) -> str:
         f"test IWAE-{summary['iwae_k']} (discrete)",
         "trained objective, last epoch",
         "s / 1,000 steps",
+        "gradient variance, end",
         "seeds",
         "notes",
     ]
@@ -291,6 +387,8 @@ def render(summary: dict) -> str:
     for r in summary["rows"]:
         notes = "; ".join(r["errors"] + r["failures"])
         fam = r["family"] + ("" if r["objective"] == "elbo" else f" ({r['objective']})")
+        fam += f" [signal {r['signal']}]" if r.get("signal") else ""
+        var = r.get("final_grad_var") or []
         rows.append(
             [
                 r["net"],
@@ -300,12 +398,12 @@ def render(summary: dict) -> str:
                 _common.fmt_mean_se(r["test_iwae_discrete"]),
                 _common.fmt_mean_se(r["train_objective_last_epoch"]),
                 _common.fmt_mean_se(r["seconds_per_1000_steps"]),
+                f"{sum(var) / len(var):.3g}" if var else "—",
                 len(r["seeds"]),
                 notes,
             ]
         )
-    return "\n".join(
-        [
+    lines = [
             f"Machine: {_common.machine_line(summary['machine'])}",
             f"Command: `{summary['command']}`",
             f"Dataset {summary['dataset']} (dynamically binarized), {summary['steps']:,} steps, "
@@ -316,8 +414,31 @@ def render(summary: dict) -> str:
             "model, not of the discrete one).",
             "",
             _common.markdown_table(head, rows),
-        ]
-    )
+    ]  # fmt: skip
+    pairs = summary.get("signal_pairs") or []
+    if pairs:
+        prow = []
+        for p in pairs:
+            cells = [p["net"], p["family"], len(p["seeds"])]
+            for key in ("test_iwae_discrete", "train_discrete_elbo"):
+                d = p[key]
+                ci = d.get("ci95")
+                cells.append(f"{d['mean']:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else
+                             f"{d['mean']:+.2f}")  # fmt: skip
+            ratios = p["grad_var_ratio_elbo_over_reconstruction"]
+            cells.append(f"{sum(ratios) / len(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}, "
+                         f"{len(ratios)} models)" if ratios else "—")  # fmt: skip
+            prow.append(cells)
+        lines += [
+            "",
+            "Learning signal, elbo minus reconstruction, paired by seed (Student-t 95% interval); "
+            "gradient variance ratio elbo / reconstruction at the same trained parameters "
+            "(mean, range):",
+            "",
+            _common.markdown_table(["net", "family", "seeds", f"test IWAE-{summary['iwae_k']}",
+                                    "train ELBO", "gradient variance ratio"], prow),
+        ]  # fmt: skip
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
