@@ -332,8 +332,11 @@ def run_or_load(script, specs: list[dict], run_file, describe, *, jobs: int, for
         elif not aggregate_only:
             todo.append((spec, path))
     jobs = jobs or machine_info()["cores"]
-    print(f"{len(specs)} runs ({len(specs) - len(todo)} already done), {jobs} at a time",
-          flush=True)
+    if aggregate_only:
+        print(f"{len(specs)} runs: {len(results)} with a result file, "
+              f"{len(specs) - len(results)} without (--aggregate-only runs none)", flush=True)
+    else:
+        print(f"{len(specs)} runs ({len(results)} already done), {jobs} at a time", flush=True)
     return results + run_children(script, todo, jobs, describe)
 
 
