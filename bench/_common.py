@@ -262,7 +262,8 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
     finds the file continues from it: the result equals an uninterrupted run's, since the data
     order and binarization of epoch e depend on (seed, e) alone and the RNGs are restored.
 
-    Returns (model, dict with steps, epochs, train_seconds, last_train_elbo, failure).
+    Returns (model, dict with steps, epochs, train_seconds, last_train_elbo, failure, and
+    train_elbo_by_epoch: the trained objective averaged over each epoch, in order).
     """
     import itertools
 
@@ -292,7 +293,7 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
     batches = EpochBatches(dataset.train_x, batch_size=config.batch_size,
                            binarize=config.binarize, seed=config.seed)
     done = {"steps": 0, "epochs": 0, "train_seconds": 0.0, "last_train_elbo": None,
-            "failure": None}
+            "failure": None, "train_elbo_by_epoch": []}  # fmt: skip
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         load_state(model, state["model"], checkpoint)
@@ -313,6 +314,7 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
         done["steps"] += stats.batches
         done["train_seconds"] += stats.train_seconds
         done["last_train_elbo"] = stats.train_elbo
+        done["train_elbo_by_epoch"].append(stats.train_elbo)
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(checkpoint, model=model, optimizer=opt, epoch=done["epochs"],

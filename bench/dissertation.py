@@ -132,6 +132,9 @@ def run_one(spec: dict) -> dict:
         # the dissertation's Figures 4.6-4.8, 5.5, A.5 plot the trained objective averaged over
         # the training set during each epoch: here its value over the last epoch
         "trained_objective_train_last_epoch": done["last_train_elbo"],
+        # its value over every epoch (the curve those figures draw; runs resumed from a
+        # checkpoint written before this was recorded start it at the resumed epoch)
+        "trained_objective_train_by_epoch": [round(v, 4) for v in done["train_elbo_by_epoch"]],
         **relaxed,
         # per-image values, for differences paired by image (test-set noise)
         "per_image_log_px": [round(v, 4) for v in exact.log_px.tolist()],

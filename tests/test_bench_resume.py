@@ -37,6 +37,8 @@ def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path):
     assert resumed_done["steps"] == whole_done["steps"] == 12
     assert resumed_done["epochs"] == 3
     assert resumed_done["last_train_elbo"] == whole_done["last_train_elbo"]
+    assert resumed_done["train_elbo_by_epoch"] == whole_done["train_elbo_by_epoch"]
+    assert len(whole_done["train_elbo_by_epoch"]) == 3
     # a stop without the checkpoint would have restarted: epoch 1 alone differs from the whole
     first, _ = _train(1, None)
     pairs = zip(first.parameters(), whole.parameters(), strict=True)
