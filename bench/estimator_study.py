@@ -188,7 +188,12 @@ def aggregate(args) -> dict:
         key = (r["dataset"], r["net"], r["family"], r.get("signal"), r["lr"], r["steps_done"])
         groups.setdefault(key, []).append(r)
     rows = []
-    for (dataset, net, family, signal, lr, steps), rs in sorted(groups.items()):
+    def order(item):  # the study's order: networks as in NETS, families as in FAMILIES
+        dataset, net, family, signal, lr, steps = item[0]
+        rank = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
+        return (dataset, list(NETS).index(net), rank, family, str(signal), lr, steps)
+
+    for (dataset, net, family, signal, lr, steps), rs in sorted(groups.items(), key=order):
         rows.append({
             "dataset": dataset, "net": net, "family": family, "signal": signal, "lr": lr,
             "steps": steps, "seeds": sorted(r["seed"] for r in rs),
@@ -204,7 +209,8 @@ def aggregate(args) -> dict:
             continue
         ref = by.get((dataset, net, steps, lr, "bernoulli-disarm"))
         if ref is not None:
-            pairs.append(paired(ref, r, "test_iwae_100"))
+            pairs.append(paired(ref, r, "test_iwae_100")
+                         | {"train_elbo": paired(ref, r, "train_discrete_elbo")})  # fmt: skip
     machine = runs[0]["machine"] if runs else _common.machine_info()
     return {"benchmark": "estimator_study", "command": _common.command_line(),
             "machine": machine, "rows": rows, "paired_vs_disarm": pairs}  # fmt: skip
@@ -238,16 +244,24 @@ def render(summary: dict) -> str:
              "Mean ± s.e. over seeds, nats per image, higher is better; the bounds are of the "
              "discrete (200-bit) model.", "", _common.markdown_table(head, rows), ""]  # fmt: skip
     if summary["paired_vs_disarm"]:
-        lines.append("Paired differences of the test IWAE-100, family minus DisARM, by seed "
-                     "(Student-t 95% interval):")  # fmt: skip
+        lines.append(
+            "Paired differences of the test IWAE-100 and the train ELBO (both of the discrete "
+            "model), family minus DisARM, by seed (Student-t 95% interval):"
+        )
         prow = []
-        for p in summary["paired_vs_disarm"]:
+
+        def cells(p):
             ci = p.get("ci95")
             diff = f"{p['mean']:+.2f} ± {p['se']:.2f}" if ci else "—"
             interval = f"t = {p['t']:.2f}: [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "—"
-            prow.append([p["net"], p["family"], p["n"], diff, interval])
-        lines += ["", _common.markdown_table(["net", "family", "seeds", "difference",
-                                              "95% interval"], prow)]  # fmt: skip
+            return [diff, interval]
+
+        for p in summary["paired_vs_disarm"]:
+            train = cells(p["train_elbo"]) if "train_elbo" in p else ["—", "—"]
+            prow.append([p["net"], p["family"], p["n"], *cells(p), *train])
+        lines += ["", _common.markdown_table(
+            ["net", "family", "seeds", "test IWAE-100 difference", "95% interval",
+             "train ELBO difference", "95% interval"], prow)]  # fmt: skip
     return "\n".join(lines)
 
 
