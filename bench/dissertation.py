@@ -232,6 +232,20 @@ def _paired(a: list[dict], b: list[dict], key: str) -> dict:
     return out
 
 
+def _paired_over_seeds(a: list[dict], b: list[dict], key: str) -> dict:
+    """Difference a - b of a per-run number without per-image values (the trained objective
+    over the last training epoch), paired by seed, with its Student-t 95% interval; {} unless
+    two or more seeds of both hold it."""
+    by_seed = {r["seed"]: r for r in b if r.get(key) is not None}
+    diffs = [r[key] - by_seed[r["seed"]][key] for r in a
+             if r.get(key) is not None and r["seed"] in by_seed]  # fmt: skip
+    if len(diffs) < 2:
+        return {}
+    ti = _common.t_interval(diffs)
+    return {"mean": ti["mean"], "se_seeds": ti["se"], "n_seeds": len(diffs), "t": ti["t"],
+            "ci95": ti["ci95"], "diffs": diffs}  # fmt: skip
+
+
 def verdict(d: dict) -> str:
     """'higher' / 'lower' when the 95% interval of the paired difference excludes 0."""
     if not d:
@@ -278,6 +292,9 @@ def aggregate(args, results: list[dict]) -> dict:
             elbo = _paired(a, b, "discrete_elbo")
             logpx = _paired(a, b, "log_px")
             gap = _paired(b, a, "gap")  # other's gap minus StepLogistic's: > 0 = tighter
+            # what the dissertation's Figure 5.5 compares: each model's trained objective on the
+            # training set (relaxed ELBO, or the Bernoulli ELBO, which is no bound)
+            trained = _paired_over_seeds(a, b, "trained_objective_train_last_epoch")
             claims.append(
                 {
                     "dataset": dataset,
@@ -285,6 +302,8 @@ def aggregate(args, results: list[dict]) -> dict:
                     "discrete_elbo_diff": elbo,
                     "log_px_diff": logpx,
                     "gap_reduction": gap,
+                    "trained_objective_diff": trained,
+                    "verdict_trained_objective": verdict(trained),
                     "verdict_discrete_elbo": verdict(elbo),
                     "verdict_log_px": verdict(logpx),
                     "verdict_gap": verdict(gap)
@@ -347,6 +366,8 @@ def render(summary: dict) -> str:
         head2 = [
             "dataset",
             "steplogistic minus",
+            "trained objective diff (train set, last epoch: Fig. 5.5's reading)",
+            "verdict",
             "discrete ELBO diff",
             "verdict",
             "log p(x) diff",
@@ -369,6 +390,8 @@ def render(summary: dict) -> str:
                 [
                     c["dataset"],
                     c["versus"],
+                    f(c.get("trained_objective_diff", {})),
+                    c.get("verdict_trained_objective", "not measured"),
                     f(c["discrete_elbo_diff"]),
                     c["verdict_discrete_elbo"],
                     f(c["log_px_diff"]),
@@ -379,8 +402,10 @@ def render(summary: dict) -> str:
             )
         lines += [
             "Claim (Figure 5.5, A.5): StepLogistic's bound is tighter than Logistic's and "
-            "Concrete-with-Bernoulli-ELBO's. Differences paired by seed; 'tighter' read two "
-            "ways: a higher discrete ELBO (a better bound of the data), and a smaller gap "
+            "Concrete-with-Bernoulli-ELBO's. Differences paired by seed; 'tighter' read three "
+            "ways: a higher trained objective (what the figures plot: a relaxed ELBO, or for "
+            "Concrete the Bernoulli ELBO, which bounds nothing), a higher discrete ELBO (a "
+            "valid bound of the same kind of model for all three), and a smaller gap "
             "log p(x) - ELBO to the model's own exact likelihood:",
             "",
             _common.markdown_table(head2, rows2),
