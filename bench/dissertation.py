@@ -199,7 +199,47 @@ def main(argv=None) -> int:
     summary = aggregate(args, results)
     name = "dissertation_" + "_".join(args.datasets.split(",")) + ("_quick" if args.quick else "")
     _common.write_table(out, name, summary, render(summary))
+    figure = plot_curves(results, out / f"{name}_curves.png")
+    if figure is not None:
+        print(f"figure: {figure}")
     return 1 if any("error" in r for r in results) else 0
+
+
+def plot_curves(results: list[dict], path: Path) -> Path | None:
+    """The trained objective on the training set, averaged over each epoch, against the epoch
+    (what the dissertation's Figures 5.5 and A.5 draw): one panel per dataset, one colour per
+    entry, one thin line per seed. None when no run recorded its curve."""
+    runs = [r for r in results if len(r.get("trained_objective_train_by_epoch") or []) > 1]
+    if not runs:
+        return None
+    from binaryvae.report.style import colour_of, context, new_figure, save
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in runs))
+    entries = list(dict.fromkeys(entry_name(r["family"], r["objective"]) for r in runs))
+    with context():
+        fig = new_figure(6 * len(datasets), 4.2)
+        axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+        for ax, dataset in zip(axes, datasets, strict=True):
+            for k, entry in enumerate(entries):
+                mine = [r for r in runs if r["dataset"] == dataset
+                        and entry_name(r["family"], r["objective"]) == entry]  # fmt: skip
+                for i, r in enumerate(mine):
+                    ys = r["trained_objective_train_by_epoch"]
+                    # a finished run resumed from an older checkpoint lacks the first epochs;
+                    # a run stopped by a NaN lacks the last
+                    first = 1 if r.get("failure") else r["epochs"] - len(ys) + 1
+                    label = f"{entry} ({len(mine)} seeds)" if i == 0 else None
+                    ax.plot(range(first, first + len(ys)), ys, color=colour_of(k), lw=0.8,
+                            alpha=0.8, label=label)  # fmt: skip
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("trained objective, nats per training image")
+            ax.set_title(f"{dataset}: trained objective over each epoch (one line per seed)")
+            lows = [v for r in runs if r["dataset"] == dataset
+                    for v in r["trained_objective_train_by_epoch"][2:]]  # fmt: skip
+            if lows:  # the first epochs would flatten the rest
+                ax.set_ylim(min(lows) - 2, max(lows) + 2)
+            ax.legend(loc="lower right")
+        return save(fig, path)
 
 
 def _per_image(r: dict, key: str) -> list[float]:
