@@ -228,7 +228,8 @@ def plot_curves(results: list[dict], path: Path) -> Path | None:
                     # a finished run resumed from an older checkpoint lacks the first epochs;
                     # a run stopped by a NaN lacks the last
                     first = 1 if r.get("failure") else r["epochs"] - len(ys) + 1
-                    label = f"{entry} ({len(mine)} seeds)" if i == 0 else None
+                    seeds = f"{len(mine)} seed" + "s" * (len(mine) != 1)
+                    label = f"{entry} ({seeds})" if i == 0 else None
                     ax.plot(range(first, first + len(ys)), ys, color=colour_of(k), lw=0.8,
                             alpha=0.8, label=label)  # fmt: skip
             ax.set_xlabel("epoch")
