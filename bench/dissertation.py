@@ -118,7 +118,14 @@ def run_one(spec: dict) -> dict:
         if name in model.family.objectives
     }
     eval_seconds = time.perf_counter() - t0
+    with torch.no_grad():  # how sharp the trained encoder is: |logit P(bit = 1 | x)|, test set
+        sharpness = model.bit_logits(x).abs().flatten().float()
+    levels = torch.tensor([0.5, 0.9, 0.99, 1.0])
     return spec | {
+        "bit_logit_abs_quantiles": dict(
+            zip(("median", "q90", "q99", "max"), torch.quantile(sharpness, levels).tolist(),
+                strict=True)
+        ),
         "objective_label": config.objective_label(),
         "failure": failure,
         "steps_done": steps,
