@@ -26,6 +26,7 @@ __all__ = [
     "run_children",
     "train_steps",
     "resume_file",
+    "resume_path",
     "run_or_load",
     "write_table",
 ]
