@@ -250,6 +250,9 @@ def plot_curves(results: list[dict], path: Path) -> Path | None:
         return save(fig, path)
 
 
+PER_IMAGE_KEYS = ("log_px", "discrete_elbo", "gap")
+
+
 def _per_image(r: dict, key: str) -> list[float]:
     if key == "gap":  # log p(x) - discrete ELBO, per image
         return [
@@ -259,39 +262,29 @@ def _per_image(r: dict, key: str) -> list[float]:
 
 
 def _paired(a: list[dict], b: list[dict], key: str) -> dict:
-    """Difference a - b of `key`, paired by seed: mean, s.e. and Student-t 95% interval over
-    seeds, and the per-image paired standard error of the first common seed (test-set noise
-    only, the interval used when a single seed ran)."""
-    by_seed = {r["seed"]: r for r in b}
-    pairs = [(r, by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
-    if not pairs:
+    """Difference a - b of `key`, paired by seed among the runs that hold it: mean, s.e. and
+    Student-t 95% interval over seeds. Keys with per-image values (log p(x), discrete ELBO,
+    gap) also give the per-image paired standard error of the first common seed (test-set
+    noise only), the interval used when a single seed ran; a key without them (the trained
+    objective over the last training epoch) needs two seeds, else {}."""
+    by_seed = {r["seed"]: r for r in b if r.get(key) is not None}
+    pairs = [(r, by_seed[r["seed"]]) for r in a if r.get(key) is not None and r["seed"] in by_seed]
+    per_image = key in PER_IMAGE_KEYS
+    if len(pairs) < (1 if per_image else 2):
         return {}
     diffs = [ra[key] - rb[key] for ra, rb in pairs]
     ti = _common.t_interval(diffs)
-    ra, rb = pairs[0]
-    per = [u - v for u, v in zip(_per_image(ra, key), _per_image(rb, key), strict=True)]
-    _, se_img = _common.mean_se(per)
-    out = {"mean": ti["mean"], "se_seeds": ti["se"], "n_seeds": len(pairs),
-           "se_images_seed0": se_img, "diffs": diffs}  # fmt: skip
+    out = {"mean": ti["mean"], "se_seeds": ti["se"], "n_seeds": len(pairs), "diffs": diffs}
+    if per_image:
+        ra, rb = pairs[0]
+        per = [u - v for u, v in zip(_per_image(ra, key), _per_image(rb, key), strict=True)]
+        out["se_images_seed0"] = _common.mean_se(per)[1]
     if "ci95" in ti:
         out.update(t=ti["t"], ci95=ti["ci95"])
     else:  # one seed: normal interval over the test images
+        se_img = out["se_images_seed0"]
         out["ci95"] = [ti["mean"] - 1.96 * se_img, ti["mean"] + 1.96 * se_img]
     return out
-
-
-def _paired_over_seeds(a: list[dict], b: list[dict], key: str) -> dict:
-    """Difference a - b of a per-run number without per-image values (the trained objective
-    over the last training epoch), paired by seed, with its Student-t 95% interval; {} unless
-    two or more seeds of both hold it."""
-    by_seed = {r["seed"]: r for r in b if r.get(key) is not None}
-    diffs = [r[key] - by_seed[r["seed"]][key] for r in a
-             if r.get(key) is not None and r["seed"] in by_seed]  # fmt: skip
-    if len(diffs) < 2:
-        return {}
-    ti = _common.t_interval(diffs)
-    return {"mean": ti["mean"], "se_seeds": ti["se"], "n_seeds": len(diffs), "t": ti["t"],
-            "ci95": ti["ci95"], "diffs": diffs}  # fmt: skip
 
 
 def verdict(d: dict) -> str:
@@ -342,7 +335,7 @@ def aggregate(args, results: list[dict]) -> dict:
             gap = _paired(b, a, "gap")  # other's gap minus StepLogistic's: > 0 = tighter
             # what the dissertation's Figure 5.5 compares: each model's trained objective on the
             # training set (relaxed ELBO, or the Bernoulli ELBO, which is no bound)
-            trained = _paired_over_seeds(a, b, "trained_objective_train_last_epoch")
+            trained = _paired(a, b, "trained_objective_train_last_epoch")
             claims.append(
                 {
                     "dataset": dataset,
