@@ -179,10 +179,13 @@ def describe(r: dict) -> str:
             f"{s.get('seconds_per_epoch', 0):.0f} s/epoch")  # fmt: skip
 
 
-def aggregate(args) -> dict:
-    files = sorted(Path(args.results).glob("*.json"))
-    runs = [json.loads(f.read_text()) for f in files]
-    runs = [r for r in runs if r.get("finished")]
+def finished_runs(args) -> list[dict]:
+    """The raw results in ``--results`` whose group finished."""
+    runs = [json.loads(f.read_text()) for f in sorted(Path(args.results).glob("*.json"))]
+    return [r for r in runs if r.get("finished")]
+
+
+def aggregate(args, runs: list[dict]) -> dict:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         key = (r["dataset"], r["net"], r["family"], r.get("signal"), r["lr"], r["steps_done"])
@@ -277,15 +280,13 @@ def _mean_se_series(runs: list[dict], rows_of, x_key: str, y_key: str):
     return np.array(xs, dtype=float), ys.mean(0), se
 
 
-def plot(args, path: Path) -> Path | None:
+def plot(args, runs: list[dict], path: Path) -> Path | None:
     """The curves of Dong, Mnih & Tucker (2020), Figure 5, from the raw results: one row per
     network; columns: the test discrete ELBO after every epoch (1 sample; every family scored
     as the discrete model), the test IWAE-100 every ``--iwae-every`` epochs, and the variance
     of the encoder gradient estimate (log scale). Mean over seeds, s.e. shaded."""
     from binaryvae.report.style import colour_of, context, figure_legend, new_figure, save
 
-    runs = [json.loads(f.read_text()) for f in sorted(Path(args.results).glob("*.json"))]
-    runs = [r for r in runs if r.get("finished")]
     if not runs:
         return None
     nets = [n for n in NETS if any(r["net"] == n for r in runs)]
@@ -342,10 +343,11 @@ def main(argv=None) -> int:
             for family in args.families.split(","):
                 group = run_group(args, net, family, train_size)
                 collect(args, net, family, group)
-    summary = aggregate(args)
+    runs = finished_runs(args)
+    summary = aggregate(args, runs)
     name = "estimator_study" + ("_quick" if args.quick else "")
     _common.write_table(Path(args.results).parent, name, summary, render(summary))
-    figure = plot(args, Path(args.results).parent / f"{name}.png")
+    figure = plot(args, runs, Path(args.results).parent / f"{name}.png")
     if figure is not None:
         print(f"figure: {figure}")
     return 0
