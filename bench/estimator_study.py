@@ -41,6 +41,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
+from binaryvae.config import LEARNING_SIGNALS  # noqa: E402
+from binaryvae.models.families import SCORE_FUNCTION_FAMILIES as SIGNAL_FAMILIES  # noqa: E402
 
 FAMILIES = (
     "bernoulli-disarm",
@@ -51,8 +53,6 @@ FAMILIES = (
     "logistic",
     "gaussian-sigmoid",
 )
-SIGNAL_FAMILIES = ("bernoulli-sfe", "bernoulli-reinforce-loo", "bernoulli-arm",
-                   "bernoulli-disarm")  # fmt: skip
 NETS = {"linear": (), "nonlinear": (200, 200)}
 BITS, BATCH = 200, 50
 
@@ -65,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", type=int, default=100_000, help="training steps (whole epochs)")
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--signal", default="elbo", choices=("elbo", "reconstruction"))
+    p.add_argument("--signal", default="elbo", choices=LEARNING_SIGNALS)
     p.add_argument("--iwae-every", type=int, default=12, help="epochs between test IWAE-100s")
     p.add_argument("--grad-every", type=int, default=5000, help="steps between diagnostics")
     p.add_argument("--grad-samples", type=int, default=50)

@@ -50,6 +50,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
+from binaryvae.config import LEARNING_SIGNALS as SIGNALS  # noqa: E402
+from binaryvae.models.families import SCORE_FUNCTION_FAMILIES as SIGNAL_FAMILIES  # noqa: E402
 
 FAMILIES = (
     "bernoulli-disarm",
@@ -67,11 +69,9 @@ LATENT_BITS = 200
 BATCH_SIZE = 50
 LR = 1e-4
 DEFAULT_STEPS = 20_000
-# estimators that take a learning signal; those without a learned baseline (all but sfe) can be
-# measured under either signal at the same parameters
-SIGNAL_FAMILIES = ("bernoulli-sfe", "bernoulli-reinforce-loo", "bernoulli-arm", "bernoulli-disarm")
-BASELINE_FREE = SIGNAL_FAMILIES[1:]
-SIGNALS = ("reconstruction", "elbo")
+# the estimators that take a learning signal (SIGNAL_FAMILIES); those without a learned
+# baseline (all but sfe) can be measured under either signal at the same parameters
+BASELINE_FREE = tuple(f for f in SIGNAL_FAMILIES if f != "bernoulli-sfe")
 GRAD_IMAGES, GRAD_SAMPLES = 50, 50
 
 
@@ -182,7 +182,7 @@ def run_one(spec: dict) -> dict:
         .item()
     )
     eval_seconds = time.perf_counter() - t0
-    grad_var = final_gradient_variance(config, model, x_test[:GRAD_IMAGES], spec["seed"])
+    grad_var = final_gradient_variance(config, model, ds, x_test[:GRAD_IMAGES], spec["seed"])
     return spec | {
         "decoder_evaluations_per_step": int(getattr(model, "decoder_evaluations_per_step", 1)),
         "objective_label": config.objective_label(),
@@ -203,10 +203,11 @@ def run_one(spec: dict) -> dict:
     }
 
 
-def final_gradient_variance(config, model, x, seed: int) -> dict[str, float]:
-    """Encoder-gradient variance of the trained ``model`` on ``x``: under its own objective
-    ("own"), and for the baseline-free score-function estimators under each learning signal at
-    these same parameters (the model rebuilt with the other signal and the trained state)."""
+def final_gradient_variance(config, model, ds, x, seed: int) -> dict[str, float]:
+    """Encoder-gradient variance of the trained ``model`` (trained on dataset ``ds``) on ``x``:
+    under its own objective ("own"), and for the baseline-free score-function estimators under
+    each learning signal at these same parameters (the model rebuilt with the other signal and
+    the trained state)."""
     import dataclasses
 
     import torch
@@ -218,11 +219,15 @@ def final_gradient_variance(config, model, x, seed: int) -> dict[str, float]:
         g = torch.Generator().manual_seed(777 + seed)
         return gradient_diagnostics(m, x, samples=GRAD_SAMPLES, generator=g)["grad_var"]
 
-    out = {"own": measure(model)}
-    if config.family in BASELINE_FREE:
-        for signal in SIGNALS:
+    own = measure(model)
+    if config.family not in BASELINE_FREE:
+        return {"own": own}
+    out = {"own": own, config.options.learning_signal: own}
+    for signal in SIGNALS:
+        if signal not in out:
             other = dataclasses.replace(config, extra={**config.extra, "learning_signal": signal})
-            twin = build_model(other, data_dim=x.shape[1], image_shape=(28, 28), data_kind="image")
+            twin = build_model(other, data_dim=x.shape[1], image_shape=ds.image_shape,
+                               data_kind=ds.kind)  # fmt: skip
             twin.load_state_dict(model.state_dict())
             out[signal] = measure(twin)
     return out
