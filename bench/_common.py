@@ -253,7 +253,8 @@ def resume_file() -> Path | None:
 
 
 def train_steps(config, dataset, *, max_steps: int | None = None,
-                steps_per_epoch: int | None = None, checkpoint: Path | None = None):
+                steps_per_epoch: int | None = None, checkpoint: Path | None = None,
+                on_epoch=None):
     """Build ``config``'s model on ``dataset`` and train it with ``binaryvae.training.fit_epoch``
     on 1 thread, for ``config.epochs`` epochs or until ``max_steps`` steps (whichever is given;
     ``steps_per_epoch`` caps each epoch). A NaN/inf stops training and is reported, not raised.
@@ -263,10 +264,18 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
     finds the file continues from it: the result equals an uninterrupted run's, since the data
     order and binarization of epoch e depend on (seed, e) alone and the RNGs are restored.
 
-    Returns (model, dict with steps, epochs, train_seconds, last_train_elbo, failure, and
-    train_elbo_by_epoch: the trained objective averaged over each epoch, in order).
+    ``on_epoch(model, epoch)``, when given, is called after every epoch under ``torch.no_grad``
+    with the torch RNG state forked (it cannot change the training that follows) and returns a
+    JSON-able dict; the dicts are kept in order, in the checkpoint too, so a resumed run
+    returns them all.
+
+    Returns (model, dict with steps, epochs, train_seconds, last_train_elbo, failure,
+    train_elbo_by_epoch: the trained objective averaged over each epoch, in order, and
+    by_epoch: what ``on_epoch`` returned, in order).
     """
     import itertools
+
+    import torch
 
     from binaryvae.data import EpochBatches
     from binaryvae.models import build_model
@@ -294,7 +303,7 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
     batches = EpochBatches(dataset.train_x, batch_size=config.batch_size,
                            binarize=config.binarize, seed=config.seed)
     done = {"steps": 0, "epochs": 0, "train_seconds": 0.0, "last_train_elbo": None,
-            "failure": None, "train_elbo_by_epoch": []}  # fmt: skip
+            "failure": None, "train_elbo_by_epoch": [], "by_epoch": []}  # fmt: skip
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         load_state(model, state["model"], checkpoint)
@@ -316,6 +325,9 @@ def train_steps(config, dataset, *, max_steps: int | None = None,
         done["train_seconds"] += stats.train_seconds
         done["last_train_elbo"] = stats.train_elbo
         done["train_elbo_by_epoch"].append(stats.train_elbo)
+        if on_epoch is not None:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                done["by_epoch"].append(on_epoch(model, done["epochs"]))
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(checkpoint, model=model, optimizer=opt, epoch=done["epochs"],
