@@ -262,42 +262,90 @@ def main(argv=None) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
+# what the per-epoch records hold, drawn one panel each: key, y label, y scale
+TRACKED_PANELS = (
+    ("discrete_elbo", "exact discrete ELBO, nats (first {n} test images)", "linear"),
+    ("logit_abs_median", "median |logit P(bit = 1 | x)| (first {n} test images)", "log"),
+    ("saturated_bits_flipped", "fraction of bits flipped in the epoch while |logit| > "
+     f"{SATURATED:g}", "symlog"),  # zero for most runs, so not log
+)
+
+
 def plot_curves(results: list[dict], path: Path) -> Path | None:
-    """The trained objective on the training set, averaged over each epoch, against the epoch
-    (what the dissertation's Figures 5.5 and A.5 draw): one panel per dataset, one colour per
-    entry, one thin line per seed. None when no run recorded its curve."""
+    """Per-epoch curves, one block of panels per dataset, one colour per entry, one thin line
+    per seed: the trained objective on the training set, averaged over each epoch (what the
+    dissertation's Figures 5.5 and A.5 draw), and, for runs that recorded them (EpochTracker),
+    the exact discrete ELBO on the tracked test images, the median |logit| and the fraction of
+    saturated bits that flipped. None when no run recorded a curve."""
     runs = [r for r in results if len(r.get("trained_objective_train_by_epoch") or []) > 1]
     if not runs:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     from binaryvae.report.style import colour_of, context, new_figure, save
 
     datasets = list(dict.fromkeys(r["dataset"] for r in runs))
     entries = list(dict.fromkeys(entry_name(r["family"], r["objective"]) for r in runs))
+    tracked = {d for d in datasets if any(r.get("by_epoch") for r in runs if r["dataset"] == d)}
+    heights = [8.4 if d in tracked else 4.2 for d in datasets]
     with context():
-        fig = new_figure(6 * len(datasets), 4.2)
-        axes = fig.subplots(1, len(datasets), squeeze=False)[0]
-        for ax, dataset in zip(axes, datasets, strict=True):
-            for k, entry in enumerate(entries):
-                mine = [r for r in runs if r["dataset"] == dataset
-                        and entry_name(r["family"], r["objective"]) == entry]  # fmt: skip
-                for i, r in enumerate(mine):
-                    ys = r["trained_objective_train_by_epoch"]
-                    # a finished run resumed from an older checkpoint lacks the first epochs;
-                    # a run stopped by a NaN lacks the last
-                    first = 1 if r.get("failure") else r["epochs"] - len(ys) + 1
-                    seeds = f"{len(mine)} seed" + "s" * (len(mine) != 1)
-                    label = f"{entry} ({seeds})" if i == 0 else None
-                    ax.plot(range(first, first + len(ys)), ys, color=colour_of(k), lw=0.8,
-                            alpha=0.8, label=label)  # fmt: skip
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("trained objective, nats per training image")
-            ax.set_title(f"{dataset}: trained objective over each epoch (one line per seed)")
-            lows = [v for r in runs if r["dataset"] == dataset
-                    for v in r["trained_objective_train_by_epoch"][2:]]  # fmt: skip
-            if lows:  # the first epochs would flatten the rest
-                ax.set_ylim(min(lows) - 2, max(lows) + 2)
-            ax.legend(loc="lower right")
+        fig = new_figure(12 if tracked else 6 * len(datasets), sum(heights))
+        blocks = fig.subfigures(len(datasets), 1, height_ratios=heights, squeeze=False)[:, 0]
+        for block, dataset in zip(blocks, datasets, strict=True):
+            mine = [r for r in runs if r["dataset"] == dataset]
+            shape = (2, 2) if dataset in tracked else (1, 1)
+            axes = block.subplots(*shape, squeeze=False).flatten()
+            _plot_trained_objective(axes[0], mine, entries, colour_of)
+            axes[0].set_title(f"{dataset}: trained objective over each epoch")
+            for ax, (key, label, scale) in zip(axes[1:], TRACKED_PANELS, strict=False):
+                n = next(r["track_images"] for r in mine if r.get("by_epoch"))
+                _plot_tracked(ax, mine, entries, colour_of, key)
+                ax.set_ylabel(label.format(n=n))
+                ax.set_xlabel("epoch")
+                if scale == "symlog":
+                    ax.set_yscale("symlog", linthresh=1e-4)
+                    ax.set_ylim(bottom=0)
+                else:
+                    ax.set_yscale(scale)
+            for ax in axes:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if dataset in tracked:
+                axes[1].set_title(f"{dataset}: the discrete model, scored exactly")
         return save(fig, path)
+
+
+def _entry_runs(runs, entries):
+    for k, entry in enumerate(entries):
+        mine = [r for r in runs if entry_name(r["family"], r["objective"]) == entry]
+        for i, r in enumerate(mine):
+            seeds = f"{len(mine)} seed" + "s" * (len(mine) != 1)
+            yield k, r, (f"{entry} ({seeds})" if i == 0 else None)
+
+
+def _plot_trained_objective(ax, runs, entries, colour_of) -> None:
+    for k, r, label in _entry_runs(runs, entries):
+        ys = r["trained_objective_train_by_epoch"]
+        # a finished run resumed from an older checkpoint lacks the first epochs;
+        # a run stopped by a NaN lacks the last
+        first = 1 if r.get("failure") else r["epochs"] - len(ys) + 1
+        ax.plot(range(first, first + len(ys)), ys, color=colour_of(k), lw=0.8, alpha=0.8,
+                label=label)  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("trained objective, nats per training image")
+    lows = [v for r in runs for v in r["trained_objective_train_by_epoch"][2:]]
+    if lows:  # the first epochs would flatten the rest
+        ax.set_ylim(min(lows) - 2, max(lows) + 2)
+    ax.legend(loc="lower right")
+
+
+def _plot_tracked(ax, runs, entries, colour_of, key: str) -> None:
+    for k, r, label in _entry_runs([r for r in runs if r.get("by_epoch")], entries):
+        points = [(e["epoch"], e[key]) for e in r["by_epoch"] if e.get(key) is not None]
+        if key == "discrete_elbo":
+            points = points[2:]  # the first epochs would flatten the rest
+        if points:
+            ax.plot(*zip(*points, strict=True), color=colour_of(k), lw=0.8, alpha=0.8,
+                    label=label)  # fmt: skip
 
 
 PER_IMAGE_KEYS = ("log_px", "discrete_elbo", "gap")
@@ -403,6 +451,7 @@ def aggregate(args, results: list[dict]) -> dict:
                 }
             )
     machine = next((r["machine"] for r in results if "machine" in r), _common.machine_info())
+    by_budget = claim_by_budget(groups, args.epochs)
     return {
         "benchmark": "dissertation",
         "command": _common.command_line(),
@@ -412,7 +461,46 @@ def aggregate(args, results: list[dict]) -> dict:
         "max_steps": args.max_steps,
         "rows": rows,
         "claim": claims,
+        "claim_by_budget": by_budget,
     }
+
+
+BUDGETS = (5, 10, 20, 40, 80)  # epochs at which the per-epoch records are compared
+
+
+def _records_by_seed(runs: list[dict]) -> dict[int, dict[int, dict]]:
+    """seed -> {epoch -> EpochTracker record} for the runs without an error."""
+    return {r["seed"]: {e["epoch"]: e for e in r.get("by_epoch") or []}
+            for r in runs if "error" not in r}  # fmt: skip
+
+
+def claim_by_budget(groups: dict, epochs: int) -> list[dict]:
+    """The claim after 5, 10, 20, 40, 80 epochs and at the end, from the per-epoch records of
+    the runs that have them (EpochTracker: the first ``track_images`` test images, scored
+    exactly): StepLogistic minus each other entry, discrete ELBO and log p(x), paired by seed
+    with Student-t 95% intervals (two seeds at least)."""
+    out = []
+    main_entry, others = CLAIM
+    for dataset in dict.fromkeys(d for d, _ in groups):
+        a = _records_by_seed(groups.get((dataset, main_entry), []))
+        for other in others:
+            b = _records_by_seed(groups.get((dataset, other), []))
+            for epoch in [e for e in BUDGETS if e < epochs] + [epochs]:
+                seeds = sorted(s for s in a if s in b and epoch in a[s] and epoch in b[s])
+                if len(seeds) < 2:
+                    continue
+                tracked = {r["track_images"] for r in groups[(dataset, main_entry)]
+                           if r.get("track_images")}  # fmt: skip
+                row = {"dataset": dataset, "versus": other, "epoch": epoch, "seeds": seeds,
+                       "track_images": min(tracked)}  # fmt: skip
+                for key in ("discrete_elbo", "log_px"):
+                    diffs = [a[s][epoch][key] - b[s][epoch][key] for s in seeds]
+                    ti = _common.t_interval(diffs)
+                    d = {"mean": ti["mean"], "ci95": ti["ci95"], "n_seeds": len(seeds),
+                         "diffs": diffs}  # fmt: skip
+                    row[f"{key}_diff"], row[f"verdict_{key}"] = d, verdict(d)
+                out.append(row)
+    return out
 
 
 def render(summary: dict) -> str:
@@ -501,7 +589,31 @@ def render(summary: dict) -> str:
             "",
             _common.markdown_table(head2, rows2),
         ]
+    if summary.get("claim_by_budget"):
+        head3 = ["dataset", "steplogistic minus", "after epoch", "seeds", "discrete ELBO diff",
+                 "verdict", "log p(x) diff", "verdict"]  # fmt: skip
+        rows3 = [
+            [c["dataset"], c["versus"], c["epoch"], len(c["seeds"]),
+             _fmt_interval(c["discrete_elbo_diff"]), c["verdict_discrete_elbo"],
+             _fmt_interval(c["log_px_diff"]), c["verdict_log_px"]]  # fmt: skip
+            for c in summary["claim_by_budget"]
+        ]
+        n = min(c["track_images"] for c in summary["claim_by_budget"])
+        lines += [
+            "",
+            f"The claim by budget: the same differences after each number of epochs, from the "
+            f"runs that scored the first {n} test images exactly after every epoch (paired by "
+            f"seed, Student-t 95% intervals; the table above uses the whole test set at the "
+            f"end):",
+            "",
+            _common.markdown_table(head3, rows3),
+        ]
     return "\n".join(lines)
+
+
+def _fmt_interval(d: dict) -> str:
+    lo, hi = d["ci95"]
+    return f"{d['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}] (95%, t, {d['n_seeds']} seeds)"
 
 
 if __name__ == "__main__":
