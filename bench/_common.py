@@ -123,13 +123,11 @@ def mean_se(values) -> tuple[float, float]:
 
 
 def t975(df: int) -> float:
-    """Two-sided 95% Student-t quantile for ``df`` degrees of freedom (scipy, as the library's
-    `binaryvae.runs.sweep.t_interval95`)."""
-    if df < 1:
-        raise ValueError(f"t quantile needs df >= 1, got {df}")
-    from scipy.stats import t
+    """Two-sided 95% Student-t quantile for ``df`` degrees of freedom: the library's
+    (`binaryvae.runs.sweep.t975`, behind the sweep report's intervals too)."""
+    from binaryvae.runs.sweep import t975 as library_t975
 
-    return float(t.ppf(0.975, df))
+    return library_t975(df)
 
 
 def t_interval(values) -> dict:

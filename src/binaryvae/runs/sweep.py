@@ -52,6 +52,8 @@ __all__ = [
     "read_sweep",
     "run_cell",
     "sweep",
+    "t975",
+    "t_interval95",
     "validate_cells",
 ]
 
@@ -108,6 +110,15 @@ def mean_se(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(xs), statistics.stdev(xs) / math.sqrt(len(xs))
 
 
+def t975(df: int) -> float:
+    """The two-sided 95% Student-t quantile t_{0.975, df} (scipy): 4.30 for df = 2."""
+    if df < 1:
+        raise ValueError(f"t quantile needs df >= 1, got {df}")
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
 def t_interval95(values: list[float]) -> tuple[float, float] | None:
     """Student-t 95% interval of the mean of the finite ``values`` (mean ± t_{0.975, n-1} s.e.);
     None below 2 values. With 3 seeds t = 4.30, not 2: few seeds give wide intervals."""
@@ -115,9 +126,7 @@ def t_interval95(values: list[float]) -> tuple[float, float] | None:
     mean, se = mean_se(xs)
     if se is None:
         return None
-    from scipy.stats import t
-
-    half = float(t.ppf(0.975, len(xs) - 1)) * se
+    half = t975(len(xs) - 1) * se
     return mean - half, mean + half
 
 
