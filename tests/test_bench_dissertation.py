@@ -79,3 +79,15 @@ def test_curves_figure_draws_the_tracked_panels(tmp_path):
     from PIL import Image
 
     assert Image.open(path).size[1] > Image.open(small).size[1]  # two rows of panels, not one
+
+
+def test_the_learning_rate_names_a_run_only_when_it_is_not_the_dissertations(tmp_path):
+    spec = {"dataset": "fashion-mnist", "family": "steplogistic", "objective": "elbo",
+            "seed": 3, "epochs": 125, "latent_dim": 8, "max_steps": 0}  # fmt: skip
+    old = dissertation.run_file(tmp_path, spec).name  # a result written before --lr existed
+    assert old == "diss_fashion-mnist_steplogistic_s3_e125_n8.json"
+    assert dissertation.run_file(tmp_path, spec | {"lr": 1e-3}).name == old
+    assert dissertation.run_file(tmp_path, spec | {"lr": 1e-4}).name == (
+        "diss_fashion-mnist_steplogistic_s3_e125_n8_lr1e-4.json"
+    )
+    assert [dissertation.lr_text(v) for v in (1e-3, 1e-4, 3e-4)] == ["1e-3", "1e-4", "3e-4"]
