@@ -109,6 +109,31 @@ def machine_line(info: dict) -> str:
     )
 
 
+def runs_line(machines: list[dict]) -> str:
+    """One line saying where a table's result files came from, when they were made over hours
+    or days: how many, first and last date, every commit (in order of first appearance), and
+    how many files each CPU flag set and thread count made. The ``Machine:`` line above a
+    table is the first file's record; this one covers all of them."""
+    machines = [m for m in machines if m]
+    if not machines:
+        return "Runs: none"
+    dates = sorted(m["date_utc"] for m in machines)
+    commits = list(dict.fromkeys(m.get("git_commit") or "unknown" for m in machines))
+    flags: dict[str, int] = {}
+    threads: dict[int, int] = {}
+    for m in machines:
+        key = " ".join(m.get("cpu_flags") or []) or "no flags recorded"
+        flags[key] = flags.get(key, 0) + 1
+        threads[m["torch_threads"]] = threads.get(m["torch_threads"], 0) + 1
+    span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    return (
+        f"Runs: {len(machines)} result file(s), made {span}; "
+        f"commit(s) {', '.join(commits)}; "
+        f"CPU flags {'; '.join(f'{k} ({v})' for k, v in flags.items())}; "
+        f"torch threads {', '.join(f'{k} ({v})' for k, v in sorted(threads.items()))}"
+    )
+
+
 def median(values) -> float:
     return float(statistics.median(values))
 

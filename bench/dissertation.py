@@ -469,6 +469,7 @@ def aggregate(args, results: list[dict]) -> dict:
         "benchmark": "dissertation",
         "command": _common.command_line(),
         "machine": machine,
+        "runs_line": _common.runs_line([r.get("machine") for r in results]),
         "epochs": args.epochs,
         "latent_dim": args.latent_dim,
         "max_steps": args.max_steps,
@@ -545,12 +546,14 @@ def render(summary: dict) -> str:
             ]
         )
     lines = [
-        f"Machine: {_common.machine_line(summary['machine'])}",
-        f"Command: `{summary['command']}`",
+        # header lines end in two spaces: markdown line breaks, so the block pastes into docs
+        f"Machine: {_common.machine_line(summary['machine'])}  ",
+        *([f"{summary['runs_line']}  "] if summary.get("runs_line") else []),
+        f"Command: `{summary['command']}`  ",
         f"{summary['latent_dim']} bits, 784-512-256-128 ReLU, grey levels, batch 128, Adam "
         f"{lr_text(summary.get('lr', DISSERTATION_LR))}, {summary['epochs']} epochs"
         + (f" of at most {summary['max_steps']} steps" if summary["max_steps"] else "")
-        + "; test set; mean ± s.e. over seeds; nats per image, higher is better.",
+        + "; test set; mean ± s.e. over seeds; nats per image, higher is better.  ",
         "",
         _common.markdown_table(head, rows),
         "",

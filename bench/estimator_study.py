@@ -216,7 +216,8 @@ def aggregate(args, runs: list[dict]) -> dict:
                          | {"train_elbo": paired(ref, r, "train_discrete_elbo")})  # fmt: skip
     machine = runs[0]["machine"] if runs else _common.machine_info()
     return {"benchmark": "estimator_study", "command": _common.command_line(),
-            "machine": machine, "rows": rows, "paired_vs_disarm": pairs}  # fmt: skip
+            "machine": machine, "runs_line": _common.runs_line([r.get("machine") for r in runs]),
+            "rows": rows, "paired_vs_disarm": pairs}  # fmt: skip
 
 
 def paired(a: dict, b: dict, key: str) -> dict:
@@ -242,7 +243,9 @@ def render(summary: dict) -> str:
                      _common.fmt_mean_se(r["test_iwae_100"]),
                      _common.fmt_mean_se(r["seconds_per_epoch"], 0),
                      f"{sum(var) / len(var):.3g}" if var else "—"])  # fmt: skip
-    lines = [f"Machine: {_common.machine_line(summary['machine'])}",
+    # header lines end in two spaces: markdown line breaks, so the block pastes into docs as is
+    lines = [f"Machine: {_common.machine_line(summary['machine'])}  ",
+             *([f"{summary['runs_line']}  "] if summary.get("runs_line") else []),
              f"Command: `{summary['command']}`", "",
              "Mean ± s.e. over seeds, nats per image, higher is better; the bounds are of the "
              "discrete (200-bit) model.", "", _common.markdown_table(head, rows), ""]  # fmt: skip

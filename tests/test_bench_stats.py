@@ -40,3 +40,27 @@ def test_t_interval_against_scipy():
     assert "ci95" not in _common.t_interval([1.0])  # one value: no interval
     with pytest.raises(ValueError):
         _common.t975(0)
+
+
+def _machine(date, commit, flags, threads=1):
+    return {"date_utc": date, "git_commit": commit, "cpu_flags": flags, "torch_threads": threads}
+
+
+def test_runs_line_covers_every_result_file_not_just_the_first():
+    avx2, avx512 = ["fma", "avx2"], ["fma", "avx2", "avx512f"]
+    machines = [
+        _machine("2026-12-06 18:31 UTC", "85edf2b", avx512, 2),
+        _machine("2026-12-03 16:42 UTC", "5c3b58f", avx2),
+        _machine("2026-12-03 20:02 UTC", "5c3b58f", avx2),
+        None,  # a result file written before machines were recorded
+        _machine("2026-12-06 19:00 UTC", None, avx512),
+    ]
+    line = _common.runs_line(machines)
+    made = "made 2026-12-03 16:42 UTC to 2026-12-06 19:00 UTC;"
+    assert line.startswith(f"Runs: 4 result file(s), {made}")
+    assert "commit(s) 85edf2b, 5c3b58f, unknown;" in line  # order of first appearance
+    assert "fma avx2 avx512f (2)" in line and "fma avx2 (2)" in line
+    assert line.endswith("torch threads 1 (3), 2 (1)")
+    one = _common.runs_line([_machine("2026-12-03 16:42 UTC", "5c3b58f", avx2)])
+    assert "made 2026-12-03 16:42 UTC;" in one and " to " not in one
+    assert _common.runs_line([]) == "Runs: none"
