@@ -10,12 +10,14 @@ import platform
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 __all__ = [
     "REPO",
     "machine_info",
     "machine_line",
+    "runs_line",
     "median",
     "mean_se",
     "fmt_mean_se",
@@ -119,12 +121,8 @@ def runs_line(machines: list[dict]) -> str:
         return "Runs: none"
     dates = sorted(m["date_utc"] for m in machines)
     commits = list(dict.fromkeys(m.get("git_commit") or "unknown" for m in machines))
-    flags: dict[str, int] = {}
-    threads: dict[int, int] = {}
-    for m in machines:
-        key = " ".join(m.get("cpu_flags") or []) or "no flags recorded"
-        flags[key] = flags.get(key, 0) + 1
-        threads[m["torch_threads"]] = threads.get(m["torch_threads"], 0) + 1
+    flags = Counter(" ".join(m.get("cpu_flags") or []) or "no flags recorded" for m in machines)
+    threads = Counter(m["torch_threads"] for m in machines)
     span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     return (
         f"Runs: {len(machines)} result file(s), made {span}; "

@@ -548,7 +548,7 @@ def render(summary: dict) -> str:
     lines = [
         # header lines end in two spaces: markdown line breaks, so the block pastes into docs
         f"Machine: {_common.machine_line(summary['machine'])}  ",
-        *([f"{summary['runs_line']}  "] if summary.get("runs_line") else []),
+        f"{summary['runs_line']}  ",
         f"Command: `{summary['command']}`  ",
         f"{summary['latent_dim']} bits, 784-512-256-128 ReLU, grey levels, batch 128, Adam "
         f"{lr_text(summary.get('lr', DISSERTATION_LR))}, {summary['epochs']} epochs"

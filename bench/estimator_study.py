@@ -245,7 +245,7 @@ def render(summary: dict) -> str:
                      f"{sum(var) / len(var):.3g}" if var else "—"])  # fmt: skip
     # header lines end in two spaces: markdown line breaks, so the block pastes into docs as is
     lines = [f"Machine: {_common.machine_line(summary['machine'])}  ",
-             *([f"{summary['runs_line']}  "] if summary.get("runs_line") else []),
+             f"{summary['runs_line']}  ",
              f"Command: `{summary['command']}`", "",
              "Mean ± s.e. over seeds, nats per image, higher is better; the bounds are of the "
              "discrete (200-bit) model.", "", _common.markdown_table(head, rows), ""]  # fmt: skip
