@@ -69,18 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"binaryvae {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        # the environment refused a read or write (no space, read-only, no permission): the
-        # user's to fix, so one line and exit code 2, like bad input
-        from binaryvae.storage import STORAGE_ERRNOS
+        # the environment refused a read or write (no space, read-only, no permission, a name
+        # too long, a directory in the way): the user's to fix, so one line naming the path and
+        # the cause, and exit code 2, like bad input
+        if args.debug:
+            raise
+        from binaryvae.storage import describe_os_error
 
-        if args.debug or e.errno not in STORAGE_ERRNOS:
-            if args.debug:
-                raise
-            print(f"binaryvae {args.command}: failed: {type(e).__name__}: {e}", file=sys.stderr)
-            print("(run again with --debug for the traceback)", file=sys.stderr)
-            return 1
-        where = f" {e.filename}" if e.filename else ""
-        print(f"binaryvae {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
+        print(f"binaryvae {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"binaryvae {args.command}: interrupted", file=sys.stderr)

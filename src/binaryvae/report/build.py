@@ -14,6 +14,7 @@ from binaryvae.report import captions, curves, gradients, model_figures, style, 
 from binaryvae.report.collect import RunRecord, collect_runs
 from binaryvae.report.document import Document, FigureItem, Section, TableItem, TextItem, fmt
 from binaryvae.report.model_figures import Loaded
+from binaryvae.storage import atomic_write_text, refuse_links, reset_folder
 
 __all__ = ["build_document", "final_table", "load_for_report", "write_report"]
 
@@ -352,9 +353,8 @@ def _theory_section(doc: Document, figs: Path) -> Section:
 def build_document(path: Path, theory: bool = True) -> Document:
     records = collect_runs(path)
     figs = path / "figures"
-    figs.mkdir(parents=True, exist_ok=True)
-    for stale in figs.glob("*.png"):  # figures/ is the report's own: no leftovers of old runs
-        stale.unlink()
+    # figures/ is the report's own: no leftovers of old runs (a linked figures/ is refused)
+    reset_folder(figs, ".png", root=path)
     c = records[0].config
     intro = (
         f"{len(records)} run(s) on {c.dataset}, {c.latent_dim}-dimensional latent codes (bits "
@@ -395,6 +395,10 @@ def build_document(path: Path, theory: bool = True) -> Document:
     return doc
 
 
+# what the report writes at the top of its directory
+REPORT_FILES = ("report.html", "report.md", "figures")
+
+
 def write_report(path: str | Path, theory: bool = True) -> Path:
     """Write ``path``/figures/*.png, report.html and report.md; return report.html's path."""
     path = Path(path)
@@ -403,7 +407,10 @@ def write_report(path: str | Path, theory: bool = True) -> Path:
 
     if is_sweep_dir(path):
         return write_sweep_report(path)
+    # a linked report or figures/ is refused before anything is drawn; each file is replaced
+    # atomically (a full disk keeps the old one and names the file)
+    refuse_links(path, REPORT_FILES, root=path)
     doc = build_document(path, theory=theory)
-    (path / "report.html").write_text(doc.to_html(path))
-    (path / "report.md").write_text(doc.to_markdown(path))
+    atomic_write_text(path / "report.html", doc.to_html(path), root=path)
+    atomic_write_text(path / "report.md", doc.to_markdown(path), root=path)
     return path / "report.html"

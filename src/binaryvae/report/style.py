@@ -14,6 +14,7 @@ Figures are matplotlib `Figure`s on the Agg canvas (no pyplot global state), dra
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from binaryvae.storage import atomic_write_bytes
 
 __all__ = [
     "COLOURS",
@@ -85,8 +88,12 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI)
+    """Draw ``fig`` as a PNG in memory, then replace ``path`` atomically through
+    `binaryvae.storage.atomic_write_bytes` (no link followed inside a run; a failed write keeps
+    the old file and names it). Returns ``path``."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

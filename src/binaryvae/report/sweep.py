@@ -19,7 +19,7 @@ from binaryvae.report.style import COLOURS, new_figure
 from binaryvae.runs.directory import RunDir
 from binaryvae.runs.ownership import read_marker
 from binaryvae.runs.sweep import mean_se, read_sweep, t_interval95
-from binaryvae.storage import atomic_write_bytes, atomic_write_text
+from binaryvae.storage import atomic_write_bytes, atomic_write_text, refuse_links, reset_folder
 
 __all__ = [
     "CellResults",
@@ -303,9 +303,7 @@ def _save(fig, path: Path) -> Path:
 def build_sweep_document(path: Path) -> Document:
     record, cells = cell_results(path)
     figs = path / "figures"
-    figs.mkdir(parents=True, exist_ok=True)
-    for stale in figs.glob("*.png"):  # figures/ is the report's own: no leftovers
-        stale.unlink()
+    reset_folder(figs, ".png", root=path)  # figures/ is the report's own: no leftovers
     counts = {}
     for c in cells:
         counts[c.status] = counts.get(c.status, 0) + 1
@@ -374,7 +372,8 @@ def build_sweep_document(path: Path) -> Document:
 def write_sweep_report(path: str | Path) -> Path:
     """Write ``path``/figures/sweep_*.png, report.html and report.md; return report.html."""
     path = Path(path)
+    refuse_links(path, ("report.html", "report.md", "figures"), root=path)
     doc = build_sweep_document(path)
-    atomic_write_text(path / "report.html", doc.to_html(path))
-    atomic_write_text(path / "report.md", doc.to_markdown(path))
+    atomic_write_text(path / "report.html", doc.to_html(path), root=path)
+    atomic_write_text(path / "report.md", doc.to_markdown(path), root=path)
     return path / "report.html"

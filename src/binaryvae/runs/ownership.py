@@ -9,7 +9,10 @@
   Nothing outside the given directory is ever removed.
 - **Lock.** One writer per directory: `DirLock` takes an advisory ``fcntl.flock`` on `LOCK_FILE`
   inside it, held for the whole command and released by the operating system when the process
-  ends, however it ends. A second writer fails at once with the holder's pid. Readers
+  ends, however it ends. A second writer fails at once with the holder's pid. The lock file
+  is opened without following links (``O_NOFOLLOW``, relative to the directory's descriptor):
+  a linked, hard-linked or non-regular lock file, or one holding anything but a pid, is
+  refused (exit code 2, naming it) and left as it is. Readers
   (``report``, ``sample``) take no lock: every file is replaced atomically and metrics.jsonl is
   append-only, so a reader always sees a consistent snapshot.
 """
@@ -19,13 +22,21 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from binaryvae import __version__
 from binaryvae.errors import BadInput
-from binaryvae.storage import atomic_write_text, storage_error
+from binaryvae.storage import (
+    RUN_MARKER,
+    LinkRefused,
+    StorageError,
+    atomic_write_text,
+    open_dir,
+    storage_error,
+)
 
 __all__ = [
     "Claim",
@@ -33,6 +44,7 @@ __all__ = [
     "MARKER",
     "OWNED_FILES",
     "DirLock",
+    "LockHeld",
     "check_new_dir",
     "claim_existing",
     "claim_new",
@@ -41,7 +53,7 @@ __all__ = [
     "read_marker",
 ]
 
-MARKER = ".binaryvae-run"
+MARKER = RUN_MARKER  # ".binaryvae-run"
 MARKER_FORMAT = 1
 LOCK_FILE = ".binaryvae.lock"
 KINDS = ("run", "compare", "replicas", "sweep")
@@ -62,6 +74,12 @@ OWNED_FILES = frozenset(
 )
 # sub-folders binaryvae writes, and the file patterns it puts there
 OWNED_FOLDERS = {"checkpoints": ("*.pt", "*.tmp"), "figures": ("*.png", "*.tmp")}
+# a pid and a newline: a lock file holding more (or anything else) is not binaryvae's
+_LOCK_MAX_BYTES = 32
+
+
+class LockHeld(BadInput):
+    """Another process holds the directory's lock (the directory is that process's)."""
 
 
 def is_marked(path: str | os.PathLike) -> bool:
@@ -107,6 +125,26 @@ def check_new_dir(path: str | os.PathLike, force: bool) -> None:
             f"refusing to overwrite {path}: it has no {MARKER} marker, so binaryvae did not "
             "write it (nothing was deleted)"
         )
+    _refuse_links(path, "overwrite")
+
+
+def _refuse_links(path: Path, what: str) -> None:
+    """Raise `LinkRefused` if a name binaryvae writes in ``path`` or a marked sub-directory
+    (its files and folders, the marker, the lock) is a symbolic link: such a link is neither
+    followed nor deleted, so the user sees it named and decides (nothing is touched)."""
+    names = sorted(OWNED_FILES | set(OWNED_FOLDERS) | {MARKER, LOCK_FILE})
+    for d in [path, *_marked_subdirs(path)]:
+        for name in names:
+            link = d / name
+            if link.is_symlink():
+                try:
+                    target = f" (to {os.readlink(link)})"
+                except OSError:
+                    target = ""
+                raise LinkRefused(
+                    f"refusing to {what} {path}: {link} is a symbolic link{target}, which "
+                    "binaryvae neither follows nor deletes (nothing was touched; remove the link)"
+                )
 
 
 def _owned_files(path: Path) -> Iterator[Path]:
@@ -196,22 +234,37 @@ class DirLock:
 
     def acquire(self) -> DirLock:
         lock = self.path / LOCK_FILE
+        dir_fd = open_dir(self.path)  # no link followed below the run's root (LinkRefused)
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise storage_error(lock, e) from None
+            fd = _open_lock(dir_fd, lock)
+        finally:
+            os.close(dir_fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
             who = f"pid {holder}" if holder else "another process"
-            raise BadInput(
+            raise LockHeld(
                 f"{self.path} is being written by another binaryvae process ({who}); "
                 "wait for it to finish or stop it"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            content = os.pread(fd, _LOCK_MAX_BYTES + 1, 0)
+            if len(content) > _LOCK_MAX_BYTES or not content.strip().isdigit() and content.strip():
+                raise StorageError(
+                    f"refusing to use {lock} as a lock: it holds {len(content)}"
+                    f"{'+' if len(content) > _LOCK_MAX_BYTES else ''} bytes that are not a pid, so "
+                    "binaryvae did not write it (nothing was changed; remove it)"
+                )
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            os.close(fd)
+            raise storage_error(lock, e) from None
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
         return self
 
@@ -228,6 +281,41 @@ class DirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _open_lock(dir_fd: int, lock: Path) -> int:
+    """The lock file's descriptor, opened in ``dir_fd`` with ``O_NOFOLLOW`` (created if
+    missing); `LinkRefused` for a link or a file with other hard links, `StorageError` for
+    anything but a regular file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(LOCK_FILE, flags, 0o644, dir_fd=dir_fd)
+    except OSError as e:
+        try:
+            is_link = stat.S_ISLNK(os.stat(LOCK_FILE, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        except OSError:
+            is_link = False
+        if is_link:
+            try:
+                target = f" (to {os.readlink(LOCK_FILE, dir_fd=dir_fd)})"
+            except OSError:
+                target = ""
+            raise LinkRefused(
+                f"refusing to use {lock} as a lock: it is a symbolic link{target}, and binaryvae "
+                "follows no link inside a run directory (nothing was changed; remove the link)"
+            ) from None
+        raise storage_error(lock, e) from None
+    st = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(st.st_mode):
+        problem = "it is not a regular file"
+    elif st.st_nlink != 1:
+        problem = f"it has {st.st_nlink} hard links, so writing a pid would change another file"
+    if problem:
+        os.close(fd)
+        cls = LinkRefused if stat.S_ISREG(st.st_mode) else StorageError
+        raise cls(f"refusing to use {lock} as a lock: {problem} (nothing was changed; remove it)")
+    return fd
 
 
 def _read_pid(fd: int) -> int | None:
@@ -278,7 +366,16 @@ def claim_new(path: str | os.PathLike, *, force: bool, kind: str = "run") -> Ite
     except OSError as e:
         _undo(path, created, fresh)
         raise storage_error(path, e) from None
-    lock = DirLock(path).acquire()  # held by another process: BadInput, nothing touched
+    except BaseException:  # the marker's write refused (StorageError): nothing may stay
+        _undo(path, created, fresh)
+        raise
+    try:
+        lock = DirLock(path).acquire()
+    except LockHeld:
+        raise  # held by another process: the directory is that process's, nothing touched
+    except BaseException:  # the lock file cannot be made (no space, a link): nothing stays
+        _undo(path, created, fresh)
+        raise
     claim = Claim(path)
     try:
         if force:
@@ -297,16 +394,15 @@ def claim_new(path: str | os.PathLike, *, force: bool, kind: str = "run") -> Ite
 def _undo(path: Path, created: list[Path], fresh: bool) -> None:
     """After a failure at start-up: in a directory that was new or empty, remove what binaryvae
     wrote (all of it is ours) and the directories created; otherwise leave it as it is."""
-    if not fresh:
-        return
-    try:
-        if is_marked(path):
-            clean_owned(path)
-        for name in (MARKER, LOCK_FILE):
-            (path / name).unlink(missing_ok=True)
-    except (OSError, BadInput):
-        pass
-    for folder in reversed(created):
+    if fresh:
+        try:
+            if is_marked(path):
+                clean_owned(path)
+            for name in (MARKER, LOCK_FILE):
+                (path / name).unlink(missing_ok=True)
+        except (OSError, BadInput):
+            pass
+    for folder in reversed(created):  # made by this call: removed if still empty
         _rmdir_if_empty(folder)
 
 
@@ -320,5 +416,6 @@ def claim_existing(path: str | os.PathLike, what: str = "resume") -> Iterator[Pa
         raise BadInput(
             f"cannot {what} {path}: it has no {MARKER} marker (not written by this binaryvae)"
         )
+    _refuse_links(path, what)  # before anything is read or written, not after an epoch
     with DirLock(path):
         yield path
