@@ -567,25 +567,28 @@ def write_tables(tables: dict, out_dir) -> list:
     """Write theory.json (everything), one CSV per flat table and the figure data as CSV.
     Returns the paths written."""
     import csv
+    import io
     import json
     from pathlib import Path
 
+    from binaryvae.storage import atomic_write_text  # each file replaced atomically
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     path = out / "theory.json"
-    path.write_text(json.dumps(_jsonable(tables), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(_jsonable(tables), indent=2) + "\n")
     written.append(path)
 
     def write_csv(name, rows):
         p = out / name
         keys = list(rows[0])
-        with p.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: json.dumps(_jsonable(r[k])) if isinstance(r[k], dict | list | tuple)
-                            else r[k] for k in keys})  # fmt: skip
+        fh = io.StringIO(newline="")
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: json.dumps(_jsonable(r[k])) if isinstance(r[k], dict | list | tuple)
+                        else r[k] for k in keys})  # fmt: skip
+        atomic_write_text(p, fh.getvalue())
         written.append(p)
 
     write_csv("table_5_1.csv", tables["table_5_1"])
@@ -607,7 +610,9 @@ def write_tables(tables: dict, out_dir) -> list:
             if isinstance(v, np.ndarray) and v.shape == data["z"].shape
         }
         p = out / name
-        np.savetxt(p, np.column_stack(list(cols.values())), delimiter=",",
+        fh = io.StringIO()
+        np.savetxt(fh, np.column_stack(list(cols.values())), delimiter=",",
                    header=",".join(cols), comments="")  # fmt: skip
+        atomic_write_text(p, fh.getvalue())
         written.append(p)
     return written
