@@ -113,7 +113,7 @@ def run_root(directory: str | os.PathLike) -> Path:
     """The directory below which nothing is followed for a write into ``directory``: the
     outermost of the consecutive marked directories enclosing it (a run inside a compare or a
     sweep: the compare or the sweep), else ``directory`` itself. Absolute, not resolved."""
-    directory = Path(os.path.abspath(directory))
+    directory = Path(directory).absolute()
     root = None
     for d in (directory, *directory.parents):
         if _is_marked(d):
@@ -155,13 +155,17 @@ def open_dir(
     `LinkRefused` naming the first linked component, `StorageError` on any other OSError.
     """
     directory = Path(directory)
-    absdir = Path(os.path.abspath(directory))
-    absroot = run_root(absdir) if root is None else Path(os.path.abspath(root))
+    absdir = Path(directory).absolute()
+    absroot = run_root(absdir) if root is None else Path(root).absolute()
     try:
         parts = absdir.relative_to(absroot).parts
     except ValueError:
         raise ValueError(f"{directory} is not inside {root}") from None
-    shown = directory if not parts else directory.parents[len(parts) - 1]
+    # the root as the caller spelled it (absolute when the path given does not reach it)
+    n = len(parts)
+    shown = (
+        directory if not n else directory.parents[n - 1] if n <= len(directory.parents) else absroot
+    )
     try:
         fd = os.open(absroot, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
