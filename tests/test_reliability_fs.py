@@ -192,6 +192,36 @@ def test_a_symlinked_checkpoints_folder_is_refused_and_the_users_folder_untouche
     assert (run / "checkpoints").is_symlink()
 
 
+def test_compare_force_refuses_a_link_in_a_marked_sub_directory(tmp_path, user, capsys):
+    top = tmp_path / "cmp"
+    sub = top / "bernoulli-sfe"
+    sub.mkdir(parents=True)
+    for d, kind in ((top, "compare"), (sub, "run")):
+        (d / MARKER).write_text(f'{{"binaryvae": "0", "format": 1, "kind": "{kind}"}}\n')
+    (sub / "config.json").write_text("{}")
+    (sub / "figures").symlink_to(user, target_is_directory=True)
+    before_user, before_top = _tree(user), _tree(top)
+    argv = ["compare", "--out", str(top), "--force", "--families", "bernoulli-sfe", "--epochs",
+            "1", "--latent-dim", "4", *TINY, "--quiet", "--no-report"]  # fmt: skip
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert str(sub / "figures") in err and "neither follows nor deletes" in err
+    assert _tree(user) == before_user and _tree(top) == before_top
+
+
+def test_clearing_old_figures_removes_a_link_not_its_target(tmp_path, user):
+    from binaryvae.storage import reset_folder
+
+    figures = tmp_path / "run" / "figures"
+    figures.mkdir(parents=True)
+    (figures / "old.png").write_bytes(b"old")
+    (figures / "linked.png").symlink_to(user / "curves.png")
+    (figures / "keep.txt").write_bytes(b"a note")
+    reset_folder(figures, ".png")
+    assert sorted(p.name for p in figures.iterdir()) == ["keep.txt"]
+    assert (user / "curves.png").read_bytes() == b"my own figure"
+
+
 def test_the_checkpoint_and_metrics_writers_refuse_links_on_their_own(run, user):
     (run / "checkpoints" / "last.pt").unlink()
     (run / "checkpoints" / "last.pt").symlink_to(user / "last.pt")
