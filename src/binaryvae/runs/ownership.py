@@ -253,9 +253,8 @@ class DirLock:
             content = os.pread(fd, _LOCK_MAX_BYTES + 1, 0)
             if len(content) > _LOCK_MAX_BYTES or not content.strip().isdigit() and content.strip():
                 raise StorageError(
-                    f"refusing to use {lock} as a lock: it holds {len(content)}"
-                    f"{'+' if len(content) > _LOCK_MAX_BYTES else ''} bytes that are not a pid, so "
-                    "binaryvae did not write it (nothing was changed; remove it)"
+                    f"refusing to use {lock} as a lock: its content is not a pid, so binaryvae "
+                    "did not write it (nothing was changed; remove it)"
                 )
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
