@@ -44,6 +44,7 @@ from binaryvae.training import (
     seed_everything,
     tune_allocator,
 )
+from binaryvae.training.checkpoint import CheckpointError, checkpoint_schema
 
 __all__ = ["TrainingDiverged", "parse_seeds", "train_replicas", "train_run"]
 
@@ -250,7 +251,8 @@ def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
     member = _Member(run, prepared, test_data(prepared))
     c = prepared.config
     if resume and run.checkpoint_path.is_file():
-        state = load_checkpoint(run.checkpoint_path, map_location=prepared.device)
+        schema = checkpoint_schema(c, prepared.model, source=str(run.config_path))
+        state = load_checkpoint(run.checkpoint_path, map_location=prepared.device, schema=schema)
         load_state(prepared.model, state["model"], run.checkpoint_path)
         member.optimizer_state = state.get("optimizer")
         member.start_epoch = int(state["epoch"])
@@ -311,6 +313,14 @@ class _Trainer:
         self.optimizer = make_optimizer(self.model, c.lr)
         states = [m.optimizer_state for m in members]
         if all(s is not None for s in states):
+            held = {frozenset(s["state"]) for s in states}
+            if len(held) > 1:  # each is checked alone (checkpoint_schema); stacking needs alike
+                odd = next(m for m, s in zip(members, states, strict=True)
+                           if frozenset(s["state"]) != frozenset(states[0]["state"]))  # fmt: skip
+                raise CheckpointError(
+                    f"{odd.run.checkpoint_path}: optimizer.state covers other parameters than "
+                    f"{members[0].run.checkpoint_path}'s; the replicas cannot be resumed together"
+                )
             state = stack_optimizer_state(states, self.model) if stacked else states[0]
             load_state(self.optimizer, state, members[0].run.checkpoint_path)
 
@@ -525,6 +535,7 @@ def _end_epoch(m: _Member, stats, epoch: int, kl_weight: float) -> dict[str, Any
         model_state=m.model.state_dict(),
         optimizer_state=m.optimizer_state,
         epoch=epoch,
+        config=c,
     )
     return row
 
@@ -545,6 +556,7 @@ def _finish(m: _Member) -> None:
             optimizer_state=m.optimizer_state,
             epoch=c.epochs,
             extra={"finalized": True},
+            config=c,
         )
     t0 = time.perf_counter()
     summary = dict(
