@@ -145,6 +145,7 @@ def train_run(
             prepared = prepare(config)
             claim = stack.enter_context(claim_new(run.path, force=force, kind="run"))
         member = _open_member(run, prepared, resume)
+        _write_member(member)
         if not resume:
             claim.commit()  # the run exists from here on: a later failure keeps what it wrote
         _train_members([member], stacked=False, progress=progress, label=label, stream=stream)
@@ -203,6 +204,9 @@ def train_replicas(
                 stack.enter_context(claim_new(run.path, force=force, kind="run")).commit()
             prepared = first if cfg == first.config else prepare(cfg, dataset=dataset)
             members.append(_open_member(run, prepared, again))
+        _check_alike(members)
+        for m in members:  # every replica's checkpoint checked before any config is rewritten
+            _write_member(m)
         write_json_atomic(out / "replicas.json", listing)
         if not resume:
             group.commit()
@@ -247,7 +251,8 @@ def _check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig)
 
 
 def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
-    """Load the run's checkpoint (resume), write its config and trim its metrics."""
+    """Load the run's checkpoint (resume), checked against the run's model and optimizer
+    (`binaryvae.training.checkpoint.checkpoint_schema`); nothing is written yet."""
     member = _Member(run, prepared, test_data(prepared))
     c = prepared.config
     if resume and run.checkpoint_path.is_file():
@@ -264,9 +269,25 @@ def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
             )
     if member.start_epoch < c.epochs:
         member.finalized = False  # new epochs: autoencoder-gmm refits its mixture afterwards
-    run.write_config(c)
-    run.keep_metrics_through(member.start_epoch)
     return member
+
+
+def _check_alike(members: list[_Member]) -> None:
+    """CheckpointError unless the replicas' Adam states cover the same parameters: each is
+    checked alone against its schema, stacking them needs them alike."""
+    held = [(m, frozenset(m.optimizer_state["state"])) for m in members if m.optimizer_state]
+    for m, keys in held[1:]:
+        if keys != held[0][1]:
+            raise CheckpointError(
+                f"{m.run.checkpoint_path}: optimizer.state covers other parameters than "
+                f"{held[0][0].run.checkpoint_path}'s; the replicas cannot be resumed together"
+            )
+
+
+def _write_member(member: _Member) -> None:
+    """Write the member's config and trim its metrics to the epochs its checkpoint covers."""
+    member.run.write_config(member.config)
+    member.run.keep_metrics_through(member.start_epoch)
 
 
 def _seed_text(seeds: list[int]) -> str:
@@ -313,14 +334,6 @@ class _Trainer:
         self.optimizer = make_optimizer(self.model, c.lr)
         states = [m.optimizer_state for m in members]
         if all(s is not None for s in states):
-            held = {frozenset(s["state"]) for s in states}
-            if len(held) > 1:  # each is checked alone (checkpoint_schema); stacking needs alike
-                odd = next(m for m, s in zip(members, states, strict=True)
-                           if frozenset(s["state"]) != frozenset(states[0]["state"]))  # fmt: skip
-                raise CheckpointError(
-                    f"{odd.run.checkpoint_path}: optimizer.state covers other parameters than "
-                    f"{members[0].run.checkpoint_path}'s; the replicas cannot be resumed together"
-                )
             state = stack_optimizer_state(states, self.model) if stacked else states[0]
             load_state(self.optimizer, state, members[0].run.checkpoint_path)
 
