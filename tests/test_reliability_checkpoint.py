@@ -237,7 +237,7 @@ def test_a_small_file_declaring_2_gib_is_refused_before_allocating(run, tmp_path
     code = (
         "import sys\n"
         "from binaryvae.cli import main\n"
-        f"rc = main(['evaluate', {str(run)!r}])\n"
+        f"rc = main(['sample', {str(run)!r}, '--out', {str(tmp_path / 's.png')!r}])\n"
         # VmHWM: this process's own peak (ru_maxrss would carry over pytest's, across exec)
         "print(next(line.split()[1] for line in open('/proc/self/status')"
         " if line.startswith('VmHWM:')))\n"
@@ -252,7 +252,8 @@ def test_a_small_file_declaring_2_gib_is_refused_before_allocating(run, tmp_path
     declared = sum(i.file_size for i in zipfile.ZipFile(ckpt).infolist())
     assert declared > 2 * GIB and str(declared) in err
     peak_mib = int(proc.stdout.strip().splitlines()[-1]) / 1024
-    assert peak_mib < 1024, peak_mib  # python + torch + mnist-mini; 2 GiB never allocated
+    assert peak_mib < 1024, peak_mib  # python + torch + the model; 2 GiB never allocated
+    assert not (tmp_path / "s.png").exists()
 
 
 def test_the_bound_is_what_the_configs_model_needs(run):
