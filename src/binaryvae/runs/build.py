@@ -2,8 +2,8 @@
 
 `prepare` validates a `TrainConfig` completely and builds what it describes, writing nothing;
 `load_run` rebuilds a finished (or interrupted) run from its directory and loads its checkpoint
-(safely: `binaryvae.training.load_checkpoint`). Everything that reads run directories (evaluate,
-sample, the report) goes through `load_run`.
+(safely, checked against the model its config builds: `binaryvae.training.load_checkpoint`).
+Everything that reads run directories (evaluate, sample, the report) goes through `load_run`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from binaryvae.training import (
     seed_everything,
     set_threads,
 )
+from binaryvae.training.checkpoint import checkpoint_schema
 
 __all__ = ["Prepared", "build_replica_model", "load_run", "prepare", "test_data"]
 
@@ -83,8 +84,10 @@ def load_run(path: str | Path, device: str | None = None) -> Prepared:
         config.device = device
     if not run.checkpoint_path.is_file():
         raise BadInput(f"{path} has no checkpoint ({run.checkpoint_path}); train it first")
-    state = load_checkpoint(run.checkpoint_path)  # refused before the model is even built
     prepared = prepare(config)
+    # checked against the model and optimizer the config builds before any of it is used
+    schema = checkpoint_schema(config, prepared.model, source=str(run.config_path))
+    state = load_checkpoint(run.checkpoint_path, schema=schema)
     load_state(prepared.model, state["model"], run.checkpoint_path)
     prepared.model.eval()
     return prepared

@@ -43,6 +43,7 @@ def load_model(path: str | Path, device: str | None = None) -> TrainedModel:
     from binaryvae.data import dataset_geometry
     from binaryvae.models import build_model
     from binaryvae.training import load_checkpoint, load_state, resolve_device
+    from binaryvae.training.checkpoint import checkpoint_schema
 
     run = RunDir(path)
     if not run.config_path.is_file():
@@ -53,7 +54,8 @@ def load_model(path: str | Path, device: str | None = None) -> TrainedModel:
     data_dim, image_shape, kind = dataset_geometry(config.dataset)
     where = resolve_device(device or config.device)
     model = build_model(config, data_dim=data_dim, image_shape=image_shape, data_kind=kind)
-    state = load_checkpoint(run.checkpoint_path, map_location=where)
+    schema = checkpoint_schema(config, model, source=str(run.config_path))
+    state = load_checkpoint(run.checkpoint_path, map_location=where, schema=schema)
     load_state(model, state["model"], run.checkpoint_path)
     model.to(where).eval()
     return TrainedModel(config, model, where, data_dim, image_shape, kind)

@@ -44,6 +44,7 @@ from binaryvae.training import (
     seed_everything,
     tune_allocator,
 )
+from binaryvae.training.checkpoint import CheckpointError, checkpoint_schema
 
 __all__ = ["TrainingDiverged", "parse_seeds", "train_replicas", "train_run"]
 
@@ -144,6 +145,7 @@ def train_run(
             prepared = prepare(config)
             claim = stack.enter_context(claim_new(run.path, force=force, kind="run"))
         member = _open_member(run, prepared, resume)
+        _write_member(member)
         if not resume:
             claim.commit()  # the run exists from here on: a later failure keeps what it wrote
         _train_members([member], stacked=False, progress=progress, label=label, stream=stream)
@@ -202,6 +204,9 @@ def train_replicas(
                 stack.enter_context(claim_new(run.path, force=force, kind="run")).commit()
             prepared = first if cfg == first.config else prepare(cfg, dataset=dataset)
             members.append(_open_member(run, prepared, again))
+        _check_alike(members)
+        for m in members:  # every replica's checkpoint checked before any config is rewritten
+            _write_member(m)
         write_json_atomic(out / "replicas.json", listing)
         if not resume:
             group.commit()
@@ -246,11 +251,13 @@ def _check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig)
 
 
 def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
-    """Load the run's checkpoint (resume), write its config and trim its metrics."""
+    """Load the run's checkpoint (resume), checked against the run's model and optimizer
+    (`binaryvae.training.checkpoint.checkpoint_schema`); nothing is written yet."""
     member = _Member(run, prepared, test_data(prepared))
     c = prepared.config
     if resume and run.checkpoint_path.is_file():
-        state = load_checkpoint(run.checkpoint_path, map_location=prepared.device)
+        schema = checkpoint_schema(c, prepared.model, source=str(run.config_path))
+        state = load_checkpoint(run.checkpoint_path, map_location=prepared.device, schema=schema)
         load_state(prepared.model, state["model"], run.checkpoint_path)
         member.optimizer_state = state.get("optimizer")
         member.start_epoch = int(state["epoch"])
@@ -262,9 +269,25 @@ def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
             )
     if member.start_epoch < c.epochs:
         member.finalized = False  # new epochs: autoencoder-gmm refits its mixture afterwards
-    run.write_config(c)
-    run.keep_metrics_through(member.start_epoch)
     return member
+
+
+def _check_alike(members: list[_Member]) -> None:
+    """CheckpointError unless the replicas' Adam states cover the same parameters: each is
+    checked alone against its schema, stacking them needs them alike."""
+    held = [(m, frozenset(m.optimizer_state["state"])) for m in members if m.optimizer_state]
+    for m, keys in held[1:]:
+        if keys != held[0][1]:
+            raise CheckpointError(
+                f"{m.run.checkpoint_path}: optimizer.state covers other parameters than "
+                f"{held[0][0].run.checkpoint_path}'s; the replicas cannot be resumed together"
+            )
+
+
+def _write_member(member: _Member) -> None:
+    """Write the member's config and trim its metrics to the epochs its checkpoint covers."""
+    member.run.write_config(member.config)
+    member.run.keep_metrics_through(member.start_epoch)
 
 
 def _seed_text(seeds: list[int]) -> str:
@@ -525,6 +548,7 @@ def _end_epoch(m: _Member, stats, epoch: int, kl_weight: float) -> dict[str, Any
         model_state=m.model.state_dict(),
         optimizer_state=m.optimizer_state,
         epoch=epoch,
+        config=c,
     )
     return row
 
@@ -545,6 +569,7 @@ def _finish(m: _Member) -> None:
             optimizer_state=m.optimizer_state,
             epoch=c.epochs,
             extra={"finalized": True},
+            config=c,
         )
     t0 = time.perf_counter()
     summary = dict(

@@ -5,13 +5,38 @@ which rebuilds tensors and plain containers and refuses every other object: a fi
 run code when unpickled (a colleague's ``last.pt``, a download next to a paper) is refused before
 anything in it executes. Everything `--resume` needs is stored in those types:
 
-- ``format`` (int): `FORMAT`; a newer format is refused with a message saying so;
+- ``format`` (int): `FORMAT`; a newer format is refused with a message saying so, an older one
+  (format 1: unsafe pickles; format 2: no run identity) with one saying to retrain;
 - ``epoch`` (int): completed epochs;
+- ``identity``: the run's ``{"family", "seed", "fingerprint"}`` (`checkpoint_identity`), or None
+  for a checkpoint written outside a run (the benchmarks' own);
 - ``model``: the model's ``state_dict``; ``optimizer``: the optimizer's ``state_dict`` or None;
 - ``rng``: the global random states -- torch's (a uint8 tensor; CUDA's, one per device), numpy's
   legacy MT19937 state as a dict of an int64 key tensor and numbers, Python's ``random`` state as
   ``[version, [625 ints], gauss_next]``;
 - ``extra``: a dict of plain values (e.g. ``{"finalized": True}``).
+
+A run's checkpoint is read against a `CheckpointSchema` derived from the model and the optimizer
+that the run's config.json builds (`checkpoint_schema`), and nothing in it is used before all of
+it is checked (`load_checkpoint` with ``schema``):
+
+- the file is read once, into memory, bounded: its zip directory's declared sizes (summed) and
+  its number of entries are compared with what the config's model can need before anything is
+  decompressed, and the entries are copied into a fresh archive (so torch's own zip reader sees
+  exactly the sizes checked here; a deflated record that inflates past its declared size is
+  refused by the copy);
+- identity: family, seed and configuration fingerprint equal config.json's;
+- model state: the exact key set, every tensor's shape and dtype, all values finite;
+- optimizer state: the param_groups (count, ``params`` ids), Adam's keys per parameter, each
+  moment's shape, dtype and finiteness (``exp_avg_sq`` >= 0), ``step`` a finite count >= 0; the
+  hyperparameters the config sets (lr, betas, eps, weight_decay, amsgrad, maximize) must equal
+  the freshly built optimizer's (a hand-edited lr is refused, naming it), and every other
+  param_group entry (fused, foreach, capturable, ...) is replaced by the fresh optimizer's, so
+  nothing of the checkpoint's decides which native kernel runs; the moments are copied into
+  fresh contiguous tensors (no aliasing or odd strides reach the fused kernel).
+
+Every refusal is a `CheckpointError` (a BadInput: exit 2, one line naming the file and what is
+wrong), raised before any tensor of the file reaches a model or an optimizer.
 
 Writes are atomic (`binaryvae.storage.atomic_write_bytes`): the payload is serialised in memory
 first, so a full disk surfaces as an `OSError` (a one-line `StorageError`), never as a torn file
@@ -20,22 +45,34 @@ or a C++ writer failure, and the previous checkpoint stays intact.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import io
+import json
+import math
+import os
 import pickle
 import random
 import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from binaryvae.config import RESUMABLE_FIELDS
 from binaryvae.errors import BadInput
 from binaryvae.storage import atomic_write_bytes
 
 __all__ = [
     "FORMAT",
     "CheckpointError",
+    "CheckpointSchema",
+    "checkpoint_identity",
+    "checkpoint_schema",
+    "config_fingerprint",
     "load_checkpoint",
     "load_state",
     "restore_rng_state",
@@ -45,7 +82,8 @@ __all__ = [
 
 # 1: the first release (pickled numpy/Python objects, loaded with weights_only=False: unsafe)
 # 2: plain types only, loaded with weights_only=True
-FORMAT = 2
+# 3: + ``identity`` (family, seed, configuration fingerprint), checked against config.json
+FORMAT = 3
 
 
 class CheckpointError(BadInput):
@@ -94,6 +132,24 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def config_fingerprint(config: Any) -> str:
+    """sha256 (hex) of the canonical JSON of the fields of ``config`` (a `TrainConfig`) that
+    change the model or its training: every field but `binaryvae.config.RESUMABLE_FIELDS`
+    (which ``--resume`` may change without changing what the checkpoint holds)."""
+    fields = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def checkpoint_identity(config: Any) -> dict[str, Any]:
+    """What a run's checkpoint records of the run that wrote it: family, seed, fingerprint."""
+    return {
+        "family": str(config.family),
+        "seed": int(config.seed),
+        "fingerprint": config_fingerprint(config),
+    }
+
+
 def save_checkpoint(
     path: str | Path,
     *,
@@ -103,13 +159,16 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     model_state: dict[str, torch.Tensor] | None = None,
     optimizer_state: dict[str, Any] | None = None,
+    config: Any = None,
 ) -> None:
-    """Write ``{format, epoch, model, optimizer, rng, extra}`` to ``path`` atomically.
+    """Write ``{format, epoch, identity, model, optimizer, rng, extra}`` to ``path`` atomically.
 
     Give either the modules (``model``, ``optimizer``) or their state dicts (``model_state``,
     ``optimizer_state``; the replica trainer writes one replica's slice of a stacked model this
-    way). ``epoch`` counts completed epochs. Raises `binaryvae.storage.StorageError` (the old
-    checkpoint intact) when the file system refuses the write.
+    way). ``epoch`` counts completed epochs. ``config``: the run's `TrainConfig`, recorded as
+    the checkpoint's identity (`checkpoint_identity`; every run passes it, and a run's
+    checkpoint without one is refused on load). Raises `binaryvae.storage.StorageError` (the
+    old checkpoint intact) when the file system refuses the write.
     """
     if model_state is None:
         if model is None:
@@ -120,6 +179,7 @@ def save_checkpoint(
     payload = {
         "format": FORMAT,
         "epoch": int(epoch),
+        "identity": checkpoint_identity(config) if config is not None else None,
         "model": model_state,
         "optimizer": optimizer_state,
         "rng": rng_state(),
@@ -130,6 +190,77 @@ def save_checkpoint(
     atomic_write_bytes(path, buffer.getvalue())
 
 
+# ----------------------------------------------------------------------------- the schema
+# Adam's state per parameter (torch.optim.Adam, amsgrad adds max_exp_avg_sq); the moments have
+# the parameter's shape and dtype, ``step`` is a 0-dim float count
+_ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+# param_group entries the run's config decides: a checkpoint that disagrees is refused
+_HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
+_STEP_DTYPES = (torch.float32, torch.float64)
+# room for what is not model or optimizer state: RNG states (torch's 5 KB, numpy's 5 KB, Python's
+# 625 ints pickled), the pickle of names and numbers, the archive's small records
+_MARGIN_BYTES = 1 << 20
+_MARGIN_ENTRIES = 16
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.load reads anything else as a legacy pickle: refused
+
+
+@dataclass(frozen=True)
+class CheckpointSchema:
+    """What a run's checkpoint must hold, derived from the model and the optimizer that the
+    run's config builds (`checkpoint_schema`)."""
+
+    model: dict[str, tuple[tuple[int, ...], torch.dtype]]  # state_dict key -> (shape, dtype)
+    params: list[tuple[tuple[int, ...], torch.dtype]]  # optimizer param id -> (shape, dtype)
+    param_groups: list[dict[str, Any]]  # the fresh optimizer's param_groups (with ``params``)
+    state_keys: frozenset[str]  # Adam's state keys per parameter
+    identity: dict[str, Any]  # `checkpoint_identity` of the run's config
+    max_bytes: int  # the archive's declared (uncompressed) size, at most
+    max_entries: int  # the archive's number of records, at most
+    source: str = "config.json"  # where the identity comes from, for messages
+
+
+def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
+    return math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+
+
+def checkpoint_schema(config: Any, model: torch.nn.Module, source: str = "config.json"):
+    """The `CheckpointSchema` of a run: ``model`` as ``config`` builds it (before loading) and
+    the Adam that `binaryvae.training.make_optimizer` builds over it with ``config.lr``.
+
+    The size bound is twice what the model and Adam's state take (a genuine checkpoint holds
+    them once, stored uncompressed) plus 1 MiB for the RNG states and the metadata; the entry
+    bound likewise counts the tensors such a checkpoint holds.
+    """
+    from binaryvae.training.optim import make_optimizer
+
+    optimizer = make_optimizer(model, config.lr)
+    if not isinstance(optimizer, torch.optim.Adam):  # pragma: no cover - make_optimizer's
+        raise TypeError(f"no checkpoint schema for {type(optimizer).__name__}")
+    fresh = optimizer.state_dict()
+    groups = fresh["param_groups"]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    state_keys = {"step", *_ADAM_MOMENTS}
+    if any(g.get("amsgrad") for g in groups):
+        state_keys.add("max_exp_avg_sq")
+    moments = len(state_keys) - 1
+    model_specs = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    param_specs = [(tuple(p.shape), p.dtype) for p in params]
+    need = sum(_nbytes(*spec) for spec in model_specs.values())
+    need += sum(moments * _nbytes(*spec) + 8 for spec in param_specs)
+    tensors = len(model_specs) + len(param_specs) * len(state_keys) + 2 + torch.cuda.device_count()
+    return CheckpointSchema(
+        model=model_specs,
+        params=param_specs,
+        param_groups=copy.deepcopy(groups),
+        state_keys=frozenset(state_keys),
+        identity=checkpoint_identity(config),
+        max_bytes=2 * need + _MARGIN_BYTES,
+        max_entries=2 * tensors + _MARGIN_ENTRIES,
+        source=source,
+    )
+
+
+# ----------------------------------------------------------------------------- loading
 # what a refused file looks like to torch.load: the restricted unpickler's refusal, a torn or
 # foreign zip archive, a non-zip file read as a legacy pickle
 _UNREADABLE = (
@@ -147,6 +278,21 @@ _UNREADABLE = (
     OverflowError,
     MemoryError,
 )
+# what reading a hostile zip archive with zipfile raises (encrypted, unknown compression, a
+# record that inflates to more or less than it declares, a broken directory)
+_BAD_ZIP = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    EOFError,
+    OverflowError,
+    zlib.error,
+    KeyError,
+    IndexError,
+    UnicodeDecodeError,
+)
 
 
 def _short(exc: BaseException) -> str:
@@ -154,19 +300,33 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:160]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    *,
+    schema: CheckpointSchema | None = None,
+) -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint` (tensors mapped to ``map_location``).
 
     Raises `CheckpointError` naming the file for anything else: a missing, empty, truncated or
-    random file, a pickle that would build other objects than tensors and plain containers
-    (refused by ``weights_only=True`` before any of it runs), a format-1 checkpoint, or one
+    random file, anything but a zip archive of uncompressed records (what torch.save writes),
+    a pickle that would build other objects than tensors and plain containers (refused by
+    ``weights_only=True`` before any of it runs), a format-1 or format-2 checkpoint, or one
     written by a newer binaryvae.
+
+    ``schema`` (a run's `CheckpointSchema`; every command that loads a run passes one): the
+    archive's declared size and entry count are bounded by it before anything is
+    decompressed, and the payload must match it (identity, every tensor's key, shape, dtype
+    and finiteness, the optimizer's structure and hyperparameters; see the module docstring).
+    The returned optimizer state then carries the fresh optimizer's param_groups and freshly
+    allocated moments.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    data = _read_archive(path, schema)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except OSError as e:
         raise CheckpointError(f"{path}: unreadable: {e.strerror or e}") from None
     except _UNREADABLE as e:
@@ -174,8 +334,67 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path} is not a binaryvae checkpoint (format {FORMAT}) or holds objects other "
             f"than tensors and plain values, refused unread ({_short(e)})"
         ) from None
+    finally:
+        del data
     _check_payload(path, payload)
+    if schema is not None:
+        _check_schema(path, payload, schema)
     return payload
+
+
+def _read_archive(path: Path, schema: CheckpointSchema | None) -> bytes:
+    """The checkpoint's zip archive, read once and re-packed in memory (uncompressed), after
+    its declared sizes passed the bounds: what torch.load reads is exactly what was checked."""
+    not_ours = f"{path} is not a binaryvae checkpoint (format {FORMAT})"
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            # torch.save stores records uncompressed: the archive is about as big as its data
+            limit = None if schema is None else schema.max_bytes + 1024 * schema.max_entries
+            if limit is not None and size > limit:
+                raise CheckpointError(
+                    f"{path} is {size} bytes, more than the {limit} bytes a checkpoint of this "
+                    f"run's model can take ({schema.source}); refused unread"
+                )
+            raw = f.read() if limit is None else f.read(limit + 1)
+    except OSError as e:
+        raise CheckpointError(f"{path}: unreadable: {e.strerror or e}") from None
+    if limit is not None and len(raw) > limit:  # grew while read
+        raise CheckpointError(f"{path} grew past {limit} bytes while being read; refused")
+    if not raw.startswith(_ZIP_MAGIC):
+        raise CheckpointError(f"{not_ours}: not a zip archive; refused unread")
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            infos = archive.infolist()
+            declared = sum(i.file_size for i in infos)
+            if schema is not None and len(infos) > schema.max_entries:
+                raise CheckpointError(
+                    f"{path} holds {len(infos)} records, more than the {schema.max_entries} a "
+                    f"checkpoint of this run's model can hold ({schema.source}); refused unread"
+                )
+            if schema is not None and declared > schema.max_bytes:
+                raise CheckpointError(
+                    f"{path} declares {declared} bytes of data, more than the "
+                    f"{schema.max_bytes} bytes a checkpoint of this run's model can need "
+                    f"({schema.source}); refused unread"
+                )
+            if declared > len(raw):
+                raise CheckpointError(
+                    f"{path} declares {declared} bytes of data in a {len(raw)}-byte file "
+                    "(binaryvae writes checkpoints uncompressed); refused unread"
+                )
+            names = [i.filename for i in infos]
+            if len(set(names)) != len(names):
+                raise CheckpointError(f"{not_ours}: a record name appears twice; refused unread")
+            out = io.BytesIO()
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as copy_:
+                for info in infos:
+                    copy_.writestr(info.filename, archive.read(info))
+    except CheckpointError:
+        raise
+    except _BAD_ZIP as e:
+        raise CheckpointError(f"{not_ours}: a broken zip archive ({_short(e)})") from None
+    return out.getvalue()
 
 
 def _check_payload(path: Path, payload: Any) -> None:
@@ -187,10 +406,16 @@ def _check_payload(path: Path, payload: Any) -> None:
             f"{path} was written by a newer binaryvae (checkpoint format {fmt}; this version "
             f"reads format {FORMAT}): upgrade binaryvae to read it"
         )
-    if fmt < FORMAT:
+    if fmt < 2:
         raise CheckpointError(
             f"{path} is an old checkpoint (format {fmt}) that could only be read unsafely; "
             "retrain the run with this version"
+        )
+    if fmt < FORMAT:
+        raise CheckpointError(
+            f"{path} was written by an older binaryvae (checkpoint format {fmt}, without the "
+            f"run identity that format {FORMAT} records and checks); retrain the run with this "
+            "version"
         )
     problems = []
     if not isinstance(payload.get("epoch"), int) or payload["epoch"] < 0:
@@ -202,10 +427,160 @@ def _check_payload(path: Path, payload: Any) -> None:
         problems.append("optimizer state")
     if not isinstance(payload.get("extra", {}), dict):
         problems.append("extra")
+    if not isinstance(payload.get("identity"), dict | None):
+        problems.append("identity")
     if problems:
         raise CheckpointError(
             f"{path} is not a binaryvae checkpoint: bad or missing {', '.join(problems)}"
         )
+
+
+def _check_schema(path: Path, payload: dict[str, Any], schema: CheckpointSchema) -> None:
+    _check_identity(path, payload.get("identity"), schema)
+    _check_tensors(path, "model", payload["model"], schema.model)
+    if payload["optimizer"] is not None:
+        payload["optimizer"] = _checked_optimizer(path, payload["optimizer"], schema)
+    _check_rng(path, payload.get("rng"))
+    extra = payload.get("extra", {})
+    if not isinstance(extra.get("finalized", False), bool):
+        raise CheckpointError(f"{path}: extra.finalized must be true or false")
+
+
+def _check_identity(path: Path, identity: Any, schema: CheckpointSchema) -> None:
+    if identity is None:
+        raise CheckpointError(
+            f"{path} records no run identity (family, seed, fingerprint): it was not written "
+            "by a binaryvae run; refused"
+        )
+    for key, kind in (("family", str), ("seed", int), ("fingerprint", str)):
+        value = identity.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: identity.{key} is missing or not a {kind.__name__}")
+    for key in ("family", "seed", "fingerprint"):
+        theirs, ours = identity[key], schema.identity[key]
+        if theirs != ours:
+            raise CheckpointError(
+                f"{path} is a checkpoint of another configuration: {key} {theirs!r} in the "
+                f"checkpoint, {ours!r} in {schema.source}; refused"
+            )
+
+
+def _check_tensor(
+    path: Path, name: str, value: Any, spec: tuple[tuple[int, ...], torch.dtype]
+) -> None:
+    shape, dtype = spec
+    if not isinstance(value, torch.Tensor):
+        raise CheckpointError(f"{path}: {name} is a {type(value).__name__}, not a tensor")
+    if value.dtype != dtype:
+        raise CheckpointError(f"{path}: {name} has dtype {value.dtype}, this run's is {dtype}")
+    if tuple(value.shape) != shape:
+        raise CheckpointError(
+            f"{path}: {name} has shape {list(value.shape)}, this run's is {list(shape)}"
+        )
+    if (value.is_floating_point() or value.is_complex()) and not bool(value.isfinite().all()):
+        raise CheckpointError(f"{path}: {name} holds non-finite values (nan or inf)")
+
+
+def _check_tensors(path: Path, what: str, state: dict, specs: dict) -> None:
+    missing = [k for k in specs if k not in state]
+    unexpected = [k for k in state if k not in specs]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(map(str, missing[:3]))}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(map(str, unexpected[:3]))}")
+        raise CheckpointError(
+            f"{path}: {what} state does not fit this run's model ({'; '.join(parts)}); "
+            "is it another run's checkpoint?"
+        )
+    for key, spec in specs.items():
+        _check_tensor(path, f"{what}.{key}", state[key], spec)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return isinstance(a, int | float) and isinstance(b, int | float) and a == b
+
+
+def _checked_optimizer(path: Path, state: Any, schema: CheckpointSchema) -> dict[str, Any]:
+    """The optimizer state, checked against ``schema``: fresh param_groups, fresh tensors."""
+    if set(state) != {"state", "param_groups"}:
+        raise CheckpointError(f"{path}: optimizer state must hold exactly state and param_groups")
+    groups, per_param = state["param_groups"], state["state"]
+    if not isinstance(groups, list) or len(groups) != len(schema.param_groups):
+        raise CheckpointError(
+            f"{path}: optimizer.param_groups must be a list of {len(schema.param_groups)} "
+            "group(s) like this run's optimizer"
+        )
+    for i, (group, fresh) in enumerate(zip(groups, schema.param_groups, strict=True)):
+        if not isinstance(group, dict) or group.get("params") != fresh["params"]:
+            raise CheckpointError(
+                f"{path}: optimizer.param_groups[{i}].params is not this run's parameters "
+                f"{fresh['params'][:3]}...; is it another run's checkpoint?"
+            )
+        for key in _HYPERPARAMETERS:
+            if key in fresh and not _same(group.get(key), fresh[key]):
+                raise CheckpointError(
+                    f"{path}: optimizer.param_groups[{i}].{key} is {group.get(key)!r}, but "
+                    f"{schema.source} trains with {fresh[key]!r}; refused"
+                )
+    if not isinstance(per_param, dict):
+        raise CheckpointError(f"{path}: optimizer.state must be a dict")
+    checked: dict[int, dict[str, torch.Tensor]] = {}
+    for index, entry in per_param.items():
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise CheckpointError(f"{path}: optimizer.state has a key {index!r}, not a param id")
+        if not 0 <= index < len(schema.params):
+            raise CheckpointError(
+                f"{path}: optimizer.state[{index}] names no parameter of this run's model "
+                f"({len(schema.params)} parameters)"
+            )
+        where = f"optimizer.state[{index}]"
+        if not isinstance(entry, dict) or set(entry) != schema.state_keys:
+            keys = sorted(map(str, entry)) if isinstance(entry, dict) else type(entry).__name__
+            raise CheckpointError(
+                f"{path}: {where} holds {keys}, Adam's state is {sorted(schema.state_keys)}"
+            )
+        fresh_entry = {}
+        for key, value in entry.items():
+            if key == "step":
+                fresh_entry[key] = _checked_step(path, f"{where}.step", value)
+                continue
+            _check_tensor(path, f"{where}.{key}", value, schema.params[index])
+            if key != "exp_avg" and bool((value < 0).any()):
+                raise CheckpointError(f"{path}: {where}.{key} holds negative values")
+            fresh_entry[key] = torch.empty_like(value, memory_format=torch.contiguous_format)
+            fresh_entry[key].copy_(value)
+        checked[index] = fresh_entry
+    return {"state": checked, "param_groups": copy.deepcopy(schema.param_groups)}
+
+
+def _checked_step(path: Path, name: str, value: Any) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise CheckpointError(f"{path}: {name} is a {type(value).__name__}, not a tensor")
+    if value.dtype not in _STEP_DTYPES or value.dim() != 0:
+        raise CheckpointError(
+            f"{path}: {name} must be a 0-dim float32 tensor, got {value.dtype} of shape "
+            f"{list(value.shape)}"
+        )
+    step = float(value)
+    if not math.isfinite(step) or step < 0 or step != int(step):
+        raise CheckpointError(f"{path}: {name} is {step}, not a count of steps")
+    return torch.tensor(step, dtype=value.dtype, device=value.device)
+
+
+def _check_rng(path: Path, rng: Any) -> None:
+    """The RNG states have the shape and dtype torch and numpy give them (benchmarks restore
+    them; runs reseed every epoch instead)."""
+    if not isinstance(rng, dict) or not isinstance(rng.get("numpy"), dict):
+        raise CheckpointError(f"{path}: rng must hold torch, numpy and python states")
+    here = torch.get_rng_state()
+    _check_tensor(path, "rng.torch", rng.get("torch"), (tuple(here.shape), here.dtype))
+    _check_tensor(path, "rng.numpy.keys", rng["numpy"].get("keys"), ((624,), torch.int64))
 
 
 def load_state(target: Any, state: dict[str, Any], path: str | Path) -> None:
