@@ -230,9 +230,7 @@ def test_the_suite_uses_a_private_cache_not_the_users(private_binaryvae_cache):
     assert not here.is_relative_to(Path("~").expanduser())
 
 
-def test_sample_fd_is_unaffected_by_a_foreign_classifier_in_the_home_cache(
-    tmp_path, monkeypatch
-):
+def test_sample_fd_is_unaffected_by_a_foreign_classifier_in_the_home_cache(tmp_path, monkeypatch):
     """A classifier planted in ~/.cache/binaryvae/classifiers (HOME is a temporary folder here;
     $BINARYVAE_CACHE unset, so the code reads the home cache) under the exact name the code
     uses: the sample FD equals the one computed with a clean cache."""
