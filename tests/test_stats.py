@@ -162,3 +162,13 @@ def test_multiple_comparison_note_says_k_the_expected_false_positives_and_holm()
     assert stats.multiple_comparison_note([0.01, None], ["a", "b"]) == ""  # one comparison
     with pytest.raises(ValueError):
         stats.multiple_comparison_note([0.1], ["a", "b"])
+
+
+def test_format_p():
+    assert [stats.format_p(p) for p in (None, 0.25, 0.03125, 0.0004, 1.0)] == [
+        "—",
+        "0.25",
+        "0.031",
+        "< 0.001",
+        "1",
+    ]

@@ -27,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "finite",
+    "format_p",
     "holm",
     "mean_se",
     "multiple_comparison_note",
@@ -174,7 +175,11 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     return out
 
 
-def _p_text(p: float) -> str:
+def format_p(p: float | None) -> str:
+    """A p-value for a table: two significant digits ("0.031"), "< 0.001" below 0.001, "—"
+    for None (no test)."""
+    if p is None:
+        return "—"
     return f"{p:.2g}" if p >= 0.001 else "< 0.001"
 
 
@@ -202,7 +207,7 @@ def multiple_comparison_note(
     adjusted = holm([p for _, p in kept])
     level = f"{100 * alpha:g}%"
     names = [label for label, _ in kept]
-    listed = "; ".join(f"{n} {_p_text(q)}" for n, q in zip(names, adjusted, strict=True))
+    listed = "; ".join(f"{n} {format_p(q)}" for n, q in zip(names, adjusted, strict=True))
     return (
         f"{k} pairwise comparisons; at a {level} level each, about {alpha * k:.2g} false "
         f"positives would be expected if no difference were real. Holm-adjusted p-values "
