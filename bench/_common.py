@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import platform
 import statistics
@@ -13,13 +12,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from binaryvae.stats import mean_se
+
 __all__ = [
     "REPO",
     "machine_info",
     "machine_line",
     "runs_line",
     "median",
-    "mean_se",
     "fmt_mean_se",
     "markdown_table",
     "write_json",
@@ -136,39 +136,13 @@ def median(values) -> float:
     return float(statistics.median(values))
 
 
-def mean_se(values) -> tuple[float, float]:
-    """Mean and standard error of the mean (sample s.d. / sqrt(n); 0 for a single value)."""
-    values = [float(v) for v in values]
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, float("nan")
-    return m, statistics.stdev(values) / math.sqrt(len(values))
-
-
-def t975(df: int) -> float:
-    """Two-sided 95% Student-t quantile for ``df`` degrees of freedom: the library's
-    (`binaryvae.runs.sweep.t975`, behind the sweep report's intervals too)."""
-    from binaryvae.runs.sweep import t975 as library_t975
-
-    return library_t975(df)
-
-
-def t_interval(values) -> dict:
-    """Mean, s.e. and Student-t 95% interval of ``values`` (e.g. paired differences over seeds)."""
-    m, se = mean_se(values)
-    out = {"mean": m, "se": se, "n": len(values)}
-    if len(values) >= 2:
-        t = t975(len(values) - 1)
-        out.update(t=t, ci95=[m - t * se, m + t * se])
-    return out
-
-
 def fmt_mean_se(values, digits: int = 2) -> str:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return "n/a"
+    """"mean ± s.e." of the finite ``values`` (`binaryvae.stats.mean_se`), the value alone for
+    one, "n/a" for none."""
     m, se = mean_se(values)
-    if len(values) < 2:
+    if m is None:
+        return "n/a"
+    if se is None:
         return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {se:.{digits}f}"
 

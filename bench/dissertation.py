@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
+from binaryvae import stats  # noqa: E402
 
 FAMILIES = (
     "gaussian-sigmoid",
@@ -373,28 +375,29 @@ def _per_image(r: dict, key: str) -> list[float]:
 
 
 def _paired(a: list[dict], b: list[dict], key: str) -> dict:
-    """Difference a - b of `key`, paired by seed among the runs that hold it: mean, s.e. and
-    Student-t 95% interval over seeds. Keys with per-image values (log p(x), discrete ELBO,
-    gap) also give the per-image paired standard error of the first common seed (test-set
-    noise only), the interval used when a single seed ran; a key without them (the trained
-    objective over the last training epoch) needs two seeds, else {}."""
-    by_seed = {r["seed"]: r for r in b if r.get(key) is not None}
-    pairs = [(r, by_seed[r["seed"]]) for r in a if r.get(key) is not None and r["seed"] in by_seed]
+    """Difference a - b of `key`, paired by seed among the runs that hold it
+    (`binaryvae.stats.paired`): mean, s.e. and Student-t 95% interval over seeds, with the
+    paired t test's and the Wilcoxon signed-rank test's p-values. Keys with per-image values
+    (log p(x), discrete ELBO, gap) also give the per-image paired standard error of the first
+    common seed (test-set noise only), the interval used when a single seed ran; a key without
+    them (the trained objective over the last training epoch) needs two seeds, else {}."""
+    runs_a = {r["seed"]: r for r in a if r.get(key) is not None}
+    runs_b = {r["seed"]: r for r in b if r.get(key) is not None}
+    d = stats.paired({s: r[key] for s, r in runs_a.items()},
+                     {s: r[key] for s, r in runs_b.items()})  # fmt: skip
     per_image = key in PER_IMAGE_KEYS
-    if len(pairs) < (1 if per_image else 2):
+    if d["n"] < (1 if per_image else 2):
         return {}
-    diffs = [ra[key] - rb[key] for ra, rb in pairs]
-    ti = _common.t_interval(diffs)
-    out = {"mean": ti["mean"], "se_seeds": ti["se"], "n_seeds": len(pairs), "diffs": diffs}
+    out = {"mean": d["mean"], "se_seeds": d["se"], "n_seeds": d["n"], "diffs": d["diffs"]}
     if per_image:
-        ra, rb = pairs[0]
+        ra, rb = runs_a[d["keys"][0]], runs_b[d["keys"][0]]
         per = [u - v for u, v in zip(_per_image(ra, key), _per_image(rb, key), strict=True)]
-        out["se_images_seed0"] = _common.mean_se(per)[1]
-    if "ci95" in ti:
-        out.update(t=ti["t"], ci95=ti["ci95"])
+        out["se_images_seed0"] = stats.mean_se(per)[1]
+    if "ci95" in d:
+        out.update({k: d[k] for k in ("t", "ci95", "p_t", "wilcoxon_p")})
     else:  # one seed: normal interval over the test images
         se_img = out["se_images_seed0"]
-        out["ci95"] = [ti["mean"] - 1.96 * se_img, ti["mean"] + 1.96 * se_img]
+        out["ci95"] = [d["mean"] - 1.96 * se_img, d["mean"] + 1.96 * se_img]
     return out
 
 
@@ -509,10 +512,12 @@ def claim_by_budget(groups: dict, epochs: int) -> list[dict]:
                 row = {"dataset": dataset, "versus": other, "epoch": epoch, "seeds": seeds,
                        "track_images": min(tracked)}  # fmt: skip
                 for key in ("discrete_elbo", "log_px"):
-                    diffs = [a[s][epoch][key] - b[s][epoch][key] for s in seeds]
-                    ti = _common.t_interval(diffs)
-                    d = {"mean": ti["mean"], "ci95": ti["ci95"], "n_seeds": len(seeds),
-                         "diffs": diffs}  # fmt: skip
+                    p = stats.paired({s: a[s][epoch][key] for s in seeds},
+                                     {s: b[s][epoch][key] for s in seeds})  # fmt: skip
+                    # no interval only if NaN/inf left fewer than two seeds: nan, no verdict
+                    d = {"mean": p["mean"], "ci95": p.get("ci95", [math.nan, math.nan]),
+                         "n_seeds": p["n"], "diffs": p["diffs"], "p_t": p.get("p_t"),
+                         "wilcoxon_p": p.get("wilcoxon_p")}  # fmt: skip
                     row[f"{key}_diff"], row[f"verdict_{key}"] = d, verdict(d)
                 out.append(row)
     return out
@@ -563,15 +568,19 @@ def render(summary: dict) -> str:
             "dataset",
             "steplogistic minus",
             "trained objective diff (train set, last epoch: Fig. 5.5's reading)",
+            "Wilcoxon p",
             "verdict",
             "discrete ELBO diff",
+            "Wilcoxon p",
             "verdict",
             "log p(x) diff",
+            "Wilcoxon p",
             "verdict",
             "gap reduction (other's gap - StepLogistic's)",
+            "Wilcoxon p",
             "verdict",
         ]
-        rows2 = []
+        rows2, claims = [], []
         for c in summary["claim"]:
 
             def f(d):
@@ -582,49 +591,76 @@ def render(summary: dict) -> str:
                         else "normal, test images of 1 seed")  # fmt: skip
                 return f"{d['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}] (95%, {kind})"
 
+            trained, gap = c.get("trained_objective_diff", {}), c.get("gap_reduction", {})
             rows2.append(
                 [
                     c["dataset"],
                     c["versus"],
-                    f(c.get("trained_objective_diff", {})),
+                    f(trained),
+                    stats.format_p(trained.get("wilcoxon_p")),
                     c.get("verdict_trained_objective", "not measured"),
                     f(c["discrete_elbo_diff"]),
+                    stats.format_p(c["discrete_elbo_diff"].get("wilcoxon_p")),
                     c["verdict_discrete_elbo"],
                     f(c["log_px_diff"]),
+                    stats.format_p(c["log_px_diff"].get("wilcoxon_p")),
                     c["verdict_log_px"],
-                    f(c.get("gap_reduction", {})),
+                    f(gap),
+                    stats.format_p(gap.get("wilcoxon_p")),
                     c.get("verdict_gap", ""),
                 ]
             )
+            for what, d in (("trained objective", trained), ("discrete ELBO",
+                            c["discrete_elbo_diff"]), ("log p(x)", c["log_px_diff"]),
+                            ("gap", gap)):  # fmt: skip
+                claims.append((f"{c['dataset']} vs {c['versus']} {what}", d.get("p_t")))
         lines += [
             "Claim (Figure 5.5, A.5): StepLogistic's bound is tighter than Logistic's and "
             "Concrete-with-Bernoulli-ELBO's. Differences paired by seed; 'tighter' read three "
             "ways: a higher trained objective (what the figures plot: a relaxed ELBO, or for "
             "Concrete the Bernoulli ELBO, which bounds nothing), a higher discrete ELBO (a "
             "valid bound of the same kind of model for all three), and a smaller gap "
-            "log p(x) - ELBO to the model's own exact likelihood:",
+            "log p(x) - ELBO to the model's own exact likelihood. Beside each interval the "
+            "two-sided p-value of the Wilcoxon signed-rank test of the same differences (exact; "
+            "— for one seed):",
             "",
             _common.markdown_table(head2, rows2),
         ]
+        note = stats.multiple_comparison_note([q for _, q in claims], [c for c, _ in claims])
+        if note:
+            lines += ["", note]
     if summary.get("claim_by_budget"):
         head3 = ["dataset", "steplogistic minus", "after epoch", "seeds", "discrete ELBO diff",
-                 "verdict", "log p(x) diff", "verdict"]  # fmt: skip
+                 "Wilcoxon p", "verdict", "log p(x) diff", "Wilcoxon p", "verdict"]  # fmt: skip
         rows3 = [
             [c["dataset"], c["versus"], c["epoch"], len(c["seeds"]),
-             _fmt_interval(c["discrete_elbo_diff"]), c["verdict_discrete_elbo"],
-             _fmt_interval(c["log_px_diff"]), c["verdict_log_px"]]  # fmt: skip
+             _fmt_interval(c["discrete_elbo_diff"]),
+             stats.format_p(c["discrete_elbo_diff"].get("wilcoxon_p")), c["verdict_discrete_elbo"],
+             _fmt_interval(c["log_px_diff"]), stats.format_p(c["log_px_diff"].get("wilcoxon_p")),
+             c["verdict_log_px"]]  # fmt: skip
             for c in summary["claim_by_budget"]
         ]
+        budget_claims = [
+            (f"{c['dataset']} vs {c['versus']} epoch {c['epoch']} {what}",
+             c[f"{key}_diff"].get("p_t"))
+            for c in summary["claim_by_budget"]
+            for key, what in (("discrete_elbo", "discrete ELBO"), ("log_px", "log p(x)"))
+        ]  # fmt: skip
         n = min(c["track_images"] for c in summary["claim_by_budget"])
         lines += [
             "",
             f"The claim by budget: the same differences after each number of epochs, from the "
             f"runs that scored the first {n} test images exactly after every epoch (paired by "
-            f"seed, Student-t 95% intervals; the table above uses the whole test set at the "
-            f"end):",
+            f"seed, Student-t 95% intervals and the Wilcoxon signed-rank p-values; the table "
+            f"above uses the whole test set at the end):",
             "",
             _common.markdown_table(head3, rows3),
         ]
+        note = stats.multiple_comparison_note(
+            [q for _, q in budget_claims], [c for c, _ in budget_claims]
+        )
+        if note:
+            lines += ["", note]
     return "\n".join(lines)
 
 

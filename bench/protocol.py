@@ -50,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
+from binaryvae import stats  # noqa: E402
 from binaryvae.config import LEARNING_SIGNALS as SIGNALS  # noqa: E402
 from binaryvae.models.families import SCORE_FUNCTION_FAMILIES as SIGNAL_FAMILIES  # noqa: E402
 
@@ -347,7 +348,8 @@ def aggregate(args, results: list[dict]) -> dict:
 
 def signal_pairs(results: list[dict]) -> list[dict]:
     """Per (net, family) run under both signals: elbo minus reconstruction of the test bound
-    and train ELBO, paired by seed (Student-t 95% interval), and the ratio of the gradient
+    and train ELBO, paired by seed (`binaryvae.stats.paired`: Student-t 95% interval, paired t
+    and Wilcoxon signed-rank p-values), and the ratio of the gradient
     variance under the elbo signal to that under the reconstruction signal at the same trained
     parameters (every run of the family, both signals' runs, contributes its ratio)."""
     by: dict[tuple, dict[str, dict[int, dict]]] = {}
@@ -362,8 +364,9 @@ def signal_pairs(results: list[dict]) -> list[dict]:
         seeds = sorted(set(sig["elbo"]) & set(sig["reconstruction"]))
         row = {"net": net, "family": family, "seeds": seeds}
         for key in ("test_iwae_discrete", "train_discrete_elbo"):
-            diffs = [sig["elbo"][s][key] - sig["reconstruction"][s][key] for s in seeds]
-            row[key] = _common.t_interval(diffs) | {"diffs": diffs}
+            d = stats.paired({s: sig["elbo"][s][key] for s in seeds},
+                             {s: sig["reconstruction"][s][key] for s in seeds})  # fmt: skip
+            row[key] = {k: v for k, v in d.items() if k != "keys"}
         ratios = [
             r["final_grad_var"]["elbo"] / r["final_grad_var"]["reconstruction"]
             for runs in sig.values()
@@ -422,7 +425,7 @@ def render(summary: dict) -> str:
     ]  # fmt: skip
     pairs = summary.get("signal_pairs") or []
     if pairs:
-        prow = []
+        prow, claims = [], []
         for p in pairs:
             cells = [p["net"], p["family"], len(p["seeds"])]
             for key in ("test_iwae_discrete", "train_discrete_elbo"):
@@ -430,19 +433,26 @@ def render(summary: dict) -> str:
                 ci = d.get("ci95")
                 cells.append(f"{d['mean']:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else
                              f"{d['mean']:+.2f}")  # fmt: skip
+                cells.append(stats.format_p(d.get("wilcoxon_p")))
+                claims.append((f"{p['net']} {p['family']} {key}", d.get("p_t")))
             ratios = p["grad_var_ratio_elbo_over_reconstruction"]
             cells.append(f"{sum(ratios) / len(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}, "
                          f"{len(ratios)} models)" if ratios else "—")  # fmt: skip
             prow.append(cells)
         lines += [
             "",
-            "Learning signal, elbo minus reconstruction, paired by seed (Student-t 95% interval); "
-            "gradient variance ratio elbo / reconstruction at the same trained parameters "
-            "(mean, range):",
+            "Learning signal, elbo minus reconstruction, paired by seed (Student-t 95% interval, "
+            "and beside it the two-sided p-value of the Wilcoxon signed-rank test of the same "
+            "differences, exact); gradient variance ratio elbo / reconstruction at the same "
+            "trained parameters (mean, range):",
             "",
             _common.markdown_table(["net", "family", "seeds", f"test IWAE-{summary['iwae_k']}",
-                                    "train ELBO", "gradient variance ratio"], prow),
+                                    "Wilcoxon p", "train ELBO", "Wilcoxon p",
+                                    "gradient variance ratio"], prow),
         ]  # fmt: skip
+        note = stats.multiple_comparison_note([q for _, q in claims], [c for c, _ in claims])
+        if note:
+            lines += ["", note]
     return "\n".join(lines)
 
 

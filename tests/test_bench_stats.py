@@ -1,5 +1,6 @@
-"""The statistics the benchmark tables quote (bench/_common.py): Student-t 95% quantiles against
-the printed table, paired intervals against scipy."""
+"""The statistics the benchmark tables quote, through `binaryvae.stats` (tested there against
+scipy and brute force): the estimator study's paired table against scipy's paired t interval and
+exact Wilcoxon test, bench/_common.py's mean ± s.e. against scipy, and its Runs: line."""
 
 from __future__ import annotations
 
@@ -12,34 +13,47 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import _common  # noqa: E402
-
-# the printed table of t_{0.975, df} (any statistics textbook), an independent reference
-TABLE = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 10: 2.228, 12: 2.179,
-         15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000, 120: 1.980}  # fmt: skip
+import estimator_study  # noqa: E402
 
 
-@pytest.mark.parametrize("df", sorted(TABLE))
-def test_t975_matches_the_printed_table(df):
-    assert _common.t975(df) == pytest.approx(TABLE[df], abs=6e-4)
+def _group(family, seeds, values):
+    return {"net": "nonlinear", "family": family, "seeds": seeds, "iwae": values}
 
 
-@pytest.mark.parametrize("df", [11, 13, 17, 27, 45, 100])
-def test_t975_between_table_entries_lies_between_them(df):
-    below = max(k for k in TABLE if k < df)
-    above = min(k for k in TABLE if k > df)
-    assert TABLE[above] <= _common.t975(df) <= TABLE[below]
+def test_estimator_tables_paired_difference_is_scipys_with_the_rank_test_beside_it():
+    """The paired table (family minus DisARM by seed) through `binaryvae.stats`: the interval
+    is scipy's ttest_rel interval, the p-value beside it scipy's exact Wilcoxon signed-rank."""
+    ref = _group("bernoulli-disarm", [0, 1, 2, 3, 4], [-246.1, -246.0, -246.2, -245.9, -246.3])
+    other = _group("steplogistic", [4, 0, 1, 2, 3], [-246.9, -246.5, -247.3, -246.6, -246.1])
+    got = estimator_study.paired(ref, other, "iwae")
+    b = dict(zip(other["seeds"], other["iwae"], strict=True))
+    a = dict(zip(ref["seeds"], ref["iwae"], strict=True))
+    seeds = other["seeds"]  # the order the differences are listed in
+    t = stats.ttest_rel([b[s] for s in seeds], [a[s] for s in seeds])
+    ci = t.confidence_interval(0.95)
+    assert got["diffs"] == pytest.approx([b[s] - a[s] for s in seeds])
+    assert got["ci95"] == pytest.approx([ci.low, ci.high], rel=1e-10)
+    assert got["p_t"] == pytest.approx(t.pvalue, rel=1e-10)
+    w = stats.wilcoxon([b[s] - a[s] for s in seeds], method="exact")
+    assert got["wilcoxon_p"] == pytest.approx(w.pvalue)
+    summary = {"machine": _common.machine_info(), "runs_line": "Runs: none", "command": "x",
+               "rows": [], "paired_vs_disarm": [got | {"train_elbo": got}]}  # fmt: skip
+    table = estimator_study.render(summary)
+    row = next(line for line in table.splitlines() if line.startswith("| nonlinear"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == f"{got['mean']:+.2f} ± {got['se']:.2f}"
+    assert cells[4] == f"t = 2.78: [{ci.low:+.2f}, {ci.high:+.2f}]"
+    assert cells[5] == f"{w.pvalue:.2g}" == cells[8]
+    # two claims (IWAE and ELBO) in the table: the multiple-comparison note says so
+    assert "2 pairwise comparisons; at a 5% level each, about 0.1 false positives" in table
 
 
-def test_t_interval_against_scipy():
-    diffs = [1.3, -0.2, 2.4, 0.9, 1.1]
-    got = _common.t_interval(diffs)
-    lo, hi = stats.t.interval(0.95, len(diffs) - 1, loc=statistics.mean(diffs),
-                              scale=stats.sem(diffs))  # fmt: skip
-    assert got["mean"] == pytest.approx(statistics.mean(diffs))
-    assert got["ci95"] == pytest.approx([lo, hi], abs=1e-3)
-    assert "ci95" not in _common.t_interval([1.0])  # one value: no interval
-    with pytest.raises(ValueError):
-        _common.t975(0)
+def test_fmt_mean_se_is_the_mean_and_scipys_sem():
+    xs = [1.25, 2.5, 4.0, float("nan"), None]
+    finite = [1.25, 2.5, 4.0]
+    want = f"{statistics.mean(finite):.3f} ± {stats.sem(finite):.3f}"
+    assert _common.fmt_mean_se(xs, 3) == want
+    assert _common.fmt_mean_se([7.0]) == "7.00" and _common.fmt_mean_se([None]) == "n/a"
 
 
 def _machine(date, commit, flags, threads=1):

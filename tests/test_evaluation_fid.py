@@ -3,6 +3,8 @@ closed forms, and the cached, deterministic feature classifier."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -119,3 +121,143 @@ def test_sample_fd_ranks_a_faithful_generator_above_a_blank_one(tmp_path, monkey
         num_samples=400,
     )
     assert raw.features == "raw" and raw.classifier_accuracy is None and raw.num_samples == 400
+
+
+# ------------------------------------------------------------------ a hermetic feature classifier
+def _state_bytes(module: nn.Module) -> bytes:
+    """The raw bytes of every tensor of the state dict, in order: equal iff bit-identical."""
+    return b"".join(t.contiguous().numpy().tobytes() for t in module.state_dict().values())
+
+
+def test_fit_runs_on_one_thread_whatever_the_caller_uses_and_restores_its_settings(monkeypatch):
+    monkeypatch.setattr(clf_module, "MIN_PRESENTATIONS", 3000)
+    seen = []
+    real_fit = clf_module.fit_classifier
+
+    def spy(*args, **kwargs):
+        seen.append((torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()))
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(clf_module, "fit_classifier", spy)
+    ds = labelled_dataset()
+    before = torch.get_num_threads()
+    weights = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            weights[threads] = _state_bytes(clf_module._train(ds)[0])
+            assert torch.get_num_threads() == threads  # the caller's count is back
+            assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [(1, True), (1, True)]
+    assert weights[1] == weights[2]
+
+
+@pytest.mark.slow
+def test_mnist_mini_classifier_is_the_same_bytes_for_one_and_two_caller_threads():
+    """The full recipe on mnist-mini (where two threads without `deterministic_fit` move the
+    weights by up to 0.06): the same bytes whether the caller runs 1 or 2 threads."""
+    from binaryvae.data import load_dataset
+
+    ds = load_dataset("mnist-mini")
+    before = torch.get_num_threads()
+    weights = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            weights[threads] = _state_bytes(clf_module._train(ds)[0])
+    finally:
+        torch.set_num_threads(before)
+    assert weights[1] == weights[2]
+
+
+def test_the_cache_key_names_torch_the_version_and_every_split(monkeypatch):
+    ds = labelled_dataset()
+    key = clf_module.dataset_fingerprint(ds)
+    assert clf_module.dataset_fingerprint(labelled_dataset()) == key  # a pure function
+    monkeypatch.setattr(torch, "__version__", "0.0.0-other")
+    assert clf_module.dataset_fingerprint(ds) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(clf_module, "CLASSIFIER_VERSION", clf_module.CLASSIFIER_VERSION + 1)
+    assert clf_module.dataset_fingerprint(ds) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(clf_module, "_cpu_kernels", lambda: "OTHER")
+    assert clf_module.dataset_fingerprint(ds) != key
+    monkeypatch.undo()
+    for split in ("train_x", "train_y", "test_x", "test_y"):
+        changed = labelled_dataset()
+        t = getattr(changed, split).clone()
+        t[0] = 1 - t[0] if split.endswith("y") else t[0] + 1
+        setattr(changed, split, t)
+        assert clf_module.dataset_fingerprint(changed) != key, split
+
+
+def _foreign_classifier(path, ds) -> None:
+    """Plant at ``path`` what another process might have left there: the same file name and
+    layout, other weights (the same recipe fitted from another initialisation)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        other = clf_module.FeatureClassifier(ds.train_x.shape[1], 2)
+    torch.save({"model": other.state_dict(), "dim": 16, "classes": 2, "accuracy": 0.99,
+                "recipe": clf_module.RECIPE, "version": clf_module.CLASSIFIER_VERSION},
+               path)  # fmt: skip
+
+
+def test_a_foreign_file_under_the_cache_name_is_never_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(clf_module, "MIN_PRESENTATIONS", 3000)
+    ds = labelled_dataset()
+    clean, acc, path = load_or_train_classifier(ds, tmp_path)
+    good_bytes = path.read_bytes()
+    record = path.with_name(path.name + ".sha256")
+    assert record.read_text().split()[0] == hashlib.sha256(good_bytes).hexdigest()
+    for drop_record in (False, True):
+        _foreign_classifier(path, ds)  # same name; its bytes do not match the recorded sha256
+        if drop_record:
+            record.unlink()  # an older binaryvae wrote no record: not verified, not used
+        again, acc2, path2 = load_or_train_classifier(ds, tmp_path)
+        assert path2 == path and acc2 == acc
+        assert _state_bytes(again) == _state_bytes(clean)
+        assert path.read_bytes() == good_bytes  # fitted again and rewritten, the record too
+        assert record.read_text().split()[0] == hashlib.sha256(good_bytes).hexdigest()
+    path.write_bytes(good_bytes[: len(good_bytes) // 2])  # a torn file
+    assert _state_bytes(load_or_train_classifier(ds, tmp_path)[0]) == _state_bytes(clean)
+
+
+def test_the_suite_uses_a_private_cache_not_the_users(private_binaryvae_cache):
+    here = clf_module.classifier_cache_dir()
+    assert here == private_binaryvae_cache / "classifiers"
+    assert not here.is_relative_to(Path("~").expanduser())
+
+
+def test_sample_fd_is_unaffected_by_a_foreign_classifier_in_the_home_cache(tmp_path, monkeypatch):
+    """A classifier planted in ~/.cache/binaryvae/classifiers (HOME is a temporary folder here;
+    $BINARYVAE_CACHE unset, so the code reads the home cache) under the exact name the code
+    uses: the sample FD equals the one computed with a clean cache."""
+    monkeypatch.setattr(clf_module, "MIN_PRESENTATIONS", 3000)
+    ds = labelled_dataset()
+    test_x = ds.test_x.float() / 255
+    halves = torch.full((2, 16), -2.0)
+    halves[0, :8] = 1.5
+    halves[1, 8:] = 1.5
+    clean = fid.sample_frechet_distance(
+        Generator(halves), test_x, feature_network(ds, tmp_path / "clean"), num_samples=400
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BINARYVAE_CACHE")
+    home_cache = tmp_path / "home" / ".cache" / "binaryvae" / "classifiers"
+    assert clf_module.classifier_cache_dir() == home_cache
+    home_cache.mkdir(parents=True)
+    name = clean.features.removeprefix("classifier:")
+    _foreign_classifier(home_cache / name, ds)
+    foreign = torch.load(home_cache / name, weights_only=True)["model"]
+    planted = fid.sample_frechet_distance(
+        Generator(halves), test_x, feature_network(ds), num_samples=400
+    )
+    assert planted.features == clean.features
+    assert planted.distance == clean.distance and planted.classifier_accuracy == (
+        clean.classifier_accuracy
+    )
+    # and the planted weights were really different ones (the check above could not pass by luck)
+    fitted = torch.load(home_cache / name, weights_only=True)["model"]
+    assert any(not torch.equal(foreign[k], fitted[k]) for k in fitted)

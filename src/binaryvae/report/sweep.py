@@ -18,7 +18,8 @@ from binaryvae.report.document import Document, FigureItem, Section, TableItem, 
 from binaryvae.report.style import COLOURS, new_figure
 from binaryvae.runs.directory import RunDir
 from binaryvae.runs.ownership import read_marker
-from binaryvae.runs.sweep import mean_se, read_sweep, t_interval95
+from binaryvae.runs.sweep import read_sweep
+from binaryvae.stats import mean_se, t_interval
 from binaryvae.storage import atomic_write_bytes, atomic_write_text, refuse_links, reset_folder
 
 __all__ = [
@@ -121,7 +122,7 @@ def _mean_se_text(values: list[float], digits: int = 2) -> str:
 
 
 def _interval_text(values: list[float], digits: int = 2) -> str:
-    ci = t_interval95(values)
+    ci = t_interval(values).get("ci95")
     return "—" if ci is None else f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
 
 

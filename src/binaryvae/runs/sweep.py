@@ -28,8 +28,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,6 +37,7 @@ from binaryvae.errors import BadInput
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new, read_marker
 from binaryvae.runs.sweep_executors import LocalExecutor, RayExecutor, one_line
 from binaryvae.runs.sweep_grid import Cell, Grid
+from binaryvae.stats import finite, mean_se
 from binaryvae.storage import atomic_write_text, json_safe, write_json_atomic
 
 __all__ = [
@@ -48,12 +47,9 @@ __all__ = [
     "execute",
     "finished_summaries",
     "headline",
-    "mean_se",
     "read_sweep",
     "run_cell",
     "sweep",
-    "t975",
-    "t_interval95",
     "validate_cells",
 ]
 
@@ -96,49 +92,17 @@ Executor = LocalExecutor | RayExecutor
 
 
 # ----------------------------------------------------------------------------- numbers
-def _finite(values: list[float]) -> list[float]:
-    return [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
-
-
-def mean_se(values: list[float]) -> tuple[float | None, float | None]:
-    """(mean, standard error of the mean) of the finite ``values``; se is None below 2."""
-    xs = _finite(values)
-    if not xs:
-        return None, None
-    if len(xs) == 1:
-        return xs[0], None
-    return statistics.fmean(xs), statistics.stdev(xs) / math.sqrt(len(xs))
-
-
-def t975(df: int) -> float:
-    """The two-sided 95% Student-t quantile t_{0.975, df} (scipy): 4.30 for df = 2."""
-    if df < 1:
-        raise ValueError(f"t quantile needs df >= 1, got {df}")
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, df))
-
-
-def t_interval95(values: list[float]) -> tuple[float, float] | None:
-    """Student-t 95% interval of the mean of the finite ``values`` (mean ± t_{0.975, n-1} s.e.);
-    None below 2 values. With 3 seeds t = 4.30, not 2: few seeds give wide intervals."""
-    xs = _finite(values)
-    mean, se = mean_se(xs)
-    if se is None:
-        return None
-    half = t975(len(xs) - 1) * se
-    return mean - half, mean + half
-
-
 def headline(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first of `HEADLINES` every finished run of a cell has: its mean and s.e."""
+    """The first of `HEADLINES` every finished run of a cell has: its mean and s.e.
+    (`binaryvae.stats.mean_se`: sample s.d. / sqrt(n); None for one seed)."""
     done = [s for s in summaries if "status" not in s]
     for key, label in HEADLINES:
         values = [s.get(key) for s in done]
         if done and all(isinstance(v, int | float) for v in values):
             mean, se = mean_se(values)
             if mean is not None:
-                return {"key": key, "label": label, "mean": mean, "se": se, "n": len(values)}
+                n = len(finite(values))  # the seeds the mean is of (NaN/inf count for none)
+                return {"key": key, "label": label, "mean": mean, "se": se, "n": n}
     return None
 
 

@@ -7,19 +7,33 @@ caller and never imports this module.
 
 Recipe: an MLP 784-256-128-C (ReLU) trained on the dataset's *train* split with its labels
 (grey levels x/255, Adam 1e-3, batch 128, at least 3 epochs and 80,000 image presentations,
-seed 0, fixed shuffles), cached in ~/.cache/binaryvae/classifiers/ (or `cache_dir`, or
-$BINARYVAE_CACHE/classifiers) under `<dataset>-<fingerprint>.pt`, the fingerprint hashing the
-recipe, the train images and labels; its test accuracy is stored beside it. The features are
-the 128 ReLU activations of the last hidden layer. Datasets without labels (toy) use the raw
-data as features.
+seed 0, fixed shuffles). The features are the 128 ReLU activations of the last hidden layer.
+Datasets without labels (toy) use the raw data as features.
+
+Hermetic (a sample FD never depends on who filled the cache):
+- Deterministic: the fit runs on one intra-op thread with deterministic algorithms
+  (`deterministic_fit`, which restores the caller's settings), its initial weights from seed 0
+  in a forked RNG, its shuffles from a local generator: the same bytes for any
+  ``torch.set_num_threads`` of the caller on one machine. (Two threads give other weights,
+  max |diff| 0.06 on mnist-mini: reductions split differently.)
+- Keyed: cached in ~/.cache/binaryvae/classifiers/ (or `cache_dir`, or
+  $BINARYVAE_CACHE/classifiers) under ``<dataset>-<fingerprint>.pt``, the fingerprint hashing
+  everything that changes the weights or the stored accuracy: the recipe, `CLASSIFIER_VERSION`,
+  the torch version, the CPU kernels torch dispatches to (AVX2, AVX512, ...), the dataset's name,
+  train images and labels, test images and labels.
+- Verified: the sha256 of the file's bytes is recorded at fit time in ``<file>.sha256``; a file
+  whose bytes do not match it (a foreign or torn file, or one without the record) is never
+  used: the classifier is fitted again and both files are rewritten (`atomic_write_bytes`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,10 +45,12 @@ from torch import nn
 from binaryvae.storage import atomic_write_bytes
 
 __all__ = [
+    "CLASSIFIER_VERSION",
     "FeatureClassifier",
     "Features",
     "classifier_cache_dir",
     "dataset_fingerprint",
+    "deterministic_fit",
     "feature_network",
     "fit_classifier",
     "load_or_train_classifier",
@@ -74,7 +90,29 @@ def fit_classifier(
     return classifier.eval()
 
 
+@contextlib.contextmanager
+def deterministic_fit() -> Iterator[None]:
+    """Run the block on one intra-op thread with ``torch.use_deterministic_algorithms(True)``;
+    the caller's thread count and determinism settings are restored afterwards (also on error).
+
+    One thread makes every reduction add in one order, so a fit gives the same bytes whatever
+    thread count the calling process uses (on one machine: other CPU kernels, other bytes).
+    """
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.set_num_threads(threads)
+
+
 RECIPE = "mlp-256-128/relu/adam1e-3/bs128/min3ep-80k/seed0/grey/v1"
+# bump when anything about the fit changes that RECIPE does not name (2: one thread, checksum)
+CLASSIFIER_VERSION = 2
 HIDDEN = (256, 128)
 BATCH = 128
 MIN_EPOCHS = 3
@@ -117,12 +155,30 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
+def _cpu_kernels() -> str:
+    """The CPU kernel set torch dispatches to here ("AVX2", "AVX512", ...): other kernels add
+    in another order, so they give other weights."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # an old or unusual build: name the build instead
+        return "unknown"
+
+
 def dataset_fingerprint(dataset: Any) -> str:
-    """16 hex digits of sha256(recipe, name, train images, train labels)."""
+    """16 hex digits of sha256 of everything the cached classifier's bytes depend on: the
+    recipe, `CLASSIFIER_VERSION`, the torch version, the CPU kernels, the dataset's name, its
+    train images and labels, and its test images and labels (the stored accuracy)."""
     h = hashlib.sha256(RECIPE.encode())
-    h.update(str(dataset.name).encode())
-    for t in (dataset.train_x, dataset.train_y):
-        h.update(t.contiguous().cpu().numpy().tobytes())
+    for part in (f"v{CLASSIFIER_VERSION}", torch.__version__, _cpu_kernels(), str(dataset.name)):
+        h.update(b"\0" + part.encode())
+    for t in (dataset.train_x, dataset.train_y, getattr(dataset, "test_x", None),
+              getattr(dataset, "test_y", None)):  # fmt: skip
+        if t is None:
+            h.update(b"\0none")
+            continue
+        t = t.contiguous().cpu()
+        h.update(f"\0{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -130,17 +186,35 @@ def _train(dataset: Any) -> tuple[FeatureClassifier, float | None]:
     """Train the feature classifier deterministically (module docstring)."""
     x, y = _grey(dataset.train_x), dataset.train_y.long()  # [N, D], [N]
     classes = int(y.max()) + 1
-    with torch.random.fork_rng(devices=[]):  # fixes the initial weights, leaves the RNG alone
-        torch.manual_seed(0)
-        clf = FeatureClassifier(x.shape[1], classes)
-    epochs = max(MIN_EPOCHS, math.ceil(MIN_PRESENTATIONS / len(x)))
-    fit_classifier(clf, x, y, epochs=epochs, batch_size=BATCH, lr=1e-3, seed=0)
-    accuracy = None
-    if getattr(dataset, "test_y", None) is not None:
-        with torch.no_grad():
-            pred = clf(_grey(dataset.test_x)).argmax(-1)
-        accuracy = float((pred == dataset.test_y).float().mean())
+    with deterministic_fit():
+        with torch.random.fork_rng(devices=[]):  # fixes the initial weights, leaves the RNG alone
+            torch.manual_seed(0)
+            clf = FeatureClassifier(x.shape[1], classes)
+        epochs = max(MIN_EPOCHS, math.ceil(MIN_PRESENTATIONS / len(x)))
+        fit_classifier(clf, x, y, epochs=epochs, batch_size=BATCH, lr=1e-3, seed=0)
+        accuracy = None
+        if getattr(dataset, "test_y", None) is not None:
+            with torch.no_grad():
+                pred = clf(_grey(dataset.test_x)).argmax(-1)
+            accuracy = float((pred == dataset.test_y).float().mean())
     return clf, accuracy
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _verified_bytes(path: Path) -> bytes | None:
+    """The bytes of the cache file ``path`` if they match the sha256 recorded beside it at fit
+    time; None when either file is missing or unreadable or they do not match."""
+    try:
+        data = path.read_bytes()
+        recorded = _checksum_path(path).read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not recorded or hashlib.sha256(data).hexdigest() != recorded[0]:
+        return None
+    return data
 
 
 def load_or_train_classifier(
@@ -148,17 +222,23 @@ def load_or_train_classifier(
 ) -> tuple[FeatureClassifier, float | None, Path]:
     """The dataset's feature classifier: loaded from the cache, or trained once and cached.
 
+    A cache file is used only if its bytes match the sha256 recorded at fit time (module
+    docstring); otherwise the classifier is fitted again (deterministically: the same weights
+    any other process fitting it here gets) and the file and its checksum are rewritten.
     Returns (classifier in eval mode on cpu, its test accuracy or None, the cache file).
     """
     path = classifier_cache_dir(cache_dir) / f"{dataset.name}-{dataset_fingerprint(dataset)}.pt"
-    if path.is_file():
+    data = _verified_bytes(path)
+    if data is not None:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            if state.get("recipe") != RECIPE or state.get("version") != CLASSIFIER_VERSION:
+                raise ValueError("another recipe")
             clf = FeatureClassifier(int(state["dim"]), int(state["classes"]))
             clf.load_state_dict(state["model"])
             acc = state["accuracy"]
             return clf.eval(), (None if acc is None or acc < 0 else float(acc)), path
-        except Exception:  # noqa: BLE001 - a torn or foreign cache file: fit it again below
+        except Exception:  # noqa: BLE001 - a checksummed file of another layout: fit it again
             pass
     clf, accuracy = _train(dataset)
     buffer = io.BytesIO()
@@ -169,10 +249,15 @@ def load_or_train_classifier(
             "classes": clf.head.out_features,
             "accuracy": -1.0 if accuracy is None else accuracy,
             "recipe": RECIPE,
+            "version": CLASSIFIER_VERSION,
         },
         buffer,
     )
-    atomic_write_bytes(path, buffer.getvalue())  # a concurrent reader sees no half-written file
+    data = buffer.getvalue()
+    # each file is replaced atomically; a reader between the two writes finds a mismatch and
+    # fits again (the same bytes), so it never uses unverified weights
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(_checksum_path(path), f"{hashlib.sha256(data).hexdigest()}\n".encode())
     return clf, accuracy, path
 
 
