@@ -3,10 +3,10 @@
 Ray (2.52 and later) authenticates every call to a cluster started with token authentication:
 the driver must run with ``RAY_AUTH_MODE=token`` and the cluster's token, which Ray reads from
 ``$RAY_AUTH_TOKEN``, else the file ``$RAY_AUTH_TOKEN_PATH`` names, else ``~/.ray/auth_token``.
-Ray 2.59 and later turn it on for ``ray start --head`` whenever a token already exists there
-(and ``ray.init()`` writes one when it starts a local instance), but a driver given an
-explicit address never turns it on by itself: it connects without the token and, refused
-with ``InvalidAuthToken`` about once a second, gives up after about 20 s with a
+Ray 2.60 (2.59, by Ray's documentation) turns it on for ``ray start --head`` whenever a token
+already exists there (and ``ray.init()`` writes one when it starts a local instance), but a
+driver given an explicit address never turns it on by itself: it connects without the token
+and, refused with ``InvalidAuthToken`` about once a second, gives up after about 20 s with a
 ``ConnectionError`` that does not say why.
 
 `connected` therefore sends the token whenever one is present and ``RAY_AUTH_MODE`` is not set
@@ -164,8 +164,8 @@ def connected(ray, address: str, stream=None, **kwargs: Any) -> Iterator[None]:
     """For the block: ``ray.init(address=address, **kwargs)`` to a running cluster, with the
     token when one is present (`token_auth`, restored when the block ends: the caller shuts
     Ray down inside it). An authentication failure, or a cluster that cannot be reached, is
-    one `BadInput` line; Ray's own log lines of a failed attempt are dropped, those of a
-    successful one shown."""
+    one `BadInput` line. What Ray writes to stderr meanwhile is dropped when the cluster
+    refused the driver (one line says it all) and shown otherwise."""
     with token_auth(address, stream) as sent:
         _connect(ray, address, sent, **kwargs)
         yield
@@ -173,11 +173,15 @@ def connected(ray, address: str, stream=None, **kwargs: Any) -> Iterator[None]:
 
 def _connect(ray, address: str, sent: str | None, **kwargs: Any) -> None:
     failure: BaseException | None = None
-    with _stderr_kept() as kept:
-        try:
+    kept: list[str] = []
+    try:
+        with _stderr_kept() as kept:
             ray.init(address=address, **kwargs)
-        except (ConnectionError, _authentication_error(ray)) as e:
-            failure = e
+    except (ConnectionError, _authentication_error(ray)) as e:
+        failure = e
+    except BaseException:  # anything else is Ray's to report, with its log
+        sys.stderr.write("".join(kept))
+        raise
     if failure is None:
         sys.stderr.write(kept[0])
         return
