@@ -77,6 +77,12 @@ def local_ray():
         VAE.loss = loss
 
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # Ray 2.60 turns token authentication on for the instance ray.init starts and, finding no
+    # token, writes one to ~/.ray/auth_token, where a later `ray start --head` would pick it
+    # up: a token in the environment instead leaves the user's ~/.ray alone
+    ours = "RAY_AUTH_TOKEN" not in os.environ
+    if ours:
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -87,6 +93,8 @@ def local_ray():
         yield
     finally:
         ray.shutdown()
+        if ours:
+            os.environ.pop("RAY_AUTH_TOKEN", None)
 
 
 @pytest.fixture(scope="module")
