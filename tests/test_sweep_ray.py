@@ -242,7 +242,7 @@ def _home(root: Path, token: str | None) -> Path:
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    """`ray start --head --block` with token authentication (RAY_AUTH_MODE=token, as Ray 2.59+
+    """`ray start --head --block` with token authentication (RAY_AUTH_MODE=token, as Ray 2.60
     does by itself when a token exists), one CPU, on 127.0.0.1, in a HOME and temp dir of its
     own; stopped by its pid (SIGTERM: `ray start --block` then stops what it started)."""
     root = tmp_path_factory.mktemp("head")
