@@ -1,7 +1,10 @@
 """`binaryvae sweep --executor ray` on a local Ray instance (num_cpus=2, started once for the
 module): the same numbers as the local executor to the last digit, a rerun that skips every
 finished cell, a worker killed mid-cell whose task Ray retries and which resumes to the metrics
-of an uninterrupted sweep, and a diverging cell recorded while the others finish.
+of an uninterrupted sweep, and a diverging cell recorded while the others finish. Then a real
+head started with `ray start --head --block` (token authentication on, on 127.0.0.1) and the
+CLI connecting to it by --address in a process of its own: the token passed through and the
+local executor's numbers, and one line with exit 2 when the head refuses the driver.
 
 Not in the default run (Ray takes seconds to start): ``pytest -m ray``; skipped when Ray is not
 installed (``pip install 'binaryvae[ray]'``)."""
@@ -10,12 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+import binaryvae
 from _runs_helpers import metric_rows
 from binaryvae.cli import main
 
@@ -66,6 +77,12 @@ def local_ray():
         VAE.loss = loss
 
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # Ray 2.60 turns token authentication on for the instance ray.init starts and, finding no
+    # token, writes one to ~/.ray/auth_token, where a later `ray start --head` would pick it
+    # up: a token in the environment instead leaves the user's ~/.ray alone
+    ours = "RAY_AUTH_TOKEN" not in os.environ
+    if ours:
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -76,6 +93,8 @@ def local_ray():
         yield
     finally:
         ray.shutdown()
+        if ours:
+            os.environ.pop("RAY_AUTH_TOKEN", None)
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +193,154 @@ def test_a_cell_forced_to_diverge_is_marked_and_the_others_finish(local_ray, tmp
     assert good["status"] == "finished"
     assert all((out / good["name"] / f"seed-{s}" / "summary.json").is_file() for s in (0, 1))
     assert "not finished: toy_bernoulli-sfe_elbo_3bit" in capsys.readouterr().err
+
+
+# A real head, started the way docs/cluster.md starts one (`ray start --head`, token
+# authentication on), with the driver in its own process connecting by --address.
+
+MINI = ["--dataset", "mnist-mini", "--hidden", "16", "--batch-size", "500", "--device", "cpu",
+        "--threads", "1", "--quiet", "--no-report"]  # fmt: skip
+SRC = str(Path(binaryvae.__file__).resolve().parents[1])  # the binaryvae under test
+
+
+def _mini_argv(out, *extra):
+    return ["sweep", "--out", str(out), "--families", "bernoulli-sfe,steplogistic",
+            "--latent-dims", "4", "--seeds", "0", "--epochs", "1", *MINI, *extra]  # fmt: skip
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _ray_env(home: Path, **extra: str) -> dict[str, str]:
+    """This environment without Ray's settings (no RAY_ADDRESS, no RAY_AUTH_*), with ``home``
+    as HOME (so ~/.ray/auth_token is the test's own), this binaryvae importable, and every
+    Ray address on 127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: otherwise Ray replaces
+    127.0.0.1 by this machine's network address)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    path = [SRC, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(path),
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
+               **extra)  # fmt: skip
+    return env
+
+
+def _home(root: Path, token: str | None) -> Path:
+    home = root / "home"
+    (home / ".ray").mkdir(parents=True)
+    if token is not None:
+        (home / ".ray" / "auth_token").write_text(token)
+    return home
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """`ray start --head --block` with token authentication (RAY_AUTH_MODE=token, as Ray 2.60
+    does by itself when a token exists), one CPU, on 127.0.0.1, in a HOME and temp dir of its
+    own; stopped by its pid (SIGTERM: `ray start --block` then stops what it started)."""
+    root = tmp_path_factory.mktemp("head")
+    token = secrets.token_hex(32)
+    home = _home(root, token)
+    temp = Path(tempfile.mkdtemp(prefix="bvray"))  # short: Ray's socket paths must fit 107 bytes
+    port, dashboard, agent = _free_ports(3)
+    log_path = root / "head.log"
+    argv = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+            f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+            "--include-dashboard=false", f"--dashboard-port={dashboard}",
+            f"--dashboard-agent-listen-port={agent}", f"--temp-dir={temp}",
+            "--disable-usage-stats"]  # fmt: skip
+    with log_path.open("w") as log:
+        head = subprocess.Popen(argv, env=_ray_env(home, RAY_AUTH_MODE="token"), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while "Ray runtime started" not in log_path.read_text():
+            assert head.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        yield {"address": f"127.0.0.1:{port}", "token": token, "home": home}
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        try:  # anything of its session still alive (it has its own process group)
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _driver(head, home: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
+    """`binaryvae sweep --executor ray --address <head>` in a process of its own."""
+    argv = [sys.executable, "-m", "binaryvae",
+            *_mini_argv(out, "--executor", "ray", "--address", head["address"])]  # fmt: skip
+    return subprocess.run(argv, env=_ray_env(home, **env), cwd=out.parent, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+
+
+def test_a_head_from_ray_start_with_token_auth_gives_the_local_numbers(ray_head, tmp_path):
+    """The driver finds the token in ~/.ray/auth_token, says in one line that it sends it
+    (RAY_AUTH_MODE is not set), and the sweep equals the local executor's to the digit."""
+    local = tmp_path / "local"
+    assert main(_mini_argv(local)) == 0
+    out = tmp_path / "ray"
+    done = _driver(ray_head, ray_head["home"], out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = [line for line in done.stderr.splitlines() if "token" in line]
+    assert said == [
+        f"Ray: connecting to {ray_head['address']} with the authentication token in "
+        "~/.ray/auth_token (as RAY_AUTH_MODE=token would; set RAY_AUTH_MODE=disabled to send none)"
+    ]
+    assert _runs(out) == _runs(local) and len(_runs(out)) == 2
+    for run in _runs(local):
+        assert metric_rows(out / run) == metric_rows(local / run), run
+        assert _summary(out / run) == _summary(local / run), run
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["executor"]["address"] == ray_head["address"]
+    assert record["counts"]["finished"] == 2
+    local_cells = json.loads((local / "sweep.json").read_text())["cells"]
+    assert [c["headline"] for c in record["cells"]] == [c["headline"] for c in local_cells]
+
+
+@pytest.mark.parametrize("case", ["no token", "another token", "RAY_AUTH_MODE=disabled"])
+def test_a_driver_the_head_refuses_gets_one_line_and_exit_2(ray_head, tmp_path, case):
+    """Without the head's token the head refuses the driver: exit 2, one line that says why
+    and what to do (naming RAY_AUTH_MODE and ~/.ray/auth_token), none of Ray's InvalidAuthToken
+    warnings, no sweep directory. (RAY_gcs_server_port_wait_time_s=2 makes Ray give up after 2
+    attempts instead of 20; what it reports is the same.)"""
+    token = {"no token": None, "another token": secrets.token_hex(32)}.get(case, ray_head["token"])
+    env = {"RAY_gcs_server_port_wait_time_s": "2"}
+    if case == "RAY_AUTH_MODE=disabled":
+        env["RAY_AUTH_MODE"] = "disabled"
+    out = tmp_path / "sweep"
+    done = _driver(ray_head, _home(tmp_path, token), out, **env)
+    at = f"the Ray cluster at {ray_head['address']}"
+    why = {
+        "no token": f"{at} requires token authentication and this machine has no token: copy "
+        "the head node's ~/.ray/auth_token to ~/.ray/auth_token here (or set $RAY_AUTH_TOKEN; "
+        "`ray get-auth-token` on the head node prints its token) and binaryvae sends it with "
+        "RAY_AUTH_MODE=token",
+        "another token": f"{at} refused the authentication token in ~/.ray/auth_token "
+        "(RAY_AUTH_MODE=token): it is not the cluster's token (`ray get-auth-token` on the "
+        "head node prints its token)",
+        "RAY_AUTH_MODE=disabled": f"{at} requires token authentication and "
+        "RAY_AUTH_MODE=disabled here sends no token: set RAY_AUTH_MODE=token, with the "
+        "cluster's token in ~/.ray/auth_token or $RAY_AUTH_TOKEN (`ray get-auth-token` on the "
+        "head node prints its token)",
+    }[case]
+    said = done.stderr.splitlines()
+    if case == "another token":  # the driver said it sends the token it found
+        assert said[0].startswith("Ray: connecting to") and "~/.ray/auth_token" in said[0]
+        said = said[1:]
+    assert (done.returncode, said) == (2, [f"binaryvae sweep: error: {why}"]), done.stderr
+    assert not out.exists()

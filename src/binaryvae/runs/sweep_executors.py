@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from binaryvae.config import DEFAULT_MAX_RETRIES, EXECUTORS
@@ -141,27 +141,24 @@ class RayExecutor:
     def session(self) -> Iterator[None]:
         """Connect to (or start) Ray for the block; stop what this call started."""
         ray = self._import()
-        if not ray.is_initialized():
-            # a fresh local instance ("local": never someone else's cluster by accident), or
-            # the cluster at the address; our own lines report the cells, not the workers' logs
-            kwargs: dict[str, Any] = {"log_to_driver": False}
-            if self.address is None:
-                kwargs.update(address="local", include_dashboard=False)
-            else:
-                kwargs.update(address=self.address)
+        with ExitStack() as stack:
+            if not ray.is_initialized():
+                # a fresh local instance ("local": never someone else's cluster by accident),
+                # or the cluster at the address (with its token, or one line saying what is
+                # missing); our own lines report the cells, not the workers' logs
+                if self.address is None:
+                    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+                else:
+                    from binaryvae.runs.ray_connect import connected
+
+                    stack.enter_context(connected(ray, self.address, log_to_driver=False))
+                self._started = True
             try:
-                ray.init(**kwargs)
-            except ConnectionError as e:
-                raise BadInput(
-                    f"cannot reach a Ray cluster at {self.address}: {one_line(e)}"
-                ) from None
-            self._started = True
-        try:
-            yield
-        finally:
-            if self._started:
-                ray.shutdown()
-                self._started = False
+                yield
+            finally:
+                if self._started:
+                    ray.shutdown()
+                    self._started = False
 
     def run(self, specs: list[Spec], on_start: OnStart, on_done: OnDone) -> None:
         from binaryvae.runs.sweep import run_cell
