@@ -14,9 +14,8 @@ from typing import Any, TextIO
 
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.labels import family_facts, trained_on_label
+from binaryvae.runs.labels import family_facts, family_spec, trained_on_label
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
-from binaryvae.runs.train import parse_seeds
 from binaryvae.storage import write_json_atomic
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
@@ -89,6 +88,7 @@ def compare(
     from binaryvae.runs.sweep import SweepState, _header, check_out, execute, validate_cells
     from binaryvae.runs.sweep_executors import LocalExecutor
     from binaryvae.runs.sweep_grid import Cell
+    from binaryvae.runs.train import parse_seeds
 
     stream = sys.stderr if stream is None else stream
     executor = executor or LocalExecutor(stream)
@@ -108,11 +108,8 @@ def compare(
     executor.check()
     trained_on, specs = {}, []
     for name, config in zip(names, configs, strict=True):
-        facts = family_facts(config)
-        trained_on[name] = trained_on_label(config, facts["has_likelihood"])
-        # the autoencoder has one loss, no ELBO: its spec names no objective
-        specs.append(f"{config.family}:{config.objective}" if facts["has_likelihood"]
-                     else config.family)  # fmt: skip
+        trained_on[name] = trained_on_label(config, family_facts(config)["has_likelihood"])
+        specs.append(family_spec(config))  # the autoencoder's names no objective
     listing = {"runs": names, "families": specs, "trained_on": trained_on, "base": base.to_dict()}
     if group is not None:
         listing["seeds"] = group

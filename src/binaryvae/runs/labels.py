@@ -50,6 +50,14 @@ def family_facts(config: TrainConfig) -> dict[str, bool]:
     }
 
 
+def family_spec(config: TrainConfig) -> str:
+    """The run's ``family:objective`` as compare.json lists it; the family alone where it has
+    no likelihood (the autoencoder's one loss is no ELBO, so no objective is chosen)."""
+    if family_facts(config)["has_likelihood"]:
+        return f"{config.family}:{config.objective}"
+    return config.family
+
+
 RECONSTRUCTION_ONLY = "reconstruction only (autoencoder: no KL, not a bound)"
 
 

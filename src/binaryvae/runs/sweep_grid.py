@@ -31,7 +31,6 @@ from typing import Any
 
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.train import parse_seeds
 
 __all__ = [
     "AXES",
@@ -195,6 +194,8 @@ def _items(axis: str, value: Any, where: str) -> list:
     label = axis.replace("_", "-")
     if axis == "seeds" and isinstance(value, str):
         try:
+            from binaryvae.runs.train import parse_seeds  # on use: it loads training
+
             items = parse_seeds(value)
         except BadInput as e:
             if not value.strip(", "):
@@ -310,6 +311,8 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
         "latent_dims", _items("latent_dims", axes.get("latent_dims", 8), where), where
     )
     seeds = axes.get("seeds", 0)
+    from binaryvae.runs.train import parse_seeds  # on use: it loads training
+
     seeds = parse_seeds(_ints("seeds", _items("seeds", seeds, where), where))
     base = {"epochs": COMPARE_EPOCHS, **fixed}
     if isinstance(base.get("hidden"), str):
