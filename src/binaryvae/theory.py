@@ -242,7 +242,7 @@ def contraction_table(betas=(0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0), 
                 "kappa_large_beta": 1 - math.log(2) / beta + 3 * zeta(3) / (8 * beta**3),
                 "alpha": alpha,
                 "alpha_over_2": alpha / 2,
-                "probs": float(d.probs),
+                "probs": float(d.positive_probs),
             }
         )
     return rows

@@ -60,14 +60,16 @@ def bernoulli_probs_from_step_logistic(alpha: torch.Tensor) -> torch.Tensor:
 
 
 def bernoulli_logits(dist: Distribution) -> torch.Tensor:
-    """logit P(z > 0) for a Normal or any of this package's families (they expose `bit_logits`)."""
+    """logit P(z > 0) for a Normal or any of this package's distributions (they expose
+    `positive_logits`)."""
     if isinstance(dist, Normal):
         return bernoulli_logits_from_gaussian(dist.loc, dist.scale)
-    return dist.bit_logits
+    return dist.positive_logits
 
 
 def bernoulli_probs(dist: Distribution) -> torch.Tensor:
-    """P(z > 0) for a Normal or any of this package's families (they expose `probs`)."""
+    """P(z > 0) for a Normal or any of this package's distributions (they expose
+    `positive_probs`)."""
     if isinstance(dist, Normal):
         return bernoulli_probs_from_gaussian(dist.loc, dist.scale)
-    return dist.probs
+    return dist.positive_probs

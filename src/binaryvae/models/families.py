@@ -372,7 +372,7 @@ class StepLogisticFamily(Family):
 class SmoothStepLogisticFamily(Family):
     """SmoothStepLogistic(logits a, beta) posterior (diss. eq. 5.8, made sampleable in
     binaryvae.distributions), Logistic(0, 1) prior, steep sigmoid to the decoder; lambda = its
-    P(z > 0) (``bit_logits`` of the distribution). KL(q || Logistic(0, 1)) is the registered
+    P(z > 0) (``positive_logits`` of the distribution, not its ``logits``). KL(q || Logistic(0, 1)) is the registered
     quadrature (deterministic, differentiable), and so is the KL to a learned prior
     SmoothStepLogistic(a0, beta) (binaryvae.distributions.kl). The smoothing steepness is the
     relaxation's beta (the dissertation uses beta = 10 for both, Figure 5.7)."""
@@ -392,10 +392,10 @@ class SmoothStepLogisticFamily(Family):
         return kl_divergence(q, p).sum(-1)  # [B] registered quadrature (either prior)
 
     def bit_logits(self, params):
-        return self.posterior(params).bit_logits  # logit P(z > 0) [B, n]
+        return self.posterior(params).positive_logits  # logit P(z > 0) [B, n]
 
     def prior_bit_logits(self, prior_module):
-        return self.prior(prior_module).bit_logits  # [n]
+        return self.prior(prior_module).positive_logits  # [n]
 
 
 # ----------------------------------------------------------------------------- exact Bernoulli
