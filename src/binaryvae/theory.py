@@ -54,7 +54,6 @@ __all__ = [
     "toy_posterior_logits",
     "toy_posterior",
     "toy_posterior_density",
-    "toy_posterior_cdf",
     "toy_prob_positive",
     "kl_logistic_to_toy_posterior",
     "fit_logistic_to_toy",
@@ -110,7 +109,7 @@ def toy_posterior_density(z, x: float, sigma: float = TOY_SIGMA) -> np.ndarray:
     return like * g / evidence
 
 
-def toy_posterior_cdf(z, x: float, sigma: float = TOY_SIGMA) -> np.ndarray:
+def _toy_posterior_cdf(z, x: float, sigma: float = TOY_SIGMA) -> np.ndarray:
     return toy_posterior(x, sigma).cdf(_t(z)).numpy()
 
 

@@ -3,9 +3,9 @@ halves are rescaled by 2 - alpha (z < 0) and alpha (z > 0), alpha in (0, 2), giv
 ``alpha`` or as ``logits`` = logit(alpha / 2) (dissertation section 5.2, eq. 5.3).
 
 The parameter handling lives here (constructor, broadcasting, ``expand``, the lazy
-alpha/logits duality; ``probs`` = alpha / 2 = sigmoid(logits), as in torch.distributions
-``logits`` and ``probs`` are two views of the one parameter) and the sampler, ``rsample`` = ``icdf`` of open uniforms; each subclass
-defines its density, CDF and inverse CDF.
+alpha/logits duality; ``probs`` = alpha / 2 = sigmoid(logits): as in torch.distributions,
+``logits`` and ``probs`` are two views of the one parameter) and the sampler, ``rsample`` =
+``icdf`` of open uniforms; each subclass defines its density, CDF and inverse CDF.
 """
 
 from __future__ import annotations

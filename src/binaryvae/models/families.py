@@ -372,9 +372,9 @@ class StepLogisticFamily(Family):
 class SmoothStepLogisticFamily(Family):
     """SmoothStepLogistic(logits a, beta) posterior (diss. eq. 5.8, made sampleable in
     binaryvae.distributions), Logistic(0, 1) prior, steep sigmoid to the decoder; lambda = its
-    P(z > 0) (``positive_logits`` of the distribution, not its ``logits``). KL(q || Logistic(0, 1)) is the registered
-    quadrature (deterministic, differentiable), and so is the KL to a learned prior
-    SmoothStepLogistic(a0, beta) (binaryvae.distributions.kl). The smoothing steepness is the
+    P(z > 0) (``positive_logits`` of the distribution, not its ``logits``). KL(q || Logistic(0, 1))
+    is the registered quadrature (deterministic, differentiable), and so is the KL to a learned
+    prior SmoothStepLogistic(a0, beta) (binaryvae.distributions.kl). The smoothing steepness is the
     relaxation's beta (the dissertation uses beta = 10 for both, Figure 5.7)."""
 
     name = "smoothsteplogistic"
