@@ -7,14 +7,14 @@ comparison on the offline dataset plus the notes' models.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
+from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.labels import family_facts, family_spec, trained_on_label
+from binaryvae.runs.directory import read_compare_listing
+from binaryvae.runs.labels import family_facts, family_spec, parse_family_spec, trained_on_label
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
 from binaryvae.storage import write_json_atomic
 
@@ -33,14 +33,8 @@ def parse_families(spec: str | list[str] | tuple[str, ...]) -> list[tuple[str, s
         item = item.strip()
         if not item:
             continue
-        family, _, objective = item.partition(":")
-        objective = objective.strip() or "elbo"
-        if objective not in OBJECTIVES:
-            raise BadInput(
-                f"unknown objective {objective!r} in {item!r}; "
-                f"choose one of {', '.join(OBJECTIVES)}"
-            )
-        out.append((family.strip(), objective))
+        family, objective = parse_family_spec(item)
+        out.append((family, objective or "elbo"))
     if not out:
         raise BadInput("no families given")
     if len(set(out)) != len(out):
@@ -158,10 +152,13 @@ def _check_compare_resume(out: Path, listing: dict[str, Any], base: TrainConfig)
     may be added: they start), and the same options except `binaryvae.config.RESUMABLE_FIELDS`
     (BadInput naming each difference)."""
     try:
-        recorded = json.loads((out / "compare.json").read_text())
+        recorded = read_compare_listing(out)
+    except BadInput as e:
+        raise BadInput(f"cannot resume {e}") from None
+    try:
         stored = TrainConfig.from_dict(recorded["base"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot resume {out}: unreadable compare.json ({e})") from None
+    except BadInput as e:
+        raise BadInput(f"cannot resume {out}: compare.json: {e}") from None
     # specs compared as pairs: "autoencoder-gmm" and the older "autoencoder-gmm:elbo" are one
     wanted = set(parse_families(listing["families"]))
     dropped = [f for f in recorded.get("families") or [] if parse_families([f])[0] not in wanted]

@@ -31,6 +31,7 @@ from typing import Any
 
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
+from binaryvae.runs.labels import parse_family_spec
 
 __all__ = [
     "AXES",
@@ -249,20 +250,10 @@ def parse_pairs(families: list[str], objectives: list[str], where: str) -> list[
             )
     pairs = []
     for item in families:
-        family, sep, objective = item.partition(":")
-        family = family.strip()
-        if not family or not _NAME.match(family):
+        family, objective = parse_family_spec(item, f"{where}: families: ")
+        if not _NAME.match(family):
             raise BadInput(f"{where}: families: {item!r} is not a family name")
-        if sep:
-            objective = objective.strip()
-            if objective not in OBJECTIVES:
-                raise BadInput(
-                    f"{where}: unknown objective {objective!r} in {item!r}; "
-                    f"choose one of {', '.join(OBJECTIVES)}"
-                )
-            pairs.append((family, objective))
-        else:
-            pairs += [(family, o) for o in objectives]
+        pairs += [(family, objective)] if objective else [(family, o) for o in objectives]
     if len(set(pairs)) != len(pairs):
         raise BadInput(f"{where}: a family:objective pair is listed twice")
     return pairs
