@@ -261,11 +261,29 @@ def test_compare_defaults_name_buildable_models():
 def test_default_compare_one_epoch_end_to_end(tmp_path):
     """README command (1) with one epoch: every default family trains and the report renders."""
     from binaryvae.cli import main
+    from binaryvae.config import COMPARE_FAMILIES
 
     out = tmp_path / "cmp"
     assert main(["compare", "--out", str(out), "--epochs", "1", "--quiet"]) == 0
-    assert (out / "report.html").is_file()
-    assert len(find_runs(out)) == 8
+    # the eight runs, named as run_names promises (a family listed twice: family-objective)
+    names = ["logistic-elbo", "logistic-bernoulli-elbo", "concrete", "steplogistic",
+             "gaussian-sigmoid", "bernoulli-sfe", "autoencoder-gmm", "gaussian"]  # fmt: skip
+    listing = json.loads((out / "compare.json").read_text())
+    assert listing["runs"] == names and listing["families"] == list(COMPARE_FAMILIES)
+    assert sorted(p.name for p in find_runs(out)) == sorted(names)
+    table = (out / "report.md").read_text().splitlines()
+    for name, spec in zip(names, COMPARE_FAMILIES, strict=True):
+        family, _, objective = spec.partition(":")
+        config = json.loads((out / name / "config.json").read_text())
+        assert (config["family"], config["epochs"]) == (family, 1)
+        assert config["objective"] == (objective or "elbo")
+        assert [r["epoch"] for r in metric_rows(out / name)] == [1]
+        summary = json.loads((out / name / "summary.json").read_text())
+        row = next(line for line in table if line.startswith(f"| {name} | "))
+        if summary["binary_latent"]:  # the table shows the run's own discrete ELBO
+            assert f"| {summary['test_discrete_elbo']:.2f} |" in row
+        assert f"| {summary['sample_fd']:.2f} |" in row
+    assert "<img" in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize(("family", "words"), [("gaussian", "continuous-latent"),
