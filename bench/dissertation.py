@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
+from binaryvae.runs.labels import parse_family_spec  # noqa: E402
 
 FAMILIES = (
     "gaussian-sigmoid",
@@ -248,7 +249,7 @@ def main(argv=None) -> int:
     for dataset in args.datasets.split(","):  # seed-major: stopped early, every family has seeds
         for seed in (int(s) for s in args.seeds.split(",")):
             for entry in args.families.split(","):
-                family, _, objective = entry.partition(":")
+                family, objective = parse_family_spec(entry)  # the one parser
                 specs.append(
                     {
                         "dataset": dataset,
