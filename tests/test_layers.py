@@ -168,9 +168,10 @@ def _violations(loaded: dict[str, list[str]], forbidden: dict[str, set[str]]) ->
         me = _layer(name)
         for other_name in modules:
             other = _layer(other_name)
-            if other in BASE or other == me:
+            if other == me:
                 continue
-            if ORDER.index(other) > ORDER.index(me) or other in forbidden.get(me, ()):
+            later = other not in BASE and ORDER.index(other) > ORDER.index(me)
+            if later or other in forbidden.get(me, ()):
                 found.append(f"{name} loads {other_name}")
     return found
 
