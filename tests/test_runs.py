@@ -333,3 +333,38 @@ def test_compare_resume_accepts_the_older_autoencoder_spec(tmp_path):
     summaries = compare(parse_families("autoencoder-gmm"), tiny_config(epochs=1, gmm_components=2),
                         out, resume=True, progress=False)  # fmt: skip
     assert summaries["autoencoder-gmm"]["objective_label"].startswith("reconstruction only")
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("compare.json", None, "no compare.json there"),
+    ("compare.json", "{not json", "compare.json: unreadable"),
+    ("compare.json", '{"runs": ["a"], "families": ["logistic"]}', "field 'base'"),
+    ("compare.json", '{"runs": [], "families": [], "base": {}, "seeds": 3}', "field 'seeds'"),
+    ("replicas.json", None, "no replicas.json there"),
+    ("replicas.json", "[1, 2]", "replicas.json: not a JSON object"),
+    ("replicas.json", '{"seeds": [0, "1"], "config": {}}', "non-integer"),
+    ("replicas.json", '{"seeds": [0, 1]}', "field 'config'"),
+])  # fmt: skip
+def test_the_listings_have_one_reader_naming_what_is_wrong(tmp_path, capsys, name, content,
+                                                            words):  # fmt: skip
+    """compare.json and replicas.json are read in one place each: a missing or malformed
+    listing is one BadInput line naming the file and the field, and `--resume` exits 2 with it
+    without writing anything."""
+    from binaryvae.cli import main
+    from binaryvae.runs.directory import read_compare_listing, read_replicas_listing
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if content is not None:
+        (out / name).write_text(content)
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+    reader = read_compare_listing if name == "compare.json" else read_replicas_listing
+    with pytest.raises(BadInput) as e:
+        reader(out)
+    assert words in str(e.value) and str(out) in str(e.value) and "\n" not in str(e.value)
+    command = ["compare", "--resume"] if name == "compare.json" else ["train", "--seeds", "0-1",
+                                                                     "--resume"]  # fmt: skip
+    assert main([*command, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and f"error: cannot resume {out}" in err and "\n" not in err
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
