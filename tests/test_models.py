@@ -14,9 +14,10 @@ from binaryvae.distributions import Logistic, StepLogistic, bernoulli_kl
 from binaryvae.errors import BadInput
 from binaryvae.models import FAMILIES, VAE, LossTerms, build_model
 from binaryvae.models.decoders import BernoulliDecoder, GaussianDecoder
+from binaryvae.models.families import FAMILY_CLASSES
 
 ALL = list(FAMILIES)
-BINARY = [f for f in ALL if f not in ("gaussian", "autoencoder-gmm")]
+BINARY = [f for f, c in FAMILY_CLASSES.items() if c.binary]
 
 
 @pytest.fixture(scope="module")
@@ -329,17 +330,20 @@ def test_sfe_running_average_is_a_buffer_and_updates_in_training_only(images):
     assert int(model.estimator.steps) == 2
 
 
-def test_decoder_evaluations_per_step():
-    counts = {
-        "bernoulli-disarm": 2,
-        "bernoulli-reinforce-loo": 2,
-        "bernoulli-sfe": 1,
-        "logistic": 1,
-    }
-    for family, k in counts.items():
-        assert build_model(_config(family), 784, (28, 28)).decoder_evaluations_per_step == k
-    cfg = _config("bernoulli-reinforce-loo", extra={"loo_samples": 5})
-    assert build_model(cfg, 784, (28, 28)).decoder_evaluations_per_step == 5
+@pytest.mark.parametrize("family,extra", [(f, {}) for f in ALL]
+                         + [("bernoulli-reinforce-loo", {"loo_samples": 5})])  # fmt: skip
+def test_decoder_evaluations_per_step(family, extra, images):
+    """The declared decoder passes per step (the estimator class's samples_per_step) against
+    the codes the decoder actually receives in one training loss, counted per image."""
+    model = build_model(_config(family, extra=extra), 784, (28, 28))
+    seen = []
+    model.decoder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+    model.train()
+    model.loss(images[:6])
+    per_image = sum(math.prod(shape[:-1]) for shape in seen) // 6
+    assert model.decoder_evaluations_per_step == per_image
+    want = {"bernoulli-disarm": 2, "bernoulli-arm": 2, "bernoulli-reinforce-loo": 2}
+    assert per_image == (5 if extra else want.get(family, 1))
 
 
 @pytest.mark.parametrize("family", ALL)

@@ -37,7 +37,7 @@ __all__ = [
     "make_estimator",
 ]
 
-# Every estimator class carries its properties (docs/internals.md, vocabulary):
+# Every estimator class carries its properties (docs/internals.md, binaryvae.models):
 #   unbiased               its gradient estimate's mean is the exact gradient of E_q[f(b)]
 #   takes_learning_signal  f(b) enters as a score-function weight (ModelOptions.learning_signal)
 #   samples_per_step       decoder evaluations per image and step
@@ -149,7 +149,7 @@ class ReinforceLOO(nn.Module):
         return cls(o.loo_samples)
 
     @property
-    def samples_per_step(self) -> int:  # type: ignore[override]
+    def samples_per_step(self) -> int:
         return self.samples
 
     def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
