@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
+from binaryvae.runs.labels import parse_family_spec  # noqa: E402
 
 FAMILIES = ("logistic", "steplogistic", "gaussian-sigmoid", "concrete:bernoulli-elbo")
 
@@ -60,7 +61,7 @@ def group_name(args, entry: str, beta: float) -> str:
 
 
 def run_group(args, entry: str, beta: float) -> Path:
-    family, _, objective = entry.partition(":")
+    family, objective = parse_family_spec(entry)  # the one parser
     out = Path(args.runs_dir) / group_name(args, entry, beta)
     cmd = [sys.executable, "-m", "binaryvae", "train", "--dataset", args.dataset,
            "--family", family, "--objective", objective or "elbo", "--beta", str(beta),

@@ -35,8 +35,9 @@ from _common import (  # noqa: E402
 def per_run_constants(compare_dir: Path) -> dict[str, dict]:
     """{family spec: seconds per 1,000 images} of every run under ``compare_dir``."""
     from binaryvae.data import DATASETS
+    from binaryvae.runs.directory import read_compare_listing
 
-    listing = json.loads((compare_dir / "compare.json").read_text())
+    listing = read_compare_listing(compare_dir)
     out = {}
     for name, spec in zip(listing["runs"], listing["families"], strict=True):
         config = json.loads((compare_dir / name / "config.json").read_text())

@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
 from binaryvae import stats  # noqa: E402
+from binaryvae.runs.labels import parse_family_spec  # noqa: E402
 
 FAMILIES = (
     "gaussian-sigmoid",
@@ -250,7 +251,7 @@ def main(argv=None) -> int:
     for dataset in args.datasets.split(","):  # seed-major: stopped early, every family has seeds
         for seed in (int(s) for s in args.seeds.split(",")):
             for entry in args.families.split(","):
-                family, _, objective = entry.partition(":")
+                family, objective = parse_family_spec(entry)  # the one parser
                 specs.append(
                     {
                         "dataset": dataset,

@@ -53,6 +53,7 @@ import _common  # noqa: E402
 from binaryvae import stats  # noqa: E402
 from binaryvae.config import LEARNING_SIGNALS as SIGNALS  # noqa: E402
 from binaryvae.models.families import SCORE_FUNCTION_FAMILIES as SIGNAL_FAMILIES  # noqa: E402
+from binaryvae.runs.labels import parse_family_spec  # noqa: E402
 
 FAMILIES = (
     "bernoulli-disarm",
@@ -253,7 +254,7 @@ def specs_from(args) -> list[dict]:
             raise SystemExit(f"unknown net {net!r}; choose linear or nonlinear")
         for seed in (int(s) for s in args.seeds.split(",")):
             for entry in args.families.split(","):
-                family, _, objective = entry.partition(":")
+                family, objective = parse_family_spec(entry)  # the one parser
                 spec = {
                     "dataset": args.dataset,
                     "net": net,

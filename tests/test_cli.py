@@ -300,10 +300,33 @@ def test_sample_bad_input(cli_run, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_report_command(cli_run, capsys):
-    (cli_run / "report.html").unlink()
-    assert main(["report", str(cli_run)]) == 0
-    assert (cli_run / "report.html").is_file()
+def test_report_command(cli_run, tmp_path, capsys):
+    """`binaryvae report` rebuilds, from the run directory alone, the very report `train`
+    wrote (the same bytes), every embedded image is a figure file, and the table row holds the
+    run's summary.json numbers."""
+    import base64
+    import re
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(cli_run, run)
+    html, md = (run / "report.html").read_bytes(), (run / "report.md").read_text()
+    figures = {f.name: f.read_bytes() for f in (run / "figures").glob("*.png")}
+    (run / "report.html").unlink()
+    (run / "report.md").unlink()
+    shutil.rmtree(run / "figures")
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == str(run / "report.html")
+    assert (run / "report.html").read_bytes() == html
+    assert (run / "report.md").read_text() == md
+    assert {f.name: f.read_bytes() for f in (run / "figures").glob("*.png")} == figures
+    embedded = re.findall(rb'src="data:image/png;base64,([^"]+)"', html)
+    assert sorted(base64.b64decode(e) for e in embedded) == sorted(figures.values())
+    s = json.loads((run / "summary.json").read_text())
+    row = next(line for line in md.splitlines() if line.startswith("| bernoulli-sfe | "))
+    assert f"| {s['test_discrete_elbo']:.2f} |" in row
+    assert f"| {s['test_log_px_exact']:.2f} |" in row
 
 
 def _cli(*argv: str, **kwargs) -> subprocess.Popen:

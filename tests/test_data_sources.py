@@ -198,11 +198,11 @@ def test_xdg_cache_home(env, monkeypatch):
 def test_verify_dir(env):
     files = _fake_files()
     folder = _write(env / "v", files)
-    assert all(ok for _, _, ok in sources.verify_dir("mnist", folder))
+    assert all(ok for _, _, ok in sources._verify_dir("mnist", folder))
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_fake_files(5)[
         "t10k-labels-idx1-ubyte"]))
     (folder / "train-labels-idx1-ubyte.gz").unlink()
-    result = {f.name: ok for f, _, ok in sources.verify_dir("mnist", folder)}
+    result = {f.name: ok for f, _, ok in sources._verify_dir("mnist", folder)}
     assert result == {"train-images-idx3-ubyte": True, "train-labels-idx1-ubyte": None,
                       "t10k-images-idx3-ubyte": True, "t10k-labels-idx1-ubyte": False}
 

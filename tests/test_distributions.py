@@ -148,12 +148,15 @@ def test_entropy_mean_variance_match_quadrature(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_probs_is_mass_above_zero(name):
+def test_positive_probs_is_mass_above_zero(name):
     make, pdf, pts = EXAMPLES[name]
     d = make()
     want = integrate(pdf, lo=0.0, points=pts)
-    assert float(d.probs) == pytest.approx(want, rel=1e-9)
-    assert float(torch.sigmoid(d.bit_logits)) == pytest.approx(want, rel=1e-9)
+    assert float(d.positive_probs) == pytest.approx(want, rel=1e-9)
+    assert float(torch.sigmoid(d.positive_logits)) == pytest.approx(want, rel=1e-9)
+    if not isinstance(d, Logistic):  # logits and probs: two views of the one parameter
+        assert float(d.probs) == pytest.approx(float(torch.sigmoid(d.logits)), rel=1e-12)
+        assert float(d.probs) == pytest.approx(float(d.alpha) / 2, rel=1e-12)
 
 
 @pytest.mark.parametrize("cls", [StepLogistic, SmoothStepLogistic])
@@ -170,6 +173,7 @@ def test_shapes_broadcasting_and_expand(cls):
     assert e.batch_shape == (2, 3, 4)
     assert e.sample().shape == (2, 3, 4)
     assert torch.allclose(e.probs, d.probs.expand(2, 3, 4))
+    assert torch.allclose(e.positive_probs, d.positive_probs.expand(2, 3, 4))
     assert torch.allclose(e.entropy(), d.entropy().expand(2, 3, 4))
     a = cls(alpha=0.7)
     assert a.batch_shape == () and a.sample((3,)).shape == (3,)

@@ -120,7 +120,8 @@ def test_no_nan_or_inf_anywhere(cls, dtype, x, kind, fine, beta, z):
     u = torch.tensor([_u(kind, fine, dtype)], dtype=dtype)
     sample = d.icdf(u)
     zt = torch.tensor([z], dtype=dtype)
-    values = [sample, d.log_prob(zt), d.cdf(zt), d.entropy(), d.probs, d.bit_logits]
+    values = [sample, d.log_prob(zt), d.cdf(zt), d.entropy(), d.probs, d.positive_probs]
+    values.append(d.positive_logits)
     values.append(torch.distributions.kl_divergence(d, Logistic(0.0, 1.0)))
     for v in values:
         assert torch.isfinite(v).all(), values

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from torch.distributions import Normal, kl_divergence
+from torch.distributions import kl_divergence
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli
 
 from _dist_refs import breakpoints, integrate, logistic_pdf, smooth_pdf, step_pdf
@@ -18,9 +18,7 @@ from binaryvae.distributions import (
     SmoothStepLogistic,
     StepLogistic,
     bernoulli_kl_to_half,
-    bernoulli_logits,
     bernoulli_logits_from_gaussian,
-    bernoulli_probs,
     bernoulli_probs_from_concrete,
     bernoulli_probs_from_gaussian,
     bernoulli_probs_from_logistic,
@@ -209,7 +207,7 @@ def test_bernoulli_probs_gaussian_stable():
     ref = stats.norm.logcdf(t.numpy()) - stats.norm.logsf(t.numpy())
     np.testing.assert_allclose(logit, ref, rtol=1e-10)
     assert np.isfinite(logit).all()
-    assert float(bernoulli_logits(Normal(_t(3.0), _t(1.5)))) == pytest.approx(
+    assert float(bernoulli_logits_from_gaussian(_t(3.0), _t(1.5))) == pytest.approx(
         stats.norm.logcdf(2.0) - stats.norm.logsf(2.0), rel=1e-12
     )
 
@@ -220,12 +218,13 @@ def test_bernoulli_probs_of_each_family():
     )
     assert float(bernoulli_probs_from_concrete(torch.log(_t(3.0)))) == pytest.approx(0.75)
     assert float(bernoulli_probs_from_step_logistic(_t(1.5))) == pytest.approx(0.75)
-    assert float(bernoulli_probs(StepLogistic(alpha=_t(1.5)))) == pytest.approx(0.75)
-    assert float(bernoulli_probs(Logistic(_t(1.0), _t(1.0)))) == pytest.approx(1 / (1 + math.e**-1))
-    assert float(bernoulli_probs(Normal(_t(0.0), _t(1.0)))) == pytest.approx(0.5)
+    assert float(StepLogistic(alpha=_t(1.5)).positive_probs) == pytest.approx(0.75)
+    assert float(Logistic(_t(1.0), _t(1.0)).positive_probs) == pytest.approx(1 / (1 + math.e**-1))
+    assert float(bernoulli_probs_from_gaussian(_t(0.0), _t(1.0))) == pytest.approx(0.5)
     d = SmoothStepLogistic(alpha=_t(1.5), beta=10.0)
     above = integrate(lambda z: smooth_pdf(z, 1.5, 10.0), lo=0.0, points=breakpoints(10.0))
-    assert float(bernoulli_probs(d)) == pytest.approx(above, rel=1e-10)
+    assert float(d.positive_probs) == pytest.approx(above, rel=1e-10)
+    assert float(torch.sigmoid(d.positive_logits)) == pytest.approx(above, rel=1e-10)
 
 
 def test_bernoulli_kl_and_log_mass_match_torch_bernoulli():

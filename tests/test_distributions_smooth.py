@@ -95,32 +95,37 @@ def test_contraction_kappa():
 
 
 @pytest.mark.parametrize("alpha", [0.1, 0.8, 1.0, 1.7])
-def test_probs_moves_from_half_to_alpha_over_two(alpha):
+def test_positive_probs_moves_from_half_to_alpha_over_two(alpha):
     a = torch.tensor(alpha, dtype=F64)
     for beta in (0.2, 2.0, 10.0, 50.0):
         d = SmoothStepLogistic(alpha=a, beta=beta)
         above = integrate(
             lambda z, b=beta: smooth_pdf(z, alpha, b), lo=0.0, points=breakpoints(beta)
         )
-        assert float(d.probs) == pytest.approx(above, rel=1e-10)
-        assert float(d.probs) == pytest.approx(
+        assert float(d.positive_probs) == pytest.approx(above, rel=1e-10)
+        assert float(d.positive_probs) == pytest.approx(
             0.5 + smooth_step_contraction(beta) * (alpha / 2 - 0.5)
         )
+        # probs is the parameter (alpha / 2 = sigmoid(logits), as in torch), not P(z > 0)
+        assert float(d.probs) == pytest.approx(alpha / 2, rel=1e-12)
+        assert float(d.probs) == pytest.approx(float(torch.sigmoid(d.logits)), rel=1e-12)
     # large beta: the StepLogistic; small beta: the Logistic(0, 1)
     big = SmoothStepLogistic(alpha=a, beta=1e4)
-    assert float(big.probs) == pytest.approx(alpha / 2, abs=1e-4)
+    assert float(big.positive_probs) == pytest.approx(alpha / 2, abs=1e-4)
     z = torch.linspace(-5, 5, 11, dtype=F64)
     z = z[z.abs() > 0.01]
     assert torch.allclose(big.log_prob(z), StepLogistic(alpha=a).log_prob(z), atol=1e-6)
-    assert float(SmoothStepLogistic(alpha=a, beta=1e-3).probs) == pytest.approx(0.5, abs=1e-3)
+    small = SmoothStepLogistic(alpha=a, beta=1e-3)
+    assert float(small.positive_probs) == pytest.approx(0.5, abs=1e-3)
 
 
-def test_sampled_bit_frequency_matches_probs():
-    """Fraction of positive samples against probs (binomial, 200k draws: 5 sd = 0.0056)."""
+def test_sampled_bit_frequency_matches_positive_probs():
+    """Fraction of positive samples against positive_probs (binomial, 200k draws: 5 sd =
+    0.0056)."""
     d = SmoothStepLogistic(alpha=torch.tensor(1.6, dtype=F64), beta=4.0)
     torch.manual_seed(0)
     frac = float((d.sample((200_000,)) > 0).double().mean())
-    p = float(d.probs)
+    p = float(d.positive_probs)
     assert abs(frac - p) < 5 * math.sqrt(p * (1 - p) / 200_000)
     assert abs(p - 0.8) > 0.01  # and visibly not alpha / 2 at this beta
 

@@ -1,9 +1,15 @@
-"""The layer rules of docs/internals.md, checked on the source: every `import` of every module
-(at module level or inside a function) is parsed, and a rule that is broken fails here."""
+"""The layer rules of docs/internals.md, checked twice: on the source (every `import` of every
+module, at module level or inside a function, is parsed) and on what importing each module
+actually loads (every `binaryvae` module in `sys.modules` after a fresh import, so that a chain
+through another package's ``__init__`` counts). A rule that is broken fails here."""
 
 from __future__ import annotations
 
 import ast
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,8 +120,100 @@ def test_the_command_line_imports_heavy_layers_lazily():
                 assert ok or module == "binaryvae", f"{name} imports {module} at module level"
 
 
-def test_the_rules_catch_a_violation(tmp_path, monkeypatch):
+def test_the_parser_sees_every_import(tmp_path):
     """The parser sees imports inside functions and `from binaryvae import <module>`."""
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from binaryvae import training\n    import binaryvae.models\n")
     assert _imports(bad) == ["binaryvae.training", "binaryvae.models"]
+
+
+# ----------------------------------------------------------------------------- what loads
+# layer -> layers that importing any of its modules must not load, beyond the data-flow order
+# (docs/internals.md: evaluation never loads training or models; the report reads run
+# directories only; distributions need only torch; the CLI loads heavy layers in its commands)
+FORBIDDEN = {
+    "evaluation": {"training", "models"},
+    "report": {"training", "models", "diagnostics"},
+    "distributions": set(ORDER) - {"distributions"},
+    "cli": set(ORDER) - {"cli", "config", "errors"},
+}
+
+# a fresh interpreter imports each module with every binaryvae module unloaded first (torch and
+# the other libraries stay loaded: only binaryvae's own modules are compared) and prints what
+# each import loaded
+_PROBE = """
+import importlib, json, sys
+loaded = {}
+for name in sys.argv[1:]:
+    for m in [m for m in sys.modules if m == "binaryvae" or m.startswith("binaryvae.")]:
+        del sys.modules[m]
+    importlib.import_module(name)
+    loaded[name] = sorted(m for m in sys.modules if m.startswith("binaryvae."))
+print(json.dumps(loaded))
+"""
+
+
+def _loaded(src: Path, names: list[str]) -> dict[str, list[str]]:
+    """{module: the binaryvae modules importing it loads}, for the package under ``src``."""
+    env = {**os.environ, "PYTHONPATH": str(src), "MPLBACKEND": "Agg"}
+    out = subprocess.run([sys.executable, "-c", _PROBE, *names], capture_output=True, text=True,
+                         env=env, cwd=src, timeout=120, check=True)  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def _violations(loaded: dict[str, list[str]], forbidden: dict[str, set[str]]) -> list[str]:
+    """One line per (module, loaded module) pair that breaks the order or ``forbidden``."""
+    found = []
+    for name, modules in loaded.items():
+        me = _layer(name)
+        for other_name in modules:
+            other = _layer(other_name)
+            if other == me:
+                continue
+            later = other not in BASE and ORDER.index(other) > ORDER.index(me)
+            if later or other in forbidden.get(me, ()):
+                found.append(f"{name} loads {other_name}")
+    return found
+
+
+CHECKED = [n for n, _ in MODULES if _layer(n) in ORDER and n != "binaryvae"]
+
+
+@pytest.fixture(scope="module")
+def loaded() -> dict[str, list[str]]:
+    return _loaded(SRC.parent, CHECKED)
+
+
+def test_importing_a_module_loads_only_what_the_rules_allow(loaded):
+    """Every module, imported alone: what it loads, through any chain of imports (a package's
+    ``__init__`` included), keeps to the order of the layers and the four rules."""
+    assert set(loaded) == set(CHECKED)
+    assert _violations(loaded, FORBIDDEN) == []
+    # the chain the last review found: the report loaded training through runs/__init__
+    assert not any(_layer(m) == "training" for m in loaded["binaryvae.report"])
+    assert "binaryvae.runs.directory" in loaded["binaryvae.report"]  # it does load runs
+
+
+def test_a_rule_the_real_imports_break_is_caught(loaded, monkeypatch):
+    """A rule table under which the real import chains are wrong (the report may not load the
+    run layer, which it does) fails the check, naming the modules."""
+    strict = {**FORBIDDEN, "report": FORBIDDEN["report"] | {"runs"}}
+    found = _violations(loaded, strict)
+    assert "binaryvae.report loads binaryvae.runs.directory" in found
+    assert all(line.startswith("binaryvae.report") for line in found)
+
+
+def test_a_planted_transitive_violation_is_caught(tmp_path):
+    """A copy of the package where a run-layer module the report uses imports training (legal
+    for the run layer, and no report module imports training itself): the source check passes,
+    the load check fails for the report."""
+    copy = tmp_path / "binaryvae"
+    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__", "mnist_mini"))
+    planted = copy / "runs" / "directory.py"
+    planted.write_text(planted.read_text() + "\nimport binaryvae.training.checkpoint  # planted\n")
+    assert "binaryvae.training.checkpoint" in _imports(planted)  # the run layer may do this
+    names = ["binaryvae.report", "binaryvae.report.collect", "binaryvae.evaluation"]
+    found = _violations(_loaded(tmp_path, names), FORBIDDEN)
+    assert "binaryvae.report loads binaryvae.training.checkpoint" in found
+    assert "binaryvae.report.collect loads binaryvae.training.checkpoint" in found
+    assert not any(line.startswith("binaryvae.evaluation") for line in found)

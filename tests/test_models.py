@@ -14,9 +14,10 @@ from binaryvae.distributions import Logistic, StepLogistic, bernoulli_kl
 from binaryvae.errors import BadInput
 from binaryvae.models import FAMILIES, VAE, LossTerms, build_model
 from binaryvae.models.decoders import BernoulliDecoder, GaussianDecoder
+from binaryvae.models.families import FAMILY_CLASSES
 
 ALL = list(FAMILIES)
-BINARY = [f for f in ALL if f not in ("gaussian", "autoencoder-gmm")]
+BINARY = [f for f, c in FAMILY_CLASSES.items() if c.binary]
 
 
 @pytest.fixture(scope="module")
@@ -329,17 +330,20 @@ def test_sfe_running_average_is_a_buffer_and_updates_in_training_only(images):
     assert int(model.estimator.steps) == 2
 
 
-def test_decoder_evaluations_per_step():
-    counts = {
-        "bernoulli-disarm": 2,
-        "bernoulli-reinforce-loo": 2,
-        "bernoulli-sfe": 1,
-        "logistic": 1,
-    }
-    for family, k in counts.items():
-        assert build_model(_config(family), 784, (28, 28)).decoder_evaluations_per_step == k
-    cfg = _config("bernoulli-reinforce-loo", extra={"loo_samples": 5})
-    assert build_model(cfg, 784, (28, 28)).decoder_evaluations_per_step == 5
+@pytest.mark.parametrize("family,extra", [(f, {}) for f in ALL]
+                         + [("bernoulli-reinforce-loo", {"loo_samples": 5})])  # fmt: skip
+def test_decoder_evaluations_per_step(family, extra, images):
+    """The declared decoder passes per step (the estimator class's samples_per_step) against
+    the codes the decoder actually receives in one training loss, counted per image."""
+    model = build_model(_config(family, extra=extra), 784, (28, 28))
+    seen = []
+    model.decoder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+    model.train()
+    model.loss(images[:6])
+    per_image = sum(math.prod(shape[:-1]) for shape in seen) // 6
+    assert model.decoder_evaluations_per_step == per_image
+    want = {"bernoulli-disarm": 2, "bernoulli-arm": 2, "bernoulli-reinforce-loo": 2}
+    assert per_image == (5 if extra else want.get(family, 1))
 
 
 @pytest.mark.parametrize("family", ALL)
@@ -379,9 +383,22 @@ def test_empty_hidden_gives_the_linear_network_of_the_estimator_benchmarks(image
 
 def test_concrete_with_its_own_prior_temperature_is_not_logistic(images):
     """Maddison et al.'s temperatures (posterior 2/3, prior 1/2: beta 1.5, prior beta 2): the
-    concrete family's KL is then no longer the Logistic KL (it is at equal temperatures), and
-    its relaxed ELBO on the same weights and noise differs from logistic's at beta 1.5."""
+    concrete family's KL is then no longer the Logistic KL (it is at equal temperatures); both
+    against scipy quadrature of KL = int q log(q / p) over the logit y, q(y) = g(y / 1.5 - a)
+    / 1.5, p(y) = g(y / beta_p) / beta_p (g the Logistic(0, 1) density). On the same weights and
+    noise the decoder sees the same input as logistic's at beta 1.5, so the two relaxed ELBOs
+    differ by exactly the difference of the two KLs."""
+    from scipy import integrate, stats
+
     from binaryvae.distributions import binary_concrete_kl, logistic_kl_equal_scale
+
+    def kl_by_quadrature(a: float, prior_beta: float) -> float:
+        def integrand(y: float) -> float:
+            log_q = stats.logistic.logpdf(y / 1.5 - a) - math.log(1.5)
+            log_p = stats.logistic.logpdf(y / prior_beta) - math.log(prior_beta)
+            return math.exp(log_q) * (log_q - log_p)
+
+        return integrate.quad(integrand, -80, 80, points=[1.5 * a], limit=200)[0]
 
     log_gamma = torch.tensor([[-1.0, 0.0, 2.0]])
     same = build_model(_config("concrete", beta=1.5, latent_dim=3), 784, (28, 28))
@@ -393,11 +410,16 @@ def test_concrete_with_its_own_prior_temperature_is_not_logistic(images):
     torch.testing.assert_close(kl_same, logistic_kl_equal_scale(log_gamma).sum(-1))
     torch.testing.assert_close(kl_own, binary_concrete_kl(log_gamma, 1.5, torch.zeros(3),
                                                           2.0).sum(-1))  # fmt: skip
-    assert (kl_own - kl_same).abs().item() > 0.05
+    logits = log_gamma[0].tolist()
+    assert kl_same.item() == pytest.approx(sum(kl_by_quadrature(v, 1.5) for v in logits), rel=1e-6)
+    assert kl_own.item() == pytest.approx(sum(kl_by_quadrature(v, 2.0) for v in logits), rel=1e-5)
     torch.manual_seed(0)
     logistic = build_model(_config("logistic", beta=1.5, latent_dim=3), 784, (28, 28))
     own.load_state_dict(logistic.state_dict())
     x = images[:16]
     a = logistic.loss(x, generator=torch.Generator().manual_seed(4)).elbo
     b = own.loss(x, generator=torch.Generator().manual_seed(4)).elbo
-    assert (a - b).abs().max() > 1e-3
+    with torch.no_grad():
+        (lg,) = own.encoder_params(x)  # [16, 3] log gamma = logistic's mu
+        want = (logistic_kl_equal_scale(lg) - binary_concrete_kl(lg, 1.5, torch.zeros(3), 2.0))
+    torch.testing.assert_close(b - a, want.sum(-1), rtol=1e-4, atol=1e-4)

@@ -261,11 +261,29 @@ def test_compare_defaults_name_buildable_models():
 def test_default_compare_one_epoch_end_to_end(tmp_path):
     """README command (1) with one epoch: every default family trains and the report renders."""
     from binaryvae.cli import main
+    from binaryvae.config import COMPARE_FAMILIES
 
     out = tmp_path / "cmp"
     assert main(["compare", "--out", str(out), "--epochs", "1", "--quiet"]) == 0
-    assert (out / "report.html").is_file()
-    assert len(find_runs(out)) == 8
+    # the eight runs, named as run_names promises (a family listed twice: family-objective)
+    names = ["logistic-elbo", "logistic-bernoulli-elbo", "concrete", "steplogistic",
+             "gaussian-sigmoid", "bernoulli-sfe", "autoencoder-gmm", "gaussian"]  # fmt: skip
+    listing = json.loads((out / "compare.json").read_text())
+    assert listing["runs"] == names and listing["families"] == list(COMPARE_FAMILIES)
+    assert sorted(p.name for p in find_runs(out)) == sorted(names)
+    table = (out / "report.md").read_text().splitlines()
+    for name, spec in zip(names, COMPARE_FAMILIES, strict=True):
+        family, _, objective = spec.partition(":")
+        config = json.loads((out / name / "config.json").read_text())
+        assert (config["family"], config["epochs"]) == (family, 1)
+        assert config["objective"] == (objective or "elbo")
+        assert [r["epoch"] for r in metric_rows(out / name)] == [1]
+        summary = json.loads((out / name / "summary.json").read_text())
+        row = next(line for line in table if line.startswith(f"| {name} | "))
+        if summary["binary_latent"]:  # the table shows the run's own discrete ELBO
+            assert f"| {summary['test_discrete_elbo']:.2f} |" in row
+        assert f"| {summary['sample_fd']:.2f} |" in row
+    assert "<img" in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize(("family", "words"), [("gaussian", "continuous-latent"),
@@ -315,3 +333,38 @@ def test_compare_resume_accepts_the_older_autoencoder_spec(tmp_path):
     summaries = compare(parse_families("autoencoder-gmm"), tiny_config(epochs=1, gmm_components=2),
                         out, resume=True, progress=False)  # fmt: skip
     assert summaries["autoencoder-gmm"]["objective_label"].startswith("reconstruction only")
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("compare.json", None, "no compare.json there"),
+    ("compare.json", "{not json", "compare.json: unreadable"),
+    ("compare.json", '{"runs": ["a"], "families": ["logistic"]}', "field 'base'"),
+    ("compare.json", '{"runs": [], "families": [], "base": {}, "seeds": 3}', "field 'seeds'"),
+    ("replicas.json", None, "no replicas.json there"),
+    ("replicas.json", "[1, 2]", "replicas.json: not a JSON object"),
+    ("replicas.json", '{"seeds": [0, "1"], "config": {}}', "non-integer"),
+    ("replicas.json", '{"seeds": [0, 1]}', "field 'config'"),
+])  # fmt: skip
+def test_the_listings_have_one_reader_naming_what_is_wrong(tmp_path, capsys, name, content,
+                                                            words):  # fmt: skip
+    """compare.json and replicas.json are read in one place each: a missing or malformed
+    listing is one BadInput line naming the file and the field, and `--resume` exits 2 with it
+    without writing anything."""
+    from binaryvae.cli import main
+    from binaryvae.runs.directory import read_compare_listing, read_replicas_listing
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if content is not None:
+        (out / name).write_text(content)
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+    reader = read_compare_listing if name == "compare.json" else read_replicas_listing
+    with pytest.raises(BadInput) as e:
+        reader(out)
+    assert words in str(e.value) and str(out) in str(e.value) and "\n" not in str(e.value)
+    command = ["compare", "--resume"] if name == "compare.json" else ["train", "--seeds", "0-1",
+                                                                     "--resume"]  # fmt: skip
+    assert main([*command, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and f"error: cannot resume {out}" in err and "\n" not in err
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before

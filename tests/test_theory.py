@@ -42,7 +42,7 @@ def test_toy_posterior_is_step_logistic():
             return float(theory.toy_posterior_density(t, x, sigma))
 
         assert quad(density, -60, 60, points=[0.0])[0] == pytest.approx(1.0, abs=1e-10)
-        assert theory.toy_posterior_cdf(0.0, x, sigma) == pytest.approx(left / (left + right))
+        assert theory._toy_posterior_cdf(0.0, x, sigma) == pytest.approx(left / (left + right))
 
 
 def test_toy_fits():

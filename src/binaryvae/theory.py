@@ -54,7 +54,6 @@ __all__ = [
     "toy_posterior_logits",
     "toy_posterior",
     "toy_posterior_density",
-    "toy_posterior_cdf",
     "toy_prob_positive",
     "kl_logistic_to_toy_posterior",
     "fit_logistic_to_toy",
@@ -110,7 +109,7 @@ def toy_posterior_density(z, x: float, sigma: float = TOY_SIGMA) -> np.ndarray:
     return like * g / evidence
 
 
-def toy_posterior_cdf(z, x: float, sigma: float = TOY_SIGMA) -> np.ndarray:
+def _toy_posterior_cdf(z, x: float, sigma: float = TOY_SIGMA) -> np.ndarray:
     return toy_posterior(x, sigma).cdf(_t(z)).numpy()
 
 
@@ -242,7 +241,7 @@ def contraction_table(betas=(0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0), 
                 "kappa_large_beta": 1 - math.log(2) / beta + 3 * zeta(3) / (8 * beta**3),
                 "alpha": alpha,
                 "alpha_over_2": alpha / 2,
-                "probs": float(d.probs),
+                "probs": float(d.positive_probs),
             }
         )
     return rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -65,17 +64,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _recorded(out: Path) -> dict:
     """The comparison recorded in ``out/compare.json`` (what ``--resume`` continues)."""
+    from binaryvae.runs.directory import read_compare_listing
+
     try:
-        recorded = json.loads((out / "compare.json").read_text())
-        return {
-            "base": dict(recorded["base"]),
-            "families": list(recorded["families"]),
-            "seeds": recorded.get("seeds"),
-        }
-    except FileNotFoundError:
-        raise BadInput(f"cannot resume {out}: no compare.json there") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot resume {out}: unreadable compare.json ({e})") from None
+        recorded = read_compare_listing(out)
+    except BadInput as e:
+        raise BadInput(f"cannot resume {e}") from None
+    return {k: recorded.get(k) for k in ("base", "families", "seeds")}
 
 
 def run_compare(args: argparse.Namespace) -> int:

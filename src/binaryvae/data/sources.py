@@ -42,7 +42,6 @@ __all__ = [
     "locate",
     "download",
     "resolve",
-    "verify_dir",
     "missing_message",
 ]
 
@@ -278,7 +277,7 @@ def resolve(name: str, data_dir: str | Path | None = None, download_missing: boo
     return download(name, data_dir)
 
 
-def verify_dir(name: str, folder: Path) -> list[tuple[RemoteFile, Path | None, bool | None]]:
+def _verify_dir(name: str, folder: Path) -> list[tuple[RemoteFile, Path | None, bool | None]]:
     """Check each file of ``name`` in ``folder``: ``(file, path or None, sha256 ok or None)``."""
     out = []
     for file in _files(name):

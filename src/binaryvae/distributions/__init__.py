@@ -5,10 +5,7 @@ probabilities lambda = P(z > 0) of the discrete models they stand for."""
 from binaryvae.distributions import kl
 from binaryvae.distributions.bernoulli import bernoulli_kl, bernoulli_log_mass
 from binaryvae.distributions.bernoulli_probs import (
-    bernoulli_log_probs_from_gaussian,
-    bernoulli_logits,
     bernoulli_logits_from_gaussian,
-    bernoulli_probs,
     bernoulli_probs_from_concrete,
     bernoulli_probs_from_gaussian,
     bernoulli_probs_from_logistic,
@@ -50,10 +47,7 @@ __all__ = [
     "binary_concrete_kl",
     "binary_concrete_rsample",
     "binary_concrete_logit_log_prob",
-    "bernoulli_probs",
-    "bernoulli_logits",
     "bernoulli_probs_from_gaussian",
-    "bernoulli_log_probs_from_gaussian",
     "bernoulli_logits_from_gaussian",
     "bernoulli_probs_from_logistic",
     "bernoulli_probs_from_concrete",

@@ -3,8 +3,9 @@ halves are rescaled by 2 - alpha (z < 0) and alpha (z > 0), alpha in (0, 2), giv
 ``alpha`` or as ``logits`` = logit(alpha / 2) (dissertation section 5.2, eq. 5.3).
 
 The parameter handling lives here (constructor, broadcasting, ``expand``, the lazy
-alpha/logits duality) and the sampler, ``rsample`` = ``icdf`` of open uniforms; each subclass
-defines its density, CDF and inverse CDF.
+alpha/logits duality; ``probs`` = alpha / 2 = sigmoid(logits): as in torch.distributions,
+``logits`` and ``probs`` are two views of the one parameter) and the sampler, ``rsample`` =
+``icdf`` of open uniforms; each subclass defines its density, CDF and inverse CDF.
 """
 
 from __future__ import annotations
@@ -84,6 +85,14 @@ class AreaScaledLogistic(Distribution):
     @lazy_property
     def alpha(self):
         return 2 * torch.sigmoid(self.logits)
+
+    @property
+    def probs(self):
+        """alpha / 2 = sigmoid(logits): the parameter as a probability (for StepLogistic it is
+        P(z > 0); each subclass gives P(z > 0) as ``positive_probs``)."""
+        if "alpha" in self.__dict__:
+            return self.alpha / 2
+        return torch.sigmoid(self.logits)
 
     @property
     def param_shape(self):

@@ -2,24 +2,21 @@
 
 Gaussian N(mu, sigma²): Phi(mu / sigma); Logistic(mu, s): sigmoid(mu / s); binary Concrete with
 parameter gamma: gamma / (1 + gamma) = sigmoid(log gamma); StepLogistic(alpha): alpha / 2;
-SmoothStepLogistic: 1 - F(0) (see its `probs`). The `*_logits` versions return logit(lambda)
+SmoothStepLogistic: 1 - F(0). Every distribution of this package gives its own as
+`positive_probs` and `positive_logits`. The `*_logits` versions return logit(lambda)
 without forming lambda, so that they stay exact where lambda rounds to 0 or 1.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.distributions import Distribution, Normal
 
 __all__ = [
     "bernoulli_probs_from_gaussian",
-    "bernoulli_log_probs_from_gaussian",
     "bernoulli_logits_from_gaussian",
     "bernoulli_probs_from_logistic",
     "bernoulli_probs_from_concrete",
     "bernoulli_probs_from_step_logistic",
-    "bernoulli_probs",
-    "bernoulli_logits",
 ]
 
 
@@ -31,11 +28,6 @@ def bernoulli_probs_from_gaussian(loc: torch.Tensor, scale: torch.Tensor) -> tor
     accurate to a few ulps there (checked against scipy in tests/test_distributions_kl.py).
     """
     return torch.special.log_ndtr(loc / scale).exp()
-
-
-def bernoulli_log_probs_from_gaussian(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """log Phi(loc / scale), finite for any finite ratio (asymptotic series in log_ndtr)."""
-    return torch.special.log_ndtr(loc / scale)
 
 
 def bernoulli_logits_from_gaussian(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -57,17 +49,3 @@ def bernoulli_probs_from_concrete(log_gamma: torch.Tensor) -> torch.Tensor:
 def bernoulli_probs_from_step_logistic(alpha: torch.Tensor) -> torch.Tensor:
     """alpha / 2 (section 5.2)."""
     return alpha / 2
-
-
-def bernoulli_logits(dist: Distribution) -> torch.Tensor:
-    """logit P(z > 0) for a Normal or any of this package's families (they expose `bit_logits`)."""
-    if isinstance(dist, Normal):
-        return bernoulli_logits_from_gaussian(dist.loc, dist.scale)
-    return dist.bit_logits
-
-
-def bernoulli_probs(dist: Distribution) -> torch.Tensor:
-    """P(z > 0) for a Normal or any of this package's families (they expose `probs`)."""
-    if isinstance(dist, Normal):
-        return bernoulli_probs_from_gaussian(dist.loc, dist.scale)
-    return dist.probs

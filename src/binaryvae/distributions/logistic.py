@@ -25,7 +25,8 @@ class Logistic(Distribution):
                      = \frac{1}{s}\,\sigma(x)\,\sigma(-x), \quad x = (z - \mu)/s
 
     (dissertation eq. 4.1), with CDF sigma(x) (eq. 4.2) and inverse CDF mu + s logit(u) (eq. 4.7).
-    `probs` is P(z > 0) = sigmoid(mu / s): the Bernoulli probability of the bit sign(z).
+    `positive_probs` is P(z > 0) = sigmoid(mu / s): the Bernoulli probability of the bit
+    sign(z); `positive_logits` = mu / s its logit.
 
     Example::
 
@@ -76,18 +77,14 @@ class Logistic(Distribution):
         return self.scale * (math.pi / math.sqrt(3))
 
     @property
-    def logits(self):
+    def positive_logits(self):
         """logit P(z > 0) = loc / scale."""
         return self.loc / self.scale
 
     @property
-    def bit_logits(self):
-        return self.logits
-
-    @property
-    def probs(self):
+    def positive_probs(self):
         """P(z > 0) = sigmoid(loc / scale)."""
-        return torch.sigmoid(self.logits)
+        return torch.sigmoid(self.positive_logits)
 
     def rsample(self, sample_shape=_EMPTY_SHAPE, generator=None):
         """loc + scale * logit(u), u uniform in (0, 1) (``generator``: see

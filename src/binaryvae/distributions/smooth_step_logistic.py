@@ -86,10 +86,11 @@ class SmoothStepLogistic(AreaScaledLogistic):
     integrates to 1 for every beta (appendix A.4) and tends to StepLogistic(alpha) as
     beta -> inf and to Logistic(0, 1) as beta -> 0.
 
-    `probs` is P(z > 0) = 1 - F(0) = 1/2 + kappa(beta)·(alpha/2 - 1/2) with
-    kappa(beta) = 1 - 4 G_beta(0) (`smooth_step_contraction`): the bit probability is alpha/2
-    pulled towards 1/2 by the factor kappa (kappa(10) = 0.931, kappa(1) = 1/2). `logits` stays the
-    parameter logit(alpha / 2); `bit_logits` is logit(probs).
+    As in torch.distributions, `logits` = logit(alpha / 2) and `probs` = sigmoid(logits) =
+    alpha / 2 are two views of the one parameter. The bit probability is its own quantity:
+    `positive_probs` = P(z > 0) = 1 - F(0) = 1/2 + kappa(beta)·(alpha/2 - 1/2) with
+    kappa(beta) = 1 - 4 G_beta(0) (`smooth_step_contraction`), alpha/2 pulled towards 1/2 by the
+    factor kappa (kappa(10) = 0.931, kappa(1) = 1/2); `positive_logits` = logit(positive_probs).
 
     Example::
 
@@ -117,13 +118,13 @@ class SmoothStepLogistic(AreaScaledLogistic):
         return smooth_step_contraction(self.beta)
 
     @property
-    def probs(self):
-        """P(z > 0) = 1 - F(0) = (1 - kappa)/2 + kappa·sigmoid(logits) (not alpha / 2)."""
+    def positive_probs(self):
+        """P(z > 0) = 1 - F(0) = (1 - kappa)/2 + kappa·sigmoid(logits) (not ``probs``)."""
         k = self.kappa
         return (1 - k) / 2 + k * torch.sigmoid(self.logits)
 
     @property
-    def bit_logits(self):
+    def positive_logits(self):
         """logit P(z > 0), from P(z > 0) and P(z <= 0) = (1 - kappa)/2 + kappa·sigmoid(-logits)."""
         k = self.kappa
         x = self.logits

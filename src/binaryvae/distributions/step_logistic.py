@@ -37,7 +37,7 @@ class StepLogistic(AreaScaledLogistic):
     Example::
 
         >>> d = StepLogistic(logits=torch.tensor([-2.0, 0.0, 3.0]))
-        >>> d.probs  # P(z > 0)
+        >>> d.positive_probs  # P(z > 0) = probs = sigmoid(logits)
         tensor([0.1192, 0.5000, 0.9526])
 
     Args:
@@ -46,15 +46,13 @@ class StepLogistic(AreaScaledLogistic):
     """
 
     @property
-    def probs(self):
-        """P(z > 0) = alpha / 2."""
-        if "alpha" in self.__dict__:
-            return self.alpha / 2
-        return torch.sigmoid(self.logits)
+    def positive_probs(self):
+        """P(z > 0) = alpha / 2 = ``probs``: the bit probability of the family."""
+        return self.probs
 
     @property
-    def bit_logits(self):
-        """logit P(z > 0): the logits of the Bernoulli the family stands for."""
+    def positive_logits(self):
+        """logit P(z > 0) = ``logits``: the logits of the Bernoulli the family stands for."""
         return self.logits
 
     @property

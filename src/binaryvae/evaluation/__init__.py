@@ -15,7 +15,6 @@ tensors [B], higher is better for bounds and likelihoods.
 from binaryvae.evaluation.bits import BitStatistics, bit_statistics
 from binaryvae.evaluation.bounds import (
     Bound,
-    bernoulli_elbo,
     bernoulli_kl,
     discrete_elbo,
     discrete_terms,
@@ -48,7 +47,6 @@ __all__ = [
     "Bound",
     "ExactResult",
     "FDResult",
-    "bernoulli_elbo",
     "bernoulli_kl",
     "bit_statistics",
     "discrete_elbo",

@@ -22,7 +22,6 @@ __all__ = [
     "Bound",
     "relaxed_terms",
     "relaxed_elbo",
-    "bernoulli_elbo",
     "bernoulli_kl",
     "discrete_terms",
     "discrete_elbo",
@@ -65,12 +64,6 @@ def relaxed_terms(
 def relaxed_elbo(model: Any, x: torch.Tensor, *, samples: int = 1) -> torch.Tensor:
     """The family's own (relaxed) ELBO per image, averaged over `samples` draws: [B, D] -> [B]."""
     return relaxed_terms(model, x, objective="elbo", samples=samples).elbo
-
-
-@torch.no_grad()
-def bernoulli_elbo(model: Any, x: torch.Tensor, *, samples: int = 1) -> torch.Tensor:
-    """Relaxed samples in Bernoulli log-probabilities (diss. eq. 4.11-4.12; not a bound): [B]."""
-    return relaxed_terms(model, x, objective="bernoulli-elbo", samples=samples).elbo
 
 
 @torch.no_grad()

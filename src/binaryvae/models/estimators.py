@@ -37,6 +37,12 @@ __all__ = [
     "make_estimator",
 ]
 
+# Every estimator class carries its properties (docs/internals.md, binaryvae.models):
+#   unbiased               its gradient estimate's mean is the exact gradient of E_q[f(b)]
+#   takes_learning_signal  f(b) enters as a score-function weight (ModelOptions.learning_signal)
+#   samples_per_step       decoder evaluations per image and step
+# and ``from_options(options)`` builds it from `binaryvae.config.ModelOptions`.
+
 Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
 
 
@@ -67,7 +73,7 @@ class ScoreFunction(nn.Module):
     plain estimator of eq. 9.
     """
 
-    evaluations = 1
+    unbiased, takes_learning_signal, samples_per_step = True, True, 1
 
     def __init__(self, decay: float = 0.99, baseline: bool = True):
         super().__init__()
@@ -76,6 +82,10 @@ class ScoreFunction(nn.Module):
         self.decay, self.baseline = float(decay), bool(baseline)
         self.register_buffer("running_mean", torch.zeros(()))  # c, a scalar
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def from_options(cls, o: ModelOptions) -> ScoreFunction:
+        return cls(decay=o.sfe_decay, baseline=o.sfe_baseline)
 
     def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
         probs = torch.sigmoid(logits.detach())  # [B, n]
@@ -103,7 +113,11 @@ class StraightThrough(nn.Module):
     b + p - stop_grad(p). Biased; one decoder evaluation.
     """
 
-    evaluations = 1
+    unbiased, takes_learning_signal, samples_per_step = False, False, 1
+
+    @classmethod
+    def from_options(cls, o: ModelOptions) -> StraightThrough:
+        return cls()
 
     def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
         p = torch.sigmoid(logits)  # [B, n]
@@ -122,14 +136,20 @@ class ReinforceLOO(nn.Module):
     once on all K samples ``[K, B, n]``.
     """
 
+    unbiased, takes_learning_signal = True, True
+
     def __init__(self, samples: int = 2):
         super().__init__()
         if samples < 2:
             raise BadInput(f"reinforce-loo needs at least 2 samples, got {samples}")
         self.samples = int(samples)
 
+    @classmethod
+    def from_options(cls, o: ModelOptions) -> ReinforceLOO:
+        return cls(o.loo_samples)
+
     @property
-    def evaluations(self) -> int:
+    def samples_per_step(self) -> int:
         return self.samples
 
     def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
@@ -161,7 +181,11 @@ class ARM(nn.Module):
     1/2 (grad f(b) + grad f(b~)). Two decoder evaluations, run as one pass on ``[2, B, n]``.
     """
 
-    evaluations = 2
+    unbiased, takes_learning_signal, samples_per_step = True, True, 2
+
+    @classmethod
+    def from_options(cls, o: ModelOptions) -> ARM:
+        return cls()
 
     def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
         u, pair = _antithetic_pair(logits, generator)  # [B, n], [2, B, n]: b, b~
@@ -182,7 +206,11 @@ class DisARM(nn.Module):
     grad f(b~)). Two decoder evaluations, run as one pass on ``[2, B, n]``.
     """
 
-    evaluations = 2
+    unbiased, takes_learning_signal, samples_per_step = True, True, 2
+
+    @classmethod
+    def from_options(cls, o: ModelOptions) -> DisARM:
+        return cls()
 
     def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
         _, pair = _antithetic_pair(logits, generator)  # [2, B, n]: b, b~
@@ -199,21 +227,22 @@ class DisARM(nn.Module):
         return EstimatorOutput(surrogate, fb.detach().mean(0))
 
 
-# name -> factory(options: binaryvae.config.ModelOptions)
-ESTIMATORS: dict[str, Callable[[ModelOptions], nn.Module]] = {
-    "sfe": lambda o: ScoreFunction(decay=o.sfe_decay, baseline=o.sfe_baseline),
-    "straight-through": lambda o: StraightThrough(),
-    "reinforce-loo": lambda o: ReinforceLOO(o.loo_samples),
-    "arm": lambda o: ARM(),
-    "disarm": lambda o: DisARM(),
+# name -> estimator class (``from_options`` builds one; the class carries its properties)
+ESTIMATORS: dict[str, type[nn.Module]] = {
+    "sfe": ScoreFunction,
+    "straight-through": StraightThrough,
+    "reinforce-loo": ReinforceLOO,
+    "arm": ARM,
+    "disarm": DisARM,
 }
 
 
 def make_estimator(name: str, options: ModelOptions | None = None) -> nn.Module:
+    """The estimator registered as ``name``, built from ``options``; BadInput if unknown."""
     try:
-        factory = ESTIMATORS[name]
+        cls = ESTIMATORS[name]
     except KeyError:
         raise BadInput(
             f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}"
         ) from None
-    return factory(options if options is not None else ModelOptions())
+    return cls.from_options(options if options is not None else ModelOptions())

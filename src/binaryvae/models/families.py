@@ -53,11 +53,12 @@ from binaryvae.distributions import (
 )
 from binaryvae.errors import BadInput
 from binaryvae.models import objectives as obj
-from binaryvae.models.estimators import make_estimator
+from binaryvae.models.estimators import ESTIMATORS, make_estimator
 
 __all__ = [
     "Family",
     "FAMILIES",
+    "FAMILY_CLASSES",
     "SCORE_FUNCTION_FAMILIES",
     "make_family",
     "FactorizedPrior",
@@ -139,6 +140,10 @@ class Family:
     binary: bool = True  # stands for a Bernoulli-latent (discrete) model
     exact: bool = False  # the latent is Bernoulli itself (no relaxation)
     has_likelihood: bool = True  # a probabilistic latent: ELBO and IWAE exist
+    # the gradient: unbiased for the objective (pathwise here; an exact family's estimator's);
+    # takes_learning_signal: an estimator weighting f(b) (ModelOptions.learning_signal)
+    unbiased: bool = True
+    takes_learning_signal: bool = False
     params_per_dim: int = 1
     objectives: Mapping[str, Objective] = {
         "elbo": obj.relaxed_elbo,
@@ -155,6 +160,11 @@ class Family:
     def __init__(self, beta: float = 10.0, options: ModelOptions | None = None):
         self.beta = float(beta)
         self.options = options if options is not None else ModelOptions()
+
+    @classmethod
+    def from_config(cls, config) -> Family:
+        """The family with ``config``'s beta and options (the registry's factory)."""
+        return cls(beta=config.beta, options=config.options)
 
     # --- q, p and the decoder input
     def posterior(self, params: tuple[torch.Tensor, ...]) -> Distribution:
@@ -362,9 +372,9 @@ class StepLogisticFamily(Family):
 class SmoothStepLogisticFamily(Family):
     """SmoothStepLogistic(logits a, beta) posterior (diss. eq. 5.8, made sampleable in
     binaryvae.distributions), Logistic(0, 1) prior, steep sigmoid to the decoder; lambda = its
-    P(z > 0) (``bit_logits`` of the distribution). KL(q || Logistic(0, 1)) is the registered
-    quadrature (deterministic, differentiable), and so is the KL to a learned prior
-    SmoothStepLogistic(a0, beta) (binaryvae.distributions.kl). The smoothing steepness is the
+    P(z > 0) (``positive_logits`` of the distribution, not its ``logits``). KL(q || Logistic(0, 1))
+    is the registered quadrature (deterministic, differentiable), and so is the KL to a learned
+    prior SmoothStepLogistic(a0, beta) (binaryvae.distributions.kl). The smoothing steepness is the
     relaxation's beta (the dissertation uses beta = 10 for both, Figure 5.7)."""
 
     name = "smoothsteplogistic"
@@ -382,10 +392,10 @@ class SmoothStepLogisticFamily(Family):
         return kl_divergence(q, p).sum(-1)  # [B] registered quadrature (either prior)
 
     def bit_logits(self, params):
-        return self.posterior(params).bit_logits  # logit P(z > 0) [B, n]
+        return self.posterior(params).positive_logits  # logit P(z > 0) [B, n]
 
     def prior_bit_logits(self, prior_module):
-        return self.prior(prior_module).bit_logits  # [n]
+        return self.prior(prior_module).positive_logits  # [n]
 
 
 # ----------------------------------------------------------------------------- exact Bernoulli
@@ -422,9 +432,11 @@ class BernoulliFamily(Family):
 
 
 def _bernoulli(name: str, estimator: str) -> type[BernoulliFamily]:
-    return type(
-        f"Bernoulli_{estimator}", (BernoulliFamily,), {"name": name, "estimator": estimator}
-    )
+    """The family ``name`` with the registered ``estimator``, whose properties it carries."""
+    cls = ESTIMATORS[estimator]
+    props = {"unbiased": cls.unbiased, "takes_learning_signal": cls.takes_learning_signal}
+    return type(f"Bernoulli_{estimator}", (BernoulliFamily,),
+                {"name": name, "estimator": estimator, **props})  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- autoencoder
@@ -441,6 +453,10 @@ class AutoencoderGMMFamily(Family):
     def __init__(self, beta=10.0, options=None, components: int = 20, seed: int = 0):
         super().__init__(beta, options)
         self.components, self.seed = int(components), int(seed)
+
+    @classmethod
+    def from_config(cls, config) -> Family:
+        return cls(config.beta, config.options, config.gmm_components, config.seed)
 
     def posterior(self, params):
         raise BadInput("autoencoder-gmm is deterministic: it has no posterior q(z|x)")
@@ -471,56 +487,46 @@ class AutoencoderGMMFamily(Family):
 
 
 # ----------------------------------------------------------------------------- registry
-def _family(cls: type[Family]) -> Callable[..., Family]:
-    def factory(config) -> Family:
-        return cls(beta=config.beta, options=config.options)
-
-    return factory
-
-
-def _autoencoder(config) -> Family:
-    return AutoencoderGMMFamily(config.beta, config.options, config.gmm_components, config.seed)
-
-
-# name -> factory(config) -> Family
-FAMILIES: dict[str, Callable[..., Family]] = {
-    "gaussian": _family(GaussianFamily),
-    "gaussian-sigmoid": _family(GaussianSigmoidFamily),
-    "logistic": _family(LogisticFamily),
-    "concrete": _family(ConcreteFamily),
-    "steplogistic": _family(StepLogisticFamily),
-    "smoothsteplogistic": _family(SmoothStepLogisticFamily),
-    "bernoulli-sfe": _family(_bernoulli("bernoulli-sfe", "sfe")),
-    "bernoulli-st": _family(_bernoulli("bernoulli-st", "straight-through")),
-    "bernoulli-reinforce-loo": _family(_bernoulli("bernoulli-reinforce-loo", "reinforce-loo")),
-    "bernoulli-arm": _family(_bernoulli("bernoulli-arm", "arm")),
-    "bernoulli-disarm": _family(_bernoulli("bernoulli-disarm", "disarm")),
-    "autoencoder-gmm": _autoencoder,
+# name -> family class: every list of families derives from this table and the classes'
+# properties (binary, exact, has_likelihood, unbiased, takes_learning_signal)
+FAMILY_CLASSES: dict[str, type[Family]] = {
+    cls.name: cls
+    for cls in (
+        GaussianFamily,
+        GaussianSigmoidFamily,
+        LogisticFamily,
+        ConcreteFamily,
+        StepLogisticFamily,
+        SmoothStepLogisticFamily,
+        _bernoulli("bernoulli-sfe", "sfe"),
+        _bernoulli("bernoulli-st", "straight-through"),
+        _bernoulli("bernoulli-reinforce-loo", "reinforce-loo"),
+        _bernoulli("bernoulli-arm", "arm"),
+        _bernoulli("bernoulli-disarm", "disarm"),
+        AutoencoderGMMFamily,
+    )
 }
 
+# name -> factory(config) -> Family
+FAMILIES: dict[str, Callable[..., Family]] = {n: c.from_config for n, c in FAMILY_CLASSES.items()}
 
 # families whose estimator takes a learning signal f(b) (ModelOptions.learning_signal)
-SCORE_FUNCTION_FAMILIES = (
-    "bernoulli-sfe",
-    "bernoulli-reinforce-loo",
-    "bernoulli-arm",
-    "bernoulli-disarm",
-)
+SCORE_FUNCTION_FAMILIES = tuple(n for n, c in FAMILY_CLASSES.items() if c.takes_learning_signal)
 
 
 def make_family(config) -> Family:
     """The family named by ``config.family``; BadInput listing the names if unknown, or for an
     option the family does not take."""
     try:
-        factory = FAMILIES[config.family]
+        cls = FAMILY_CLASSES[config.family]
     except KeyError:
         raise BadInput(
             f"unknown family {config.family!r}; choose one of {', '.join(FAMILIES)}"
         ) from None
     signal = config.options.learning_signal
-    if signal != "reconstruction" and config.family not in SCORE_FUNCTION_FAMILIES:
+    if signal != "reconstruction" and not cls.takes_learning_signal:
         raise BadInput(
             f"learning_signal {signal!r} applies to the score-function families "
             f"({', '.join(SCORE_FUNCTION_FAMILIES)}), not to {config.family!r}"
         )
-    return factory(config)
+    return cls.from_config(config)

@@ -95,7 +95,7 @@ class VAE(nn.Module):
     @property
     def decoder_evaluations_per_step(self) -> int:
         """Decoder passes per training step (1; K for reinforce-loo; 2 for disarm)."""
-        return int(getattr(self.estimator, "evaluations", 1)) if self.estimator is not None else 1
+        return 1 if self.estimator is None else int(self.estimator.samples_per_step)
 
     def loss(
         self,

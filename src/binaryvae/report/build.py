@@ -289,7 +289,7 @@ def _model_sections(doc: Document, records: list[RunRecord], figs: Path) -> list
             "E_q[z | x] of every run with a continuous posterior, for 32 test images x n latent "
             "dimensions, 45 bins; each panel in its family's own latent units. " + text,
         ))  # fmt: skip
-    gmm = [lr for lr in loaded if lr.record.config.family == "autoencoder-gmm"]
+    gmm = [lr for lr in loaded if not lr.record.has_likelihood]  # the fitted-mixture prior
     for lr in gmm:
         path, how = model_figures.gmm_figure(lr, figs / f"gmm_{_slug(lr.record.name)}.png")
         text = ""

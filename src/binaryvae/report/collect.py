@@ -4,14 +4,13 @@ run without one, from the run layer's reading of its config."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from binaryvae.config import TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.directory import RunDir, find_runs, is_run_dir
+from binaryvae.runs.directory import RunDir, find_runs, is_run_dir, read_compare_listing
 
 __all__ = ["RunRecord", "collect_runs"]
 
@@ -89,8 +88,8 @@ def _ordered(path: Path) -> list[Path]:
     listing = path / "compare.json"
     if not is_run_dir(path) and listing.is_file():
         try:
-            names = json.loads(listing.read_text()).get("runs", [])
-        except (json.JSONDecodeError, AttributeError):
+            names = read_compare_listing(path)["runs"]
+        except BadInput:  # an unreadable listing: the runs in name order
             names = []
         rank = {n: i for i, n in enumerate(names)}
         runs.sort(key=lambda p: (rank.get(p.name, len(rank)), p.name))

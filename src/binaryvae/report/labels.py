@@ -102,7 +102,7 @@ def prior_description(model: Any) -> str:
     family = model.family
     learned = isinstance(getattr(model.prior_module, "param", None), Parameter)
     if not getattr(family, "binary", True):
-        if family.name.startswith("autoencoder"):
+        if not family.has_likelihood:  # the autoencoder: its prior is fitted after training
             k = getattr(family, "components", None)
             mixture = f"{k}-component Gaussian mixture" if k else "Gaussian mixture"
             return f"codes drawn from the {mixture} fitted to the training codes"

@@ -2,15 +2,35 @@
 
 Composes `binaryvae.training` (fit an epoch, checkpoints) and `binaryvae.evaluation` (score the
 discrete model per epoch and at the end) into the run-directory contract of docs/internals.md.
+
+The names that need the training layer (build, train, evaluate) load on first use, so that
+readers of run directories (the report) import this package without loading training.
 """
 
-from binaryvae.runs.build import Prepared, load_run, prepare, test_data
+from importlib import import_module
+from typing import Any
+
 from binaryvae.runs.compare import DEFAULT_COMPARE_EPOCHS, DEFAULT_FAMILIES, compare, parse_families
 from binaryvae.runs.directory import RunDir, find_runs, is_run_dir
-from binaryvae.runs.evaluate import evaluate_run
 from binaryvae.runs.labels import NUMBER_LABELS, objective_label, summary_labels
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new, clean_owned
-from binaryvae.runs.train import TrainingDiverged, parse_seeds, train_replicas, train_run
+
+# name -> the submodule that defines it, imported on first access (PEP 562)
+_LAZY = {
+    **dict.fromkeys(("Prepared", "load_run", "prepare", "test_data"), "build"),
+    "evaluate_run": "evaluate",
+    **dict.fromkeys(("TrainingDiverged", "parse_seeds", "train_replicas", "train_run"), "train"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'binaryvae.runs' has no attribute {name!r}") from None
+    value = getattr(import_module(f"binaryvae.runs.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "DEFAULT_COMPARE_EPOCHS",

@@ -7,16 +7,15 @@ comparison on the offline dataset plus the notes' models.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
+from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.labels import family_facts, trained_on_label
+from binaryvae.runs.directory import read_compare_listing
+from binaryvae.runs.labels import family_facts, family_spec, parse_family_spec, trained_on_label
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
-from binaryvae.runs.train import parse_seeds
 from binaryvae.storage import write_json_atomic
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
@@ -34,14 +33,8 @@ def parse_families(spec: str | list[str] | tuple[str, ...]) -> list[tuple[str, s
         item = item.strip()
         if not item:
             continue
-        family, _, objective = item.partition(":")
-        objective = objective.strip() or "elbo"
-        if objective not in OBJECTIVES:
-            raise BadInput(
-                f"unknown objective {objective!r} in {item!r}; "
-                f"choose one of {', '.join(OBJECTIVES)}"
-            )
-        out.append((family.strip(), objective))
+        family, objective = parse_family_spec(item)
+        out.append((family, objective or "elbo"))
     if not out:
         raise BadInput("no families given")
     if len(set(out)) != len(out):
@@ -89,6 +82,7 @@ def compare(
     from binaryvae.runs.sweep import SweepState, _header, check_out, execute, validate_cells
     from binaryvae.runs.sweep_executors import LocalExecutor
     from binaryvae.runs.sweep_grid import Cell
+    from binaryvae.runs.train import parse_seeds
 
     stream = sys.stderr if stream is None else stream
     executor = executor or LocalExecutor(stream)
@@ -108,11 +102,8 @@ def compare(
     executor.check()
     trained_on, specs = {}, []
     for name, config in zip(names, configs, strict=True):
-        facts = family_facts(config)
-        trained_on[name] = trained_on_label(config, facts["has_likelihood"])
-        # the autoencoder has one loss, no ELBO: its spec names no objective
-        specs.append(f"{config.family}:{config.objective}" if facts["has_likelihood"]
-                     else config.family)  # fmt: skip
+        trained_on[name] = trained_on_label(config, family_facts(config)["has_likelihood"])
+        specs.append(family_spec(config))  # the autoencoder's names no objective
     listing = {"runs": names, "families": specs, "trained_on": trained_on, "base": base.to_dict()}
     if group is not None:
         listing["seeds"] = group
@@ -161,10 +152,13 @@ def _check_compare_resume(out: Path, listing: dict[str, Any], base: TrainConfig)
     may be added: they start), and the same options except `binaryvae.config.RESUMABLE_FIELDS`
     (BadInput naming each difference)."""
     try:
-        recorded = json.loads((out / "compare.json").read_text())
+        recorded = read_compare_listing(out)
+    except BadInput as e:
+        raise BadInput(f"cannot resume {e}") from None
+    try:
         stored = TrainConfig.from_dict(recorded["base"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot resume {out}: unreadable compare.json ({e})") from None
+    except BadInput as e:
+        raise BadInput(f"cannot resume {out}: compare.json: {e}") from None
     # specs compared as pairs: "autoencoder-gmm" and the older "autoencoder-gmm:elbo" are one
     wanted = set(parse_families(listing["families"]))
     dropped = [f for f in recorded.get("families") or [] if parse_families([f])[0] not in wanted]

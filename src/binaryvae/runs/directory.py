@@ -11,7 +11,10 @@ Layout (contract in docs/internals.md)::
       .binaryvae-run       the marker: binaryvae wrote this directory (written first)
       .binaryvae.lock      the one writer's advisory lock (binaryvae.runs.ownership)
 
-A compare directory holds one run directory per model plus its own figures and report. Every
+A compare directory holds one run directory per model, compare.json (its listing) and its own
+figures and report; a replica group (``train --seeds``) holds seed-<s>/ run directories and
+replicas.json. `read_compare_listing` and `read_replicas_listing` are the one reader of each
+listing. Every
 file is written through `binaryvae.storage` (atomic replacement, or an fsync'ed append for
 metrics.jsonl), so readers need no lock.
 """
@@ -23,9 +26,47 @@ from pathlib import Path
 from typing import Any
 
 from binaryvae.config import TrainConfig
+from binaryvae.errors import BadInput
 from binaryvae.storage import append_line, atomic_write_text, json_safe, write_json_atomic
 
-__all__ = ["RunDir", "find_runs", "is_run_dir"]
+__all__ = ["RunDir", "find_runs", "is_run_dir", "read_compare_listing", "read_replicas_listing"]
+
+
+def _read_listing(path: Path, name: str, fields: dict[str, type]) -> dict[str, Any]:
+    """``path/name`` as a dict with ``fields`` of the given types; BadInput naming the file and
+    what is wrong (missing, unreadable JSON, a missing or mistyped field)."""
+    listing = path / name
+    try:
+        data = json.loads(listing.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no {name} there") from None
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{listing}: unreadable ({e})") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{listing}: not a JSON object")
+    for field, kind in fields.items():
+        if not isinstance(data.get(field), kind):
+            raise BadInput(f"{listing}: field {field!r} is missing or not a {kind.__name__}")
+    return data
+
+
+def read_compare_listing(path: str | Path) -> dict[str, Any]:
+    """compare.json of the compare directory ``path``: ``runs`` (sub-directory names, in order),
+    ``families`` (their family:objective specs), ``base`` (the shared TrainConfig as a dict),
+    ``trained_on`` and, for replica groups, ``seeds``. BadInput if missing or malformed."""
+    data = _read_listing(Path(path), "compare.json", {"runs": list, "families": list, "base": dict})
+    if data.get("seeds") is not None and not isinstance(data["seeds"], list):
+        raise BadInput(f"{Path(path) / 'compare.json'}: field 'seeds' is not a list")
+    return data
+
+
+def read_replicas_listing(path: str | Path) -> dict[str, Any]:
+    """replicas.json of the replica group ``path``: ``seeds`` (ints) and ``config`` (the
+    TrainConfig of the first seed, as a dict). BadInput if missing or malformed."""
+    data = _read_listing(Path(path), "replicas.json", {"seeds": list, "config": dict})
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in data["seeds"]):
+        raise BadInput(f"{Path(path) / 'replicas.json'}: field 'seeds' holds a non-integer")
+    return data
 
 
 def is_run_dir(path: str | Path) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from binaryvae.config import TrainConfig
+from binaryvae.runs.labels import family_spec
 
 __all__ = ["SECONDS_PER_1000", "REPORT_SECONDS_PER_RUN", "expected_seconds", "expected_line"]
 
@@ -33,12 +34,6 @@ REPORT_SECONDS_PER_RUN = 1.49  # `binaryvae report` of that compare directory, p
 MEASURED = "1 thread of a 2-core AMD EPYC beside one busy process"
 
 
-def _spec(config: TrainConfig) -> str:
-    if config.family.startswith("autoencoder"):
-        return config.family
-    return f"{config.family}:{config.objective}"
-
-
 def expected_seconds(
     configs: Sequence[TrainConfig], sizes: tuple[int, int]
 ) -> tuple[float, list[str]]:
@@ -47,7 +42,7 @@ def expected_seconds(
     n_train, n_test = (n / 1000 for n in sizes)
     total, unknown = 0.0, []
     for config in configs:
-        spec = _spec(config)
+        spec = family_spec(config)
         if spec not in SECONDS_PER_1000:
             unknown.append(spec)
             continue

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from binaryvae.config import TrainConfig
+from binaryvae.config import OBJECTIVES, TrainConfig
+from binaryvae.errors import BadInput
 
 __all__ = [
     "NUMBER_LABELS",
@@ -48,6 +49,32 @@ def family_facts(config: TrainConfig) -> dict[str, bool]:
         "exact_latent": bool(family.exact),
         "has_likelihood": bool(family.has_likelihood),
     }
+
+
+def parse_family_spec(item: str, where: str = "") -> tuple[str, str | None]:
+    """``"family"`` -> (family, None); ``"family:objective"`` -> (family, objective): the one
+    parser of the specs compare.json, ``--families`` and grid files hold (`family_spec` writes
+    them). BadInput, prefixed by ``where``, for an empty family or objective, or an objective
+    not in `binaryvae.config.OBJECTIVES`."""
+    family, sep, objective = (part.strip() for part in str(item).partition(":"))
+    if not family:
+        raise BadInput(f"{where}{item!r} names no family")
+    if not sep:
+        return family, None
+    if objective not in OBJECTIVES:
+        raise BadInput(
+            f"{where}unknown objective {objective!r} in {item!r}; "
+            f"choose one of {', '.join(OBJECTIVES)}"
+        )
+    return family, objective
+
+
+def family_spec(config: TrainConfig) -> str:
+    """The run's ``family:objective`` as compare.json lists it; the family alone where it has
+    no likelihood (the autoencoder's one loss is no ELBO, so no objective is chosen)."""
+    if family_facts(config)["has_likelihood"]:
+        return f"{config.family}:{config.objective}"
+    return config.family
 
 
 RECONSTRUCTION_ONLY = "reconstruction only (autoencoder: no KL, not a bound)"

@@ -31,7 +31,7 @@ from typing import Any
 
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.train import parse_seeds
+from binaryvae.runs.labels import parse_family_spec
 
 __all__ = [
     "AXES",
@@ -195,6 +195,8 @@ def _items(axis: str, value: Any, where: str) -> list:
     label = axis.replace("_", "-")
     if axis == "seeds" and isinstance(value, str):
         try:
+            from binaryvae.runs.train import parse_seeds  # on use: it loads training
+
             items = parse_seeds(value)
         except BadInput as e:
             if not value.strip(", "):
@@ -248,20 +250,10 @@ def parse_pairs(families: list[str], objectives: list[str], where: str) -> list[
             )
     pairs = []
     for item in families:
-        family, sep, objective = item.partition(":")
-        family = family.strip()
-        if not family or not _NAME.match(family):
+        family, objective = parse_family_spec(item, f"{where}: families: ")
+        if not _NAME.match(family):
             raise BadInput(f"{where}: families: {item!r} is not a family name")
-        if sep:
-            objective = objective.strip()
-            if objective not in OBJECTIVES:
-                raise BadInput(
-                    f"{where}: unknown objective {objective!r} in {item!r}; "
-                    f"choose one of {', '.join(OBJECTIVES)}"
-                )
-            pairs.append((family, objective))
-        else:
-            pairs += [(family, o) for o in objectives]
+        pairs += [(family, objective)] if objective else [(family, o) for o in objectives]
     if len(set(pairs)) != len(pairs):
         raise BadInput(f"{where}: a family:objective pair is listed twice")
     return pairs
@@ -310,6 +302,8 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
         "latent_dims", _items("latent_dims", axes.get("latent_dims", 8), where), where
     )
     seeds = axes.get("seeds", 0)
+    from binaryvae.runs.train import parse_seeds  # on use: it loads training
+
     seeds = parse_seeds(_ints("seeds", _items("seeds", seeds, where), where))
     base = {"epochs": COMPARE_EPOCHS, **fixed}
     if isinstance(base.get("hidden"), str):

@@ -233,14 +233,17 @@ def _resumed_config(run: RunDir, config: TrainConfig) -> TrainConfig:
 
 
 def _check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig) -> None:
-    import json
+    from binaryvae.runs.directory import read_replicas_listing
 
     try:
-        recorded = json.loads((out / "replicas.json").read_text())
+        recorded = read_replicas_listing(out)
+    except BadInput as e:
+        raise BadInput(f"cannot resume {e}") from None
+    old_seeds = recorded["seeds"]
+    try:
         stored = TrainConfig.from_dict(recorded["config"])
-        old_seeds = [int(s) for s in recorded["seeds"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot resume {out}: unreadable replicas.json ({e})") from None
+    except BadInput as e:
+        raise BadInput(f"cannot resume {out}: replicas.json: {e}") from None
     dropped = [s for s in old_seeds if s not in listing["seeds"]]
     if dropped:
         raise BadInput(
