@@ -17,8 +17,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "binaryvae"
 # the data flow, left to right: a module imports only from its own layer or layers to its left
-ORDER = ["errors", "config", "storage", "stats", "data", "distributions", "theory", "models", "training",
-         "evaluation", "diagnostics", "runs", "report", "cli"]  # fmt: skip
+ORDER = ["errors", "config", "storage", "stats", "data", "distributions", "theory", "models",
+         "training", "evaluation", "diagnostics", "runs", "report", "cli"]  # fmt: skip
 BASE = {"errors", "config", "storage", "stats"}  # importable by every layer
 
 
