@@ -26,7 +26,20 @@ from binaryvae.training import (
     set_threads,
 )
 
-__all__ = ["Prepared", "build_replica_model", "load_run", "prepare", "test_data"]
+__all__ = [
+    "MIN_TEST_EXAMPLES",
+    "Prepared",
+    "build_replica_model",
+    "check_dataset",
+    "check_run_memory",
+    "load_run",
+    "prepare",
+    "test_data",
+]
+
+# The sample Frechet distance fits a covariance to the test split's features (denominator
+# N - 1): one test example leaves it undefined.
+MIN_TEST_EXAMPLES = 2
 
 
 @dataclass
@@ -40,23 +53,100 @@ class Prepared:
     threads: int
 
 
-def prepare(config: TrainConfig, dataset: Any = None) -> Prepared:
+def prepare(
+    config: TrainConfig, dataset: Any = None, *, replicas: int = 1, memory: bool = True
+) -> Prepared:
     """Check ``config`` fully and build its dataset and model (seeded); write nothing.
 
     ``dataset``: an already loaded dataset to reuse (the replicas of one group share theirs).
-    Raises BadInput for unknown names or impossible combinations (from data and models), and
-    for a precision the device cannot run fast (`binaryvae.training.check_precision`).
+    ``replicas``: how many seeds of ``config`` will train at once, stacked (the memory check
+    counts them all). ``memory``: check the estimated memory of the run against what this
+    machine has (`check_run_memory`) before the dataset is loaded or the model built.
+    Raises BadInput for unknown names or impossible combinations (from data and models), for a
+    precision the device cannot run fast (`binaryvae.training.check_precision`), for a run
+    that would not fit in memory, and for a dataset whose images are not the shape the model
+    is built for or whose splits are too small (`check_dataset`).
     """
-    from binaryvae.data import load_dataset
+    from binaryvae.data import DATASETS, dataset_geometry, load_dataset
 
     config.validate()
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
     check_precision(config.precision, device)
+    geometry = dataset_geometry(config.dataset)
+    if memory:
+        sizes = None if dataset is not None else DATASETS[config.dataset].sizes
+        check_run_memory(config, geometry, replicas=replicas, sizes=sizes, device=device)
     if dataset is None:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir)
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, image_shape=geometry[1])
+    check_dataset(dataset, config, geometry)
     model = build_replica_model(config, dataset)
     return Prepared(config, dataset, model.to(device), device, threads)
+
+
+def check_run_memory(
+    config: TrainConfig,
+    geometry: tuple[int, tuple[int, int] | None, str],
+    *,
+    replicas: int = 1,
+    sizes: tuple[int, int] | None = None,
+    device: Any = None,
+) -> None:
+    """BadInput (one line: the estimate, what it is made of, the memory available) when a run
+    of ``config`` -- ``replicas`` seeds at once, on a dataset of ``geometry`` (data_dim,
+    image_shape, kind) and ``sizes`` (train, test; None: already loaded) -- would not fit:
+    its model and activations in the memory of ``device``, its data in this machine's
+    (`binaryvae.resources`). Nothing is allocated."""
+    from binaryvae.resources import check_memory, estimate_run
+
+    estimate = estimate_run(config, *geometry, replicas=replicas, sizes=sizes)
+    what = f"training {replicas} replicas of this configuration" if replicas > 1 else "this run"
+    on_gpu = getattr(device, "type", None) == "cuda"
+    if on_gpu:
+        check_memory(estimate.model_bytes + estimate.activation_bytes, f"{what} on {device}",
+                     estimate.describe(), device=device)  # fmt: skip
+        check_memory(estimate.data_bytes, f"the data of {what}", estimate.describe())
+    else:
+        check_memory(estimate.total, what, estimate.describe())
+
+
+def check_dataset(
+    dataset: Any, config: TrainConfig, geometry: tuple[int, tuple[int, int] | None, str]
+) -> None:
+    """BadInput naming the dataset, the split and its size when ``dataset`` cannot train or
+    score ``config``'s model: images of another shape than the model is built for (the
+    registry's ``geometry``, which `sample` and the report rebuild the model with), fewer
+    training examples than one batch, fewer than `MIN_TEST_EXAMPLES` test examples, or (for
+    autoencoder-gmm) fewer training examples than mixture components."""
+    from binaryvae.data.datasets import shape_text
+
+    data_dim, image_shape, kind = geometry
+    where = config.dataset + (f" ({dataset.source})" if getattr(dataset, "source", "") else "")
+    own = getattr(dataset, "image_shape", None)
+    if own != image_shape or int(dataset.train_x.shape[1]) != data_dim:
+        mine = shape_text(own) if own else f"{int(dataset.train_x.shape[1])} values"
+        theirs = shape_text(image_shape) if image_shape else f"{data_dim} values"
+        raise BadInput(
+            f"{where}: its examples are {mine}, but {config.dataset} models are built for "
+            f"{theirs}"
+        )
+    noun = "images" if kind == "image" else "examples"
+    n_train, n_test = int(dataset.train_x.shape[0]), int(dataset.test_x.shape[0])
+    if n_train < config.batch_size:
+        raise BadInput(
+            f"{where}: the training split holds {n_train} {noun}, fewer than one batch "
+            f"(batch size {config.batch_size})"
+        )
+    if n_test < MIN_TEST_EXAMPLES:
+        raise BadInput(
+            f"{where}: the test split holds {n_test} {noun}; scoring a run needs at least "
+            f"{MIN_TEST_EXAMPLES} (the sample Frechet distance fits a covariance)"
+        )
+    if config.family == "autoencoder-gmm" and n_train < config.gmm_components:
+        raise BadInput(
+            f"{where}: the training split holds {n_train} {noun}, fewer than the "
+            f"{config.gmm_components} mixture components (gmm_components) to fit"
+        )
 
 
 def build_replica_model(config: TrainConfig, dataset: Any) -> torch.nn.Module:

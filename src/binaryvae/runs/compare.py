@@ -104,7 +104,7 @@ def compare(
     ]
     if not resume:
         check_new_dir(out, force)
-    validate_cells(cells, portable=executor.name == "ray")  # before anything is written
+    validate_cells(cells, portable=executor.name == "ray", memory=not executor.remote)
     executor.check()
     trained_on, specs = {}, []
     for name, config in zip(names, configs, strict=True):

@@ -188,7 +188,7 @@ def train_replicas(
             _check_group_resume(out, listing, config)
         else:
             check_new_dir(out, force)
-        first = prepare(configs[0])
+        first = prepare(configs[0], replicas=len(seeds))  # the whole group's memory checked
         dataset = first.dataset
         if not resume:
             group = stack.enter_context(claim_new(out, force=force, kind="replicas"))
