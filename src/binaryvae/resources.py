@@ -213,9 +213,7 @@ def count_model(
     return parameters, buffers, widths, element
 
 
-def data_bytes(
-    sizes: tuple[int, int], data_dim: int, data_kind: str, replicas: int = 1
-) -> int:
+def data_bytes(sizes: tuple[int, int], data_dim: int, data_kind: str, replicas: int = 1) -> int:
     """Bytes of a dataset of ``sizes = (train, test)`` examples of ``data_dim`` values as
     stored (uint8 images, float32 real data), plus its test split in float32 per replica."""
     stored = 1 if data_kind == "image" else 4
@@ -260,4 +258,3 @@ def check_memory(need: int, what: str, detail: str = "", device: Any = None) -> 
             f"{what} needs about {format_bytes(need)}{detail}, but only {format_bytes(have)} "
             f"{'is' if have == 1 else 'are'} available ({source})"
         )
-

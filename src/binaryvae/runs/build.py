@@ -127,8 +127,7 @@ def check_dataset(
         mine = shape_text(own) if own else f"{int(dataset.train_x.shape[1])} values"
         theirs = shape_text(image_shape) if image_shape else f"{data_dim} values"
         raise BadInput(
-            f"{where}: its examples are {mine}, but {config.dataset} models are built for "
-            f"{theirs}"
+            f"{where}: its examples are {mine}, but {config.dataset} models are built for {theirs}"
         )
     noun = "images" if kind == "image" else "examples"
     n_train, n_test = int(dataset.train_x.shape[0]), int(dataset.test_x.shape[0])
