@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
+from binaryvae.config import (
+    COMPARE_EPOCHS,
+    COMPARE_FAMILIES,
+    OBJECTIVES,
+    TrainConfig,
+    split_list,
+)
 from binaryvae.errors import BadInput
 from binaryvae.runs.labels import family_facts, trained_on_label
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
@@ -28,13 +34,15 @@ DEFAULT_COMPARE_EPOCHS = COMPARE_EPOCHS
 def parse_families(spec: str | list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
     """``"logistic,concrete:bernoulli-elbo"`` -> ``[("logistic", "elbo"),
     ("concrete", "bernoulli-elbo")]`` (objective "elbo" unless ``name:objective``)."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = split_list(spec, "--families") if isinstance(spec, str) else list(spec)
     out = []
     for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise BadInput(f"families must be names, got {item!r} in {spec!r}")
         item = item.strip()
-        if not item:
-            continue
-        family, _, objective = item.partition(":")
+        family, sep, objective = item.partition(":")
+        if not family.strip() or (sep and not objective.strip()):
+            raise BadInput(f"--families: {item!r} names no family or no objective")
         objective = objective.strip() or "elbo"
         if objective not in OBJECTIVES:
             raise BadInput(
