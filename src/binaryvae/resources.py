@@ -66,8 +66,9 @@ def format_bytes(n: float) -> str:
 
 
 # ----------------------------------------------------------------------------- the machine
-def _meminfo_available(path: Path = _MEMINFO) -> int | None:
+def _meminfo_available(path: Path | None = None) -> int | None:
     """``MemAvailable`` of /proc/meminfo in bytes (None where the file or the line is absent)."""
+    path = _MEMINFO if path is None else path
     try:
         text = path.read_text()
     except OSError:
@@ -93,7 +94,7 @@ def _read_int(path: Path) -> int | None:
         return None  # "max": no limit
 
 
-def _cgroup_dirs(root: Path = _CGROUP_ROOT) -> list[Path]:
+def _cgroup_dirs(root: Path) -> list[Path]:
     """This process's cgroup v2 folder (from /proc/self/cgroup) and the root, where they exist."""
     dirs = []
     try:
@@ -108,9 +109,10 @@ def _cgroup_dirs(root: Path = _CGROUP_ROOT) -> list[Path]:
     return dirs
 
 
-def _cgroup_available(root: Path = _CGROUP_ROOT) -> int | None:
+def _cgroup_available(root: Path | None = None) -> int | None:
     """What the memory cgroup of this process still allows (limit less usage), or None when no
     cgroup limits it. cgroup v2 (memory.max, memory.current) first, then v1."""
+    root = _CGROUP_ROOT if root is None else root
     for folder in _cgroup_dirs(root):
         limit = _read_int(folder / "memory.max")
         if limit is not None:

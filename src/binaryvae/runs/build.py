@@ -129,21 +129,25 @@ def check_dataset(
         raise BadInput(
             f"{where}: its examples are {mine}, but {config.dataset} models are built for {theirs}"
         )
-    noun = "images" if kind == "image" else "examples"
+    noun = "image" if kind == "image" else "example"
     n_train, n_test = int(dataset.train_x.shape[0]), int(dataset.test_x.shape[0])
+
+    def holds(n: int) -> str:
+        return f"{n} {noun}" + ("" if n == 1 else "s")
+
     if n_train < config.batch_size:
         raise BadInput(
-            f"{where}: the training split holds {n_train} {noun}, fewer than one batch "
+            f"{where}: the training split holds {holds(n_train)}, fewer than one batch "
             f"(batch size {config.batch_size})"
         )
     if n_test < MIN_TEST_EXAMPLES:
         raise BadInput(
-            f"{where}: the test split holds {n_test} {noun}; scoring a run needs at least "
+            f"{where}: the test split holds {holds(n_test)}; scoring a run needs at least "
             f"{MIN_TEST_EXAMPLES} (the sample Frechet distance fits a covariance)"
         )
     if config.family == "autoencoder-gmm" and n_train < config.gmm_components:
         raise BadInput(
-            f"{where}: the training split holds {n_train} {noun}, fewer than the "
+            f"{where}: the training split holds {holds(n_train)}, fewer than the "
             f"{config.gmm_components} mixture components (gmm_components) to fit"
         )
 
