@@ -272,7 +272,7 @@ def raw_features(monkeypatch):
     monkeypatch.setattr(classifier, "feature_network", feature_network)
 
 
-def test_evaluate_and_resume_refuse_a_dataset_whose_shape_changed(tmp_path, capsys,
+def test_evaluate_and_resume_refuse_a_dataset_that_changed_shape_or_size(tmp_path, capsys,
                                                                   raw_features):  # fmt: skip
     data = _standin(tmp_path / "data", 60, 20)
     run = tmp_path / "run"
@@ -284,6 +284,9 @@ def test_evaluate_and_resume_refuse_a_dataset_whose_shape_changed(tmp_path, caps
         assert main(argv) == 2
         err = _one_line_error(capsys)
         assert "28x29" in err and "28x28" in err, err
+    _standin(data, 60, 1)  # the right shape, but one test image: no FD can be fitted
+    assert main(["evaluate", str(run)]) == 2
+    assert "the test split holds 1 image;" in _one_line_error(capsys)
     assert (run / "summary.json").read_bytes() == summary
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()] == [1]
 

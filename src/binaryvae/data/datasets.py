@@ -107,23 +107,29 @@ def _expect_shape(name: str, shape, image_shape) -> None:
         )
 
 
-def _check_headers(name: str, folder, files, image_shape) -> None:
-    """Before any data are read: each images file's declared image shape against
-    ``image_shape`` (naming both), and the memory the four files need -- what they declare,
-    plus the largest once more while it is parsed -- against what the machine has."""
+def _check_headers(name: str, folder, images: tuple, image_shape) -> None:
+    """Before any data are read, from the headers of the ``images`` files (train, test): the
+    declared image shape against ``image_shape`` (naming both), and the memory the dataset
+    needs -- its images as stored and their labels (a byte each in the file, int64 in memory),
+    plus the largest images file once more while it is parsed -- against what the machine has.
+    A header that cannot be read, or is not of images, is left to the reader to name (in the
+    order the files are read); the labels files are read and checked with their images."""
+    from binaryvae.data.idx import IdxError
     from binaryvae.resources import check_memory
 
     declared = []
-    for i, path in enumerate(files):  # train images, train labels, test images, test labels
-        dtype, shape = read_idx_header(path)
-        if i % 2 == 0 and len(shape) == 3:
-            _expect_shape(str(path), shape[1:], image_shape)
-        count = 1
-        for d in shape:
-            count *= d
-        declared.append(count * dtype.itemsize)
-    check_memory(sum(declared) + max(declared), f"loading {name} from {folder}",
-                 f"its files declare {sum(declared):,} bytes")  # fmt: skip
+    for path in images:
+        try:
+            dtype, shape = read_idx_header(path)
+        except IdxError:
+            return
+        if len(shape) != 3:
+            return
+        _expect_shape(str(path), shape[1:], image_shape)
+        declared.append((shape[0] * shape[1] * shape[2] * dtype.itemsize, shape[0]))
+    need = sum(b + n * (1 + 8) for b, n in declared) + max(b for b, _ in declared)
+    check_memory(need, f"loading {name} from {folder}",
+                 f"its images files declare {sum(b for b, _ in declared):,} bytes")  # fmt: skip
 
 
 def _mnist_mini(
@@ -155,7 +161,7 @@ def _idx_dataset(name: str, label: str) -> Callable[..., Dataset]:
         tr_img, tr_lbl, te_img, te_lbl = (sources.find_file(folder, f) for f in sources.FILES[name])
         if None in (tr_img, tr_lbl, te_img, te_lbl):  # pragma: no cover - resolve checked it
             raise BadInput(sources.missing_message(name, data_dir))
-        _check_headers(name, folder, (tr_img, tr_lbl, te_img, te_lbl), image_shape)
+        _check_headers(name, folder, (tr_img, te_img), image_shape)
         train_x, train_y, shape = read_image_label_pair(tr_img, tr_lbl)
         test_x, test_y, test_shape = read_image_label_pair(te_img, te_lbl)
         if test_shape != shape:

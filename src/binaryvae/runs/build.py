@@ -54,7 +54,12 @@ class Prepared:
 
 
 def prepare(
-    config: TrainConfig, dataset: Any = None, *, replicas: int = 1, memory: bool = True
+    config: TrainConfig,
+    dataset: Any = None,
+    *,
+    replicas: int = 1,
+    memory: bool = True,
+    training: bool = True,
 ) -> Prepared:
     """Check ``config`` fully and build its dataset and model (seeded); write nothing.
 
@@ -62,6 +67,7 @@ def prepare(
     ``replicas``: how many seeds of ``config`` will train at once, stacked (the memory check
     counts them all). ``memory``: check the estimated memory of the run against what this
     machine has (`check_run_memory`) before the dataset is loaded or the model built.
+    ``training``: the run will train (False: a finished run is rebuilt to be scored).
     Raises BadInput for unknown names or impossible combinations (from data and models), for a
     precision the device cannot run fast (`binaryvae.training.check_precision`), for a run
     that would not fit in memory, and for a dataset whose images are not the shape the model
@@ -79,7 +85,7 @@ def prepare(
         check_run_memory(config, geometry, replicas=replicas, sizes=sizes, device=device)
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, image_shape=geometry[1])
-    check_dataset(dataset, config, geometry)
+    check_dataset(dataset, config, geometry, training=training)
     model = build_replica_model(config, dataset)
     return Prepared(config, dataset, model.to(device), device, threads)
 
@@ -111,12 +117,17 @@ def check_run_memory(
 
 
 def check_dataset(
-    dataset: Any, config: TrainConfig, geometry: tuple[int, tuple[int, int] | None, str]
+    dataset: Any,
+    config: TrainConfig,
+    geometry: tuple[int, tuple[int, int] | None, str],
+    *,
+    training: bool = True,
 ) -> None:
     """BadInput naming the dataset, the split and its size when ``dataset`` cannot train or
     score ``config``'s model: images of another shape than the model is built for (the
     registry's ``geometry``, which `sample` and the report rebuild the model with), fewer
-    training examples than one batch, fewer than `MIN_TEST_EXAMPLES` test examples, or (for
+    training examples than one batch (``training``; else none at all: scoring fits the
+    feature classifier on them), fewer than `MIN_TEST_EXAMPLES` test examples, or (for
     autoencoder-gmm) fewer training examples than mixture components."""
     from binaryvae.data.datasets import shape_text
 
@@ -135,11 +146,13 @@ def check_dataset(
     def holds(n: int) -> str:
         return f"{n} {noun}" + ("" if n == 1 else "s")
 
-    if n_train < config.batch_size:
+    if training and n_train < config.batch_size:
         raise BadInput(
             f"{where}: the training split holds {holds(n_train)}, fewer than one batch "
             f"(batch size {config.batch_size})"
         )
+    if n_train == 0:
+        raise BadInput(f"{where}: the training split holds no {noun}s")
     if n_test < MIN_TEST_EXAMPLES:
         raise BadInput(
             f"{where}: the test split holds {holds(n_test)}; scoring a run needs at least "
@@ -177,7 +190,7 @@ def load_run(path: str | Path, device: str | None = None) -> Prepared:
     if not run.checkpoint_path.is_file():
         raise BadInput(f"{path} has no checkpoint ({run.checkpoint_path}); train it first")
     state = load_checkpoint(run.checkpoint_path)  # refused before the model is even built
-    prepared = prepare(config)
+    prepared = prepare(config, training=False)
     load_state(prepared.model, state["model"], run.checkpoint_path)
     prepared.model.eval()
     return prepared
