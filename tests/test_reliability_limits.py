@@ -387,8 +387,12 @@ def test_an_empty_data_dir_in_a_config_file_is_refused(tmp_path, capsys):
     assert _tree(tmp_path) == ["c.json"]
 
 
-def test_sample_takes_every_seed_of_the_range(tmp_path, capsys, raw_features):
-    """The ends of the --seed range are accepted (the check refuses only what is outside)."""
+def test_sample_takes_the_seed_range_and_refuses_a_model_beyond_the_machine(
+    tmp_path, capsys, raw_features, machine
+):
+    """The ends of the --seed range are accepted (the check refuses only what is outside); a
+    run directory whose config.json describes a model of terabytes is refused before it is
+    built."""
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--family", "bernoulli-sfe", "--epochs", "1",
                  "--latent-dim", "3", *TINY, "--quiet", "--no-report"]) == 0  # fmt: skip
@@ -396,3 +400,11 @@ def test_sample_takes_every_seed_of_the_range(tmp_path, capsys, raw_features):
         assert main(["sample", str(run), "--n", "4", "--seed", seed,
                      "--out", str(tmp_path / f"s{seed}.png")]) == 0  # fmt: skip
         assert (tmp_path / f"s{seed}.png").is_file()
+    config = json.loads((run / "config.json").read_text())
+    config.update(latent_dim=4096, hidden=[65536] * 16)
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "big.png")]) == 2
+    err = _one_line_error(capsys)
+    assert "needs about" in err and "64.0 GiB are available" in err
+    assert not (tmp_path / "big.png").exists()
