@@ -145,6 +145,30 @@ def test_a_run_is_refused_exactly_above_the_available_memory(machine):
     assert resources.format_bytes(need - 1) in message and "available" in message
 
 
+def test_on_a_gpu_the_model_is_checked_against_its_free_memory(machine, monkeypatch):
+    """The model, its activations and the float test split against the GPU's free memory
+    (torch.cuda.mem_get_info, set here: no GPU is needed), the stored data against the host's."""
+    from binaryvae.data import dataset_geometry
+    from binaryvae.runs.build import check_run_memory
+
+    config = TrainConfig(family="bernoulli-sfe", hidden=(16,), latent_dim=4)
+    geometry = dataset_geometry("mnist-mini")
+    e = resources.estimate_run(config, *geometry, replicas=3, sizes=(8000, 2000))
+    on_gpu = e.model_bytes + e.activation_bytes + 3 * 2000 * 784 * 4
+    free = {"bytes": on_gpu}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 80 * GIB))
+    gpu = torch.device("cuda")
+    machine((8000 + 2000) * 784)  # exactly the images as stored
+    check_run_memory(config, geometry, replicas=3, sizes=(8000, 2000), device=gpu)
+    free["bytes"] = on_gpu - 1
+    with pytest.raises(BadInput, match=r"on cuda needs about .* \(free memory of cuda\)"):
+        check_run_memory(config, geometry, replicas=3, sizes=(8000, 2000), device=gpu)
+    free["bytes"], host = on_gpu, (8000 + 2000) * 784 - 1
+    machine(host)
+    with pytest.raises(BadInput, match="the data of training 3 replicas"):
+        check_run_memory(config, geometry, replicas=3, sizes=(8000, 2000), device=gpu)
+
+
 def test_train_above_the_available_memory_exits_2_and_writes_nothing(machine, tmp_path, capsys):
     machine(10 << 20)  # 10 MiB: less than mnist-mini alone
     assert main(["train", "--out", str(tmp_path / "run"), *TINY, "--quiet"]) == 2

@@ -181,7 +181,9 @@ def _reject_unknown(d: dict, cls: type, what: str) -> None:
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(d) - set(known), key=str)
     if unknown:
-        raise BadInput(f"unknown {what}: {', '.join(map(str, unknown))}; known: {', '.join(known)}")
+        raise BadInput(
+            f"unknown {what}: {', '.join(map(str, unknown))}; known: {', '.join(known)}"
+        )
 
 
 @dataclass(frozen=True)

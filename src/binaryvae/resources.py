@@ -175,6 +175,7 @@ class MemoryEstimate:
     model_bytes: int
     activation_bytes: int
     data_bytes: int
+    test_float_bytes: int = 0  # the part of data_bytes that lives on the run's device
 
     @property
     def total(self) -> int:
@@ -243,7 +244,8 @@ def estimate_run(
     rows = max(int(config.batch_size), BATCH)
     activations = element * rows * widths * ACTIVATION_COPIES * replicas
     data = data_bytes(sizes, data_dim, data_kind, replicas) if sizes is not None else 0
-    return MemoryEstimate(parameters, buffers, replicas, model, activations, data)
+    test_float = replicas * sizes[1] * data_dim * 4 if sizes is not None else 0
+    return MemoryEstimate(parameters, buffers, replicas, model, activations, data, test_float)
 
 
 def check_memory(need: int, what: str, detail: str = "", device: Any = None) -> None:

@@ -108,10 +108,11 @@ def check_run_memory(
     estimate = estimate_run(config, *geometry, replicas=replicas, sizes=sizes)
     what = f"training {replicas} replicas of this configuration" if replicas > 1 else "this run"
     on_gpu = getattr(device, "type", None) == "cuda"
-    if on_gpu:
-        check_memory(estimate.model_bytes + estimate.activation_bytes, f"{what} on {device}",
-                     estimate.describe(), device=device)  # fmt: skip
-        check_memory(estimate.data_bytes, f"the data of {what}", estimate.describe())
+    if on_gpu:  # the model, its activations and the float test split on the GPU; the rest here
+        on_device = estimate.model_bytes + estimate.activation_bytes + estimate.test_float_bytes
+        check_memory(on_device, f"{what} on {device}", estimate.describe(), device=device)
+        check_memory(estimate.data_bytes - estimate.test_float_bytes, f"the data of {what}",
+                     estimate.describe())  # fmt: skip
     else:
         check_memory(estimate.total, what, estimate.describe())
 
