@@ -34,6 +34,8 @@ DEFAULT_COMPARE_EPOCHS = COMPARE_EPOCHS
 def parse_families(spec: str | list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
     """``"logistic,concrete:bernoulli-elbo"`` -> ``[("logistic", "elbo"),
     ("concrete", "bernoulli-elbo")]`` (objective "elbo" unless ``name:objective``)."""
+    if isinstance(spec, str) and not spec.strip(", \t"):
+        raise BadInput(f"no families given: --families is empty ({spec!r})")
     items = split_list(spec, "--families") if isinstance(spec, str) else list(spec)
     out = []
     for item in items:
