@@ -11,9 +11,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "binaryvae"
 # the data flow, left to right: a module imports only from its own layer or layers to its left
-ORDER = ["errors", "config", "storage", "data", "distributions", "theory", "models", "training",
-         "evaluation", "diagnostics", "runs", "report", "cli"]  # fmt: skip
-BASE = {"errors", "config", "storage"}  # importable by every layer
+ORDER = ["errors", "config", "storage", "resources", "data", "distributions", "theory", "models",
+         "training", "evaluation", "diagnostics", "runs", "report", "cli"]  # fmt: skip
+BASE = {"errors", "config", "storage", "resources"}  # importable by every layer
 
 
 def _modules() -> list[tuple[str, Path]]:

@@ -21,6 +21,8 @@ from binaryvae import resources
 from binaryvae.cli import main
 from binaryvae.config import TrainConfig
 from binaryvae.errors import BadInput
+from binaryvae.models.size import count_model
+from binaryvae.runs.build import estimate_run
 
 GIB = 1 << 30
 
@@ -84,7 +86,7 @@ def test_the_parameter_count_is_the_hand_count_and_the_built_models(fields, enco
     from binaryvae.models.replicas import stack_models
 
     config = TrainConfig(**fields)
-    parameters, _, _, element = resources.count_model(config, 784, (28, 28), "image")
+    parameters, _, _, element = count_model(config, 784, (28, 28), "image")
     assert element == 4
     hand = _hand_count(784, config.hidden, encoder_out, config.latent_dim) + extra
     assert parameters == hand
@@ -95,7 +97,7 @@ def test_the_parameter_count_is_the_hand_count_and_the_built_models(fields, enco
     assert sum(p.numel() for p in models[0].parameters()) == parameters
     stacked = stack_models(models)  # what train --seeds trains: every parameter per replica
     assert sum(p.numel() for p in stacked.parameters()) == 3 * parameters
-    estimate = resources.estimate_run(config, 784, (28, 28), "image", replicas=3)
+    estimate = estimate_run(config, 784, (28, 28), "image", replicas=3)
     assert estimate.parameters == parameters and estimate.replicas == 3
 
 
@@ -107,7 +109,7 @@ def test_the_conv_network_is_counted_like_the_built_model():
     for fields in (conv, gmm):
         config = TrainConfig(**fields)
         model = build_model(config, 784, (28, 28), "image")
-        parameters, buffers, _, _ = resources.count_model(config, 784, (28, 28), "image")
+        parameters, buffers, _, _ = count_model(config, 784, (28, 28), "image")
         assert parameters == sum(p.numel() for p in model.parameters())
         assert buffers == sum(b.numel() for b in model.buffers())
 
@@ -117,11 +119,11 @@ def test_the_estimate_adds_model_activations_and_data_as_documented():
     p = _hand_count(784, (16,), 4, 4)
     buffers = 4 + 1 + 1  # the fixed prior's logits, the baseline's running mean and step count
     widths = 16 + 4 + 16 + 784  # every Linear layer's outputs
-    one = resources.estimate_run(config, 784, (28, 28), "image", sizes=(100, 30))
+    one = estimate_run(config, 784, (28, 28), "image", sizes=(100, 30))
     assert one.model_bytes == 4 * (p * (4 + 3) + buffers)  # weights, grads, 2 moments; save
     assert one.activation_bytes == 4 * 600 * widths * 4  # batch 600 > the evaluation's 500
     assert one.data_bytes == (100 + 30) * 784 + 30 * 784 * 4  # uint8 both splits; float test
-    group = resources.estimate_run(config, 784, (28, 28), "image", replicas=5, sizes=(100, 30))
+    group = estimate_run(config, 784, (28, 28), "image", replicas=5, sizes=(100, 30))
     assert group.model_bytes == 4 * (p * (5 * (4 + 3) + 3) + buffers * 5 * 2)
     assert group.activation_bytes == 5 * one.activation_bytes
     assert group.data_bytes == (100 + 30) * 784 + 5 * 30 * 784 * 4
@@ -134,7 +136,7 @@ def test_a_run_is_refused_exactly_above_the_available_memory(machine):
 
     config = TrainConfig(family="bernoulli-sfe", hidden=(16,), latent_dim=4, device="cpu")
     geometry = dataset_geometry("mnist-mini")
-    need = resources.estimate_run(config, *geometry, replicas=2, sizes=(8000, 2000)).total
+    need = estimate_run(config, *geometry, replicas=2, sizes=(8000, 2000)).total
     machine(need)
     check_run_memory(config, geometry, replicas=2, sizes=(8000, 2000))  # fits exactly
     machine(need - 1)
@@ -153,7 +155,7 @@ def test_on_a_gpu_the_model_is_checked_against_its_free_memory(machine, monkeypa
 
     config = TrainConfig(family="bernoulli-sfe", hidden=(16,), latent_dim=4)
     geometry = dataset_geometry("mnist-mini")
-    e = resources.estimate_run(config, *geometry, replicas=3, sizes=(8000, 2000))
+    e = estimate_run(config, *geometry, replicas=3, sizes=(8000, 2000))
     on_gpu = e.model_bytes + e.activation_bytes + 3 * 2000 * 784 * 4
     free = {"bytes": on_gpu}
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 80 * GIB))

@@ -2,12 +2,14 @@
 
 `available_memory` reads what this process may still allocate: ``MemAvailable`` of
 /proc/meminfo and, where a cgroup limits the process, that limit less what the cgroup already
-uses (the lower of the two); `os.sysconf` where neither exists. `estimate_run` adds up what a
+uses (the lower of the two); `os.sysconf` where neither exists. `estimate` adds up what a
 training run holds at once -- its model, optimizer and one batch of activations, its dataset --
-from the configuration and the dataset's geometry alone: the parameter count comes from building
-the model on PyTorch's ``meta`` device (shapes only, no storage), so a configuration of
-terabytes is counted in milliseconds and refused by `check_memory` (BadInput, one line with the
-estimate and the available memory) before a byte of it exists.
+from counts alone: `binaryvae.runs.build.estimate_run` takes them from the configuration and the
+dataset's geometry, the parameter count from building the model on PyTorch's ``meta`` device
+(`binaryvae.models.size.count_model`: shapes only, no storage), so a configuration of terabytes
+is counted in milliseconds and refused by `check_memory` (BadInput, one line with the estimate
+and the available memory) before a byte of it exists. This module imports only the standard
+library and `binaryvae.errors` (torch only to ask a GPU), so every layer may use it.
 
 What the estimate counts, in the element size of the parameters (float32):
 
@@ -40,9 +42,8 @@ __all__ = [
     "STACKED_EXTRA",
     "available_memory",
     "check_memory",
-    "count_model",
     "data_bytes",
-    "estimate_run",
+    "estimate",
     "format_bytes",
 ]
 
@@ -191,31 +192,6 @@ class MemoryEstimate:
         )
 
 
-def count_model(
-    config: Any, data_dim: int, image_shape: tuple[int, int] | None, data_kind: str
-) -> tuple[int, int, int, int]:
-    """``(parameters, buffers, summed layer output widths, bytes per element)`` of the model
-    ``config`` builds, counted on the meta device (no storage is allocated)."""
-    import torch
-
-    from binaryvae.models import build_model
-
-    with torch.device("meta"):
-        model = build_model(config, data_dim=data_dim, image_shape=image_shape,
-                            data_kind=data_kind)  # fmt: skip
-    params = list(model.parameters())
-    parameters = sum(p.numel() for p in params)
-    buffers = sum(b.numel() for b in model.buffers())
-    widths = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            widths += module.out_features
-        elif isinstance(module, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
-            widths += module.out_channels * data_dim  # at most the image's area per channel
-    element = params[0].element_size() if params else 4
-    return parameters, buffers, widths, element
-
-
 def data_bytes(sizes: tuple[int, int], data_dim: int, data_kind: str, replicas: int = 1) -> int:
     """Bytes of a dataset of ``sizes = (train, test)`` examples of ``data_dim`` values as
     stored (uint8 images, float32 real data), plus its test split in float32 per replica."""
@@ -224,24 +200,26 @@ def data_bytes(sizes: tuple[int, int], data_dim: int, data_kind: str, replicas: 
     return (train + test) * data_dim * stored + replicas * test * data_dim * 4
 
 
-def estimate_run(
-    config: Any,
-    data_dim: int,
-    image_shape: tuple[int, int] | None,
-    data_kind: str,
+def estimate(
     *,
+    parameters: int,
+    buffers: int,
+    widths: int,
+    rows: int,
     replicas: int = 1,
+    element: int = 4,
+    data_dim: int = 0,
+    data_kind: str = "image",
     sizes: tuple[int, int] | None = None,
 ) -> MemoryEstimate:
-    """The memory a run of ``config`` needs (module docstring), ``replicas`` stacked seeds at
-    once, on data of ``data_dim`` values; ``sizes`` (train, test) adds the dataset."""
-    from binaryvae.evaluation.summary import BATCH
-
-    parameters, buffers, widths, element = count_model(config, data_dim, image_shape, data_kind)
+    """The memory of a run (module docstring) from its model's counts -- ``parameters`` and
+    ``buffers`` of one model, the summed output ``widths`` of its layers, ``element`` bytes
+    each -- for ``rows`` examples per batch and ``replicas`` stacked seeds, plus a dataset of
+    ``sizes`` (train, test) examples of ``data_dim`` values (None: no data counted).
+    `binaryvae.runs.build.estimate_run` counts a configuration's model and calls this."""
     stacked = replicas > 1
     copies = replicas * (COPIES + (STACKED_EXTRA if stacked else 0)) + SAVE_COPIES
     model = element * (parameters * copies + buffers * replicas * (2 if stacked else 1))
-    rows = max(int(config.batch_size), BATCH)
     activations = element * rows * widths * ACTIVATION_COPIES * replicas
     data = data_bytes(sizes, data_dim, data_kind, replicas) if sizes is not None else 0
     test_float = replicas * sizes[1] * data_dim * 4 if sizes is not None else 0

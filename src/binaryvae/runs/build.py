@@ -32,6 +32,7 @@ __all__ = [
     "build_replica_model",
     "check_dataset",
     "check_run_memory",
+    "estimate_run",
     "load_run",
     "prepare",
     "test_data",
@@ -90,6 +91,38 @@ def prepare(
     return Prepared(config, dataset, model.to(device), device, threads)
 
 
+def estimate_run(
+    config: TrainConfig,
+    data_dim: int,
+    image_shape: tuple[int, int] | None,
+    data_kind: str,
+    *,
+    replicas: int = 1,
+    sizes: tuple[int, int] | None = None,
+) -> Any:
+    """The memory a run of ``config`` needs (`binaryvae.resources.estimate`: model, optimizer,
+    activations, data), ``replicas`` stacked seeds at once, on data of ``data_dim`` values;
+    ``sizes`` (train, test) adds the dataset. The model is counted on the meta device
+    (`binaryvae.models.size.count_model`), a batch is the larger of the training batch and the
+    evaluation's (`binaryvae.evaluation.summary.BATCH`)."""
+    from binaryvae.evaluation.summary import BATCH
+    from binaryvae.models.size import count_model
+    from binaryvae.resources import estimate
+
+    parameters, buffers, widths, element = count_model(config, data_dim, image_shape, data_kind)
+    return estimate(
+        parameters=parameters,
+        buffers=buffers,
+        widths=widths,
+        rows=max(int(config.batch_size), BATCH),
+        replicas=replicas,
+        element=element,
+        data_dim=data_dim,
+        data_kind=data_kind,
+        sizes=sizes,
+    )
+
+
 def check_run_memory(
     config: TrainConfig,
     geometry: tuple[int, tuple[int, int] | None, str],
@@ -103,7 +136,7 @@ def check_run_memory(
     image_shape, kind) and ``sizes`` (train, test; None: already loaded) -- would not fit:
     its model and activations in the memory of ``device``, its data in this machine's
     (`binaryvae.resources`). Nothing is allocated."""
-    from binaryvae.resources import check_memory, estimate_run
+    from binaryvae.resources import check_memory
 
     estimate = estimate_run(config, *geometry, replicas=replicas, sizes=sizes)
     what = f"training {replicas} replicas of this configuration" if replicas > 1 else "this run"
