@@ -271,7 +271,8 @@ def test_sample_needs_only_the_run_directory(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--dataset", "fashion-mnist", "--data-dir",
                  str(tmp_path / "data"), "--family", "steplogistic", "--epochs", "1",
-                 "--latent-dim", "3", *TINY, "--quiet", "--no-report"]) == 0  # fmt: skip
+                 "--latent-dim", "3", *TINY, "--batch-size", "20",  # a batch: 60 images hold 3
+                 "--quiet", "--no-report"]) == 0  # fmt: skip
     with_data = tmp_path / "with_data.png"
     assert main(["sample", str(run), "--n", "9", "--out", str(with_data)]) == 0
 

@@ -32,6 +32,9 @@ __all__ = [
     "MAX_LATENT_DIM",
     "MAX_SEED",
     "MAX_IWAE_K",
+    "check_float",
+    "check_int",
+    "split_list",
 ]
 
 OBJECTIVES = ("elbo", "bernoulli-elbo")
@@ -151,6 +154,26 @@ def check_float(
     if value > high or (value == high and not high_inclusive):
         raise BadInput(f"{name} must be {'<=' if high_inclusive else '<'} {high:g}, got {value:g}")
     return value
+
+
+def split_list(text: Any, what: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``: a comma-separated option, each element stripped.
+
+    BadInput naming ``what`` (e.g. ``--hidden``) for an empty or blank text and for an empty
+    element (``"4,"``, ``"a,,b"``): a list the user typed is taken as typed or refused, never
+    silently shortened (and an empty text never falls back to a default).
+    """
+    if not isinstance(text, str):
+        raise BadInput(f"{what} takes comma-separated values, got {text!r}")
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise BadInput(f"{what} is empty ({text!r}); give comma-separated values")
+    if not all(parts):
+        raise BadInput(
+            f"{what} has an empty element in {text!r}; separate values by single commas, "
+            "with none at either end"
+        )
+    return parts
 
 
 def _reject_unknown(d: dict, cls: type, what: str) -> None:
@@ -303,7 +326,9 @@ class TrainConfig:
             value = check_float(_LABELS.get(name, name), getattr(self, name), low, inclusive)
             setattr(self, name, value)
         self.hidden = _check_hidden(self.hidden)
-        if self.data_dir is not None and not isinstance(self.data_dir, str):
+        if self.data_dir is not None and (
+            not isinstance(self.data_dir, str) or not self.data_dir.strip()
+        ):
             raise BadInput(f"data_dir must be a path or null, got {self.data_dir!r}")
         self.options  # noqa: B018 - validates extra
 

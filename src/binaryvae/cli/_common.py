@@ -5,23 +5,30 @@ from __future__ import annotations
 import argparse
 import re
 
-from binaryvae.config import DEVICES, PRECISIONS
+from binaryvae.config import DEVICES, PRECISIONS, split_list
 from binaryvae.errors import BadInput
 
-__all__ = ["hidden_sizes", "add_run_options"]
+__all__ = ["hidden_sizes", "add_run_options", "path_option"]
 
 
 def hidden_sizes(text: str) -> tuple[int, ...]:
-    """``"512,256,128"`` -> ``(512, 256, 128)``; BadInput for anything else."""
+    """``"512,256,128"`` -> ``(512, 256, 128)``; BadInput for anything else (an empty text or
+    element included: `binaryvae.config.split_list`)."""
+    parts = split_list(text, "--hidden")
     try:
-        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+        return tuple(int(part) for part in parts)
     except ValueError:
         raise BadInput(
             f"--hidden takes comma-separated integers like 512,256,128, got {text!r}"
         ) from None
-    if not sizes:
-        raise BadInput("--hidden needs at least one layer size")
-    return sizes
+
+
+def path_option(text: str | None, option: str) -> str | None:
+    """``text`` unchanged unless it is empty or blank: BadInput naming ``option`` then (an
+    empty path would mean the current folder). None (not given) passes."""
+    if text is not None and not text.strip():
+        raise BadInput(f"{option} is empty; give a path")
+    return text
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from binaryvae.cli._common import add_run_options, hidden_sizes
+from binaryvae.cli._common import add_run_options, hidden_sizes, path_option
 from binaryvae.cli.sweep import add_executor_options, executor_from_args, print_results
 from binaryvae.config import BINARIZE_MODES, COMPARE_GRADIENTS, TrainConfig
 from binaryvae.config import COMPARE_EPOCHS as DEFAULT_COMPARE_EPOCHS
@@ -78,6 +78,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
     if args.seeds is not None and args.seed is not None:
         raise BadInput("give --seed N (one run per family) or --seeds 0-4 (replicas), not both")
+    path_option(args.out, "--out")
+    path_option(args.data_dir, "--data-dir")
     executor = executor_from_args(args)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     fields = {
@@ -97,12 +99,16 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.resume:  # options not given are the recorded ones (compare.json)
         recorded = _recorded(Path(args.out))
         base = recorded["base"]
-        families = parse_families(args.families or recorded["families"])
+        families = parse_families(
+            args.families if args.families is not None else recorded["families"]
+        )
         if seeds is None and recorded["seeds"] is not None:
             seeds = parse_seeds(recorded["seeds"])
     else:
         base = TrainConfig(epochs=DEFAULT_COMPARE_EPOCHS, **COMPARE_GRADIENTS).to_dict()
-        families = parse_families(args.families or ",".join(DEFAULT_FAMILIES))
+        families = parse_families(
+            args.families if args.families is not None else ",".join(DEFAULT_FAMILIES)
+        )
     base.update({k: v for k, v in fields.items() if v is not None})
     if args.threads is None and (args.executor == "ray" or args.cpus_per_run is not None):
         base["threads"] = max(1, int(args.cpus_per_run or 1))  # what each run reserves

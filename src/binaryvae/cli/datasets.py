@@ -52,9 +52,11 @@ def _check(files, paths, verify: bool) -> tuple[bool, list[str]]:
 
 def run_datasets(args: argparse.Namespace) -> int:
     # imported here, not at the top: `binaryvae --help` must not import torch
+    from binaryvae.cli._common import path_option
     from binaryvae.data.datasets import DATASETS, MNIST_MINI_DIR
     from binaryvae.data.sources import FILES, candidate_dirs, find_file, locate
 
+    path_option(args.data_dir, "--data-dir")
     mini_files = FILES["mnist"][2:]  # the shipped files of mnist-mini are the MNIST test files
     names = args.names or list(DATASETS)
     unknown = [n for n in names if n not in DATASETS]

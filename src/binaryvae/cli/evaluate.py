@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from binaryvae.cli._common import print_summary
+from binaryvae.cli._common import path_option, print_summary
 from binaryvae.config import DEVICES
 from binaryvae.errors import BadInput
 
@@ -47,7 +47,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from binaryvae.runs import find_runs
     from binaryvae.runs.evaluate import check_evaluate, evaluate_run
 
-    runs = find_runs(args.run_dir)
+    runs = find_runs(path_option(args.run_dir, "RUN_DIR"))
     if not runs:
         raise BadInput(f"{args.run_dir} is not a run directory or a compare directory")
     for run in runs:  # every run checked before the first is evaluated

@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from binaryvae.cli._common import path_option
     from binaryvae.report import write_report
 
-    print(write_report(args.dir, theory=not args.no_theory))
+    print(write_report(path_option(args.dir, "DIR"), theory=not args.no_theory))
     return 0

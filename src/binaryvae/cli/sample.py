@@ -42,7 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="where to write the grid (default RUN_DIR/samples_MODE.png)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="seed of the prior draws (default 0)"
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the prior draws, in [0, 2^32) like a run's seed (default 0)",
     )
     p.set_defaults(func=run_sample)
 
@@ -50,8 +54,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from binaryvae.cli._common import path_option
+    from binaryvae.config import MAX_SEED, check_int
     from binaryvae.report import sample_figure
 
+    path_option(args.run_dir, "RUN_DIR")
+    path_option(args.out, "--out")
+    check_int("--seed", args.seed, 0, MAX_SEED)
     if not 1 <= args.n <= MAX_SAMPLES:
         raise BadInput(f"--n must be in [1, {MAX_SAMPLES:,}] (one PNG grid), got {args.n}")
     out = args.out if args.out is not None else str(Path(args.run_dir) / f"samples_{args.mode}.png")

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from binaryvae.cli._common import add_run_options
+from binaryvae.cli._common import add_run_options, path_option
 from binaryvae.config import COMPARE_EPOCHS, DEFAULT_MAX_RETRIES, EXECUTORS
 
 __all__ = ["add_executor_options", "add_parser", "executor_from_args", "run_sweep"]
@@ -190,6 +190,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     from binaryvae.runs.sweep import recorded_grid, sweep
     from binaryvae.runs.sweep_grid import grid_from_values, load_grid_file, normalize_keys
 
+    for option in ("out", "grid", "data_dir"):
+        path_option(getattr(args, option), "--" + option.replace("_", "-"))
     executor = executor_from_args(args)
     if args.resume and args.grid is None:
         values, where = recorded_grid(args.out), f"{args.out}/sweep.json and the options"

@@ -28,6 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_theory(args: argparse.Namespace) -> int:
     from binaryvae import theory  # numpy/scipy/torch: imported only when the command runs
+    from binaryvae.cli._common import path_option
+
+    path_option(args.out, "--out")
 
     tables = theory.all_tables()
     print(theory.render_text(tables))

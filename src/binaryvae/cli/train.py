@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from binaryvae.cli._common import add_run_options, hidden_sizes, print_summary
+from binaryvae.cli._common import add_run_options, hidden_sizes, path_option, print_summary
 from binaryvae.config import (
     ACTIVATIONS,
     BINARIZE_MODES,
@@ -228,6 +228,9 @@ def _apply(base: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
 def run_train(args: argparse.Namespace) -> int:
     from binaryvae.runs import TrainingDiverged, parse_seeds, train_replicas, train_run
 
+    for option, value in (("--out", args.out), ("--config", args.config),
+                          ("--data-dir", args.data_dir)):  # fmt: skip
+        path_option(value, option)
     if args.seeds is not None and args.seed is not None:
         raise BadInput("give --seed N (one run) or --seeds 0-7 (replicas), not both")
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from binaryvae.data import sources
-from binaryvae.data.idx import read_image_label_pair
+from binaryvae.data.idx import read_idx_header, read_image_label_pair
 from binaryvae.data.toy import TOY_DIM, TOY_SIGMA, sample_toy
 from binaryvae.errors import BadInput
 
@@ -29,6 +29,7 @@ __all__ = [
     "DatasetInfo",
     "dataset_geometry",
     "load_dataset",
+    "shape_text",
     "MNIST_MINI_DIR",
     "MNIST_MINI_LABEL",
     "TOY_SEED",
@@ -67,10 +68,12 @@ class DatasetInfo:
     """A registry entry: the factory and what can be said without loading.
 
     ``data_dim``, ``image_shape`` and ``kind`` are what building a model needs (see
-    `dataset_geometry`): a trained run can be sampled without its data files.
+    `dataset_geometry`): a trained run can be sampled without its data files. ``factory``
+    takes ``(data_dir, download)`` and, optionally, ``image_shape=`` the shape its images must
+    have (`load_dataset`).
     """
 
-    factory: Callable[[str | Path | None, bool], Dataset]
+    factory: Callable[..., Dataset]
     description: str
     sizes: tuple[int, int]  # (train, test)
     shape: str  # e.g. "28x28 uint8" or "8 float32"
@@ -90,7 +93,49 @@ def mnist_mini_split(n: int = 10000) -> tuple[torch.Tensor, torch.Tensor]:
     return i[i % 5 != 4], i[i % 5 == 4]
 
 
-def _mnist_mini(data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+def shape_text(shape: tuple[int, ...] | None) -> str:
+    """``(28, 29)`` -> ``"28x29"``; None (no images) -> ``"not images"``."""
+    return "x".join(map(str, shape)) if shape else "not images"
+
+
+def _expect_shape(name: str, shape, image_shape) -> None:
+    """BadInput when a dataset's own ``shape`` is not the ``image_shape`` asked for."""
+    if image_shape is not None and tuple(shape or ()) != tuple(image_shape):
+        raise BadInput(
+            f"{name}: images are {shape_text(shape)}, but the model is built for "
+            f"{shape_text(tuple(image_shape))} images"
+        )
+
+
+def _check_headers(name: str, folder, images: tuple, image_shape) -> None:
+    """Before any data are read, from the headers of the ``images`` files (train, test): the
+    declared image shape against ``image_shape`` (naming both), and the memory the dataset
+    needs -- its images as stored and their labels (a byte each in the file, int64 in memory),
+    plus the largest images file once more while it is parsed -- against what the machine has.
+    A header that cannot be read, or is not of images, is left to the reader to name (in the
+    order the files are read); the labels files are read and checked with their images."""
+    from binaryvae.data.idx import IdxError
+    from binaryvae.resources import check_memory
+
+    declared = []
+    for path in images:
+        try:
+            dtype, shape = read_idx_header(path)
+        except IdxError:
+            return
+        if len(shape) != 3:
+            return
+        _expect_shape(str(path), shape[1:], image_shape)
+        declared.append((shape[0] * shape[1] * shape[2] * dtype.itemsize, shape[0]))
+    need = sum(b + n * (1 + 8) for b, n in declared) + max(b for b, _ in declared)
+    check_memory(need, f"loading {name} from {folder}",
+                 f"its images files declare {sum(b for b, _ in declared):,} bytes")  # fmt: skip
+
+
+def _mnist_mini(
+    data_dir: str | Path | None = None, download: bool = True, image_shape=None
+) -> Dataset:
+    _expect_shape("mnist-mini", (28, 28), image_shape)
     x, y, shape = read_image_label_pair(
         MNIST_MINI_DIR / "t10k-images-idx3-ubyte.gz", MNIST_MINI_DIR / "t10k-labels-idx1-ubyte.gz"
     )
@@ -108,12 +153,15 @@ def _mnist_mini(data_dir: str | Path | None = None, download: bool = True) -> Da
     )
 
 
-def _idx_dataset(name: str, label: str) -> Callable[[str | Path | None, bool], Dataset]:
-    def factory(data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+def _idx_dataset(name: str, label: str) -> Callable[..., Dataset]:
+    def factory(
+        data_dir: str | Path | None = None, download: bool = True, image_shape=None
+    ) -> Dataset:
         folder = sources.resolve(name, data_dir, download)
         tr_img, tr_lbl, te_img, te_lbl = (sources.find_file(folder, f) for f in sources.FILES[name])
         if None in (tr_img, tr_lbl, te_img, te_lbl):  # pragma: no cover - resolve checked it
             raise BadInput(sources.missing_message(name, data_dir))
+        _check_headers(name, folder, (tr_img, te_img), image_shape)
         train_x, train_y, shape = read_image_label_pair(tr_img, tr_lbl)
         test_x, test_y, test_shape = read_image_label_pair(te_img, te_lbl)
         if test_shape != shape:
@@ -124,7 +172,8 @@ def _idx_dataset(name: str, label: str) -> Callable[[str | Path | None, bool], D
     return factory
 
 
-def _toy(data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+def _toy(data_dir: str | Path | None = None, download: bool = True, image_shape=None) -> Dataset:
+    _expect_shape("toy", None, image_shape)
     g = torch.Generator().manual_seed(TOY_SEED)
     n_train, n_test = TOY_SIZES
     train = sample_toy(n_train, TOY_DIM, TOY_SIGMA, g)
@@ -180,10 +229,24 @@ def dataset_geometry(name: str) -> tuple[int, tuple[int, int] | None, str]:
     return info.data_dim, info.image_shape, info.kind
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> Dataset:
-    """Load dataset ``name`` into memory; BadInput for an unknown name or missing files."""
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    *,
+    image_shape: tuple[int, int] | None = None,
+) -> Dataset:
+    """Load dataset ``name`` into memory; BadInput for an unknown name or missing files.
+
+    ``image_shape``: the (H, W) every image must have (what the model is built for); files
+    declaring another shape are refused from their headers, before their data are read. None
+    accepts the files' own shape. Files whose declared sizes would not fit in the memory
+    available now are refused likewise (`binaryvae.resources`).
+    """
     try:
         info = DATASETS[name]
     except KeyError:
         raise BadInput(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
-    return info.factory(data_dir, download)
+    if image_shape is None:
+        return info.factory(data_dir, download)
+    return info.factory(data_dir, download, image_shape=tuple(image_shape))

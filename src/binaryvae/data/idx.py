@@ -13,6 +13,8 @@ import gzip
 import hashlib
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ __all__ = [
     "parse_idx",
     "read_idx",
     "read_idx_bytes",
+    "read_idx_header",
     "read_image_label_pair",
     "sha256_decompressed",
     "GZIP_MAGIC",
@@ -50,8 +53,11 @@ class IdxError(BadInput):
 
 # The largest IDX file binaryvae reads (decompressed): MNIST's training images are 47 MB. A header
 # declaring more is refused before any data is decompressed, so a small gzip "bomb" that expands
-# to gigabytes costs at most this much memory and time.
+# to gigabytes costs at most this much memory and time. Below it, the machine decides: a header
+# whose data would not fit in the memory available now is refused as well (`check_memory`).
 MAX_IDX_BYTES = 1 << 30  # 1 GiB
+# reading holds the decompressed bytes and the parsed array at once: twice the data
+READ_COPIES = 2
 _TRAILING_SEEN = 1 << 16  # trailing bytes counted exactly; beyond, the read stops
 
 
@@ -63,6 +69,21 @@ def _open(path: Path):
         return gzip.open(path, "rb")
     f.seek(0)
     return f
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn what reading ``path`` may raise into IdxError naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise IdxError(f"{path}: file not found") from None
+    except EOFError:
+        raise IdxError(f"{path}: truncated gzip stream") from None
+    except (OSError, zlib.error) as e:  # bad CRC, bad header, corrupted deflate data
+        if isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile) and e.errno:
+            raise IdxError(f"{path}: unreadable: {e.strerror or e}") from None
+        raise IdxError(f"{path}: corrupted gzip data ({e})") from None
 
 
 def _read_exactly(f, size: int) -> bytes:
@@ -77,45 +98,76 @@ def _read_exactly(f, size: int) -> bytes:
     return b"".join(parts)
 
 
+def _declared_bytes(head: bytes, dims: bytes) -> tuple[tuple[int, ...], int]:
+    """The shape a header declares and the data bytes it implies."""
+    ndim = head[3]
+    shape = struct.unpack(f">{ndim}I", dims)
+    itemsize = _DTYPES[head[2]].itemsize if head[2] in _DTYPES else 1
+    return shape, itemsize * int(np.prod(shape, dtype=object))
+
+
+def _check_declared(path: Path, declared: int) -> None:
+    """IdxError when ``declared`` data bytes exceed `MAX_IDX_BYTES` or, read, would not fit in
+    the memory available now (`binaryvae.resources.check_memory`)."""
+    if declared > MAX_IDX_BYTES:
+        raise IdxError(
+            f"{path}: header declares {declared:,} data bytes, more than the "
+            f"{MAX_IDX_BYTES:,} of any IDX file binaryvae reads"
+        )
+    from binaryvae.resources import check_memory
+
+    try:
+        check_memory(READ_COPIES * declared, f"reading {path}",
+                     f"its header declares {declared:,} data bytes")  # fmt: skip
+    except BadInput as e:
+        raise IdxError(str(e)) from None
+
+
+def read_idx_header(path: str | Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """``(dtype, shape)`` that an IDX file's header declares, reading only the header (a few
+    bytes, also of a gzip file); IdxError for a missing file or a header that is not IDX."""
+    path = Path(path)
+    with _reading(path), _open(path) as f:
+        head = _read_exactly(f, 4)
+        if len(head) == 4 and head[:2] == b"\x00\x00" and head[3] != 0:
+            head += _read_exactly(f, 4 * head[3])
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[3] == 0 or head[2] not in _DTYPES:
+        parse_idx(head, str(path))  # names what is wrong
+    if len(head) < 4 + 4 * head[3]:
+        raise IdxError(
+            f"{path}: truncated header: {len(head)} bytes, need {4 + 4 * head[3]} for "
+            f"{head[3]} dimensions"
+        )
+    shape, _ = _declared_bytes(head[:4], head[4:])
+    return _DTYPES[head[2]].newbyteorder("="), shape
+
+
 def read_idx_bytes(path: str | Path) -> bytes:
     """The decompressed bytes of an IDX file; gzip is detected by its magic bytes, not the name.
 
     Decompression stops at the size the header declares plus one byte (enough for `parse_idx`
-    to report trailing data), and a header declaring more than `MAX_IDX_BYTES` is refused: the
-    work is bounded by the header, never by what the stream would expand to.
+    to report trailing data), and a header declaring more than `MAX_IDX_BYTES`, or more than
+    the memory available now can hold while it is read and parsed, is refused before any data
+    is read: the work is bounded by the header, never by what the stream would expand to.
     """
     path = Path(path)
-    try:
-        with _open(path) as f:
-            head = _read_exactly(f, 4)
-            if len(head) < 4 or head[:2] != b"\x00\x00" or head[3] == 0:
-                return head + _read_exactly(f, 4 * 255)  # parse_idx names what is wrong
-            ndim = head[3]
-            dims = _read_exactly(f, 4 * ndim)
-            if len(dims) < 4 * ndim:
-                return head + dims
-            itemsize = _DTYPES[head[2]].itemsize if head[2] in _DTYPES else 1
-            declared = itemsize * int(np.prod(struct.unpack(f">{ndim}I", dims), dtype=object))
-            if declared > MAX_IDX_BYTES:
-                raise IdxError(
-                    f"{path}: header declares {declared:,} data bytes, more than the "
-                    f"{MAX_IDX_BYTES:,} of any IDX file binaryvae reads"
-                )
-            data = _read_exactly(f, declared + _TRAILING_SEEN)
-            if len(data) == declared + _TRAILING_SEEN and f.read(1):
-                raise IdxError(
-                    f"{path}: more than {_TRAILING_SEEN:,} trailing bytes after the "
-                    f"{declared:,} data bytes the header declares"
-                )
-            return head + dims + data
-    except FileNotFoundError:
-        raise IdxError(f"{path}: file not found") from None
-    except EOFError:
-        raise IdxError(f"{path}: truncated gzip stream") from None
-    except (OSError, zlib.error) as e:  # bad CRC, bad header, corrupted deflate data
-        if isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile) and e.errno:
-            raise IdxError(f"{path}: unreadable: {e.strerror or e}") from None
-        raise IdxError(f"{path}: corrupted gzip data ({e})") from None
+    with _reading(path), _open(path) as f:
+        head = _read_exactly(f, 4)
+        if len(head) < 4 or head[:2] != b"\x00\x00" or head[3] == 0:
+            return head + _read_exactly(f, 4 * 255)  # parse_idx names what is wrong
+        ndim = head[3]
+        dims = _read_exactly(f, 4 * ndim)
+        if len(dims) < 4 * ndim:
+            return head + dims
+        _, declared = _declared_bytes(head, dims)
+        _check_declared(path, declared)
+        data = _read_exactly(f, declared + _TRAILING_SEEN)
+        if len(data) == declared + _TRAILING_SEEN and f.read(1):
+            raise IdxError(
+                f"{path}: more than {_TRAILING_SEEN:,} trailing bytes after the "
+                f"{declared:,} data bytes the header declares"
+            )
+        return head + dims + data
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:

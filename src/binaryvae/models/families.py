@@ -91,7 +91,11 @@ class GMMPrior(nn.Module):
         super().__init__()
         self.register_buffer("weights", torch.full((components,), 1.0 / components))
         self.register_buffer("means", torch.zeros(components, n))
-        self.register_buffer("scale_tril", torch.eye(n).expand(components, n, n).clone())
+        # identity factors, written as a filled diagonal: torch.eye on the meta device (the
+        # memory estimate, binaryvae.resources) would import torch._refs, seconds of startup
+        tril = torch.zeros(components, n, n)
+        tril.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+        self.register_buffer("scale_tril", tril)
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     def fit(self, codes: torch.Tensor, seed: int = 0) -> None:

@@ -27,7 +27,21 @@ from binaryvae.training import (
 )
 from binaryvae.training.checkpoint import checkpoint_schema
 
-__all__ = ["Prepared", "build_replica_model", "load_run", "prepare", "test_data"]
+__all__ = [
+    "MIN_TEST_EXAMPLES",
+    "Prepared",
+    "build_replica_model",
+    "check_dataset",
+    "check_run_memory",
+    "estimate_run",
+    "load_run",
+    "prepare",
+    "test_data",
+]
+
+# The sample Frechet distance fits a covariance to the test split's features (denominator
+# N - 1): one test example leaves it undefined.
+MIN_TEST_EXAMPLES = 2
 
 
 @dataclass
@@ -41,23 +55,149 @@ class Prepared:
     threads: int
 
 
-def prepare(config: TrainConfig, dataset: Any = None) -> Prepared:
+def prepare(
+    config: TrainConfig,
+    dataset: Any = None,
+    *,
+    replicas: int = 1,
+    memory: bool = True,
+    training: bool = True,
+) -> Prepared:
     """Check ``config`` fully and build its dataset and model (seeded); write nothing.
 
     ``dataset``: an already loaded dataset to reuse (the replicas of one group share theirs).
-    Raises BadInput for unknown names or impossible combinations (from data and models), and
-    for a precision the device cannot run fast (`binaryvae.training.check_precision`).
+    ``replicas``: how many seeds of ``config`` will train at once, stacked (the memory check
+    counts them all). ``memory``: check the estimated memory of the run against what this
+    machine has (`check_run_memory`) before the dataset is loaded or the model built.
+    ``training``: the run will train (False: a finished run is rebuilt to be scored).
+    Raises BadInput for unknown names or impossible combinations (from data and models), for a
+    precision the device cannot run fast (`binaryvae.training.check_precision`), for a run
+    that would not fit in memory, and for a dataset whose images are not the shape the model
+    is built for or whose splits are too small (`check_dataset`).
     """
-    from binaryvae.data import load_dataset
+    from binaryvae.data import DATASETS, dataset_geometry, load_dataset
 
     config.validate()
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
     check_precision(config.precision, device)
+    geometry = dataset_geometry(config.dataset)
+    if memory:
+        sizes = None if dataset is not None else DATASETS[config.dataset].sizes
+        check_run_memory(config, geometry, replicas=replicas, sizes=sizes, device=device)
     if dataset is None:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir)
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, image_shape=geometry[1])
+    check_dataset(dataset, config, geometry, training=training)
     model = build_replica_model(config, dataset)
     return Prepared(config, dataset, model.to(device), device, threads)
+
+
+def estimate_run(
+    config: TrainConfig,
+    data_dim: int,
+    image_shape: tuple[int, int] | None,
+    data_kind: str,
+    *,
+    replicas: int = 1,
+    sizes: tuple[int, int] | None = None,
+) -> Any:
+    """The memory a run of ``config`` needs (`binaryvae.resources.estimate`: model, optimizer,
+    activations, data), ``replicas`` stacked seeds at once, on data of ``data_dim`` values;
+    ``sizes`` (train, test) adds the dataset. The model is counted on the meta device
+    (`binaryvae.models.size.count_model`), a batch is the larger of the training batch and the
+    evaluation's (`binaryvae.evaluation.summary.BATCH`)."""
+    from binaryvae.evaluation.summary import BATCH
+    from binaryvae.models.size import count_model
+    from binaryvae.resources import estimate
+
+    parameters, buffers, widths, element = count_model(config, data_dim, image_shape, data_kind)
+    return estimate(
+        parameters=parameters,
+        buffers=buffers,
+        widths=widths,
+        rows=max(int(config.batch_size), BATCH),
+        replicas=replicas,
+        element=element,
+        data_dim=data_dim,
+        data_kind=data_kind,
+        sizes=sizes,
+    )
+
+
+def check_run_memory(
+    config: TrainConfig,
+    geometry: tuple[int, tuple[int, int] | None, str],
+    *,
+    replicas: int = 1,
+    sizes: tuple[int, int] | None = None,
+    device: Any = None,
+) -> None:
+    """BadInput (one line: the estimate, what it is made of, the memory available) when a run
+    of ``config`` -- ``replicas`` seeds at once, on a dataset of ``geometry`` (data_dim,
+    image_shape, kind) and ``sizes`` (train, test; None: already loaded) -- would not fit:
+    its model and activations in the memory of ``device``, its data in this machine's
+    (`binaryvae.resources`). Nothing is allocated."""
+    from binaryvae.resources import check_memory
+
+    estimate = estimate_run(config, *geometry, replicas=replicas, sizes=sizes)
+    what = f"training {replicas} replicas of this configuration" if replicas > 1 else "this run"
+    on_gpu = getattr(device, "type", None) == "cuda"
+    if on_gpu:  # the model, its activations and the float test split on the GPU; the rest here
+        on_device = estimate.model_bytes + estimate.activation_bytes + estimate.test_float_bytes
+        check_memory(on_device, f"{what} on {device}", estimate.describe(), device=device)
+        check_memory(estimate.data_bytes - estimate.test_float_bytes, f"the data of {what}",
+                     estimate.describe())  # fmt: skip
+    else:
+        check_memory(estimate.total, what, estimate.describe())
+
+
+def check_dataset(
+    dataset: Any,
+    config: TrainConfig,
+    geometry: tuple[int, tuple[int, int] | None, str],
+    *,
+    training: bool = True,
+) -> None:
+    """BadInput naming the dataset, the split and its size when ``dataset`` cannot train or
+    score ``config``'s model: images of another shape than the model is built for (the
+    registry's ``geometry``, which `sample` and the report rebuild the model with), fewer
+    training examples than one batch (``training``; else none at all: scoring fits the
+    feature classifier on them), fewer than `MIN_TEST_EXAMPLES` test examples, or (for
+    autoencoder-gmm) fewer training examples than mixture components."""
+    from binaryvae.data.datasets import shape_text
+
+    data_dim, image_shape, kind = geometry
+    where = config.dataset + (f" ({dataset.source})" if getattr(dataset, "source", "") else "")
+    own = getattr(dataset, "image_shape", None)
+    if own != image_shape or int(dataset.train_x.shape[1]) != data_dim:
+        mine = shape_text(own) if own else f"{int(dataset.train_x.shape[1])} values"
+        theirs = shape_text(image_shape) if image_shape else f"{data_dim} values"
+        raise BadInput(
+            f"{where}: its examples are {mine}, but {config.dataset} models are built for {theirs}"
+        )
+    noun = "image" if kind == "image" else "example"
+    n_train, n_test = int(dataset.train_x.shape[0]), int(dataset.test_x.shape[0])
+
+    def holds(n: int) -> str:
+        return f"{n} {noun}" + ("" if n == 1 else "s")
+
+    if training and n_train < config.batch_size:
+        raise BadInput(
+            f"{where}: the training split holds {holds(n_train)}, fewer than one batch "
+            f"(batch size {config.batch_size})"
+        )
+    if n_train == 0:
+        raise BadInput(f"{where}: the training split holds no {noun}s")
+    if n_test < MIN_TEST_EXAMPLES:
+        raise BadInput(
+            f"{where}: the test split holds {holds(n_test)}; scoring a run needs at least "
+            f"{MIN_TEST_EXAMPLES} (the sample Frechet distance fits a covariance)"
+        )
+    if config.family == "autoencoder-gmm" and n_train < config.gmm_components:
+        raise BadInput(
+            f"{where}: the training split holds {holds(n_train)}, fewer than the "
+            f"{config.gmm_components} mixture components (gmm_components) to fit"
+        )
 
 
 def build_replica_model(config: TrainConfig, dataset: Any) -> torch.nn.Module:
@@ -84,7 +224,7 @@ def load_run(path: str | Path, device: str | None = None) -> Prepared:
         config.device = device
     if not run.checkpoint_path.is_file():
         raise BadInput(f"{path} has no checkpoint ({run.checkpoint_path}); train it first")
-    prepared = prepare(config)
+    prepared = prepare(config, training=False)  # memory checked before the model is built
     # checked against the model and optimizer the config builds before any of it is used
     schema = checkpoint_schema(config, prepared.model, source=str(run.config_path))
     state = load_checkpoint(run.checkpoint_path, schema=schema)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, TrainConfig
+from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, TrainConfig, split_list
 from binaryvae.errors import BadInput
 from binaryvae.runs.directory import read_compare_listing
 from binaryvae.runs.labels import family_facts, family_spec, parse_family_spec, trained_on_label
@@ -27,13 +27,15 @@ DEFAULT_COMPARE_EPOCHS = COMPARE_EPOCHS
 def parse_families(spec: str | list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
     """``"logistic,concrete:bernoulli-elbo"`` -> ``[("logistic", "elbo"),
     ("concrete", "bernoulli-elbo")]`` (objective "elbo" unless ``name:objective``)."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    if isinstance(spec, str) and not spec.strip(", \t"):
+        raise BadInput(f"no families given: --families is empty ({spec!r})")
+    items = split_list(spec, "--families") if isinstance(spec, str) else list(spec)
     out = []
     for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise BadInput(f"families must be names, got {item!r} in {spec!r}")
         item = item.strip()
-        if not item:
-            continue
-        family, objective = parse_family_spec(item)
+        family, objective = parse_family_spec(item, "--families: ")
         out.append((family, objective or "elbo"))
     if not out:
         raise BadInput("no families given")
@@ -98,7 +100,7 @@ def compare(
     ]
     if not resume:
         check_new_dir(out, force)
-    validate_cells(cells, portable=executor.name == "ray")  # before anything is written
+    validate_cells(cells, portable=executor.name == "ray", memory=not executor.remote)
     executor.check()
     trained_on, specs = {}, []
     for name, config in zip(names, configs, strict=True):

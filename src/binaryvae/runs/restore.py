@@ -37,8 +37,8 @@ class TrainedModel:
 def load_model(path: str | Path, device: str | None = None) -> TrainedModel:
     """The model of run directory ``path`` with its last checkpoint loaded; no dataset is read.
 
-    Raises BadInput when ``path`` is not a run directory, has no checkpoint, or names a dataset
-    the registry does not know.
+    Raises BadInput when ``path`` is not a run directory, has no checkpoint, names a dataset
+    the registry does not know, or describes a model beyond this machine's memory.
     """
     from binaryvae.data import dataset_geometry
     from binaryvae.models import build_model
@@ -53,6 +53,9 @@ def load_model(path: str | Path, device: str | None = None) -> TrainedModel:
         raise BadInput(f"{path} has no checkpoint ({run.checkpoint_path}); train it first")
     data_dim, image_shape, kind = dataset_geometry(config.dataset)
     where = resolve_device(device or config.device)
+    from binaryvae.runs.build import check_run_memory
+
+    check_run_memory(config, (data_dim, image_shape, kind), device=where)  # before allocating
     model = build_model(config, data_dim=data_dim, image_shape=image_shape, data_kind=kind)
     schema = checkpoint_schema(config, model, source=str(run.config_path))
     state = load_checkpoint(run.checkpoint_path, map_location=where, schema=schema)

@@ -337,12 +337,15 @@ def read_sweep(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 # ----------------------------------------------------------------------------- driver
-def validate_cells(cells: list[Cell], *, portable: bool = False) -> None:
+def validate_cells(cells: list[Cell], *, portable: bool = False, memory: bool = True) -> None:
     """Build every cell's dataset and model (`binaryvae.runs.build.prepare`), writing nothing;
     BadInput naming the first cell that cannot be built.
 
     ``portable``: the cells will run on other machines, so this one's device and CPU features
     say nothing about them; device and precision are then checked by each cell where it runs.
+    ``memory``: check each cell's estimated memory (all its seeds at once) against this
+    machine's before building it (`binaryvae.runs.build.check_run_memory`); off when the cells
+    run on other machines, where each cell checks its own.
     """
     from binaryvae.runs.build import prepare
 
@@ -353,7 +356,8 @@ def validate_cells(cells: list[Cell], *, portable: bool = False) -> None:
             config = dataclasses.replace(config, device="cpu", precision="fp32")
         key = (config.dataset, config.data_dir)
         try:
-            prepared = prepare(config, dataset=datasets.get(key))
+            prepared = prepare(config, dataset=datasets.get(key), replicas=len(cell.seeds),
+                               memory=memory)  # fmt: skip
         except BadInput as e:
             raise BadInput(f"{cell.name}: {e}") from None
         datasets[key] = prepared.dataset
@@ -543,7 +547,7 @@ def sweep(
         _check_continuation(out, grid)
     else:
         check_new_dir(out, force)
-    validate_cells(cells, portable=executor.name == "ray")
+    validate_cells(cells, portable=executor.name == "ray", memory=not executor.remote)
     executor.check()
     claim = (
         claim_existing(out, "continue") if continuing else claim_new(out, force=force, kind="sweep")

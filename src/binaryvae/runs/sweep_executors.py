@@ -15,6 +15,7 @@ to the driver as they arrive. docs/internals.md says why this and not Ray Tune.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -28,6 +29,7 @@ __all__ = [
     "RAY_INSTALL",
     "LocalExecutor",
     "RayExecutor",
+    "check_resources",
     "make_executor",
     "one_line",
 ]
@@ -95,13 +97,7 @@ class RayExecutor:
         if address is not None and not address.strip():
             address = None
         self.address = address
-        for label, value in (("--cpus-per-run", cpus_per_run), ("--gpus-per-run", gpus_per_run)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise BadInput(f"{label} must be a number >= 0, got {value!r}")
-        if cpus_per_run == 0 and gpus_per_run == 0:
-            raise BadInput("a run needs some resource: --cpus-per-run or --gpus-per-run > 0")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise BadInput(f"--max-retries must be an integer >= 0, got {max_retries!r}")
+        check_resources(cpus_per_run, gpus_per_run, max_retries)
         self.cpus_per_run = cpus_per_run
         self.gpus_per_run = gpus_per_run
         self.max_retries = max_retries
@@ -194,6 +190,24 @@ class RayExecutor:
             return {"status": "failed", "reason": f"Ray: {one_line(e)}", "runs": {}}
 
 
+def check_resources(cpus_per_run: Any, gpus_per_run: Any, max_retries: Any) -> None:
+    """BadInput naming the option unless the resources of a run are finite numbers >= 0, not
+    both 0, and ``max_retries`` an integer >= 0 (checked for every executor: a bad value is
+    refused before anything starts, even where the local executor would not use it)."""
+    for label, value in (("--cpus-per-run", cpus_per_run), ("--gpus-per-run", gpus_per_run)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise BadInput(f"{label} must be a finite number >= 0, got {value!r}")
+    if cpus_per_run == 0 and gpus_per_run == 0:
+        raise BadInput("a run needs some resource: --cpus-per-run or --gpus-per-run > 0")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise BadInput(f"--max-retries must be an integer >= 0, got {max_retries!r}")
+
+
 def make_executor(
     name: str = "local",
     *,
@@ -203,6 +217,7 @@ def make_executor(
     max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> LocalExecutor | RayExecutor:
     """The executor called ``name``; for Ray, ``address`` defaults to ``$RAY_ADDRESS``."""
+    check_resources(cpus_per_run, gpus_per_run, max_retries)
     if name == "local":
         if address:
             raise BadInput("--address needs --executor ray")

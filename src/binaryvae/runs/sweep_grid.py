@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, OBJECTIVES, TrainConfig
+from binaryvae.config import (
+    COMPARE_EPOCHS,
+    COMPARE_FAMILIES,
+    OBJECTIVES,
+    TrainConfig,
+    split_list,
+)
 from binaryvae.errors import BadInput
 from binaryvae.runs.labels import parse_family_spec
 
@@ -203,7 +209,12 @@ def _items(axis: str, value: Any, where: str) -> list:
                 raise BadInput(f"{where}: the axis {label} is empty") from None
             raise BadInput(f"{where}: {label}: {e}") from None
     elif isinstance(value, str):
-        items = [part.strip() for part in value.split(",") if part.strip()]
+        if not value.strip(", \t"):
+            raise BadInput(f"{where}: the axis {label} is empty")
+        try:
+            items = split_list(value, label)
+        except BadInput as e:
+            raise BadInput(f"{where}: {e}") from None
     elif isinstance(value, list | tuple):
         items = list(value)
     else:
@@ -308,9 +319,11 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
     base = {"epochs": COMPARE_EPOCHS, **fixed}
     if isinstance(base.get("hidden"), str):
         try:
-            base["hidden"] = [int(h) for h in base["hidden"].split(",") if h.strip()]
+            base["hidden"] = [int(h) for h in split_list(base["hidden"], "hidden")]
         except ValueError:
             raise BadInput(f"{where}: hidden takes sizes like 512,256,128") from None
+        except BadInput as e:
+            raise BadInput(f"{where}: {e}") from None
     base.update(
         dataset=datasets[0],
         family=pairs[0][0],

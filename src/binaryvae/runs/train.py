@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import torch
 
-from binaryvae.config import MAX_SEED, TrainConfig
+from binaryvae.config import MAX_SEED, TrainConfig, split_list
 from binaryvae.errors import BadInput
 from binaryvae.runs.build import Prepared, prepare, test_data
 from binaryvae.runs.directory import RunDir
@@ -56,15 +56,14 @@ class TrainingDiverged(RuntimeError):
 
 
 def parse_seeds(spec: str | list[int] | tuple[int, ...]) -> list[int]:
-    """``"0,1,2"``, ``"0-7"`` (inclusive) or a mix like ``"0-3,10"`` -> a list of distinct seeds."""
+    """``"0,1,2"``, ``"0-7"`` (inclusive) or a mix like ``"0-3,10"`` -> a list of distinct seeds.
+
+    BadInput for anything else, an empty text or element (``"0,,1"``) included."""
     if not isinstance(spec, str):
         seeds = list(spec)
     else:
         seeds = []
-        for part in spec.split(","):
-            part = part.strip()
-            if not part:
-                continue
+        for part in split_list(spec, "--seeds"):
             lo, sep, hi = part.partition("-")
             try:
                 if sep:
@@ -190,7 +189,7 @@ def train_replicas(
             _check_group_resume(out, listing, config)
         else:
             check_new_dir(out, force)
-        first = prepare(configs[0])
+        first = prepare(configs[0], replicas=len(seeds))  # the whole group's memory checked
         dataset = first.dataset
         if not resume:
             group = stack.enter_context(claim_new(out, force=force, kind="replicas"))
