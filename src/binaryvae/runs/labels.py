@@ -61,6 +61,8 @@ def parse_family_spec(item: str, where: str = "") -> tuple[str, str | None]:
         raise BadInput(f"{where}{item!r} names no family")
     if not sep:
         return family, None
+    if not objective:
+        raise BadInput(f"{where}{item!r} names no objective")
     if objective not in OBJECTIVES:
         raise BadInput(
             f"{where}unknown objective {objective!r} in {item!r}; "
