@@ -20,6 +20,7 @@ __all__ = [
     "TableItem",
     "TextItem",
     "fmt",
+    "fmt_mean_se",
     "inline_html",
     "md_cell",
 ]
@@ -46,6 +47,21 @@ def fmt(value, digits: int = 2) -> str:
     if isinstance(value, int | float):
         return f"{value:.{digits}f}" if math.isfinite(value) else "—"
     return str(value)
+
+
+def fmt_mean_se(values, digits: int = 2, shared: str = "") -> str:
+    """"mean ± s.e." of the finite ``values`` (`binaryvae.runs.sweep.mean_se`), the value alone
+    for one, an em dash for none. With ``shared`` (e.g. "one timing for the 4 seeds"), values
+    that are all equal are one number stated once with that note, not a zero s.e."""
+    from binaryvae.runs.sweep import mean_se
+
+    mean, se = mean_se(values)
+    if mean is None:
+        return "—"
+    finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    if shared and len(finite) > 1 and len(set(finite)) == 1:
+        return f"{fmt(mean, digits)} ({shared})"
+    return fmt(mean, digits) if se is None else f"{fmt(mean, digits)} ± {fmt(se, digits)}"
 
 
 @dataclass
