@@ -182,9 +182,8 @@ def _curve_section(records: list[RunRecord], figs: Path) -> Section:
         "Each run's objective it was trained on (its title names it: a relaxed ELBO, the "
         "Bernoulli ELBO, which is not a bound, the exact-Bernoulli families' own ELBO, or the "
         "autoencoder's reconstruction term) against the discrete ELBO of the binary model it "
-        "stands for and, where the 2^n codes can be enumerated, its exact log p(x). The relaxed "
-        "ELBO of a run trained on the Bernoulli ELBO is on its own axes under the panel "
-        "(about 120 nats lower). " + text,
+        "stands for and, where the 2^n codes can be enumerated, its exact log p(x). "
+        + captions.off_scale_sentence(records) + text,
     ))  # fmt: skip
     cited = []
     if mnist and has("logistic:elbo", "logistic:bernoulli-elbo"):
@@ -392,7 +391,7 @@ def _samples_caption(lr: Loaded, here: captions.Setting) -> str:
             cited = [("diss. Fig. A.3", False)]
         if digits and family == "bernoulli-sfe":
             cited = [("notes Figs 4-5", False)]
-    return (text + captions.cite_all(cited, here)).strip()
+    return (text + captions.cite_all(cited, here, test_split=False)).strip()
 
 
 def _theory_section(doc: Document, figs: Path) -> Section:
