@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--aggregate-only", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 betas, 1 family, 1 epoch")
     args = p.parse_args(argv)
+    _common.quick_folders(args, p, ("results", "runs_dir"))
     if args.quick:
         args.families, args.betas, args.seeds, args.epochs = "steplogistic", "2,10", "0,1", 1
     return args

@@ -77,6 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke test: mnist-mini, 2 families, 2 seeds, 1 epoch of 40 steps")
     args = p.parse_args(argv)
+    _common.quick_folders(args, p, ("results", "runs_dir"))
     if args.quick:
         args.dataset, args.steps, args.seeds = "mnist-mini", 40, "0,1"
         args.families = "bernoulli-disarm,steplogistic"

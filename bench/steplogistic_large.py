@@ -39,7 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--quick", action="store_true", help="tiny budget: 1 epoch, n = 8 and 200, small net"
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    _common.quick_folders(args, p)
+    return args
 
 
 def run_one(n: int, args: argparse.Namespace, workdir: Path) -> dict:
