@@ -141,19 +141,20 @@ def text_artists(fig: Figure) -> list[Text]:
     return [t for t in unique.values() if t.get_text().strip() and _shown(t)]
 
 
-def _overflow(fig: Figure) -> tuple[float, float, list[Text]]:
-    """(pixels of text beyond the figure's width, beyond its height, the texts beyond it)."""
+def _overflow(fig: Figure) -> tuple[float, float, dict[Text, float]]:
+    """(pixels of text beyond the figure's width, beyond its height, {text beyond it: its
+    horizontal overflow in pixels})."""
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     box = fig.bbox
     dx = dy = 0.0
-    out = []
+    out = {}
     for t in text_artists(fig):
         e = t.get_window_extent(renderer)
         left, right = box.x0 - e.x0, e.x1 - box.x1
         below, above = box.y0 - e.y0, e.y1 - box.y1
         if max(left, right, below, above) > 0.5:
-            out.append(t)
+            out[t] = max(left, right, 0.0)
             dx = max(dx, 2 * max(left, right, 0.0))
             dy = max(dy, 2 * max(below, above, 0.0))
     return dx, dy, out
@@ -183,15 +184,17 @@ def fit_text(fig: Figure, max_width: float = MAX_WIDTH) -> None:
             fig.set_size_inches(grow_w, grow_h)
             continue
         renderer = fig.canvas.get_renderer()
-        for t in out:
+        for t, over in out.items():
             legend = next((g for f in _figures(fig) for g in [*f.legends, *(
                 a.get_legend() for a in f.axes if a.get_legend() is not None)]
                 if t in g.get_texts()), None)  # fmt: skip
             if legend is not None and legend._ncols > 1:
                 legend.set_ncols(legend._ncols - 1)
                 continue
-            width = t.get_window_extent(renderer).width
-            _wrap(t, max(0.3, (fig.bbox.width * 0.9) / max(width, 1.0)))
+            width = max(t.get_window_extent(renderer).width, 1.0)
+            # centred texts shrink on both sides: twice the overflow, and a margin
+            fit = min(fig.bbox.width * 0.95, width - 2 * over - 10) / width
+            _wrap(t, min(0.95, max(0.3, fit)))
         if dy:
             fig.set_size_inches(w, grow_h)
 
