@@ -50,9 +50,13 @@ OWN_ELBO_KEYS = ("test_relaxed_elbo", "test_elbo")
 
 
 def own_elbo_key(family: Any) -> str:
-    """``test_relaxed_elbo`` for a family with a relaxation (``family.relaxed``), else
+    """``test_relaxed_elbo`` for a family with a relaxation (``family.relaxed``; for an object
+    without that attribute, derived as `Family.relaxed` is: binary and not exact), else
     ``test_elbo``: the key of the family's own ELBO in metrics.jsonl and summary.json."""
-    return OWN_ELBO_KEYS[0] if getattr(family, "relaxed", False) else OWN_ELBO_KEYS[1]
+    relaxed = getattr(family, "relaxed", None)
+    if relaxed is None:
+        relaxed = bool(getattr(family, "binary", False)) and not getattr(family, "exact", False)
+    return OWN_ELBO_KEYS[0] if relaxed else OWN_ELBO_KEYS[1]
 
 
 def own_elbo(row: dict[str, Any]) -> float | None:
