@@ -41,7 +41,8 @@ def gradient_figure(records: list[RunRecord], path: Path) -> Path:
             continue
         colour = colour_of(i)
         steps = [g["step"] for g in grads]
-        ax_var.plot(steps, [g["grad_var"] for g in grads], "-o", color=colour, ms=3)
+        ax_var.plot(steps, [g["grad_var"] for g in grads], "-o", color=colour, ms=3,
+                    label=rec.label)  # fmt: skip
         handles.append(Line2D([], [], color=colour, marker="o", ms=3))
         labels.append(rec.label)
         with_exact = [g for g in grads if "grad_bias_ratio" in g]
@@ -49,7 +50,7 @@ def gradient_figure(records: list[RunRecord], path: Path) -> Path:
             biased = True
             xs = [g["step"] for g in with_exact]
             ax_bias.plot(xs, [g["grad_bias_ratio"] for g in with_exact], "-o", color=colour,
-                         ms=3)  # fmt: skip
+                         ms=3, label=rec.label)  # fmt: skip
             noise = [g["grad_bias_noise"] / g["grad_exact_norm"] for g in with_exact]
             ax_bias.plot(xs, noise, ":", color=colour, lw=1)
     ax_var.set_yscale("log")
