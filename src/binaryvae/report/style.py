@@ -178,7 +178,7 @@ def fit_text(fig: Figure, max_width: float = MAX_WIDTH) -> None:
         if not out:
             return
         w, h = fig.get_size_inches()
-        grow_w = min(max_width, w + dx / fig.dpi + 0.1) if dx else w
+        grow_w = min(max_width, w + dx / fig.dpi + 0.2) if dx else w
         grow_h = h + dy / fig.dpi + 0.1 if dy else h
         if grow_w > w + 1e-6 or (grow_h > h + 1e-6 and not dx):
             fig.set_size_inches(grow_w, grow_h)
