@@ -31,6 +31,7 @@ __all__ = [
     "resume_path",
     "run_or_load",
     "write_table",
+    "quick_folders",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,6 +153,30 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return "\n".join(lines)
+
+
+def quick_folders(args, parser, names: tuple[str, ...] = ("out",)) -> Path | None:
+    """A ``--quick`` (smoke) run writes nothing into the repository: each folder option in
+    ``names`` left at a default that is not None becomes a subfolder of one new temporary
+    folder (printed), so that the committed bench/results stay as they are. Folders given on
+    the command line are kept. Returns the temporary folder (None when none was made)."""
+    if not getattr(args, "quick", False):
+        return None
+    tmp = None
+    for name in names:
+        default = parser.get_default(name)
+        value = getattr(args, name)
+        if default is None or value is None or Path(value) != Path(default):
+            continue
+        if tmp is None:
+            import tempfile
+
+            tmp = Path(tempfile.mkdtemp(prefix="binaryvae-bench-quick-"))
+        folder = tmp if len(names) == 1 else tmp / name.replace("_", "-")
+        setattr(args, name, type(value)(folder) if isinstance(value, Path) else str(folder))
+    if tmp is not None:
+        print(f"--quick: writing to {tmp} (bench/results is left as it is)", flush=True)
+    return tmp
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

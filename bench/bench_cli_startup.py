@@ -28,6 +28,7 @@ from _common import (  # noqa: E402
     machine_line,
     markdown_table,
     median,
+    quick_folders,
     write_json,
 )
 
@@ -64,6 +65,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 runs of each")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"), metavar="DIR")
     args = parser.parse_args()
+    quick_folders(args, parser)
     runs = 3 if args.quick else args.runs
     cli = _binaryvae()
     arms = {

@@ -51,7 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="smoke test: one condition (busy, 1 thread, PASSIVE), tiny budget",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    _common.quick_folders(args, p)
+    return args
 
 
 def run_condition(args, competitor: str, threads: int, policy: str | None, tmp: Path) -> dict:

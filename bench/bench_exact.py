@@ -59,6 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="smoke run: n = 4, 6; few images")
     args = p.parse_args(argv)
+    _common.quick_folders(args, p)
     if args.quick:
         args.bits, args.images, args.naive_images, args.repeats = "4,6", 50, "4:10,6:10", 1
     return args

@@ -43,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
+    _common.quick_folders(args, p)
     if args.quick:
         args.dataset, args.steps, args.stages = "mnist-mini", 20, "train"
     return args

@@ -60,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke test: 2 replicas, 2 steps")
     p.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    _common.quick_folders(args, p)
     if args.quick:
         args.replicas, args.steps, args.repeats = 2, 2, 1
     return args

@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke run: 100k samples, 2 repeats")
     p.add_argument("--out", default=None, metavar="DIR", help="also write smoothstep.json to DIR")
     args = p.parse_args(argv)
+    _common.quick_folders(args, p)
     if args.quick:
         args.samples, args.repeats = 100_000, 2
     torch.set_num_threads(args.threads)

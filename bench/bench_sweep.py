@@ -51,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--quick", action="store_true", help="smoke test: toy data, 1 epoch, 1 round")
     args = p.parse_args(argv)
+    _common.quick_folders(args, p)
     if args.quick:
         args.epochs, args.repeats, args.dataset = 1, 1, "toy"
     return args

@@ -114,6 +114,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="tiny budget for the smoke test (mnist-mini, 2 families, 2 repeats)",
     )
     args = p.parse_args(argv)
+    _common.quick_folders(args, p)
     if args.quick:
         args.repeats, args.steps, args.warmup = 2, 4, 2
         args.dataset = "mnist-mini"

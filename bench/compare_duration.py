@@ -28,6 +28,7 @@ from _common import (  # noqa: E402
     machine_info,
     machine_line,
     markdown_table,
+    quick_folders,
     write_json,
 )
 
@@ -65,6 +66,7 @@ def main() -> int:
     parser.add_argument("--no-report", action="store_true", help="do not time the report")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"), metavar="DIR")
     args = parser.parse_args()
+    quick_folders(args, parser)
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
             from binaryvae.config import TrainConfig

@@ -126,6 +126,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "5 steps, 1 seed, 200 test images",
     )
     args = p.parse_args(argv)
+    _common.quick_folders(args, p)
     if args.quick:
         args.datasets, args.epochs, args.seeds, args.max_steps = "mnist-mini", 1, "0", 5
         args.eval_images = 200

@@ -78,6 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke test: mnist-mini, 2 families, 2 seeds, 1 epoch of 40 steps")
     args = p.parse_args(argv)
+    _common.quick_folders(args, p, ("results", "runs_dir"))
     if args.quick:
         args.dataset, args.steps, args.seeds = "mnist-mini", 40, "0,1"
         args.families = "bernoulli-disarm,steplogistic"
@@ -148,9 +149,11 @@ def collect(args, net: str, family: str, group: Path) -> list[Path]:
             math.ceil(8000 / BATCH), "epochs_done": len(rows),
             "config": json.loads((seed_dir / "config.json").read_text()),
             "finished": bool(summary), "summary": summary,
+            # the family's own ELBO: test_elbo (no relaxation); test_relaxed_elbo in runs
+            # written before test_elbo existed
             "curves": [{k: r.get(k) for k in ("epoch", "train_elbo", "train_loss",
                                                "test_discrete_elbo", "test_relaxed_elbo",
-                                               "test_iwae_k100", "train_seconds",
+                                               "test_elbo", "test_iwae_k100", "train_seconds",
                                                "eval_seconds") if k in r} for r in rows],
             "gradient": [g for r in rows for g in r.get("gradient", [])],
             "machine": _common.machine_info(),

@@ -121,6 +121,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="smoke test: mnist-mini, 2 families, 1 seed, 20 steps, 200 images",
     )
     args = p.parse_args(argv)
+    _common.quick_folders(args, p)
     if args.quick:
         args.dataset, args.steps, args.seeds = "mnist-mini", 20, "0"
         args.eval_images = 200

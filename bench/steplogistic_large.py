@@ -39,11 +39,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--quick", action="store_true", help="tiny budget: 1 epoch, n = 8 and 200, small net"
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    _common.quick_folders(args, p)
+    return args
 
 
 def run_one(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     from binaryvae.config import TrainConfig
+    from binaryvae.evaluation import own_elbo
     from binaryvae.runs import TrainingDiverged, train_run
 
     fields = dict(dataset=args.dataset, family="steplogistic", latent_dim=n, epochs=args.epochs,
@@ -64,7 +67,7 @@ def run_one(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     return {
         "latent_dim": n,
         "finite": True,
-        "test_relaxed_elbo": summary.get("test_relaxed_elbo"),
+        "test_relaxed_elbo": own_elbo(summary),  # steplogistic: a relaxation
         "test_discrete_elbo": summary.get("test_discrete_elbo"),
         "test_log_px_exact": summary.get("test_log_px_exact"),
         "test_iwae": summary.get("test_iwae"),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,39 +20,70 @@ pytestmark = pytest.mark.bench
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 
-# script -> arguments after --quick ("{out}": a temporary folder that must receive a JSON file)
+# script -> arguments after --quick. No folder is given: a --quick run must choose a temporary
+# one itself (bench/_common.quick_folders prints it), leaving the committed bench/results as
+# they are. None: the script writes no result file with --quick.
 SCRIPTS = {
-    "bench_train_speed.py": ["--threads", "1", "--flops", "--out", "{out}"],
-    "bench_contention.py": ["--out", "{out}"],
-    "bench_memory.py": ["--threads", "1", "--out", "{out}"],
-    "protocol.py": ["--jobs", "2", "--out", "{out}"],
-    "dissertation.py": ["--jobs", "2", "--out", "{out}"],
-    "bench_exact.py": ["--threads", "1"],  # evaluation issue; writes nothing with --quick
-    "bench_smoothstep.py": ["--threads", "1", "--out", "{out}"],  # distributions issue
-    "steplogistic_large.py": ["--threads", "1", "--out", "{out}"],
-    "bench_replicas.py": ["--threads", "1", "--out", "{out}"],
-    "estimator_study.py": ["--runs-dir", "{out}/runs", "--results", "{out}/results"],
-    "beta_sweep.py": ["--runs-dir", "{out}/runs", "--results", "{out}/results"],
-    "bench_cli_startup.py": ["--out", "{out}"],  # CLI issue
-    "compare_duration.py": ["--out", "{out}"],
-    "bench_sweep.py": ["--out", "{out}"],  # the sweep issue; its ray arm only with Ray installed
+    "bench_train_speed.py": ["--threads", "1", "--flops"],
+    "bench_contention.py": [],
+    "bench_memory.py": ["--threads", "1"],
+    "protocol.py": ["--jobs", "2"],
+    "dissertation.py": ["--jobs", "2"],
+    "bench_exact.py": None,  # evaluation issue; writes nothing with --quick
+    "bench_smoothstep.py": None,  # distributions issue; writes only with --out
+    "steplogistic_large.py": ["--threads", "1"],
+    "bench_replicas.py": ["--threads", "1"],
+    "estimator_study.py": [],
+    "beta_sweep.py": [],
+    "bench_cli_startup.py": [],  # CLI issue
+    "compare_duration.py": [],
+    "bench_sweep.py": [],  # the sweep issue; its ray arm only with Ray installed
 }
+THREADS = {"bench_exact.py": ["--threads", "1"], "bench_smoothstep.py": ["--threads", "1"]}
+WRITING_TO = re.compile(r"^--quick: writing to (\S+) ", re.M)
+
+
+def _results_status() -> str:
+    """``git status --porcelain bench/results``: what differs from the committed results."""
+    proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all",
+                           "bench/results"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    if proc.returncode != 0:
+        pytest.skip("not a git checkout: cannot compare bench/results with the commit")
+    return proc.stdout
 
 
 @pytest.mark.parametrize("script", list(SCRIPTS))
-def test_bench_script_quick(script: str, tmp_path: Path) -> None:
+def test_bench_script_quick(script: str) -> None:
     path = BENCH / script
     if not path.exists():
         pytest.skip(f"bench/{script} is not in the repository yet")
-    extra = [a.replace("{out}", str(tmp_path)) for a in SCRIPTS[script]]
-    cmd = [sys.executable, str(path), "--quick", *extra]
+    before = _results_status()
+    cmd = [sys.executable, str(path), "--quick", *(SCRIPTS[script] or THREADS.get(script, []))]
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    assert "|---" in proc.stdout, "no markdown table in the output"
-    if not any("{out}" in a for a in SCRIPTS[script]):
-        return
-    results = sorted(tmp_path.glob("*.json"))
+    found = WRITING_TO.search(proc.stdout)
+    tmp = Path(found.group(1)) if found else None
+    try:
+        assert proc.returncode == 0, (
+            f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+        assert "|---" in proc.stdout, "no markdown table in the output"
+        assert _results_status() == before, "a --quick run changed bench/results"
+        if SCRIPTS[script] is None:
+            assert tmp is None, "a script that writes nothing made a folder"
+            return
+        assert tmp is not None and tmp.is_dir(), "the --quick run named no temporary folder"
+        assert not tmp.resolve().is_relative_to(REPO), "the temporary folder is in the repository"
+        _check_results(cmd, env, path, tmp)
+    finally:
+        if tmp is not None and tmp.name.startswith("binaryvae-bench-quick-"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_results(cmd: list[str], env: dict, path: Path, tmp: Path) -> None:
+    """The result file of a --quick run names its CPU; an aggregated table is rebuilt from its
+    raw files row for row."""
+    results = sorted(tmp.glob("*.json"))
     assert results, "no result file written"
     table = json.loads(results[0].read_text())
     machine = table.get("machine") or table.get("info") or {}
@@ -59,7 +92,10 @@ def test_bench_script_quick(script: str, tmp_path: Path) -> None:
         rows = table.get("rows")
         assert rows, "the result holds no rows"
         # the committed tables are regenerated from the raw files: the same rows again
-        again = subprocess.run([*cmd, "--aggregate-only"], cwd=REPO, env=env,
+        folders = ["--results", str(tmp / "results"), "--runs-dir", str(tmp / "runs-dir")]
+        if "--runs-dir" not in path.read_text():
+            folders = ["--out", str(tmp)]
+        again = subprocess.run([*cmd, *folders, "--aggregate-only"], cwd=REPO, env=env,
                                capture_output=True, text=True, timeout=180)  # fmt: skip
         assert again.returncode == 0, again.stderr[-3000:]
         assert json.loads(results[0].read_text())["rows"] == rows

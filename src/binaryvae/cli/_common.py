@@ -87,6 +87,7 @@ def print_summary(out, summary: dict) -> None:
     is printed with its k (``test_iwae_k1000=...``)."""
     keys = (
         "test_relaxed_elbo",
+        "test_elbo",
         "test_bernoulli_elbo",
         "test_discrete_elbo",
         "test_log_px_exact",

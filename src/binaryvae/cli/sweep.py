@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from binaryvae.cli._common import add_run_options, path_option
-from binaryvae.config import COMPARE_EPOCHS, DEFAULT_MAX_RETRIES, EXECUTORS
+from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, DEFAULT_MAX_RETRIES, EXECUTORS
 
 __all__ = ["add_executor_options", "add_parser", "executor_from_args", "run_sweep"]
 
@@ -124,7 +124,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--family",
         default=None,
         metavar="a,b:objective",
-        help="families, each optionally name:objective (default: compare's seven)",
+        help=f"families, each optionally name:objective (default: compare's "
+        f"{len(COMPARE_FAMILIES)}, {','.join(COMPARE_FAMILIES)})",
     )
     g.add_argument(
         "--objectives",
@@ -204,6 +205,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     if "threads" not in values:
         values["threads"] = run_threads(args)
     grid = grid_from_values(values, where)
+    if "epochs" not in values and not args.quiet:
+        # the default stays (grid files and earlier commands rely on it), but said, not silent
+        print(f"sweep: --epochs not given: {grid.base.epochs} epochs per run (compare's default)")
     results = sweep(
         grid,
         args.out,

@@ -39,10 +39,17 @@ from binaryvae.evaluation.fid import (
 )
 from binaryvae.evaluation.iwae import iwae_bound
 from binaryvae.evaluation.reconstruction import reconstruction_loss
-from binaryvae.evaluation.summary import evaluate_epoch, evaluate_summary
+from binaryvae.evaluation.summary import (
+    OWN_ELBO_KEYS,
+    evaluate_epoch,
+    evaluate_summary,
+    own_elbo,
+    own_elbo_key,
+)
 
 __all__ = [
     "MAX_EXACT_BITS",
+    "OWN_ELBO_KEYS",
     "BitStatistics",
     "Bound",
     "ExactResult",
@@ -62,6 +69,8 @@ __all__ = [
     "generate_images",
     "iwae_bound",
     "joint_log_prob_matrix",
+    "own_elbo",
+    "own_elbo_key",
     "reconstruction_loss",
     "relaxed_elbo",
     "relaxed_terms",

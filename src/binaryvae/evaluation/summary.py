@@ -32,12 +32,42 @@ __all__ = [
     "has_bernoulli_elbo",
     "has_likelihood",
     "iwae_key",
+    "own_elbo",
+    "own_elbo_key",
+    "OWN_ELBO_KEYS",
 ]
 
 EPOCH_EXACT_BITS = 16  # docs/internals.md: test_log_px_exact per epoch, binary families, n <= 16
 IWAE_K_ENUMERATED = 1000  # binary, n <= 12: codes decoded once, a sample costs a gather
 IWAE_K_DECODED = 100  # otherwise each sample is one decoder pass per image
 BATCH = 500  # test images per evaluation batch
+
+
+# the key of the family's own ELBO: "relaxed" only for families with a relaxation
+# (`Family.relaxed`); the family's own ELBO otherwise (exact-Bernoulli families: the binary
+# model's ELBO; gaussian: the Normal-latent model's). A row holds one of them, never both.
+OWN_ELBO_KEYS = ("test_relaxed_elbo", "test_elbo")
+
+
+def own_elbo_key(family: Any) -> str:
+    """``test_relaxed_elbo`` for a family with a relaxation (``family.relaxed``; for an object
+    without that attribute, derived as `Family.relaxed` is: binary and not exact), else
+    ``test_elbo``: the key of the family's own ELBO in metrics.jsonl and summary.json."""
+    relaxed = getattr(family, "relaxed", None)
+    if relaxed is None:
+        relaxed = bool(getattr(family, "binary", False)) and not getattr(family, "exact", False)
+    return OWN_ELBO_KEYS[0] if relaxed else OWN_ELBO_KEYS[1]
+
+
+def own_elbo(row: dict[str, Any]) -> float | None:
+    """The family's own ELBO of a metrics row or summary, under whichever key it has
+    (`own_elbo_key`; runs written before ``test_elbo`` existed have ``test_relaxed_elbo`` for
+    every family); None when it has neither (the autoencoder)."""
+    for key in OWN_ELBO_KEYS:
+        value = row.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
 
 
 def iwae_key(k: int) -> str:
@@ -99,8 +129,10 @@ def evaluate_epoch(
     """The per-epoch test columns of metrics.jsonl for `model` on test_x [N, D] (float32).
 
     Keys (nats per image, mean over the N images; present when they apply):
-    - test_relaxed_elbo, test_recon, test_kl: the family's own ELBO and its terms, `samples`
-      draws per image (autoencoder-gmm: no ELBO; test_recon = log p(x | code), test_kl = 0);
+    - test_relaxed_elbo (families with a relaxation, `Family.relaxed`) or test_elbo (the
+      others: exact-Bernoulli families, gaussian), test_recon, test_kl: the family's own ELBO
+      and its terms, `samples` draws per image (`own_elbo_key`; autoencoder-gmm: no ELBO;
+      test_recon = log p(x | code), test_kl = 0);
     - test_bernoulli_elbo: relaxed binary families (diss. eq. 4.11-4.12; not a bound);
     - test_discrete_elbo, test_discrete_recon, test_discrete_kl: binary families (diss. 4.5);
       hard codes b ~ Bernoulli(lambda), `samples` per image, analytic Bernoulli KL;
@@ -131,12 +163,13 @@ def evaluate_epoch(
 
 
 def _relaxed_columns(model: Any, x: torch.Tensor, samples: int, batch: int, out: dict) -> None:
-    """test_relaxed_elbo / test_recon / test_kl, and test_bernoulli_elbo where it applies.
+    """The family's own ELBO (`own_elbo_key`: test_relaxed_elbo or test_elbo) / test_recon /
+    test_kl, and test_bernoulli_elbo where it applies.
 
     autoencoder-gmm has no ELBO: only its reconstruction term (and kl = 0) is reported."""
     own = _batched_bound(lambda b: relaxed_terms(model, b, samples=samples), x, batch)
     if has_likelihood(model):
-        out["test_relaxed_elbo"] = _mean(own.elbo)
+        out[own_elbo_key(model.family)] = _mean(own.elbo)
     out["test_recon"] = _mean(own.recon)
     out["test_kl"] = _mean(own.kl)
     if has_bernoulli_elbo(model):

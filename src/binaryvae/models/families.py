@@ -32,6 +32,7 @@ Bernoulli families pass hard bits; gaussian and autoencoder-gmm pass the code it
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -136,6 +137,18 @@ class GMMPrior(nn.Module):
 
 
 # ----------------------------------------------------------------------------- base family
+class _ClassProperty:
+    """A read-only attribute computed from the class: ``Family.relaxed`` and
+    ``family.relaxed`` alike, derived from the class's own attributes."""
+
+    def __init__(self, fget: Callable[[type], Any]):
+        self.fget = fget
+        self.__doc__ = fget.__doc__
+
+    def __get__(self, obj: Any, cls: type | None = None) -> Any:
+        return self.fget(cls if cls is not None else type(obj))
+
+
 class Family:
     """A posterior family (docs/internals.md, vocabulary). Subclasses set the class attributes and
     override what differs. ``params`` is the tuple of encoder outputs, each ``[B, n]``."""
@@ -148,6 +161,15 @@ class Family:
     # takes_learning_signal: an estimator weighting f(b) (ModelOptions.learning_signal)
     unbiased: bool = True
     takes_learning_signal: bool = False
+
+    @_ClassProperty
+    def relaxed(cls) -> bool:
+        """True when the latent is a continuous relaxation of bits (a binary model whose latent
+        is not Bernoulli itself): its own ELBO is the relaxed ELBO, ``test_relaxed_elbo``.
+        False for the exact-Bernoulli families, gaussian and the autoencoder: their own ELBO
+        (where they have one) is ``test_elbo``."""
+        return bool(cls.binary and not cls.exact)
+
     params_per_dim: int = 1
     objectives: Mapping[str, Objective] = {
         "elbo": obj.relaxed_elbo,

@@ -10,9 +10,18 @@ from pathlib import Path
 import torch
 
 from binaryvae.errors import BadInput
+from binaryvae.evaluation.summary import own_elbo
 from binaryvae.report import captions, curves, gradients, model_figures, style, theory_figures
 from binaryvae.report.collect import RunRecord, collect_runs
-from binaryvae.report.document import Document, FigureItem, Section, TableItem, TextItem, fmt
+from binaryvae.report.document import (
+    Document,
+    FigureItem,
+    Section,
+    TableItem,
+    TextItem,
+    fmt,
+    fmt_mean_se,
+)
 from binaryvae.report.model_figures import Loaded
 from binaryvae.storage import atomic_write_text, refuse_links, reset_folder
 
@@ -29,18 +38,8 @@ def final_table(records: list[RunRecord]) -> TableItem:
         "run", "trained on", "own ELBO", "Bernoulli ELBO", "discrete ELBO", "exact log p(x)",
         "IWAE (k)", "sample FD", "s / epoch", "epochs",
     ]  # fmt: skip
-    rows = []
-    for r in records:
-        s = r.summary
-        iwae = fmt(s.get("test_iwae"))
-        if s.get("iwae_k") is not None and iwae != "—":
-            iwae += f" ({s['iwae_k']})"
-        own = fmt(s.get("test_relaxed_elbo")) if r.has_likelihood else "—"
-        rows.append([
-            r.name, r.trained_on, own, fmt(s.get("test_bernoulli_elbo")),
-            fmt(s.get("test_discrete_elbo")), fmt(s.get("test_log_px_exact")), iwae,
-            fmt(s.get("sample_fd")), fmt(s.get("seconds_per_epoch")), fmt(s.get("epochs"), 0),
-        ])  # fmt: skip
+    rows = [[r.name, *_numbers(r.summary, r)] for r in records]
+    rows += _mean_rows(records)
     caption = (
         "Nats per test image, higher is better (sample FD: lower is better). Own ELBO: the "
         "family's own bound: a lower bound on log p(x) of the relaxed (continuous-latent) model "
@@ -55,7 +54,62 @@ def final_table(records: list[RunRecord]) -> TableItem:
         "not lower bounds. s / epoch: the training loop alone. — : not applicable or not "
         "computed."
     )
+    if len(rows) > len(records):
+        caption += (
+            " Mean ± s.e.: over the seeds of one family and objective (replicas), the mean and "
+            "the standard error of the mean (sample standard deviation / sqrt(n)); replicas "
+            "trained together share one timing, stated once."
+        )
     return TableItem("Final numbers", header, rows, caption)
+
+
+def _numbers(s: dict, r: RunRecord) -> list[str]:
+    """The number cells of one run's row of the final table."""
+    iwae = fmt(s.get("test_iwae"))
+    if s.get("iwae_k") is not None and iwae != "—":
+        iwae += f" ({s['iwae_k']})"
+    own = fmt(own_elbo(s)) if r.has_likelihood else "—"
+    return [
+        r.trained_on, own, fmt(s.get("test_bernoulli_elbo")), fmt(s.get("test_discrete_elbo")),
+        fmt(s.get("test_log_px_exact")), iwae, fmt(s.get("sample_fd")),
+        fmt(s.get("seconds_per_epoch")), fmt(s.get("epochs"), 0),
+    ]  # fmt: skip
+
+
+def _mean_rows(records: list[RunRecord]) -> list[list[str]]:
+    """One "mean ± s.e." row per family and objective that has two or more finished seeds
+    (the replicas of `train --seeds`), from their summary.json numbers."""
+    groups: dict[str, list[RunRecord]] = {}
+    for r in records:
+        if r.summary:
+            groups.setdefault(r.group, []).append(r)
+    rows = []
+    for group, members in groups.items():
+        if len(members) < 2:
+            continue
+        n = len(members)
+        first = members[0]
+
+        def cell(values, digits=2, shared=""):
+            return fmt_mean_se(values, digits, shared)
+
+        own = [own_elbo(r.summary) for r in members] if first.has_likelihood else []
+        iwae = cell([r.summary.get("test_iwae") for r in members])
+        ks = {r.summary.get("iwae_k") for r in members}
+        if len(ks) == 1 and None not in ks and iwae != "—":
+            iwae += f" ({ks.pop()})"
+        epochs = {r.summary.get("epochs") for r in members}
+        rows.append([
+            f"{group}: mean ± s.e. of {n} seeds", first.trained_on, cell(own),
+            cell([r.summary.get("test_bernoulli_elbo") for r in members]),
+            cell([r.summary.get("test_discrete_elbo") for r in members]),
+            cell([r.summary.get("test_log_px_exact") for r in members]), iwae,
+            cell([r.summary.get("sample_fd") for r in members]),
+            cell([r.summary.get("seconds_per_epoch") for r in members], 2,
+                 shared=f"one timing for the {n} seeds"),
+            fmt(epochs.pop(), 0) if len(epochs) == 1 else "—",
+        ])  # fmt: skip
+    return rows
 
 
 def _ranking(records: list[RunRecord]) -> str:
@@ -129,9 +183,8 @@ def _curve_section(records: list[RunRecord], figs: Path) -> Section:
         "Each run's objective it was trained on (its title names it: a relaxed ELBO, the "
         "Bernoulli ELBO, which is not a bound, the exact-Bernoulli families' own ELBO, or the "
         "autoencoder's reconstruction term) against the discrete ELBO of the binary model it "
-        "stands for and, where the 2^n codes can be enumerated, its exact log p(x). The relaxed "
-        "ELBO of a run trained on the Bernoulli ELBO is on its own axes under the panel "
-        "(about 120 nats lower). " + text,
+        "stands for and, where the 2^n codes can be enumerated, its exact log p(x). "
+        + captions.off_scale_sentence(records) + text,
     ))  # fmt: skip
     cited = []
     if mnist and has("logistic:elbo", "logistic:bernoulli-elbo"):
@@ -339,7 +392,7 @@ def _samples_caption(lr: Loaded, here: captions.Setting) -> str:
             cited = [("diss. Fig. A.3", False)]
         if digits and family == "bernoulli-sfe":
             cited = [("notes Figs 4-5", False)]
-    return (text + captions.cite_all(cited, here)).strip()
+    return (text + captions.cite_all(cited, here, test_split=False)).strip()
 
 
 def _theory_section(doc: Document, figs: Path) -> Section:
@@ -356,9 +409,11 @@ def build_document(path: Path, theory: bool = True) -> Document:
     # figures/ is the report's own: no leftovers of old runs (a linked figures/ is refused)
     reset_folder(figs, ".png", root=path)
     c = records[0].config
+    seeds = sorted({r.config.seed for r in records})
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
     intro = (
         f"{len(records)} run(s) on {c.dataset}, {c.latent_dim}-dimensional latent codes (bits "
-        f"for the binary families), seed {c.seed}, hidden {list(c.hidden)}, batch "
+        f"for the binary families), {seed_text}, hidden {list(c.hidden)}, batch "
         f"{c.batch_size}, lr {c.lr:g}, beta {c.beta:g}. Every binary-latent model is also "
         "scored as the discrete model it stands for. Regenerate with `binaryvae report DIR`."
     )

@@ -25,6 +25,7 @@ __all__ = [
     "cite_all",
     "has_runs",
     "is_mnist",
+    "off_scale_sentence",
     "setting_of",
 ]
 
@@ -97,14 +98,14 @@ class Setting:
     epochs: int
     binarize: str
 
-    def text(self, continuous: bool = False) -> str:
+    def text(self, continuous: bool = False, test_split: bool = True) -> str:
+        """The setting in words; ``test_split``: the figure's values come from the test split
+        (False for figures of prior samples, which use no data)."""
         unit = "dimensions" if continuous else "bits"
         pixels = {"none": "grey levels", "threshold": "binarized at 0.5",
                   "dynamic": "dynamically binarized"}.get(self.binarize, self.binarize)  # fmt: skip
-        return (
-            f"{self.latent_dim} {unit}, {self.epochs} epochs, {self.dataset} ({pixels}), "
-            "values on the test split"
-        )
+        where = ", values on the test split" if test_split else ", codes drawn from the prior"
+        return f"{self.latent_dim} {unit}, {self.epochs} epochs, {self.dataset} ({pixels}){where}"
 
 
 def setting_of(records: list[RunRecord]) -> Setting:
@@ -114,19 +115,52 @@ def setting_of(records: list[RunRecord]) -> Setting:
     return Setting(c.dataset, c.latent_dim, epochs, c.binarize)
 
 
-def cite(name: str, setting: Setting, *, continuous: bool = False, note: str = "") -> str:
-    """The sentence citing seed figure ``name``: what it shows, its setting, and this one's."""
+def cite(
+    name: str,
+    setting: Setting,
+    *,
+    continuous: bool = False,
+    note: str = "",
+    test_split: bool = True,
+) -> str:
+    """The sentence citing seed figure ``name``: what it shows, its setting, and this one's
+    (``test_split=False`` for prior samples: no values come from the test split)."""
     f = SEED_FIGURES[name]
     extra = f"; {note}" if note else ""
     return (
         f"Reproduces {f.name} ({f.shows}; there {f.latent}, {f.budget}, {f.data}; here "
-        f"{setting.text(continuous)}{extra})."
+        f"{setting.text(continuous, test_split)}{extra})."
     )
 
 
-def cite_all(pairs: Iterable[tuple[str, bool]], setting: Setting) -> str:
+def cite_all(
+    pairs: Iterable[tuple[str, bool]], setting: Setting, *, test_split: bool = True
+) -> str:
     """Several citations, each a sentence; pairs of (seed figure name, continuous latent)."""
-    return " ".join(cite(name, setting, continuous=cont) for name, cont in pairs)
+    return " ".join(
+        cite(name, setting, continuous=cont, test_split=test_split) for name, cont in pairs
+    )
+
+
+def off_scale_sentence(records: Iterable[RunRecord]) -> str:
+    """The sentence on the relaxed ELBO drawn on its own axes (relaxed runs trained on the
+    Bernoulli ELBO), with how far below the Bernoulli ELBO it ends in each such run; empty
+    when the report has no such run."""
+    gaps = []
+    for r in records:
+        if r.kind != "relaxed" or r.config.objective != "bernoulli-elbo":
+            continue
+        xs, relaxed = r.column("test_relaxed_elbo")
+        xb, bernoulli = r.column("test_bernoulli_elbo")
+        if relaxed and bernoulli and xs[-1] == xb[-1]:
+            gaps.append(f"{r.label}: {bernoulli[-1] - relaxed[-1]:.0f} nats below its "
+                        f"Bernoulli ELBO at epoch {xs[-1]}")  # fmt: skip
+    if not gaps:
+        return ""
+    return (
+        "The relaxed ELBO of a run trained on the Bernoulli ELBO is on its own axes under the "
+        f"panel ({'; '.join(gaps)}). "
+    )
 
 
 def has_runs(records: Iterable, *specs: str) -> bool:

@@ -4,6 +4,7 @@ run without one, from the run layer's reading of its config."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,19 @@ class RunRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def label(self) -> str:
-        """Legend label: the family and, unless it is "elbo", the objective it was trained with."""
+    def group(self) -> str:
+        """The family and, unless it is "elbo", the objective it was trained with: what the
+        replicas of one `train --seeds` run share."""
         c = self.config
         return c.family if c.objective == "elbo" else f"{c.family} ({c.objective})"
+
+    @property
+    def label(self) -> str:
+        """Legend label: `group`, and the seed when another run of the report shares the
+        group (the replicas of `train --seeds`), e.g. "bernoulli-disarm, seed 2"."""
+        if self.extra.get("replica"):
+            return f"{self.group}, seed {self.config.seed}"
+        return self.group
 
     @property
     def facts(self) -> dict[str, bool]:
@@ -72,13 +82,21 @@ class RunRecord:
         return stored or objective_header(self.kind, self.config.objective_label())
 
     def column(self, key: str) -> tuple[list[int], list[float]]:
-        """(epochs, values) of one metrics column, skipping epochs where it is missing/null."""
-        xs, ys = [], []
-        for row in self.metrics:
-            v = row.get(key)
-            if isinstance(v, int | float):
-                xs.append(int(row["epoch"]))
-                ys.append(float(v))
+        """(epochs, values) of one metrics column, skipping epochs where it is missing/null.
+        The family's own ELBO is read under either of its keys (`OWN_ELBO_KEYS`: runs written
+        before ``test_elbo`` existed have ``test_relaxed_elbo`` for every family)."""
+        from binaryvae.evaluation.summary import OWN_ELBO_KEYS
+
+        keys = [key, *(k for k in OWN_ELBO_KEYS if k != key)] if key in OWN_ELBO_KEYS else [key]
+        for name in keys:
+            xs, ys = [], []
+            for row in self.metrics:
+                v = row.get(name)
+                if isinstance(v, int | float):
+                    xs.append(int(row["epoch"]))
+                    ys.append(float(v))
+            if xs:
+                break
         return xs, ys
 
 
@@ -97,7 +115,8 @@ def _ordered(path: Path) -> list[Path]:
 
 
 def collect_runs(path: str | Path) -> list[RunRecord]:
-    """Every run at ``path`` (a run directory, or a compare directory of runs)."""
+    """Every run at ``path`` (a run directory, or a compare directory of runs). Runs that share
+    family and objective (replicas, e.g. of `train --seeds`) are labelled with their seed."""
     path = Path(path)
     if not path.is_dir():
         raise BadInput(f"{path} is not a directory")
@@ -116,4 +135,7 @@ def collect_runs(path: str | Path) -> list[RunRecord]:
         )
     if not records:
         raise BadInput(f"{path} holds no run directories (nothing with a config.json)")
+    shared = Counter(r.group for r in records)
+    for r in records:
+        r.extra["replica"] = shared[r.group] > 1
     return records

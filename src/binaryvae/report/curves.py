@@ -2,8 +2,9 @@
 the discrete bound, and the KL / reconstruction terms.
 
 Every curve is a test-set value per epoch in nats per test image. A quantity that is on another
-scale than the rest of a panel (the relaxed ELBO of a run trained on the Bernoulli ELBO, about
-120 nats below its other curves) gets its own axes, and the axes start after the first fifth
+scale than the rest of a panel (the relaxed ELBO of a run trained on the Bernoulli ELBO, far
+below its other curves: the report's caption gives the gap, `captions.off_scale_sentence`) gets
+its own axes, and the axes start after the first fifth
 of training (`zoom_start`; the dissertation's Fig. 5.5 starts at epoch 3), so that curves a few
 nats apart stay apart instead of being flattened by the first epochs.
 """
@@ -72,8 +73,9 @@ def _max_epoch(records: list[RunRecord]) -> int:
 def elbo_per_family(records: list[RunRecord], path: Path) -> Path:
     """One panel per run: the objective it was trained on, the discrete ELBO and the exact
     log p(x) of the binary model it stands for (dissertation Figs 4.7, 4.8). The relaxed ELBO
-    of a run trained on the Bernoulli ELBO sits about 120 nats lower: it gets its own small
-    axes under the panel, so that the three curves above keep their separation."""
+    of a run trained on the Bernoulli ELBO sits far lower (`captions.off_scale_sentence`
+    gives by how much): it gets its own small axes under the panel, so that the three curves
+    above keep their separation."""
     n = len(records)
     ncols = min(4, n)
     nrows = math.ceil(n / ncols)
@@ -171,8 +173,8 @@ def kl_recon_per_epoch(records: list[RunRecord], path: Path) -> tuple[Path, str]
     - the reconstruction term E_q log p(x | decoder input) (every run; the autoencoder's is
       log p(x | code)).
 
-    Runs trained on the Bernoulli ELBO were not trained on their family's KL (about 130 nats
-    for the Logistic): it is left out rather than flattening every other curve. Returns the
+    Runs trained on the Bernoulli ELBO were not trained on their family's KL (far larger than
+    the others'): it is left out rather than flattening every other curve. Returns the
     path and a sentence naming what was left out (empty when nothing was).
     """
     start = zoom_start(_max_epoch(records))

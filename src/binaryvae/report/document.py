@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from binaryvae.stats import mean_se
+
 __all__ = [
     "Document",
     "FigureItem",
@@ -20,6 +22,7 @@ __all__ = [
     "TableItem",
     "TextItem",
     "fmt",
+    "fmt_mean_se",
     "inline_html",
     "md_cell",
 ]
@@ -46,6 +49,19 @@ def fmt(value, digits: int = 2) -> str:
     if isinstance(value, int | float):
         return f"{value:.{digits}f}" if math.isfinite(value) else "—"
     return str(value)
+
+
+def fmt_mean_se(values, digits: int = 2, shared: str = "") -> str:
+    """"mean ± s.e." of the finite ``values`` (`binaryvae.stats.mean_se`), the value alone
+    for one, an em dash for none. With ``shared`` (e.g. "one timing for the 4 seeds"), values
+    that are all equal are one number stated once with that note, not a zero s.e."""
+    mean, se = mean_se(values)
+    if mean is None:
+        return "—"
+    finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    if shared and len(finite) > 1 and len(set(finite)) == 1:
+        return f"{fmt(mean, digits)} ({shared})"
+    return fmt(mean, digits) if se is None else f"{fmt(mean, digits)} ± {fmt(se, digits)}"
 
 
 @dataclass

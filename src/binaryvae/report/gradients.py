@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.lines import Line2D
+
 from binaryvae.report.collect import RunRecord
-from binaryvae.report.style import colour_of, legend_outside, new_figure, save
+from binaryvae.report.style import colour_of, figure_legend, legend_outside, new_figure, save
 
 __all__ = ["has_gradients", "gradient_figure", "bias_vs_beta"]
 
@@ -26,10 +28,13 @@ def has_gradients(records: list[RunRecord]) -> bool:
 def gradient_figure(records: list[RunRecord], path: Path) -> Path:
     """Left: mean variance of the encoder gradient estimate per coordinate vs training step
     (log scale). Right: the bias norm relative to the exact gradient's norm vs step (binary
-    runs with an exact gradient), with each run's noise level dotted."""
+    runs with an exact gradient), with each run's noise level dotted. One legend under both
+    panels names every run drawn in either (a continuous run has no exact gradient: it is in
+    the left panel only)."""
     fig = new_figure(12, 4.4)
     ax_var, ax_bias = fig.subplots(1, 2)
     biased = False
+    handles, labels = [], []
     for i, rec in enumerate(records):
         grads = _records(rec)
         if not grads:
@@ -38,6 +43,8 @@ def gradient_figure(records: list[RunRecord], path: Path) -> Path:
         steps = [g["step"] for g in grads]
         ax_var.plot(steps, [g["grad_var"] for g in grads], "-o", color=colour, ms=3,
                     label=rec.label)  # fmt: skip
+        handles.append(Line2D([], [], color=colour, marker="o", ms=3))
+        labels.append(rec.label)
         with_exact = [g for g in grads if "grad_bias_ratio" in g]
         if with_exact:
             biased = True
@@ -57,7 +64,10 @@ def gradient_figure(records: list[RunRecord], path: Path) -> Path:
     if not biased:
         ax_bias.text(0.5, 0.5, "no run small enough (n <= 12 bits)\nfor the exact gradient",
                      ha="center", va="center", transform=ax_bias.transAxes)  # fmt: skip
-    legend_outside(ax_bias if biased else ax_var)
+    if biased:  # name the runs of the left panel only
+        exact = {r.label for r in records if any("grad_bias_ratio" in g for g in _records(r))}
+        labels = [t if t in exact else f"{t} (variance only: no exact gradient)" for t in labels]
+    figure_legend(fig, handles, labels, ncols=min(4, len(labels)))
     fig.suptitle("Gradient diagnostics during training")
     return save(fig, path)
 

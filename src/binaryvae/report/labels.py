@@ -24,6 +24,7 @@ __all__ = [
     "interpolation_label",
     "objective_header",
     "own_bound_label",
+    "own_elbo_column",
     "prior_description",
     "run_kind",
     "trained_series",
@@ -63,8 +64,15 @@ _KIND_WORDS: dict[str, tuple[str, str, str]] = {
 
 
 def own_bound_label(kind: str) -> str:
-    """What the metrics column ``test_relaxed_elbo`` (the family's own ELBO) is, per kind."""
+    """What the family's own ELBO (`own_elbo_column`) is, per kind."""
     return _KIND_WORDS[kind][0]
+
+
+def own_elbo_column(kind: str) -> str:
+    """The metrics / summary key of the family's own ELBO: ``test_relaxed_elbo`` for relaxed
+    runs (`Family.relaxed`), ``test_elbo`` for the others (runs written before ``test_elbo``
+    existed have ``test_relaxed_elbo`` for every kind: `RunRecord.column` reads either)."""
+    return "test_relaxed_elbo" if kind == "relaxed" else "test_elbo"
 
 
 def trained_series(kind: str, objective: str) -> tuple[str, str]:
@@ -73,7 +81,7 @@ def trained_series(kind: str, objective: str) -> tuple[str, str]:
         return "test_recon", own_bound_label(kind)
     if objective == "bernoulli-elbo":
         return "test_bernoulli_elbo", "Bernoulli ELBO with relaxed samples (not a bound)"
-    return "test_relaxed_elbo", own_bound_label(kind)
+    return own_elbo_column(kind), own_bound_label(kind)
 
 
 def objective_header(kind: str, objective_label: str) -> str:

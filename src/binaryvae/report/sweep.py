@@ -14,8 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from binaryvae.report.document import Document, FigureItem, Section, TableItem, TextItem, fmt
-from binaryvae.report.style import COLOURS, new_figure
+from binaryvae.report.document import (
+    Document,
+    FigureItem,
+    Section,
+    TableItem,
+    TextItem,
+    fmt,
+    fmt_mean_se,
+)
+from binaryvae.report.style import COLOURS, epoch_axis, new_figure
 from binaryvae.runs.directory import RunDir
 from binaryvae.runs.ownership import read_marker
 from binaryvae.runs.sweep import read_sweep
@@ -114,11 +122,8 @@ def cell_results(path: str | Path) -> tuple[dict[str, Any], list[CellResults]]:
     return record, cells
 
 
-def _mean_se_text(values: list[float], digits: int = 2) -> str:
-    mean, se = mean_se(values)
-    if mean is None:
-        return "—"
-    return fmt(mean, digits) if se is None else f"{fmt(mean, digits)} ± {fmt(se, digits)}"
+def _mean_se_text(values: list[float], digits: int = 2, shared: str = "") -> str:
+    return fmt_mean_se(values, digits, shared)
 
 
 def _interval_text(values: list[float], digits: int = 2) -> str:
@@ -161,7 +166,11 @@ def dataset_table(dataset: str, cells: list[CellResults]) -> TableItem:
                 _interval_text(c.values("test_discrete_elbo")[0]),
                 log_px_text,
                 _mean_se_text(c.values("sample_fd")[0]),
-                _mean_se_text(c.values("seconds_per_epoch")[0], 3),
+                _mean_se_text(
+                    c.values("seconds_per_epoch")[0],
+                    3,
+                    shared=f"one timing for all {len(c.values('seconds_per_epoch')[0])} seeds",
+                ),
             ]
         )
     caption = (
@@ -172,9 +181,9 @@ def dataset_table(dataset: str, cells: list[CellResults]) -> TableItem:
         "sample FD lower is better. Discrete ELBO: a lower bound on log p(x) of the binary-latent "
         "model the family stands for. log p(x): exact (all 2^n codes enumerated) where every seed "
         "has it, else the importance-weighted bound IWAE (k samples), marked. s / epoch: the "
-        "training loop of the cell's replica group, all its seeds at once (the same for every "
-        "seed of a group). 'not a bound' in 'trained on' marks objectives that are not lower "
-        "bounds. — : not applicable or not computed."
+        "training loop of the cell's replica group, all its seeds at once: one timing shared by "
+        "every seed of a group, so stated once without an s.e. 'not a bound' in 'trained on' "
+        "marks objectives that are not lower bounds. — : not applicable or not computed."
     )
     return TableItem(f"{dataset}: every cell", header, rows, caption)
 
@@ -280,7 +289,7 @@ def curve_figure(dataset: str, cells: list[CellResults], root: Path, key="test_d
                 color=colour,
                 alpha=0.2,
             )
-        ax.set_xlabel("epoch")
+        epoch_axis(ax, [x for c in group for x, _, _ in curves.get(c.name, [])])
         ax.set_ylabel(METRICS.get(key, key))
         ax.set_title(f"{dataset}, {n}-bit codes", fontsize=9)
         ax.grid(alpha=0.3)

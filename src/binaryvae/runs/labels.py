@@ -19,6 +19,10 @@ __all__ = [
 # What each reported number is (summary.json "labels"); the vocabulary of docs/internals.md.
 NUMBER_LABELS = {
     "test_relaxed_elbo": "lower bound on log p(x) of the relaxed (continuous-latent) model",
+    "test_elbo": (
+        "the family's own ELBO where it has no relaxation: a lower bound on log p(x) of the "
+        "binary model itself (exact-Bernoulli families) or of the Normal-latent model (gaussian)"
+    ),
     "test_bernoulli_elbo": (
         "NOT a bound: relaxed samples in Bernoulli log-probabilities (diss. 4.11-4.12)"
     ),

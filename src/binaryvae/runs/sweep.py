@@ -57,7 +57,8 @@ STATUSES = ("pending", "running", "finished", "failed", "diverged")
 SWEEP_FORMAT = 1
 # sweep.csv: the cell's coordinates, the run's status, and its final numbers (summary.json)
 NUMBER_COLUMNS = [
-    "test_relaxed_elbo",
+    "test_relaxed_elbo",  # the family's own ELBO: relaxed families
+    "test_elbo",  # the family's own ELBO: families without a relaxation
     "test_bernoulli_elbo",
     "test_discrete_elbo",
     "test_log_px_exact",

@@ -199,6 +199,8 @@ def _items(axis: str, value: Any, where: str) -> list:
     """An axis value as a list: a list/tuple as given, a string split at commas, a scalar as
     one value. BadInput for an empty axis or a repeated value."""
     label = axis.replace("_", "-")
+    if isinstance(value, str) and value.strip() and not all(p.strip() for p in value.split(",")):
+        raise BadInput(f"{where}: {label}: {value!r} has an empty element (a stray comma?)")
     if axis == "seeds" and isinstance(value, str):
         try:
             from binaryvae.runs.train import parse_seeds  # on use: it loads training

@@ -624,7 +624,8 @@ def _epoch_line(rows: list[dict[str, Any]]) -> str:
         return "every replica stopped"
     parts = []
     for key, short in (
-        ("test_relaxed_elbo", "relaxed"),
+        ("test_relaxed_elbo", "relaxed"),  # families with a relaxation (Family.relaxed)
+        ("test_elbo", "ELBO"),  # the family's own ELBO where it has none
         ("test_discrete_elbo", "discrete"),
         ("test_log_px_exact", "log p(x)"),
     ):
