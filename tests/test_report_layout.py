@@ -30,17 +30,38 @@ RELAXED = {"gaussian-sigmoid", "logistic", "concrete", "steplogistic", "smoothst
 
 @pytest.fixture
 def captured(monkeypatch):
-    """{file name: Figure} of every figure saved while the test runs (after it was drawn)."""
+    """{file name: Figure} of every figure saved while the test runs (after it was drawn).
+
+    Figures are drawn into memory and then written by `atomic_write_bytes` (report.style.save,
+    report.sweep), so the name is taken from that write of the figure just drawn."""
+    import binaryvae.report.style as style
+    import binaryvae.report.sweep as sweep
+
     figures: dict[str, Figure] = {}
+    drawn: list[Figure] = []
     real = Figure.savefig
 
     def savefig(self, fname, *args, **kwargs):
         out = real(self, fname, *args, **kwargs)
-        name = Path(fname).name if isinstance(fname, str | Path) else f"#{len(figures)}"
-        figures[name] = self
+        if isinstance(fname, str | Path):
+            figures[Path(fname).name] = self
+        else:
+            drawn.append(self)
         return out
 
+    def writer(module):
+        real_write = module.atomic_write_bytes
+
+        def write(path, data, *args, **kwargs):
+            if drawn:
+                figures[Path(path).name] = drawn.pop()
+            return real_write(path, data, *args, **kwargs)
+
+        return write
+
     monkeypatch.setattr(Figure, "savefig", savefig)
+    for module in (style, sweep):
+        monkeypatch.setattr(module, "atomic_write_bytes", writer(module))
     return figures
 
 
