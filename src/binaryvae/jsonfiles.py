@@ -35,6 +35,7 @@ __all__ = [
     "JSON_MAX_BYTES",
     "JSONL_MAX_BYTES",
     "MAX_DEPTH",
+    "Dynamic",
     "NUMBER",
     "NUMBER_OR_NULL",
     "Map",
@@ -72,6 +73,15 @@ class Map:
     schema: Any
 
 
+@dataclass(frozen=True)
+class Dynamic:
+    """A schema that depends on the value: it must match ``base``, then ``make(value)``
+    (e.g. an object whose keys starting with ``test_`` must hold numbers)."""
+
+    base: Any
+    make: Callable[[Any], Any]
+
+
 def _describe(schema: Any) -> str:
     if isinstance(schema, str):
         return schema
@@ -85,6 +95,8 @@ def _describe(schema: Any) -> str:
         return "an array"
     if isinstance(schema, Required):
         return _describe(schema.schema)
+    if isinstance(schema, Dynamic):
+        return _describe(schema.base)
     return "a valid value"  # a callable check
 
 
@@ -115,6 +127,8 @@ def _matches(value: Any, schema: Any) -> bool:
     """Does ``value``'s type match ``schema`` at this level (children checked separately)?"""
     if isinstance(schema, Required):
         schema = schema.schema
+    if isinstance(schema, Dynamic):
+        return _matches(value, schema.base)
     if isinstance(schema, tuple):
         return any(_matches(value, s) for s in schema)
     if schema == NUMBER:
@@ -142,6 +156,8 @@ def _children(value: Any, schema: Any) -> list[tuple[str, Any, Any]]:
     """(path suffix, child value, child schema) of the alternative of ``schema`` that matched."""
     if isinstance(schema, Required):
         schema = schema.schema
+    if isinstance(schema, Dynamic):
+        return _children(value, schema.base) + _children(value, schema.make(value))
     if isinstance(schema, tuple):
         schema = next(s for s in schema if _matches(value, s))
         return _children(value, schema)
@@ -170,7 +186,8 @@ def check_schema(value: Any, schema: Any, where: str, field: str = "") -> None:
     `NUMBER_OR_NULL`, ``typing.Any``, a tuple of alternatives, ``{key: schema}`` (an object
     whose listed keys, where present, match; `Required` keys must be present; other keys are
     free), `Map(schema)` (an object whose every value matches), ``[schema]`` (an array of
-    matching items) or a predicate ``value -> bool``. Iterative: no recursion limit is reached.
+    matching items), `Dynamic` (a schema made from the value) or a predicate
+    ``value -> bool``. Iterative: no recursion limit is reached.
     """
     stack = [(field, value, schema)]
     while stack:
@@ -217,7 +234,9 @@ def read_bounded(path: str | os.PathLike, max_bytes: int, what: str = "file") ->
             parts.append(chunk)
             got += len(chunk)
         if got > max_bytes:
-            raise BadInput(f"cannot read {path}: more than the {max_bytes:,} bytes a {what} may have")
+            raise BadInput(
+                f"cannot read {path}: more than the {max_bytes:,} bytes a {what} may have"
+            )
         return b"".join(parts)
     except OSError as e:
         raise BadInput(f"cannot read {path}: {e.strerror or e}") from None

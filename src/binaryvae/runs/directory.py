@@ -13,7 +13,10 @@ Layout (contract in docs/internals.md)::
 
 A compare directory holds one run directory per model plus its own figures and report. Every
 file is written through `binaryvae.storage` (atomic replacement, or an fsync'ed append for
-metrics.jsonl), so readers need no lock.
+metrics.jsonl), so readers need no lock. Every file is read through `binaryvae.jsonfiles`
+(bounded, UTF-8, depth- and schema-checked): the types of every field binaryvae uses are
+checked (`summary_schema`, `metrics_row_schema`), and a file that fails is refused with a
+BadInput naming it (and the line and field).
 """
 
 from __future__ import annotations
@@ -23,9 +26,65 @@ from pathlib import Path
 from typing import Any
 
 from binaryvae.config import TrainConfig
+from binaryvae.jsonfiles import (
+    NUMBER,
+    NUMBER_OR_NULL,
+    Dynamic,
+    Map,
+    Required,
+    read_json,
+    read_jsonl,
+)
 from binaryvae.storage import append_line, atomic_write_text, json_safe, write_json_atomic
 
-__all__ = ["RunDir", "find_runs", "is_run_dir"]
+__all__ = ["METRICS_ROW_SCHEMA", "SUMMARY_SCHEMA", "RunDir", "find_runs", "is_run_dir"]
+
+_INT_OR_NULL = (int, type(None))
+# summary.json: the fields binaryvae reads, by type (numbers may be null: not computed)
+_SUMMARY_FIELDS: dict[str, Any] = {
+    **dict.fromkeys(
+        ("sample_fd", "seconds_per_epoch", "eval_seconds_per_epoch", "summary_seconds",
+         "summary_eval_seconds", "fd_classifier_accuracy"), NUMBER_OR_NULL),
+    **dict.fromkeys(
+        ("epochs", "iwae_k", "latent_dim", "seed", "threads", "eval_samples", "fd_samples",
+         "active_bits", "stuck_bits"), _INT_OR_NULL),
+    **dict.fromkeys(("binary_latent", "exact_latent", "has_likelihood", "objective_is_bound"),
+                    bool),
+    **dict.fromkeys(("objective_label", "dataset_label", "family", "objective", "dataset",
+                     "device"), str),
+    "labels": Map(str),
+}  # fmt: skip
+_GRADIENT_RECORD = {
+    "step": Required(int),
+    **dict.fromkeys(
+        ("grad_var", "grad_bias_ratio", "grad_bias_noise", "grad_exact_norm"), NUMBER_OR_NULL
+    ),
+}
+_METRICS_FIELDS: dict[str, Any] = {
+    "epoch": Required(int),
+    "train_seconds": NUMBER,
+    "eval_seconds": NUMBER,
+    "kl_weight": NUMBER_OR_NULL,
+    "objective_label": str,
+    "gradient": [_GRADIENT_RECORD],
+}
+
+
+def _numbers(prefixes: tuple[str, ...], fields: dict[str, Any]):
+    """``value -> schema``: ``fields``, and every other key of ``value`` starting with one of
+    ``prefixes`` a number or null."""
+    return lambda value: {
+        **{k: NUMBER_OR_NULL for k in value if k.startswith(prefixes)},
+        **fields,
+    }
+
+
+# summary.json: an object; every metric (test_*, recon_loss_r*, sample FD, timings) a number or
+# null, counts integers, labels strings, facts true/false (binaryvae.jsonfiles.check_schema)
+SUMMARY_SCHEMA = Dynamic(dict, _numbers(("test_", "recon_loss_r"), _SUMMARY_FIELDS))
+# one metrics.jsonl row: an object with an integer epoch; every test_* / train_* value a number
+# or null, timings numbers, gradient records objects with numbers
+METRICS_ROW_SCHEMA = Dynamic(dict, _numbers(("test_", "train_"), _METRICS_FIELDS))
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -69,18 +128,12 @@ class RunDir:
         append_line(self.metrics_path, json.dumps(json_safe(row), sort_keys=True))
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """The per-epoch rows; a torn last line (killed while writing) is skipped."""
-        if not self.metrics_path.exists():
+        """The per-epoch rows (none when there is no metrics.jsonl); a torn last line (killed
+        while writing) is skipped. BadInput naming the file, line and field for any other line
+        that is not a row (`METRICS_ROW_SCHEMA`; `binaryvae.jsonfiles.read_jsonl`)."""
+        if not self.metrics_path.exists() and not self.metrics_path.is_symlink():
             return []
-        rows = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and "epoch" in row:
-                rows.append(row)
-        return rows
+        return read_jsonl(self.metrics_path, METRICS_ROW_SCHEMA)
 
     def keep_metrics_through(self, epoch: int) -> list[dict[str, Any]]:
         """Rewrite metrics.jsonl with the rows of epochs 1..``epoch`` only (resume)."""
@@ -95,9 +148,8 @@ class RunDir:
         write_json_atomic(self.summary_path, summary)
 
     def read_summary(self) -> dict[str, Any]:
-        if not self.summary_path.exists():
+        """summary.json (``{}`` when there is none); BadInput naming the file and the field when
+        it is not an object whose fields have their types (`SUMMARY_SCHEMA`)."""
+        if not self.summary_path.exists() and not self.summary_path.is_symlink():
             return {}
-        try:
-            return json.loads(self.summary_path.read_text())
-        except json.JSONDecodeError:
-            return {}
+        return read_json(self.summary_path, SUMMARY_SCHEMA)
