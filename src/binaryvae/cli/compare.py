@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -65,17 +64,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _recorded(out: Path) -> dict:
     """The comparison recorded in ``out/compare.json`` (what ``--resume`` continues)."""
-    try:
-        recorded = json.loads((out / "compare.json").read_text())
-        return {
-            "base": dict(recorded["base"]),
-            "families": list(recorded["families"]),
-            "seeds": recorded.get("seeds"),
-        }
-    except FileNotFoundError:
-        raise BadInput(f"cannot resume {out}: no compare.json there") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot resume {out}: unreadable compare.json ({e})") from None
+    from binaryvae.jsonfiles import read_json
+    from binaryvae.runs.directory import COMPARE_SCHEMA
+
+    if not (out / "compare.json").exists():
+        raise BadInput(f"cannot resume {out}: no compare.json there")
+    recorded = read_json(out / "compare.json", COMPARE_SCHEMA)
+    return {
+        "base": dict(recorded["base"]),
+        "families": list(recorded["families"]),
+        "seeds": recorded.get("seeds"),
+    }
 
 
 def run_compare(args: argparse.Namespace) -> int:

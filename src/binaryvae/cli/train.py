@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -208,12 +207,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _recorded_group_config(out: Path) -> dict[str, Any]:
     """The configuration recorded in a replica group's replicas.json (what --resume continues)."""
-    try:
-        return dict(json.loads((out / "replicas.json").read_text())["config"])
-    except FileNotFoundError:
-        raise BadInput(f"cannot resume {out}: no replicas.json there") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot resume {out}: unreadable replicas.json ({e})") from None
+    from binaryvae.jsonfiles import read_json
+    from binaryvae.runs.directory import REPLICAS_SCHEMA
+
+    if not (out / "replicas.json").exists():
+        raise BadInput(f"cannot resume {out}: no replicas.json there")
+    return dict(read_json(out / "replicas.json", REPLICAS_SCHEMA)["config"])
 
 
 def _apply(base: dict[str, Any], args: argparse.Namespace) -> TrainConfig:

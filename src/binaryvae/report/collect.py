@@ -4,14 +4,14 @@ run without one, from the run layer's reading of its config."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from binaryvae.config import TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.directory import RunDir, find_runs, is_run_dir
+from binaryvae.jsonfiles import read_json
+from binaryvae.runs.directory import COMPARE_SCHEMA, RunDir, find_runs, is_run_dir
 
 __all__ = ["RunRecord", "collect_runs"]
 
@@ -88,10 +88,7 @@ def _ordered(path: Path) -> list[Path]:
     runs = find_runs(path)
     listing = path / "compare.json"
     if not is_run_dir(path) and listing.is_file():
-        try:
-            names = json.loads(listing.read_text()).get("runs", [])
-        except (json.JSONDecodeError, AttributeError):
-            names = []
+        names = read_json(listing, COMPARE_SCHEMA).get("runs", [])
         rank = {n: i for i, n in enumerate(names)}
         runs.sort(key=lambda p: (rank.get(p.name, len(rank)), p.name))
     return runs

@@ -7,7 +7,6 @@ comparison on the offline dataset plus the notes' models.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -160,11 +159,15 @@ def _check_compare_resume(out: Path, listing: dict[str, Any], base: TrainConfig)
     """``compare --resume`` continues the recorded comparison: every recorded family (new ones
     may be added: they start), and the same options except `binaryvae.config.RESUMABLE_FIELDS`
     (BadInput naming each difference)."""
+    from binaryvae.jsonfiles import read_json
+    from binaryvae.runs.directory import COMPARE_SCHEMA
+
+    listing_path = out / "compare.json"
+    recorded = read_json(listing_path, COMPARE_SCHEMA)
     try:
-        recorded = json.loads((out / "compare.json").read_text())
         stored = TrainConfig.from_dict(recorded["base"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot resume {out}: unreadable compare.json ({e})") from None
+    except BadInput as e:
+        raise BadInput(f"cannot resume {out}: {listing_path}: field base: {e}") from None
     # specs compared as pairs: "autoencoder-gmm" and the older "autoencoder-gmm:elbo" are one
     wanted = set(parse_families(listing["families"]))
     dropped = [f for f in recorded.get("families") or [] if parse_families([f])[0] not in wanted]

@@ -37,7 +37,17 @@ from binaryvae.jsonfiles import (
 )
 from binaryvae.storage import append_line, atomic_write_text, json_safe, write_json_atomic
 
-__all__ = ["METRICS_ROW_SCHEMA", "SUMMARY_SCHEMA", "RunDir", "find_runs", "is_run_dir"]
+__all__ = [
+    "COMPARE_SCHEMA",
+    "MARKER_SCHEMA",
+    "METRICS_ROW_SCHEMA",
+    "REPLICAS_SCHEMA",
+    "SUMMARY_SCHEMA",
+    "SWEEP_SCHEMA",
+    "RunDir",
+    "find_runs",
+    "is_run_dir",
+]
 
 _INT_OR_NULL = (int, type(None))
 # summary.json: the fields binaryvae reads, by type (numbers may be null: not computed)
@@ -85,6 +95,23 @@ SUMMARY_SCHEMA = Dynamic(dict, _numbers(("test_", "recon_loss_r"), _SUMMARY_FIEL
 # one metrics.jsonl row: an object with an integer epoch; every test_* / train_* value a number
 # or null, timings numbers, gradient records objects with numbers
 METRICS_ROW_SCHEMA = Dynamic(dict, _numbers(("test_", "train_"), _METRICS_FIELDS))
+# the files of group directories, as far as binaryvae reads them
+COMPARE_SCHEMA = {
+    "runs": [str],
+    "families": Required([str]),
+    "seeds": ([int], type(None)),
+    "base": Required(dict),
+    "trained_on": Map(str),
+}
+REPLICAS_SCHEMA = {"seeds": Required([int]), "config": Required(dict)}
+SWEEP_SCHEMA = {
+    "kind": str,
+    "grid": Required({
+        key: Required(list) for key in ("datasets", "families", "latent_dims", "seeds")
+    } | {"fixed": Required(dict)}),
+    "cells": Required([{"name": Required(str), "layout": str, "runs": dict}]),
+}  # fmt: skip
+MARKER_SCHEMA = {"binaryvae": str, "format": int, "kind": str}  # .binaryvae-run
 
 
 def is_run_dir(path: str | Path) -> bool:

@@ -238,14 +238,18 @@ def _resumed_config(run: RunDir, config: TrainConfig) -> TrainConfig:
 
 
 def _check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig) -> None:
-    import json
+    from binaryvae.jsonfiles import read_json
+    from binaryvae.runs.directory import REPLICAS_SCHEMA
 
+    path = out / "replicas.json"
+    if not path.exists():
+        raise BadInput(f"cannot resume {out}: no replicas.json there")
+    recorded = read_json(path, REPLICAS_SCHEMA)
     try:
-        recorded = json.loads((out / "replicas.json").read_text())
         stored = TrainConfig.from_dict(recorded["config"])
-        old_seeds = [int(s) for s in recorded["seeds"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot resume {out}: unreadable replicas.json ({e})") from None
+    except BadInput as e:
+        raise BadInput(f"cannot resume {out}: {path}: field config: {e}") from None
+    old_seeds = list(recorded["seeds"])
     dropped = [s for s in old_seeds if s not in listing["seeds"]]
     if dropped:
         raise BadInput(
