@@ -94,22 +94,40 @@ def _ordered(path: Path) -> list[Path]:
     return runs
 
 
+def _readable(read, problems: list[str], empty):
+    """``read()``, or ``empty`` with the one-line reason appended to ``problems``."""
+    try:
+        return read()
+    except BadInput as e:
+        problems.append(str(e))
+        return empty
+
+
 def collect_runs(path: str | Path) -> list[RunRecord]:
-    """Every run at ``path`` (a run directory, or a compare directory of runs)."""
+    """Every run at ``path`` (a run directory, or a compare directory of runs).
+
+    A run whose config.json is unreadable is refused (BadInput naming the file): nothing can
+    be said about it. A malformed metrics.jsonl or summary.json counts as absent, and the
+    reason (naming the file) is kept in the record's ``extra["problems"]`` for the report to
+    say: the run keeps its row (and its curves or final numbers, whichever is readable).
+    """
     path = Path(path)
     if not path.is_dir():
         raise BadInput(f"{path} is not a directory")
     records = []
     for run_path in _ordered(path):
         run = RunDir(run_path)
+        config = run.read_config()
+        problems: list[str] = []
         records.append(
             RunRecord(
-                name=run_path.name if run_path != path else run.read_config().family,
+                name=run_path.name if run_path != path else config.family,
                 path=run_path,
-                config=run.read_config(),
-                metrics=run.read_metrics(),
-                summary=run.read_summary(),
+                config=config,
+                metrics=_readable(run.read_metrics, problems, []),
+                summary=_readable(run.read_summary, problems, {}),
                 has_checkpoint=run.checkpoint_path.is_file(),
+                extra={"problems": problems} if problems else {},
             )
         )
     if not records:
