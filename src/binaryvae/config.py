@@ -77,7 +77,7 @@ DEFAULT_MAX_RETRIES = 3
 # it trains and where/how it computes. Anything else would make the resumed run another run.
 RESUMABLE_FIELDS = ("epochs", "threads", "device", "data_dir")
 # Fields that record what training found rather than choose anything: the dataset's fingerprint
-# and where it was (`binaryvae.data.datasets.dataset_fingerprint`). They take no part in
+# and where it was (`binaryvae.data.datasets.fingerprint_of`). They take no part in
 # comparing configurations (``==``, `TrainConfig.changed_fields`); the data they describe are
 # compared by `binaryvae.runs.build.prepare` instead, which refuses other data.
 RECORDED_FIELDS = ("data_fingerprint", "data_source")
@@ -280,7 +280,7 @@ class TrainConfig:
     # family-specific options, e.g. {"conv_channels": 32} (binaryvae.models docstring)
     extra: dict[str, Any] = field(default_factory=dict)
     # recorded by training (RECORDED_FIELDS), None until then: the sha256 fingerprint of the
-    # data it trained on (binaryvae.data.datasets.dataset_fingerprint) and where they were
+    # data it trained on (binaryvae.data.datasets.fingerprint_of) and where they were
     # found. A run whose config.json has none (written before 0.3) is accepted with the data
     # found now; `train --resume` records theirs. Given on input (`train --config`), the data
     # found must have this fingerprint.

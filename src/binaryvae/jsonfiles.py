@@ -55,8 +55,8 @@ JSONL_MAX_BYTES = 256 << 20  # 256 MiB
 # binaryvae's own files nest at most 5 levels (sweep.json: cells > runs > summary > labels)
 MAX_DEPTH = 64
 
-NUMBER = "number"  # an int or float, not a bool
-NUMBER_OR_NULL = "number or null"
+NUMBER = "a number"  # an int or float, not a bool
+NUMBER_OR_NULL = "a number or null"
 
 
 @dataclass(frozen=True)

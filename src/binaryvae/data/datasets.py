@@ -18,7 +18,7 @@ are the MNIST test files); the parts of the generated toy data are its float32 a
 ``train_x`` and ``test_x`` (little-endian, C order). The files of mnist, fashion-mnist and
 mnist-mini are also checked against the checksums binaryvae knows when they are loaded
 (`binaryvae.data.sources.check_known`). Computing a fingerprint costs what reading the files
-costs (the digests come from the bytes being parsed); `dataset_fingerprint`, which reads
+costs (the digests come from the bytes being parsed); `fingerprint_found`, which reads
 without parsing, caches each file's digest by its identity and modification time.
 """
 
@@ -42,7 +42,7 @@ __all__ = [
     "Dataset",
     "DATASETS",
     "DatasetInfo",
-    "dataset_fingerprint",
+    "fingerprint_found",
     "dataset_geometry",
     "fingerprint_of",
     "load_dataset",
@@ -264,7 +264,7 @@ def _file_digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
-def dataset_fingerprint(name: str, data_dir: str | Path | None = None) -> tuple[str, str] | None:
+def fingerprint_found(name: str, data_dir: str | Path | None = None) -> tuple[str, str] | None:
     """``(fingerprint, source)`` of dataset ``name`` as it is found here now, without loading,
     checking or downloading it; None when its files are found nowhere (`sources.locate`).
 

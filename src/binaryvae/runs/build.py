@@ -24,7 +24,7 @@ import torch
 
 from binaryvae.config import TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.directory import RunDir
+from binaryvae.runs.directory import RunDir, is_run_dir
 from binaryvae.training import (
     check_precision,
     load_checkpoint,
@@ -76,11 +76,11 @@ def check_run_data(path: str | Path, config: TrainConfig) -> None:
     """`DatasetChanged` when the data ``config`` (of run ``path``) would be loaded from now are
     not the ones it records; nothing when it records none, or when they are found nowhere
     without downloading (what needs them says so). Reads the files, loads nothing."""
-    from binaryvae.data.datasets import dataset_fingerprint
+    from binaryvae.data.datasets import fingerprint_found
 
     if config.data_fingerprint is None:
         return
-    found = dataset_fingerprint(config.dataset, config.data_dir)
+    found = fingerprint_found(config.dataset, config.data_dir)
     if found is not None and found[0] != config.data_fingerprint:
         raise _changed(config, str(path), *found)
 
@@ -141,7 +141,7 @@ def load_run(path: str | Path, device: str | None = None, dataset: Any = None) -
     `DatasetChanged` when the data are not the ones the run was trained on.
     """
     run = RunDir(path)
-    if not run.config_path.is_file():
+    if not is_run_dir(run.path):
         raise BadInput(f"{path} is not a run directory (no config.json)")
     config = run.read_config()
     if device is not None:

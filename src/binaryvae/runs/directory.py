@@ -22,6 +22,7 @@ BadInput naming it (and the line and field).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,8 @@ MARKER_SCHEMA = {"binaryvae": str, "format": int, "kind": str}  # .binaryvae-run
 
 
 def is_run_dir(path: str | Path) -> bool:
-    return (Path(path) / "config.json").is_file()
+    """True when ``path`` holds a config.json (of any kind: reading it says what is wrong)."""
+    return os.path.lexists(Path(path) / "config.json")
 
 
 def find_runs(path: str | Path) -> list[Path]:

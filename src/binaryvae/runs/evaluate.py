@@ -15,7 +15,7 @@ from typing import Any
 from binaryvae.config import MAX_IWAE_K
 from binaryvae.errors import BadInput
 from binaryvae.runs.build import load_run, test_data
-from binaryvae.runs.directory import RunDir
+from binaryvae.runs.directory import RunDir, is_run_dir
 from binaryvae.runs.labels import summary_labels
 from binaryvae.runs.ownership import claim_existing
 from binaryvae.training import epoch_seed
@@ -84,7 +84,7 @@ def check_evaluate(path: str | Path, *, exact: bool = False, iwae_k: int | None 
     run = RunDir(path)
     if iwae_k is not None and not 1 <= iwae_k <= MAX_IWAE_K:
         raise BadInput(f"--iwae K must be in [1, {MAX_IWAE_K:,}], got {iwae_k}")
-    if exact and run.config_path.is_file():
+    if exact and is_run_dir(run.path):
         n = run.read_config().latent_dim
         if n > MAX_EXACT_BITS:
             raise BadInput(

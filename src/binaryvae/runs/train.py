@@ -276,8 +276,8 @@ def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
             )
     if member.start_epoch < c.epochs:
         member.finalized = False  # new epochs: autoencoder-gmm refits its mixture afterwards
+    run.keep_metrics_through(member.start_epoch)  # reads (and checks) metrics.jsonl first
     run.write_config(c)
-    run.keep_metrics_through(member.start_epoch)
     return member
 
 
