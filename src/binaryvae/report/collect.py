@@ -4,6 +4,7 @@ run without one, from the run layer's reading of its config."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def _ordered(path: Path) -> list[Path]:
     """The runs at ``path``, in compare.json's order when there is one."""
     runs = find_runs(path)
     listing = path / "compare.json"
-    if not is_run_dir(path) and listing.is_file():
+    if not is_run_dir(path) and os.path.lexists(listing):
         names = read_json(listing, COMPARE_SCHEMA).get("runs", [])
         rank = {n: i for i, n in enumerate(names)}
         runs.sort(key=lambda p: (rank.get(p.name, len(rank)), p.name))

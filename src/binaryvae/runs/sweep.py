@@ -382,7 +382,7 @@ def validate_cells(cells: list[Cell], *, portable: bool = False) -> None:
 
     datasets: dict[tuple, Any] = {}
     for cell in cells:
-        config = cell.config
+        config = dataclasses.replace(cell.config)  # prepare records the data in its copy
         if portable:
             config = dataclasses.replace(config, device="cpu", precision="fp32")
         key = (config.dataset, config.data_dir)
