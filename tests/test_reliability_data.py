@@ -391,7 +391,8 @@ def test_the_report_keeps_a_run_whose_summary_or_metrics_are_malformed(trained, 
     for name in ("a", "b"):
         shutil.copytree(trained, group / name)
     (group / "a" / "summary.json").write_bytes(b"[]")
-    (group / "b" / "metrics.jsonl").write_bytes(b'{"epoch": 1}\n"x"\n{"epoch": 2}\n')
+    row = (trained / "metrics.jsonl").read_bytes()
+    (group / "b" / "metrics.jsonl").write_bytes(row + b'"x"\n' + row)
     assert main(["report", str(group), "--no-theory"]) == 0
     text = (group / "report.md").read_text()
     assert f"{group / 'a' / 'summary.json'}: must hold an object" in text

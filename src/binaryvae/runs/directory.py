@@ -73,8 +73,8 @@ _GRADIENT_RECORD = {
 }
 _METRICS_FIELDS: dict[str, Any] = {
     "epoch": Required(int),
-    "train_seconds": NUMBER,
-    "eval_seconds": NUMBER,
+    "train_seconds": Required(NUMBER),  # summed into summary.json by training
+    "eval_seconds": Required(NUMBER),
     "kl_weight": NUMBER_OR_NULL,
     "objective_label": str,
     "gradient": [_GRADIENT_RECORD],
