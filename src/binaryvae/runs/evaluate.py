@@ -49,8 +49,9 @@ def evaluate_runs(
     """`evaluate_run` of every run in ``paths`` (a compare or replica group), validating all of
     them before writing anything for any: each is locked, its options checked
     (`check_evaluate`), its model rebuilt from config.json and its checkpoint, its data
-    checked against its recorded fingerprint and its summary.json read. A BadInput for any run
-    leaves every summary.json as it was. Runs of one dataset share its data in memory.
+    checked against its recorded fingerprint and its summary.json read; then each is loaded
+    again (under the same locks) and evaluated. A BadInput for any run leaves every
+    summary.json as it was. Runs of one dataset share its data in memory.
     ``on_done(path, summary)`` is called after each run's summary.json is written. Returns the
     summaries in order."""
     runs = [RunDir(p) for p in paths]
@@ -59,17 +60,23 @@ def evaluate_runs(
     with ExitStack() as stack:
         for run in runs:
             stack.enter_context(claim_existing(run.path, "evaluate"))
-        loaded, datasets = [], {}
-        for run in runs:
-            summary = run.read_summary()  # refused now, not after the first run was written
+        datasets: dict[tuple, Any] = {}
+
+        def load(run: RunDir):
             config = run.read_config()
             key = (config.dataset, config.data_dir)
             prepared = load_run(run.path, device=device, dataset=datasets.get(key))
             datasets[key] = prepared.dataset
-            loaded.append((run, prepared, summary))
+            return prepared
+
+        summaries, kept = [], None
+        for run in runs:  # everything read and checked; one model in memory at a time
+            summaries.append(run.read_summary())
+            prepared = load(run)
+            kept = prepared if len(runs) == 1 else None  # a single run: evaluated as loaded
         out = []
-        for run, prepared, summary in loaded:
-            out.append(_evaluate_loaded(run, prepared, summary, exact, iwae_k))
+        for run, summary in zip(runs, summaries, strict=True):
+            out.append(_evaluate_loaded(run, kept or load(run), summary, exact, iwae_k))
             if on_done is not None:
                 on_done(run.path, out[-1])
         return out
