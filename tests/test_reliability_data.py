@@ -166,9 +166,16 @@ def _registry_knows(monkeypatch, files: dict[str, bytes]) -> None:
     monkeypatch.setitem(sources.FILES, "mnist", spec)
 
 
+@pytest.fixture(scope="module")
+def classifiers(tmp_path_factory):
+    """One feature-classifier cache for the module (a classifier is fitted once per data)."""
+    return tmp_path_factory.mktemp("classifiers")
+
+
 @pytest.fixture
-def isolated(tmp_path, monkeypatch):
+def isolated(tmp_path, monkeypatch, classifiers):
     """No lookup place outside tmp_path, no mirror: nothing is downloaded."""
+    monkeypatch.setenv("BINARYVAE_CACHE", str(classifiers))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("BINARYVAE_DATA_DIR", raising=False)
