@@ -426,6 +426,13 @@ def test_group_files_are_read_through_the_reader(trained, tmp_path, capsys):
                  "--no-report"]) == 2  # fmt: skip
     err = _one_line_error(capsys)
     assert str(group / "replicas.json") in err and "nested more than 64" in err
+    # sweep.json of the wrong type: sweep --resume refuses it in one line
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text('{"grid": [], "cells": []}')
+    assert main(["sweep", "--out", str(sweep_dir), "--resume", "--quiet"]) == 2
+    err = _one_line_error(capsys)
+    assert f"{sweep_dir / 'sweep.json'}: field grid must be an object, got an array" in err
     # the marker: unreadable counts as absent, at once
     (group / ".binaryvae-run").unlink(missing_ok=True)
     (group / ".binaryvae-run").symlink_to("/dev/zero")
