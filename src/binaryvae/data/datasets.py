@@ -116,13 +116,13 @@ def fingerprint_of(parts: Iterable[tuple[str, str]]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# mnist-mini's two files are MNIST's test files: their registry entries, fixed at import
+_MNIST_MINI_KNOWN = tuple(f for f in sources.FILES["mnist"] if f.name.startswith("t10k-"))
+
+
 def _mnist_mini_files() -> tuple[tuple[sources.RemoteFile, Path], ...]:
-    """mnist-mini's two files with their registry entries (MNIST's test files)."""
-    known = {f.name: f for f in sources.FILES["mnist"]}
-    return tuple(
-        (known[name], MNIST_MINI_DIR / (name + ".gz"))
-        for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    )
+    """mnist-mini's two files (images, labels) with their registry entries."""
+    return tuple((f, MNIST_MINI_DIR / (f.name + ".gz")) for f in _MNIST_MINI_KNOWN)
 
 
 def _checked_parts(
@@ -138,10 +138,10 @@ def _checked_parts(
 
 
 def _mnist_mini(data_dir: str | Path | None = None, download: bool = True) -> Dataset:
-    (images_file, images), (labels_file, labels) = _mnist_mini_files()
+    files = _mnist_mini_files()
     digests: dict[str, str] = {}
-    x, y, shape = read_image_label_pair(images, labels, digests)
-    parts = _checked_parts("mnist-mini", _mnist_mini_files(), digests)
+    x, y, shape = read_image_label_pair(files[0][1], files[1][1], digests)
+    parts = _checked_parts("mnist-mini", files, digests)
     train, test = mnist_mini_split(len(x))
     return Dataset(
         "mnist-mini",
