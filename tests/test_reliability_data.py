@@ -307,6 +307,24 @@ def test_evaluate_of_a_group_writes_nothing_when_one_run_is_bad(trained, tmp_pat
     assert {name: _files(group / name) for name in ("a", "b")} == before
 
 
+def test_a_replica_group_is_checked_whole_before_anything_is_written(tmp_path, capsys):
+    group = tmp_path / "group"
+    assert main(_argv(group, "--family", "bernoulli-sfe", "--seeds", "0,1")) == 0
+    _break_data(group / "seed-1")
+    before = _files(group)
+    stamps = {p: p.stat().st_mtime_ns for p in (group / "seed-0").rglob("*")
+              if p.is_file() and p.name != ".binaryvae.lock"}  # the lock records its holder
+    capsys.readouterr()
+    for argv in (["evaluate", str(group)],
+                 ["train", "--out", str(group), "--seeds", "0,1", "--resume", "--epochs", "2",
+                  "--quiet", "--no-report"]):  # fmt: skip
+        assert main(argv) == 2, argv
+        err = _one_line_error(capsys)
+        assert str(group / "seed-1") in err and "are not the data it was trained on" in err
+        assert _files(group) == before  # seed-0's files too, not even rewritten:
+        assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
 # ------------------------------------------------------------------ the JSON reader
 DEEP = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 

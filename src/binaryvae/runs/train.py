@@ -145,6 +145,7 @@ def train_run(
             prepared = prepare(config)
             claim = stack.enter_context(claim_new(run.path, force=force, kind="run"))
         member = _open_member(run, prepared, resume)
+        _write_start(member)
         if not resume:
             claim.commit()  # the run exists from here on: a later failure keeps what it wrote
         _train_members([member], stacked=False, progress=progress, label=label, stream=stream)
@@ -193,7 +194,7 @@ def train_replicas(
         dataset = first.dataset
         if not resume:
             group = stack.enter_context(claim_new(out, force=force, kind="replicas"))
-        members = []
+        opened = []
         for cfg, run in zip(configs, runs, strict=True):
             again = resume and run.config_path.is_file()
             if again:
@@ -206,7 +207,11 @@ def train_replicas(
                 check_dataset(cfg, dataset, str(run.path))  # the stored one, on resume
             else:
                 prepared = prepare(cfg, dataset=dataset, where=str(run.path))
-            members.append(_open_member(run, prepared, again))
+            opened.append((run, prepared, again))
+        # every replica's config and data checked before any of their files is rewritten
+        members = [_open_member(run, prepared, again) for run, prepared, again in opened]
+        for m in members:
+            _write_start(m)
         write_json_atomic(out / "replicas.json", listing)
         if not resume:
             group.commit()
@@ -260,7 +265,8 @@ def _check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig)
 
 
 def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
-    """Load the run's checkpoint (resume), write its config and trim its metrics."""
+    """Load the run's checkpoint (resume) and check its metrics.jsonl; nothing is written
+    (`_write_start` does)."""
     member = _Member(run, prepared, test_data(prepared))
     c = prepared.config
     if resume and run.checkpoint_path.is_file():
@@ -276,9 +282,14 @@ def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
             )
     if member.start_epoch < c.epochs:
         member.finalized = False  # new epochs: autoencoder-gmm refits its mixture afterwards
-    run.keep_metrics_through(member.start_epoch)  # reads (and checks) metrics.jsonl first
-    run.write_config(c)
+    run.read_metrics()  # BadInput naming the file now, before anything is written
     return member
+
+
+def _write_start(member: _Member) -> None:
+    """Write the member's config.json and trim its metrics to the epochs its checkpoint has."""
+    member.run.keep_metrics_through(member.start_epoch)
+    member.run.write_config(member.config)
 
 
 def _seed_text(seeds: list[int]) -> str:
