@@ -268,6 +268,11 @@ def test_sample_needs_only_the_run_directory(tmp_path, monkeypatch, capsys):
     for split, n in (("train", 60), ("t10k", 20)):  # a tiny stand-in, 28x28 like the real one
         _write_idx(folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
         _write_idx(folder / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    # the registry made to know the stand-in's files (they are checked against it when loaded)
+    monkeypatch.setitem(sources.FILES, "fashion-mnist", tuple(
+        sources.RemoteFile(f.name, (folder / f.name).stat().st_size,
+                           sources.sha256_decompressed(folder / f.name))
+        for f in sources.FILES["fashion-mnist"]))  # fmt: skip
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--dataset", "fashion-mnist", "--data-dir",
                  str(tmp_path / "data"), "--family", "steplogistic", "--epochs", "1",

@@ -172,11 +172,13 @@ def test_lookup_order(env, monkeypatch):
     cache = _write(_cache(env), _fake_files(3))
     debian = _write(env / "debian" / "mnist", _fake_files(4))
     monkeypatch.setenv("BINARYVAE_DATA_DIR", str(env / "var"))
-    # the checksums are not checked at load time (--verify does), so each folder's marker shows
+    # the files are checked against the registry when loaded: it is made to know each folder's
+    # files in turn, so that each folder's marker shows
     expect = [("--data-dir", arg, 1), ("$BINARYVAE_DATA_DIR", var, 2), ("user cache", cache, 3),
               ("Debian", debian, 4)]
     for reason, folder, marker in expect:
         assert sources.locate("mnist", env / "arg") == (reason, folder)
+        monkeypatch.setitem(sources.FILES, "mnist", _spec(_fake_files(marker)))
         ds = load_dataset("mnist", data_dir=env / "arg", download=False)
         assert ds.source == str(folder) and ds.train_y[0] == marker
         for f in folder.iterdir():  # remove one file: the folder no longer counts

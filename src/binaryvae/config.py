@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ __all__ = [
     "COMPARE_EPOCHS",
     "COMPARE_GRADIENTS",
     "RESUMABLE_FIELDS",
+    "RECORDED_FIELDS",
     "EXECUTORS",
     "DEFAULT_MAX_RETRIES",
     "MAX_LATENT_DIM",
@@ -79,6 +79,11 @@ DEFAULT_MAX_RETRIES = 3
 # Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
 # it trains and where/how it computes. Anything else would make the resumed run another run.
 RESUMABLE_FIELDS = ("epochs", "threads", "device", "data_dir")
+# Fields that record what training found rather than choose anything: the dataset's fingerprint
+# and where it was (`binaryvae.data.datasets.fingerprint_of`). They take no part in
+# comparing configurations (``==``, `TrainConfig.changed_fields`); the data they describe are
+# compared by `binaryvae.runs.build.prepare` instead, which refuses other data.
+RECORDED_FIELDS = ("data_fingerprint", "data_source")
 # IWAE samples per image at most (every sample of every test image is a decoder pass; memory is
 # bounded whatever k). Burda et al. (2016) use k = 5,000.
 MAX_IWAE_K = 100_000
@@ -102,6 +107,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "grad_samples": (2, 10_000),
     "threads": (1, 4096),
 }
+_HEX = frozenset("0123456789abcdef")
 _HIDDEN_MAX = (16, 65_536)  # at most 16 layers of at most 65,536 units
 # (name, lower limit, lower limit included?): every float must also be finite
 _FLOAT_RANGES: dict[str, tuple[float, bool]] = {
@@ -296,6 +302,13 @@ class TrainConfig:
     precision: str = "fp32"
     # family-specific options, e.g. {"conv_channels": 32} (binaryvae.models docstring)
     extra: dict[str, Any] = field(default_factory=dict)
+    # recorded by training (RECORDED_FIELDS), None until then: the sha256 fingerprint of the
+    # data it trained on (binaryvae.data.datasets.fingerprint_of) and where they were
+    # found. A run whose config.json has none (written before 0.3) is accepted with the data
+    # found now; `train --resume` records theirs. Given on input (`train --config`), the data
+    # found must have this fingerprint.
+    data_fingerprint: str | None = field(default=None, compare=False)
+    data_source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -330,6 +343,13 @@ class TrainConfig:
             not isinstance(self.data_dir, str) or not self.data_dir.strip()
         ):
             raise BadInput(f"data_dir must be a path or null, got {self.data_dir!r}")
+        fp = self.data_fingerprint
+        if fp is not None and not (
+            isinstance(fp, str) and len(fp) == 64 and all(ch in _HEX for ch in fp)
+        ):
+            raise BadInput(f"data_fingerprint must be 64 hex digits (a sha256) or null, got {fp!r}")
+        if self.data_source is not None and not isinstance(self.data_source, str):
+            raise BadInput(f"data_source must be a path or null, got {self.data_source!r}")
         self.options  # noqa: B018 - validates extra
 
     @property
@@ -366,21 +386,22 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
+        """The config in JSON file ``path`` (`binaryvae.jsonfiles.read_json`: bounded, UTF-8,
+        an object); BadInput naming the file and the field."""
+        from binaryvae.jsonfiles import JSON_MAX_BYTES, read_json
+
         path = Path(path)
+        d = read_json(path, dict, what="config file", max_bytes=min(JSON_MAX_BYTES, 1 << 20))
         try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise BadInput(f"config file not found: {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BadInput(f"unreadable config {path}: {e}") from None
-        if not isinstance(d, dict):
-            raise BadInput(f"config {path} must hold a JSON object")
-        return cls.from_dict(d)
+            return cls.from_dict(d)
+        except BadInput as e:
+            raise BadInput(f"{path}: {e}") from None
 
     def changed_fields(self, other: TrainConfig) -> list[str]:
-        """Names of the fields whose values differ between ``self`` and ``other``."""
+        """Names of the fields whose values differ between ``self`` and ``other`` (the
+        `RECORDED_FIELDS` are no choice of the user's and are not compared)."""
         mine, theirs = self.to_dict(), other.to_dict()
-        return [name for name in mine if mine[name] != theirs[name]]
+        return [n for n in mine if mine[n] != theirs[n] and n not in RECORDED_FIELDS]
 
     def check_resumable(self, stored: TrainConfig, where: str) -> None:
         """BadInput naming each field that differs from ``stored`` outside `RESUMABLE_FIELDS`."""

@@ -45,14 +45,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from binaryvae.runs import find_runs
-    from binaryvae.runs.evaluate import check_evaluate, evaluate_run
+    from binaryvae.runs.evaluate import evaluate_runs
 
     runs = find_runs(path_option(args.run_dir, "RUN_DIR"))
     if not runs:
         raise BadInput(f"{args.run_dir} is not a run directory or a compare directory")
-    for run in runs:  # every run checked before the first is evaluated
-        check_evaluate(run, exact=args.exact, iwae_k=args.iwae)
-    for run in runs:
-        s = evaluate_run(run, exact=args.exact, iwae_k=args.iwae, device=args.device)
-        print_summary(run, s)
+    # every run locked and checked (config, checkpoint, data, summary) before any is written
+    evaluate_runs(runs, exact=args.exact, iwae_k=args.iwae, device=args.device,
+                  on_done=print_summary)  # fmt: skip
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if getattr(args, "seeds", None) is not None:
             return _apply(_recorded_group_config(out), args)
         stored = out / "config.json"
-        if not stored.is_file():
+        if not os.path.lexists(stored):
             raise BadInput(f"cannot resume {args.out}: no config.json there")
         return _apply(TrainConfig.load(stored).to_dict(), args)
     base: dict[str, Any] = (

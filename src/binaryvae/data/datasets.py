@@ -7,11 +7,26 @@
   8,000 / 2,000 vectors drawn with a fixed seed.
 
 A new dataset is one factory plus one ``DATASETS`` entry.
+
+Every loaded dataset carries its *fingerprint* (`fingerprint_of`), which a run records in its
+config.json so that evaluating, reporting or resuming it later refuses other data. One
+definition for all: the sha256 of a short manifest with one line ``NAME SHA256`` per part of
+the dataset, where SHA256 is the sha256 of the part's decompressed bytes. The parts of an IDX
+dataset (mnist, fashion-mnist, mnist-mini) are its IDX files, named as in
+`binaryvae.data.sources.FILES` (gzip or raw give the same fingerprint; mnist-mini's two files
+are the MNIST test files); the parts of the generated toy data are its float32 arrays
+``train_x`` and ``test_x`` (little-endian, C order). The files of mnist, fashion-mnist and
+mnist-mini are also checked against the checksums binaryvae knows when they are loaded
+(`binaryvae.data.sources.check_known`). Computing a fingerprint costs what reading the files
+costs (the digests come from the bytes being parsed); `fingerprint_found`, which reads
+without parsing, caches each file's digest by its identity and modification time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +34,7 @@ from typing import Any
 import torch
 
 from binaryvae.data import sources
-from binaryvae.data.idx import read_idx_header, read_image_label_pair
+from binaryvae.data.idx import read_idx_header, read_image_label_pair, sha256_decompressed
 from binaryvae.data.toy import TOY_DIM, TOY_SIGMA, sample_toy
 from binaryvae.errors import BadInput
 
@@ -27,7 +42,9 @@ __all__ = [
     "Dataset",
     "DATASETS",
     "DatasetInfo",
+    "fingerprint_found",
     "dataset_geometry",
+    "fingerprint_of",
     "load_dataset",
     "shape_text",
     "MNIST_MINI_DIR",
@@ -57,6 +74,7 @@ class Dataset:
     kind: str = "image"  # "image" (uint8 grey levels) or "real" (float32)
     source: str = ""  # where the files came from (a folder), or how the data were made
     params: dict[str, Any] = field(default_factory=dict)  # e.g. the toy model's sigma
+    fingerprint: str = ""  # `fingerprint_of` its parts (module docstring)
 
     @property
     def data_dim(self) -> int:
@@ -132,13 +150,43 @@ def _check_headers(name: str, folder, images: tuple, image_shape) -> None:
                  f"its images files declare {sum(b for b, _ in declared):,} bytes")  # fmt: skip
 
 
+def fingerprint_of(parts: Iterable[tuple[str, str]]) -> str:
+    """A dataset's fingerprint from its parts ``(name, hex sha256 of the decompressed bytes)``:
+    the hex sha256 of the UTF-8 text holding one line ``f"{name} {sha256}\\n"`` per part, in
+    order (module docstring)."""
+    text = "".join(f"{name} {digest}\n" for name, digest in parts)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# mnist-mini's two files are MNIST's test files: their registry entries, fixed at import
+_MNIST_MINI_KNOWN = tuple(f for f in sources.FILES["mnist"] if f.name.startswith("t10k-"))
+
+
+def _mnist_mini_files() -> tuple[tuple[sources.RemoteFile, Path], ...]:
+    """mnist-mini's two files (images, labels) with their registry entries."""
+    return tuple((f, MNIST_MINI_DIR / (f.name + ".gz")) for f in _MNIST_MINI_KNOWN)
+
+
+def _checked_parts(
+    name: str, files: Iterable[tuple[sources.RemoteFile, Path]], digests: dict[str, str]
+) -> list[tuple[str, str]]:
+    """The fingerprint parts of files just read, each checked against the registry."""
+    parts = []
+    for file, path in files:
+        digest = digests[str(path)]
+        sources.check_known(name, file, path, digest)
+        parts.append((file.name, digest))
+    return parts
+
+
 def _mnist_mini(
     data_dir: str | Path | None = None, download: bool = True, image_shape=None
 ) -> Dataset:
     _expect_shape("mnist-mini", (28, 28), image_shape)
-    x, y, shape = read_image_label_pair(
-        MNIST_MINI_DIR / "t10k-images-idx3-ubyte.gz", MNIST_MINI_DIR / "t10k-labels-idx1-ubyte.gz"
-    )
+    files = _mnist_mini_files()
+    digests: dict[str, str] = {}
+    x, y, shape = read_image_label_pair(files[0][1], files[1][1], digests)
+    parts = _checked_parts("mnist-mini", files, digests)
     train, test = mnist_mini_split(len(x))
     return Dataset(
         "mnist-mini",
@@ -150,6 +198,7 @@ def _mnist_mini(
         shape,
         "image",
         str(MNIST_MINI_DIR),
+        fingerprint=fingerprint_of(parts),
     )
 
 
@@ -158,18 +207,30 @@ def _idx_dataset(name: str, label: str) -> Callable[..., Dataset]:
         data_dir: str | Path | None = None, download: bool = True, image_shape=None
     ) -> Dataset:
         folder = sources.resolve(name, data_dir, download)
-        tr_img, tr_lbl, te_img, te_lbl = (sources.find_file(folder, f) for f in sources.FILES[name])
-        if None in (tr_img, tr_lbl, te_img, te_lbl):  # pragma: no cover - resolve checked it
+        files = sources.FILES[name]
+        paths = [sources.find_file(folder, f) for f in files]
+        if None in paths:  # pragma: no cover - resolve checked it
             raise BadInput(sources.missing_message(name, data_dir))
-        _check_headers(name, folder, (tr_img, te_img), image_shape)
-        train_x, train_y, shape = read_image_label_pair(tr_img, tr_lbl)
-        test_x, test_y, test_shape = read_image_label_pair(te_img, te_lbl)
+        _check_headers(name, folder, (paths[0], paths[2]), image_shape)
+        tr_img, tr_lbl, te_img, te_lbl = paths
+        digests: dict[str, str] = {}
+        train_x, train_y, shape = read_image_label_pair(tr_img, tr_lbl, digests)
+        test_x, test_y, test_shape = read_image_label_pair(te_img, te_lbl, digests)
+        parts = _checked_parts(name, zip(files, paths, strict=True), digests)
         if test_shape != shape:
             raise BadInput(f"{te_img}: images are {test_shape}, training images are {shape}")
-        return Dataset(name, label, train_x, test_x, train_y, test_y, shape, "image", str(folder))
+        return Dataset(name, label, train_x, test_x, train_y, test_y, shape, "image", str(folder),
+                       fingerprint=fingerprint_of(parts))  # fmt: skip
 
     factory.__doc__ = f"Load {label} (located or downloaded; see binaryvae.data.sources)."
     return factory
+
+
+def _toy_parts(train_x: torch.Tensor, test_x: torch.Tensor) -> list[tuple[str, str]]:
+    return [
+        (part, hashlib.sha256(x.numpy().astype("<f4", order="C").tobytes()).hexdigest())
+        for part, x in (("train_x", train_x), ("test_x", test_x))
+    ]
 
 
 def _toy(data_dir: str | Path | None = None, download: bool = True, image_shape=None) -> Dataset:
@@ -190,6 +251,7 @@ def _toy(data_dir: str | Path | None = None, download: bool = True, image_shape=
         "real",
         f"generated, seed {TOY_SEED}",
         {"sigma": TOY_SIGMA, "dim": TOY_DIM, "train_bits": train.bits, "test_bits": test.bits},
+        fingerprint=fingerprint_of(_toy_parts(train.x, test.x)),
     )
 
 
@@ -250,3 +312,42 @@ def load_dataset(
     if image_shape is None:
         return info.factory(data_dir, download)
     return info.factory(data_dir, download, image_shape=tuple(image_shape))
+
+
+# (path, device, inode, size, mtime, ctime) -> sha256 of the decompressed bytes
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    """`sha256_decompressed` of ``path``, cached while the file is unchanged."""
+    st = os.stat(path)
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_decompressed(path)
+    return _DIGESTS[key]
+
+
+def fingerprint_found(name: str, data_dir: str | Path | None = None) -> tuple[str, str] | None:
+    """``(fingerprint, source)`` of dataset ``name`` as it is found here now, without loading,
+    checking or downloading it; None when its files are found nowhere (`sources.locate`).
+
+    The same fingerprint as `load_dataset(name, data_dir).fingerprint` (module docstring) and
+    the same ``source``, at the cost of reading the files once per process (cached).
+    """
+    dataset_geometry(name)  # BadInput for an unknown name
+    if name == "toy":
+        return _toy(None, False).fingerprint, f"generated, seed {TOY_SEED}"
+    if name == "mnist-mini":
+        files = _mnist_mini_files()
+        return fingerprint_of((f.name, _file_digest(p)) for f, p in files), str(MNIST_MINI_DIR)
+    found = sources.locate(name, data_dir)
+    if found is None:
+        return None
+    folder = found[1]
+    parts = []
+    for file in sources.FILES[name]:
+        path = sources.find_file(folder, file)
+        if path is None:  # removed since locate() looked
+            return None
+        parts.append((file.name, _file_digest(path)))
+    return fingerprint_of(parts), str(folder)

@@ -208,21 +208,30 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return array.astype(dtype.newbyteorder("="))  # a writable, native-endian copy
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read and validate one IDX file (gzip or raw); see :func:`parse_idx`."""
-    return parse_idx(read_idx_bytes(path), str(path))
+def read_idx(path: str | Path, digests: dict[str, str] | None = None) -> np.ndarray:
+    """Read and validate one IDX file (gzip or raw); see :func:`parse_idx`.
+
+    ``digests``: when given, ``digests[str(path)]`` is set to the hex sha256 of the file's
+    decompressed bytes (what `sha256_decompressed` gives), computed from the bytes read.
+    """
+    data = read_idx_bytes(path)
+    array = parse_idx(data, str(path))
+    if digests is not None:
+        digests[str(path)] = hashlib.sha256(data).hexdigest()
+    return array
 
 
 def read_image_label_pair(
-    images: str | Path, labels: str | Path
+    images: str | Path, labels: str | Path, digests: dict[str, str] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Read an images file (uint8, 3 dims) and its labels file (uint8, 1 dim).
 
     Returns ``(x, y, image_shape)``: x uint8 ``[N, H*W]``, y int64 ``[N]``, image_shape (H, W).
     Raises IdxError when a file has the wrong type or rank, or the two counts differ.
+    ``digests``: filled with each file's decompressed sha256 (`read_idx`).
     """
-    x = read_idx(images)
-    y = read_idx(labels)
+    x = read_idx(images, digests)
+    y = read_idx(labels, digests)
     if x.dtype != np.uint8 or x.ndim != 3:
         raise IdxError(
             f"{images}: expected uint8 images of 3 dimensions, got {x.dtype} with shape {x.shape}"

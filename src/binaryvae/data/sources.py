@@ -12,6 +12,8 @@ The first folder holding all four files wins. Otherwise the files are downloaded
 ``MIRRORS[NAME]`` into the cache, with a progress bar, verified by the sha256 of their
 *decompressed* bytes (re-compressed copies such as Debian's differ as archives), and moved into
 place by an atomic rename: a checksum mismatch or an interrupted download leaves no file behind.
+Files found locally are checked the same way when a dataset is loaded (`check_known`): a
+corrupt or different copy is refused, naming the file.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from binaryvae.errors import BadInput
 from binaryvae.storage import atomic_writer
 
 __all__ = [
+    "ChecksumMismatch",
+    "DatasetNotFound",
     "RemoteFile",
     "FILES",
     "MIRRORS",
@@ -42,12 +46,21 @@ __all__ = [
     "locate",
     "download",
     "resolve",
+    "check_known",
     "missing_message",
 ]
 
 ENV_DATA_DIR = "BINARYVAE_DATA_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets")
 _TIMEOUT_S = 30
+
+
+class DatasetNotFound(BadInput):
+    """The files of a dataset are nowhere to be found (and could not be downloaded)."""
+
+
+class ChecksumMismatch(BadInput):
+    """A local dataset file whose decompressed bytes are not the ones binaryvae knows."""
 
 
 @dataclass(frozen=True)
@@ -257,7 +270,7 @@ def download(name: str, data_dir: str | Path | None = None) -> Path:
                 continue
             why = _download_one(name, file, folder, MIRRORS.get(name, ()))
             if why:
-                raise BadInput(
+                raise DatasetNotFound(
                     missing_message(name, data_dir, f"download of {file.name} failed: {why}")
                 )
     except BaseException:
@@ -273,7 +286,7 @@ def resolve(name: str, data_dir: str | Path | None = None, download_missing: boo
     if found is not None:
         return found[1]
     if not download_missing:
-        raise BadInput(missing_message(name, data_dir, "downloading disabled"))
+        raise DatasetNotFound(missing_message(name, data_dir, "downloading disabled"))
     return download(name, data_dir)
 
 
@@ -291,3 +304,14 @@ def _verify_dir(name: str, folder: Path) -> list[tuple[RemoteFile, Path | None, 
             ok = False
         out.append((file, path, ok))
     return out
+
+
+def check_known(name: str, file: RemoteFile, path: Path, digest: str) -> None:
+    """`ChecksumMismatch` naming ``path`` unless ``digest`` (the sha256 of its decompressed
+    bytes) is the registry's for ``file`` of dataset ``name``."""
+    if digest != file.sha256:
+        raise ChecksumMismatch(
+            f"{path}: not the {file.name} of {name} that binaryvae knows (sha256 of the "
+            f"decompressed bytes {digest[:16]}..., expected {file.sha256[:16]}...): a corrupt or "
+            "different copy; replace it (`binaryvae datasets --verify` checks every file)"
+        )

@@ -404,7 +404,12 @@ def _theory_section(doc: Document, figs: Path) -> Section:
 
 
 def build_document(path: Path, theory: bool = True) -> Document:
+    from binaryvae.runs.build import check_run_data
+
     records = collect_runs(path)
+    for r in records:  # never a figure of other data than a run trained on: refused up front
+        if r.has_checkpoint:
+            check_run_data(r.path, r.config)
     figs = path / "figures"
     # figures/ is the report's own: no leftovers of old runs (a linked figures/ is refused)
     reset_folder(figs, ".png", root=path)
@@ -435,6 +440,11 @@ def build_document(path: Path, theory: bool = True) -> Document:
     for text in (_ranking(records), _capacity_note(records)):
         if text:
             summary.items.append(TextItem(text))
+    unreadable = [p for r in records for p in r.extra.get("problems", [])]
+    if unreadable:
+        summary.items.append(TextItem(
+            "Left out as unreadable (the runs keep their rows): " + "; ".join(unreadable) + "."
+        ))  # fmt: skip
     incomplete = [r.name for r in records if not r.summary]
     if incomplete:
         summary.items.append(TextItem(

@@ -4,6 +4,7 @@ run without one, from the run layer's reading of its config."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,33 +105,48 @@ def _ordered(path: Path) -> list[Path]:
     """The runs at ``path``, in compare.json's order when there is one."""
     runs = find_runs(path)
     listing = path / "compare.json"
-    if not is_run_dir(path) and listing.is_file():
-        try:
-            names = read_compare_listing(path)["runs"]
-        except BadInput:  # an unreadable listing: the runs in name order
-            names = []
+    if not is_run_dir(path) and os.path.lexists(listing):
+        names = read_compare_listing(path).get("runs") or []
         rank = {n: i for i, n in enumerate(names)}
         runs.sort(key=lambda p: (rank.get(p.name, len(rank)), p.name))
     return runs
 
 
+def _readable(read, problems: list[str], empty):
+    """``read()``, or ``empty`` with the one-line reason appended to ``problems``."""
+    try:
+        return read()
+    except BadInput as e:
+        problems.append(str(e))
+        return empty
+
+
 def collect_runs(path: str | Path) -> list[RunRecord]:
     """Every run at ``path`` (a run directory, or a compare directory of runs). Runs that share
-    family and objective (replicas, e.g. of `train --seeds`) are labelled with their seed."""
+    family and objective (replicas, e.g. of `train --seeds`) are labelled with their seed.
+
+    A run whose config.json is unreadable is refused (BadInput naming the file): nothing can
+    be said about it. A malformed metrics.jsonl or summary.json counts as absent, and the
+    reason (naming the file) is kept in the record's ``extra["problems"]`` for the report to
+    say: the run keeps its row (and its curves or final numbers, whichever is readable).
+    """
     path = Path(path)
     if not path.is_dir():
         raise BadInput(f"{path} is not a directory")
     records = []
     for run_path in _ordered(path):
         run = RunDir(run_path)
+        config = run.read_config()
+        problems: list[str] = []
         records.append(
             RunRecord(
-                name=run_path.name if run_path != path else run.read_config().family,
+                name=run_path.name if run_path != path else config.family,
                 path=run_path,
-                config=run.read_config(),
-                metrics=run.read_metrics(),
-                summary=run.read_summary(),
+                config=config,
+                metrics=_readable(run.read_metrics, problems, []),
+                summary=_readable(run.read_summary, problems, {}),
                 has_checkpoint=run.checkpoint_path.is_file(),
+                extra={"problems": problems} if problems else {},
             )
         )
     if not records:

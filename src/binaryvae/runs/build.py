@@ -4,6 +4,14 @@
 `load_run` rebuilds a finished (or interrupted) run from its directory and loads its checkpoint
 (safely, checked against the model its config builds: `binaryvae.training.load_checkpoint`).
 Everything that reads run directories (evaluate, sample, the report) goes through `load_run`.
+
+A run remembers its data: `prepare` records the dataset's fingerprint and where it was found in
+the config (config.json's ``data_fingerprint`` and ``data_source``), and refuses a dataset whose
+fingerprint differs from the one a config already records (`DatasetChanged`, naming where the
+data were when the run trained and where they were found now). So `evaluate`, the report and
+`train --resume` never score or continue a run on other data than it trained on. A config.json
+without a fingerprint (written before 0.3) is accepted with the data found now; a resume
+records their fingerprint.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import torch
 
 from binaryvae.config import TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.directory import RunDir
+from binaryvae.runs.directory import RunDir, is_run_dir
 from binaryvae.training import (
     check_precision,
     load_checkpoint,
@@ -29,9 +37,12 @@ from binaryvae.training.checkpoint import checkpoint_schema
 
 __all__ = [
     "MIN_TEST_EXAMPLES",
+    "DatasetChanged",
     "Prepared",
     "build_replica_model",
+    "check_data_fingerprint",
     "check_dataset",
+    "check_run_data",
     "check_run_memory",
     "estimate_run",
     "load_run",
@@ -42,6 +53,44 @@ __all__ = [
 # The sample Frechet distance fits a covariance to the test split's features (denominator
 # N - 1): one test example leaves it undefined.
 MIN_TEST_EXAMPLES = 2
+
+class DatasetChanged(BadInput):
+    """The data found now are not the data a run was trained on (their fingerprints differ)."""
+
+
+def _changed(config: TrainConfig, where: str, fingerprint: str, source: str) -> DatasetChanged:
+    return DatasetChanged(
+        f"{where}: the {config.dataset} data found now at {source} (fingerprint "
+        f"{fingerprint[:12]}) are not the data it was trained on at {config.data_source} "
+        f"(fingerprint {config.data_fingerprint[:12]}, recorded in its config); make those "
+        "findable again (where they were, or $BINARYVAE_DATA_DIR)"
+    )
+
+
+def check_data_fingerprint(config: TrainConfig, dataset: Any, where: str) -> None:
+    """`DatasetChanged` (message starting with ``where``) unless ``dataset`` has the
+    fingerprint ``config`` records; then (or when it records none) record the dataset's
+    fingerprint and where it was found in ``config``."""
+    fingerprint = getattr(dataset, "fingerprint", "")
+    if not fingerprint:
+        return  # a dataset made in memory (tests), not loaded by binaryvae.data
+    source = getattr(dataset, "source", "") or config.dataset
+    if config.data_fingerprint is not None and config.data_fingerprint != fingerprint:
+        raise _changed(config, where, fingerprint, source)
+    config.data_fingerprint, config.data_source = fingerprint, source
+
+
+def check_run_data(path: str | Path, config: TrainConfig) -> None:
+    """`DatasetChanged` when the data ``config`` (of run ``path``) would be loaded from now are
+    not the ones it records; nothing when it records none, or when they are found nowhere
+    without downloading (what needs them says so). Reads the files, loads nothing."""
+    from binaryvae.data.datasets import fingerprint_found
+
+    if config.data_fingerprint is None:
+        return
+    found = fingerprint_found(config.dataset, config.data_dir)
+    if found is not None and found[0] != config.data_fingerprint:
+        raise _changed(config, str(path), *found)
 
 
 @dataclass
@@ -58,6 +107,7 @@ class Prepared:
 def prepare(
     config: TrainConfig,
     dataset: Any = None,
+    where: str = "",
     *,
     replicas: int = 1,
     memory: bool = True,
@@ -73,7 +123,9 @@ def prepare(
     Raises BadInput for unknown names or impossible combinations (from data and models), for a
     precision the device cannot run fast (`binaryvae.training.check_precision`), for a run
     that would not fit in memory, and for a dataset whose images are not the shape the model
-    is built for or whose splits are too small (`check_dataset`).
+    is built for or whose splits are too small (`check_dataset`); `DatasetChanged` (message
+    starting with ``where``) when ``config`` records another dataset fingerprint than the
+    data's. Records the data's fingerprint and source in ``config`` (module docstring).
     """
     from binaryvae.data import DATASETS, dataset_geometry, load_dataset
 
@@ -87,6 +139,7 @@ def prepare(
         check_run_memory(config, geometry, replicas=replicas, sizes=sizes, device=device)
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, image_shape=geometry[1])
+    check_data_fingerprint(config, dataset, where or f"the {config.dataset} run")
     check_dataset(dataset, config, geometry, training=training)
     model = build_replica_model(config, dataset)
     return Prepared(config, dataset, model.to(device), device, threads)
@@ -214,17 +267,23 @@ def build_replica_model(config: TrainConfig, dataset: Any) -> torch.nn.Module:
     )
 
 
-def load_run(path: str | Path, device: str | None = None) -> Prepared:
-    """Rebuild a run's dataset and model from its directory and load checkpoints/last.pt."""
+def load_run(path: str | Path, device: str | None = None, dataset: Any = None) -> Prepared:
+    """Rebuild a run's dataset and model from its directory and load checkpoints/last.pt.
+
+    ``dataset``: data already loaded for another run of the same dataset and data_dir (a
+    group shares them); they are checked against this run's fingerprint all the same.
+    `DatasetChanged` when the data are not the ones the run was trained on.
+    """
     run = RunDir(path)
-    if not run.config_path.is_file():
+    if not is_run_dir(run.path):
         raise BadInput(f"{path} is not a run directory (no config.json)")
     config = run.read_config()
     if device is not None:
         config.device = device
     if not run.checkpoint_path.is_file():
         raise BadInput(f"{path} has no checkpoint ({run.checkpoint_path}); train it first")
-    prepared = prepare(config, training=False)  # memory checked before the model is built
+    # memory checked before the model is built; the data against the fingerprint config records
+    prepared = prepare(config, dataset=dataset, where=str(path), training=False)
     # checked against the model and optimizer the config builds before any of it is used
     schema = checkpoint_schema(config, prepared.model, source=str(run.config_path))
     state = load_checkpoint(run.checkpoint_path, schema=schema)

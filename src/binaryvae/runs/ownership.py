@@ -87,12 +87,15 @@ def is_marked(path: str | os.PathLike) -> bool:
 
 
 def read_marker(path: str | os.PathLike) -> dict:
-    """The marker's contents (``{}`` when absent or unreadable)."""
+    """The marker's contents (``{}`` when absent or unreadable: not a small JSON object of
+    the marker's fields, `binaryvae.jsonfiles.read_json`)."""
+    from binaryvae.jsonfiles import read_json
+    from binaryvae.runs.directory import MARKER_SCHEMA
+
     try:
-        data = json.loads((Path(path) / MARKER).read_text())
-    except (OSError, ValueError):
+        return read_json(Path(path) / MARKER, MARKER_SCHEMA, max_bytes=1 << 16)
+    except BadInput:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _write_marker(path: Path, kind: str) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from binaryvae.config import TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.directory import RunDir
+from binaryvae.runs.directory import RunDir, is_run_dir
 
 __all__ = ["TrainedModel", "load_model"]
 
@@ -46,7 +46,7 @@ def load_model(path: str | Path, device: str | None = None) -> TrainedModel:
     from binaryvae.training.checkpoint import checkpoint_schema
 
     run = RunDir(path)
-    if not run.config_path.is_file():
+    if not is_run_dir(run.path):
         raise BadInput(f"{path} is not a run directory (no config.json)")
     config = run.read_config()
     if not run.checkpoint_path.is_file():

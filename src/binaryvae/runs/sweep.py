@@ -27,13 +27,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from binaryvae.errors import BadInput
+from binaryvae.jsonfiles import read_json
+from binaryvae.runs.directory import SUMMARY_SCHEMA, SWEEP_SCHEMA
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new, read_marker
 from binaryvae.runs.sweep_executors import LocalExecutor, RayExecutor, one_line
 from binaryvae.runs.sweep_grid import Cell, Grid
@@ -172,8 +173,8 @@ def finished_summaries(cell: Cell, root: str | Path) -> dict[int, dict[str, Any]
     out = {}
     for seed, path in cell.run_dirs(root).items():
         try:
-            summary = json.loads((path / "summary.json").read_text())
-        except (OSError, ValueError):
+            summary = read_json(path / "summary.json", SUMMARY_SCHEMA)
+        except BadInput:  # missing, or not a summary: the cell is not finished
             return None
         if not isinstance(summary, dict) or summary.get("epochs") != cell.config.epochs:
             return None
@@ -313,13 +314,10 @@ def read_sweep(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """sweep.json of ``root`` and its runs' rows (as in sweep.csv), the numbers read from each
     run's summary.json as it is now. BadInput when there is no readable sweep.json."""
     root = Path(root)
-    try:
-        record = json.loads((root / "sweep.json").read_text())
-        entries = list(record["cells"])
-    except FileNotFoundError:
-        raise BadInput(f"{root} is not a sweep directory (no sweep.json)") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"unreadable {root / 'sweep.json'}: {e}") from None
+    if not (root / "sweep.json").exists():
+        raise BadInput(f"{root} is not a sweep directory (no sweep.json)")
+    record = read_json(root / "sweep.json", SWEEP_SCHEMA)
+    entries = list(record["cells"])
     epochs = (record.get("grid") or {}).get("fixed", {}).get("epochs")
     summaries: dict[str, dict[int, dict]] = {}
     for entry in entries:
@@ -328,8 +326,8 @@ def read_sweep(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         for seed_text in entry.get("runs", {}):
             sub = root / name if entry.get("layout") == "run" else root / name / f"seed-{seed_text}"
             try:
-                summary = json.loads((sub / "summary.json").read_text())
-            except (OSError, ValueError):
+                summary = read_json(sub / "summary.json", SUMMARY_SCHEMA)
+            except BadInput:  # missing or not a summary: not finished
                 continue
             if isinstance(summary, dict) and summary.get("epochs") == epochs:
                 summaries[name][int(seed_text)] = summary
@@ -352,7 +350,7 @@ def validate_cells(cells: list[Cell], *, portable: bool = False, memory: bool = 
 
     datasets: dict[tuple, Any] = {}
     for cell in cells:
-        config = cell.config
+        config = dataclasses.replace(cell.config)  # prepare records the data in its copy
         if portable:
             config = dataclasses.replace(config, device="cpu", precision="fp32")
         key = (config.dataset, config.data_dir)
@@ -469,10 +467,7 @@ def _check_continuation(out: Path, grid: Grid) -> None:
     """A sweep run again continues its recorded grid: every recorded value of every axis is
     still there (axes may grow), and fixed values differ only in
     `binaryvae.config.RESUMABLE_FIELDS` (BadInput naming each difference)."""
-    try:
-        recorded = json.loads((out / "sweep.json").read_text())["grid"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot continue {out}: unreadable sweep.json ({e})") from None
+    recorded = read_json(out / "sweep.json", SWEEP_SCHEMA)["grid"]
     stored = Grid.from_dict(recorded, f"{out / 'sweep.json'}")
     dropped = []
     for axis, old, new in (
@@ -504,19 +499,16 @@ def _check_continuation(out: Path, grid: Grid) -> None:
 def recorded_grid(out: str | Path) -> dict[str, Any]:
     """The grid values recorded in ``out/sweep.json`` (what ``sweep --resume`` starts from)."""
     out = Path(out)
-    try:
-        grid = json.loads((out / "sweep.json").read_text())["grid"]
-        return {
-            "datasets": grid["datasets"],
-            "families": grid["families"],
-            "latent_dims": grid["latent_dims"],
-            "seeds": grid["seeds"],
-            **grid["fixed"],
-        }
-    except FileNotFoundError:
-        raise BadInput(f"cannot resume {out}: no sweep.json there") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"cannot resume {out}: unreadable sweep.json ({e})") from None
+    if not (out / "sweep.json").exists():
+        raise BadInput(f"cannot resume {out}: no sweep.json there")
+    grid = read_json(out / "sweep.json", SWEEP_SCHEMA)["grid"]
+    return {
+        "datasets": grid["datasets"],
+        "families": grid["families"],
+        "latent_dims": grid["latent_dims"],
+        "seeds": grid["seeds"],
+        **grid["fixed"],
+    }
 
 
 def sweep(

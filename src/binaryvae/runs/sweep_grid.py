@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from binaryvae.config import (
     split_list,
 )
 from binaryvae.errors import BadInput
+from binaryvae.jsonfiles import MAX_DEPTH, check_depth, read_bounded, read_json
 from binaryvae.runs.labels import parse_family_spec
 
 __all__ = [
@@ -351,16 +351,15 @@ def load_grid_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".json"):
         raise BadInput(f"grid file {path} must end in .toml or .json")
+    if suffix == ".json":
+        return read_json(path, dict, what="grid file", max_bytes=1 << 20)
+    data = read_bounded(path, 1 << 20, "grid file")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise BadInput(f"grid file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"unreadable grid file {path}: {e}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{path}: not UTF-8 text (byte at offset {e.start})") from None
+    check_depth(data, MAX_DEPTH, str(path))  # tomllib recurses into nested arrays and tables
     try:
-        values = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise BadInput(f"unreadable grid file {path}: {e}") from None
-    if not isinstance(values, dict):
-        raise BadInput(f"grid file {path} must hold a table of names and values")
-    return values

@@ -27,7 +27,7 @@ import torch
 
 from binaryvae.config import MAX_SEED, TrainConfig, split_list
 from binaryvae.errors import BadInput
-from binaryvae.runs.build import Prepared, prepare, test_data
+from binaryvae.runs.build import Prepared, check_data_fingerprint, prepare, test_data
 from binaryvae.runs.directory import RunDir
 from binaryvae.runs.labels import objective_label, summary_labels
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
@@ -138,7 +138,8 @@ def train_run(
         if resume:
             stack.enter_context(claim_existing(run.path, "resume"))
             config = _resumed_config(run, config)
-            prepared = prepare(config)  # validates everything before the first byte is written
+            # validates everything (the data too) before the first byte is written
+            prepared = prepare(config, where=str(run.path))
         else:
             check_new_dir(run.path, force)
             prepared = prepare(config)
@@ -193,7 +194,7 @@ def train_replicas(
         dataset = first.dataset
         if not resume:
             group = stack.enter_context(claim_new(out, force=force, kind="replicas"))
-        members = []
+        opened = []
         for cfg, run in zip(configs, runs, strict=True):
             again = resume and run.config_path.is_file()
             if again:
@@ -201,10 +202,17 @@ def train_replicas(
                 cfg = _resumed_config(run, cfg)
             else:
                 stack.enter_context(claim_new(run.path, force=force, kind="run")).commit()
-            prepared = first if cfg == first.config else prepare(cfg, dataset=dataset)
-            members.append(_open_member(run, prepared, again))
+            if cfg == first.config:
+                prepared = first
+                check_data_fingerprint(cfg, dataset, str(run.path))  # the stored one, on resume
+            else:
+                prepared = prepare(cfg, dataset=dataset, where=str(run.path))
+            opened.append((run, prepared, again))
+        # every replica's config, data and checkpoint checked before any of their files is
+        # rewritten
+        members = [_open_member(run, prepared, again) for run, prepared, again in opened]
         _check_alike(members)
-        for m in members:  # every replica's checkpoint checked before any config is rewritten
+        for m in members:
             _write_member(m)
         write_json_atomic(out / "replicas.json", listing)
         if not resume:
@@ -222,13 +230,18 @@ def train_replicas(
 # ----------------------------------------------------------------------------- set-up
 def _resumed_config(run: RunDir, config: TrainConfig) -> TrainConfig:
     """The config a resumed run continues: the stored one, with the fields resume may change
-    (`binaryvae.config.RESUMABLE_FIELDS`) taken from ``config``; BadInput for any other change."""
+    (`binaryvae.config.RESUMABLE_FIELDS`) taken from ``config``; BadInput for any other change.
+    The recorded data fingerprint is the stored one (`binaryvae.config.RECORDED_FIELDS`):
+    `prepare` then refuses other data, or records them for a run that has none."""
     if not run.config_path.is_file():
         raise BadInput(
             f"cannot resume {run.path}: no config.json there (start it without --resume)"
         )
-    config.check_resumable(run.read_config(), str(run.path))
-    return config
+    stored = run.read_config()
+    config.check_resumable(stored, str(run.path))
+    return dataclasses.replace(
+        config, data_fingerprint=stored.data_fingerprint, data_source=stored.data_source
+    )
 
 
 def _check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig) -> None:
@@ -254,7 +267,8 @@ def _check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig)
 
 def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
     """Load the run's checkpoint (resume), checked against the run's model and optimizer
-    (`binaryvae.training.checkpoint.checkpoint_schema`); nothing is written yet."""
+    (`binaryvae.training.checkpoint.checkpoint_schema`), and check its metrics.jsonl; nothing
+    is written yet (`_write_member` does)."""
     member = _Member(run, prepared, test_data(prepared))
     c = prepared.config
     if resume and run.checkpoint_path.is_file():
@@ -271,6 +285,7 @@ def _open_member(run: RunDir, prepared: Prepared, resume: bool) -> _Member:
             )
     if member.start_epoch < c.epochs:
         member.finalized = False  # new epochs: autoencoder-gmm refits its mixture afterwards
+    run.read_metrics()  # BadInput naming the file now, before anything is written
     return member
 
 

@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from binaryvae.config import RESUMABLE_FIELDS
+from binaryvae.config import RECORDED_FIELDS, RESUMABLE_FIELDS
 from binaryvae.errors import BadInput
 from binaryvae.storage import atomic_write_bytes
 
@@ -135,8 +135,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def config_fingerprint(config: Any) -> str:
     """sha256 (hex) of the canonical JSON of the fields of ``config`` (a `TrainConfig`) that
     change the model or its training: every field but `binaryvae.config.RESUMABLE_FIELDS`
-    (which ``--resume`` may change without changing what the checkpoint holds)."""
-    fields = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    (which ``--resume`` may change without changing what the checkpoint holds) and
+    `binaryvae.config.RECORDED_FIELDS` (what training found about the data: their fingerprint
+    is checked on its own, and the same data may move)."""
+    skip = (*RESUMABLE_FIELDS, *RECORDED_FIELDS)
+    fields = {k: v for k, v in config.to_dict().items() if k not in skip}
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
