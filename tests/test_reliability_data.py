@@ -222,7 +222,7 @@ def idx_run(isolated, monkeypatch):
     _put(isolated / "train-data" / "mnist", files)
     out = isolated / "run"
     assert main(_argv(out, "--dataset", "mnist", "--data-dir", str(isolated / "train-data"),
-                      "--family", "steplogistic")) == 0  # fmt: skip
+                      "--family", "steplogistic", "--batch-size", "20")) == 0  # fmt: skip
     return out
 
 
@@ -392,15 +392,17 @@ def test_endless_or_huge_json_files_are_refused_without_reading_them(run_copy, c
     path.unlink()
     if how == "link to /dev/zero":
         path.symlink_to("/dev/zero")
-        message = "not a regular file"
+        # the reader refuses what is not a regular file; a command that writes into the run
+        # refuses the link itself before reading anything (binaryvae.storage)
+        messages = ("not a regular file", "is a symbolic link (to /dev/zero)")
     else:
         with open(path, "wb") as f:  # sparse: 1 GiB declared, nothing stored
             f.truncate(1 << 30)
-        message = "bytes, more than the"
+        messages = ("bytes, more than the",)
     capsys.readouterr()
     assert main(_command(run_copy, name)) == 2
     err = _one_line_error(capsys)
-    assert str(path) in err and message in err, err
+    assert str(path) in err and any(m in err for m in messages), err
 
 
 def test_a_torn_last_metrics_line_is_skipped(run_copy):

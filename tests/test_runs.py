@@ -337,13 +337,13 @@ def test_compare_resume_accepts_the_older_autoencoder_spec(tmp_path):
 
 @pytest.mark.parametrize(("name", "content", "words"), [
     ("compare.json", None, "no compare.json there"),
-    ("compare.json", "{not json", "compare.json: unreadable"),
-    ("compare.json", '{"runs": ["a"], "families": ["logistic"]}', "field 'base'"),
-    ("compare.json", '{"runs": [], "families": [], "base": {}, "seeds": 3}', "field 'seeds'"),
+    ("compare.json", "{not json", "compare.json: not valid JSON"),
+    ("compare.json", '{"runs": ["a"], "families": ["logistic"]}', "field base is missing"),
+    ("compare.json", '{"runs": [], "families": [], "base": {}, "seeds": 3}', "field seeds must be an array"),
     ("replicas.json", None, "no replicas.json there"),
-    ("replicas.json", "[1, 2]", "replicas.json: not a JSON object"),
-    ("replicas.json", '{"seeds": [0, "1"], "config": {}}', "non-integer"),
-    ("replicas.json", '{"seeds": [0, 1]}', "field 'config'"),
+    ("replicas.json", "[1, 2]", "replicas.json: must hold an object"),
+    ("replicas.json", '{"seeds": [0, "1"], "config": {}}', "field seeds[1] must be an integer"),
+    ("replicas.json", '{"seeds": [0, 1]}', "field config is missing"),
 ])  # fmt: skip
 def test_the_listings_have_one_reader_naming_what_is_wrong(tmp_path, capsys, name, content,
                                                             words):  # fmt: skip
