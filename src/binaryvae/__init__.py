@@ -5,6 +5,6 @@ SmoothStepLogistic), exact-Bernoulli gradient estimators (score function, REINFO
 DisARM, straight-through), and evaluation of every model as the discrete model it stands for.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

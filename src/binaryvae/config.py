@@ -304,7 +304,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
     # recorded by training (RECORDED_FIELDS), None until then: the sha256 fingerprint of the
     # data it trained on (binaryvae.data.datasets.fingerprint_of) and where they were
-    # found. A run whose config.json has none (written before 0.3) is accepted with the data
+    # found. A run whose config.json has none (written before 0.2.0) is accepted with the data
     # found now; `train --resume` records theirs. Given on input (`train --config`), the data
     # found must have this fingerprint.
     data_fingerprint: str | None = field(default=None, compare=False)

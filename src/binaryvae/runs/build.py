@@ -10,7 +10,7 @@ the config (config.json's ``data_fingerprint`` and ``data_source``), and refuses
 fingerprint differs from the one a config already records (`DatasetChanged`, naming where the
 data were when the run trained and where they were found now). So `evaluate`, the report and
 `train --resume` never score or continue a run on other data than it trained on. A config.json
-without a fingerprint (written before 0.3) is accepted with the data found now; a resume
+without a fingerprint (written before 0.2.0) is accepted with the data found now; a resume
 records their fingerprint.
 """
 
