@@ -328,10 +328,13 @@ def _mean_se_series(runs: list[dict], rows_of, x_key: str, y_key: str):
 
 
 def plot(args, runs: list[dict], path: Path) -> Path | None:
-    """The curves of Dong, Mnih & Tucker (2020), Figure 5, from the raw results: one row per
+    """Curves along training from the raw results, laid out like Figure 5 of Dong, Mnih &
+    Tucker (2020) but not all the same quantities (docs/benchmarks.md, section 6): one row per
     network; columns: the test discrete ELBO after every epoch (1 sample; every family scored
-    as the discrete model), the test IWAE-100 every ``--iwae-every`` epochs, and the variance
-    of the encoder gradient estimate (log scale). Mean over seeds, s.e. shaded."""
+    as the discrete model; the paper's left column is the training-set ELBO), the test IWAE-100
+    every ``--iwae-every`` epochs, and the variance of the per-image gradient with respect to
+    the encoder's outputs (`binaryvae.diagnostics.gradients`; log scale). Mean over seeds, s.e.
+    shaded."""
     from binaryvae.report.style import colour_of, context, figure_legend, new_figure, save
 
     if not runs:
