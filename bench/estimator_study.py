@@ -54,6 +54,14 @@ FAMILIES = (
     "logistic",
     "gaussian-sigmoid",
 )
+# the pairs docs/benchmarks.md ranks against each other besides "family minus DisARM":
+# (family, minus)
+RANKED_PAIRS = (
+    ("bernoulli-arm", "bernoulli-reinforce-loo"),
+    ("steplogistic", "bernoulli-reinforce-loo"),
+    ("steplogistic", "bernoulli-arm"),
+    ("steplogistic", "gaussian-sigmoid"),
+)
 NETS = {"linear": (), "nonlinear": (200, 200)}
 BITS, BATCH = 200, 50
 
@@ -218,10 +226,18 @@ def aggregate(args, runs: list[dict]) -> dict:
         if ref is not None:
             pairs.append(paired(ref, r, "test_iwae_100")
                          | {"train_elbo": paired(ref, r, "train_discrete_elbo")})  # fmt: skip
+    ranked = []
+    for dataset, net, steps, lr in dict.fromkeys(k[:4] for k in by):
+        for family, minus in RANKED_PAIRS:
+            a = by.get((dataset, net, steps, lr, minus))
+            b = by.get((dataset, net, steps, lr, family))
+            if a is not None and b is not None:
+                ranked.append(paired(a, b, "test_iwae_100")
+                              | {"train_elbo": paired(a, b, "train_discrete_elbo")})  # fmt: skip
     machine = runs[0]["machine"] if runs else _common.machine_info()
     return {"benchmark": "estimator_study", "command": _common.command_line(),
             "machine": machine, "runs_line": _common.runs_line([r.get("machine") for r in runs]),
-            "rows": rows, "paired_vs_disarm": pairs}  # fmt: skip
+            "rows": rows, "paired_vs_disarm": pairs, "paired_ranked": ranked}  # fmt: skip
 
 
 def paired(a: dict, b: dict, key: str) -> dict:
@@ -234,6 +250,34 @@ def paired(a: dict, b: dict, key: str) -> dict:
     if d["n"] >= 2:
         out.update({k: d[k] for k in ("mean", "se", "t", "ci95", "p_t", "wilcoxon_p")})
     return out
+
+
+def _paired_table(pairs: list[dict], *, with_minus: bool) -> list[str]:
+    """Lines of one table of paired differences (test IWAE-100 and train ELBO: mean ± s.e.,
+    t interval, Wilcoxon p) and the multiple-comparison note (Holm) over its comparisons."""
+
+    def cells(p):
+        ci = p.get("ci95")
+        diff = f"{p['mean']:+.2f} ± {p['se']:.2f}" if ci else "—"
+        interval = f"t = {p['t']:.2f}: [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "—"
+        return [diff, interval, stats.format_p(p.get("wilcoxon_p"))]
+
+    prow, claims = [], []
+    for p in pairs:
+        name = f"{p['family']} minus {p['minus']}" if with_minus else p["family"]
+        train = cells(p["train_elbo"]) if "train_elbo" in p else ["—", "—", "—"]
+        prow.append([p["net"], name, p["n"], *cells(p), *train])
+        claims.append((f"{p['net']} {name} IWAE", p.get("p_t")))
+        if "train_elbo" in p:
+            claims.append((f"{p['net']} {name} ELBO", p["train_elbo"].get("p_t")))
+    head = ["net", "family minus other" if with_minus else "family", "seeds",
+            "test IWAE-100 difference", "95% interval", "Wilcoxon p",
+            "train ELBO difference", "95% interval", "Wilcoxon p"]  # fmt: skip
+    lines = ["", _common.markdown_table(head, prow)]
+    note = stats.multiple_comparison_note([q for _, q in claims], [c for c, _ in claims])
+    if note:
+        lines += ["", note]
+    return lines
 
 
 def render(summary: dict) -> str:
@@ -261,26 +305,12 @@ def render(summary: dict) -> str:
             "two-sided p-value of the Wilcoxon signed-rank test of the same differences, exact: "
             "with 3 seeds it cannot go below 0.25):"
         )
-        prow, claims = [], []
-
-        def cells(p):
-            ci = p.get("ci95")
-            diff = f"{p['mean']:+.2f} ± {p['se']:.2f}" if ci else "—"
-            interval = f"t = {p['t']:.2f}: [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "—"
-            return [diff, interval, stats.format_p(p.get("wilcoxon_p"))]
-
-        for p in summary["paired_vs_disarm"]:
-            train = cells(p["train_elbo"]) if "train_elbo" in p else ["—", "—", "—"]
-            prow.append([p["net"], p["family"], p["n"], *cells(p), *train])
-            claims.append((f"{p['net']} {p['family']} IWAE", p.get("p_t")))
-            if "train_elbo" in p:
-                claims.append((f"{p['net']} {p['family']} ELBO", p["train_elbo"].get("p_t")))
-        head = ["net", "family", "seeds", "test IWAE-100 difference", "95% interval",
-                "Wilcoxon p", "train ELBO difference", "95% interval", "Wilcoxon p"]  # fmt: skip
-        lines += ["", _common.markdown_table(head, prow)]
-        note = stats.multiple_comparison_note([q for _, q in claims], [c for c, _ in claims])
-        if note:
-            lines += ["", note]
+        lines += _paired_table(summary["paired_vs_disarm"], with_minus=False)
+    if summary.get("paired_ranked"):
+        lines += ["",
+                  "The other pairs the text ranks, paired by seed the same way (family minus the "
+                  "named one; Holm's adjustment over this table's comparisons):"]  # fmt: skip
+        lines += _paired_table(summary["paired_ranked"], with_minus=True)
     return "\n".join(lines)
 
 
@@ -298,10 +328,13 @@ def _mean_se_series(runs: list[dict], rows_of, x_key: str, y_key: str):
 
 
 def plot(args, runs: list[dict], path: Path) -> Path | None:
-    """The curves of Dong, Mnih & Tucker (2020), Figure 5, from the raw results: one row per
+    """Curves along training from the raw results, laid out like Figure 5 of Dong, Mnih &
+    Tucker (2020) but not all the same quantities (docs/benchmarks.md, section 6): one row per
     network; columns: the test discrete ELBO after every epoch (1 sample; every family scored
-    as the discrete model), the test IWAE-100 every ``--iwae-every`` epochs, and the variance
-    of the encoder gradient estimate (log scale). Mean over seeds, s.e. shaded."""
+    as the discrete model; the paper's left column is the training-set ELBO), the test IWAE-100
+    every ``--iwae-every`` epochs, and the variance of the per-image gradient with respect to
+    the encoder's outputs (`binaryvae.diagnostics.gradients`; log scale). Mean over seeds, s.e.
+    shaded."""
     from binaryvae.report.style import colour_of, context, figure_legend, new_figure, save
 
     if not runs:
