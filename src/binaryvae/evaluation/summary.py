@@ -208,8 +208,8 @@ def evaluate_summary(
       ("discrete", binary families) or of the family's own continuous model ("relaxed", e.g.
       gaussian); absent for autoencoder-gmm. iwae_k=None: the model's ``summary_iwae_k`` (set
       from TrainConfig.summary_iwae_k by `binaryvae.models.build_model`), else `default_iwae_k`
-      (1,000 where the 2^n codes can be decoded once, binary and n <= 12, else 100); 0 skips it. The same value is
-      also under its per-k key `iwae_key(k)`, e.g. test_iwae_k1000;
+      (1,000 where the 2^n codes can be decoded once, binary and n <= 12, else 100); 0 skips
+      it. The same value is also under its per-k key `iwae_key(k)`, e.g. test_iwae_k1000;
     - test_log_px_exact, test_exact_gap for n <= exact_max_bits, or n <= 20 with exact=True;
     - recon_loss_r5 (Table 5.2: -log p(x | decoder input) averaged over recon_repeats draws,
       the family's own decoder input) and recon_loss_r5_discrete (hard codes; binary families);
