@@ -515,7 +515,10 @@ class TrainConfig:
         keep = set(keep)
         d = self.to_dict()
         extra = dict(d["extra"])
-        for name, value in protocol_values(self.protocol, self.family).items():
+        values = protocol_values(self.protocol, self.family)
+        if "extra.learning_signal" not in values and not keep & {"extra.learning_signal", "extra"}:
+            extra.pop("learning_signal", None)  # a family without one: the default (none)
+        for name, value in values.items():
             if name in keep or ("extra" in keep and name[len("extra."):] in extra):
                 continue
             if name.startswith("extra."):
