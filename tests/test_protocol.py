@@ -380,6 +380,22 @@ def test_a_sweep_grid_takes_the_preset_and_follows_it_per_family():
     assert disarm.protocol_overrides == step.protocol_overrides == ["lr"]
 
 
+def test_the_sweep_command_takes_the_preset_and_its_options():
+    from binaryvae.cli import build_parser
+    from binaryvae.cli.sweep import _given
+
+    args = build_parser().parse_args(["sweep", "--out", "unused", "--protocol", "disarm-linear",
+                                      "--families", "bernoulli-disarm", "--prior-sgd-lr", "none",
+                                      "--grad-var-param-ema", "off"])  # fmt: skip
+    values = _given(args)
+    assert values["protocol"] == "disarm-linear"
+    assert values["prior_sgd_lr"] is None and values["grad_var_param_ema"] is False
+    (cell,) = grid_from_values(values).cells()
+    assert (cell.config.prior_sgd_lr, cell.config.grad_var_param_ema) == (None, False)
+    assert cell.config.protocol_overrides == ["grad_var_param_ema", "prior_sgd_lr"]
+    assert cell.config.adam_eps == 1e-7 and cell.config.decoder_sample == "independent"
+
+
 def test_protocol_errors_are_one_line_and_exit_2(tmp_path, capsys):
     code = main(["train", "--out", str(tmp_path / "r"), "--protocol", "disarm-linear",
                  "--family", "steplogistic", "--decoder-sample", "independent",

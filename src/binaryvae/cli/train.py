@@ -56,7 +56,8 @@ _FIELDS = {
     "eval_iwae_k": "eval_iwae_k",
     "grad_every": "grad_every",
     "grad_samples": "grad_samples",
-    # the reference protocol's options (issue 28)
+    # the reference protocol's options (issue 28) and its presets
+    "protocol": "protocol",
     "encoder_input": "encoder_input",
     "decoder_input": "decoder_input",
     "decoder_bias": "decoder_bias",
@@ -81,6 +82,14 @@ def _float_or_none(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def _on_off(text: str) -> bool:
+    """``on`` -> True, ``off`` -> False."""
+    value = {"on": True, "off": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return value
 
 
 def _int_or_none(text: str):
@@ -264,7 +273,7 @@ def _add_protocol_options(p: argparse.ArgumentParser) -> None:
                    help="hold out the last N training images as the validation split (default 0)")
     g.add_argument("--summary-iwae-k", type=_int_or_none, default=None, metavar="K",
                    help="k of summary.json's IWAE (default none: 100, or 1,000 up to 12 bits)")
-    g.add_argument("--grad-var-param-ema", default=None, action=argparse.BooleanOptionalAction,
+    g.add_argument("--grad-var-param-ema", type=_on_off, default=None, metavar="on|off",
                    help="log the reference's gradient variance, grad_var_param_ema (an EMA of "
                    "the encoder parameter gradients' moments; default off)")
 
