@@ -194,6 +194,17 @@ def test_validation_is_the_last_n_training_images_and_training_the_first():
         with_validation(ds, 60)
 
 
+def test_the_feature_classifier_sees_the_whole_training_split_whatever_is_held_out():
+    from binaryvae.training.classifier import dataset_fingerprint
+
+    ds = _stand_in()
+    ds.train_y = torch.arange(60) % 3
+    ds.test_y = torch.arange(10) % 3
+    assert dataset_fingerprint(with_validation(ds, 10)) == dataset_fingerprint(ds)
+    other = dataclasses.replace(ds, train_x=ds.train_x.flip(0))
+    assert dataset_fingerprint(with_validation(other, 10)) != dataset_fingerprint(ds)
+
+
 def test_prepare_splits_the_training_data_and_refuses_too_large_a_validation():
     cfg = TrainConfig(dataset="mnist-mini", latent_dim=2, hidden=(4,), validation=2000,
                       threads=1, device="cpu")  # fmt: skip
