@@ -28,7 +28,7 @@ from binaryvae.models import build_model
 from binaryvae.models.grad_moments import ParamGradientEMA
 from binaryvae.models.networks import InputAffine, glorot_bound
 from binaryvae.runs.build import build_replica_model, prepare
-from binaryvae.runs.sweep_grid import grid_from_values
+from binaryvae.runs.sweep_grid import Grid, grid_from_values
 from binaryvae.training import make_optimizer
 from test_estimators import N_BITS, Z_MAX, FixedParams, R, _data, _estimates, _exact_grad, _z
 
@@ -389,6 +389,9 @@ def test_a_sweep_grid_takes_the_preset_and_follows_it_per_family():
     assert disarm.decoder_sample == "independent" and disarm.extra == {"learning_signal": "elbo"}
     assert step.decoder_sample == "shared" and step.extra == {}
     assert disarm.protocol_overrides == step.protocol_overrides == ["lr"]
+    # sweep.json's recorded grid gives the same cells back
+    recorded = Grid.from_dict(json.loads(json.dumps(grid.to_dict())), "sweep.json")
+    assert [c.config for c in recorded.cells()] == [c.config for c in grid.cells()]
 
 
 def test_the_sweep_command_takes_the_preset_and_its_options():
