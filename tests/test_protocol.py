@@ -519,6 +519,17 @@ def test_summary_iwae_k_sets_the_summarys_k():
     assert evaluate_summary(plain, x, seed=0, samples=1, recon_repeats=1)["iwae_k"] == 1000
 
 
+def test_the_presets_family_lists_are_the_registrys():
+    from binaryvae.config import INDEPENDENT_SAMPLE_FAMILIES, LEARNING_SIGNAL_FAMILIES
+    from binaryvae.models.families import FAMILY_CLASSES
+
+    independent = [n for n, c in FAMILY_CLASSES.items()
+                   if getattr(c, "independent_decoder_sample", False)]  # fmt: skip
+    assert sorted(INDEPENDENT_SAMPLE_FAMILIES) == sorted(independent) == sorted(INDEPENDENT)
+    signal = [n for n, c in FAMILY_CLASSES.items() if c.takes_learning_signal]
+    assert sorted(LEARNING_SIGNAL_FAMILIES) == sorted(signal)
+
+
 # ----------------------------------------------------------------------------- defaults
 def test_the_defaults_build_todays_model():
     model = build_model(TrainConfig(family="bernoulli-disarm", latent_dim=3, hidden=(4,)), 12)

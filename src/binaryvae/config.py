@@ -34,6 +34,8 @@ __all__ = [
     "MAX_IWAE_K",
     "PROTOCOLS",
     "PROTOCOL_FIELDS",
+    "INDEPENDENT_SAMPLE_FAMILIES",
+    "LEARNING_SIGNAL_FAMILIES",
     "ENCODER_INPUTS",
     "DECODER_INPUTS",
     "DECODER_BIASES",
@@ -138,6 +140,17 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "disarm-nonlinear": {**_PROTOCOL_COMMON, "hidden": (200, 200)},
     "disarm-linear": {**_PROTOCOL_COMMON, "hidden": ()},
 }
+# The families whose estimator offers decoder_sample "independent", and those that take a
+# learning signal (ModelOptions.learning_signal): what the registry's classes say
+# (binaryvae.models.FAMILY_CLASSES; config sits below models, so it names them here and
+# tests/test_protocol.py checks the two lists against the registry).
+INDEPENDENT_SAMPLE_FAMILIES = ("bernoulli-reinforce-loo", "bernoulli-arm", "bernoulli-disarm")
+LEARNING_SIGNAL_FAMILIES = (
+    "bernoulli-sfe",
+    "bernoulli-reinforce-loo",
+    "bernoulli-arm",
+    "bernoulli-disarm",
+)
 # every field a preset may set (the family-dependent ones included); extra's learning signal
 # is named "extra.learning_signal"
 PROTOCOL_FIELDS = (*_PROTOCOL_COMMON, "hidden", "decoder_sample", "extra.learning_signal")
@@ -154,12 +167,9 @@ def protocol_values(name: str, family: str) -> dict[str, Any]:
         raise BadInput(
             f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}"
         ) from None
-    from binaryvae.models.families import FAMILY_CLASSES  # on use: models import this module
-
-    cls = FAMILY_CLASSES.get(family)
-    independent = cls is not None and bool(getattr(cls, "independent_decoder_sample", False))
+    independent = family in INDEPENDENT_SAMPLE_FAMILIES
     values["decoder_sample"] = "independent" if independent else "shared"
-    if cls is not None and cls.takes_learning_signal:
+    if family in LEARNING_SIGNAL_FAMILIES:
         values["extra.learning_signal"] = "elbo"
     return values
 
