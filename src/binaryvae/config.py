@@ -32,6 +32,16 @@ __all__ = [
     "MAX_LATENT_DIM",
     "MAX_SEED",
     "MAX_IWAE_K",
+    "PROTOCOLS",
+    "PROTOCOL_FIELDS",
+    "INDEPENDENT_SAMPLE_FAMILIES",
+    "LEARNING_SIGNAL_FAMILIES",
+    "ENCODER_INPUTS",
+    "DECODER_INPUTS",
+    "DECODER_BIASES",
+    "INITS",
+    "DECODER_SAMPLES",
+    "protocol_values",
     "check_float",
     "check_int",
     "split_list",
@@ -46,6 +56,12 @@ DECODERS = ("auto", "bernoulli", "gaussian")
 PRIORS = ("fixed", "learned")
 PRECISIONS = ("fp32", "bf16")
 LEARNING_SIGNALS = ("reconstruction", "elbo")
+# the reference protocol's options (issue 28), each with today's behaviour first (the default)
+ENCODER_INPUTS = ("raw", "centred")  # x, or x - (training mean)
+DECODER_INPUTS = ("bits", "signed")  # b in {0, 1}, or 2b - 1 in {-1, 1}
+DECODER_BIASES = ("default", "data-mean")  # the init's, or logit(clip(training mean))
+INITS = ("torch", "glorot")  # PyTorch's default init, or Keras glorot-uniform + zero biases
+DECODER_SAMPLES = ("shared", "independent")  # the estimator's samples, or a third b ~ q
 
 # `binaryvae compare` defaults (README command (1)): the dissertation's 8-bit comparison
 # (section 5.3, Figure 5.5) -- Logistic with its own ELBO and with the Bernoulli ELBO (Figures
@@ -88,6 +104,76 @@ RECORDED_FIELDS = ("data_fingerprint", "data_source")
 # bounded whatever k). Burda et al. (2016) use k = 5,000.
 MAX_IWAE_K = 100_000
 
+# The reference protocol's presets (issue 28): the DisARM/ARMS papers' public code
+# (alekdimi/arms, experiment_launcher.py) as binaryvae's options. Fashion-MNIST, dynamically
+# binarized, train = the first 50,000 training images and validation = the last 10,000, batch
+# 50, Adam 1e-4 with epsilon 1e-7, 200 bits, learned prior logits by SGD at 1e-2, centred
+# encoder input, +-1 decoder input, data-mean decoder bias, glorot init, summary IWAE k = 100;
+# nonlinear: 784-200-200-200 with LeakyReLU(0.3) (its encoder_hidden_sizes [200, 200, 200])
+# and the mirrored decoder; linear: one linear layer each way. Where the family takes them
+# (`protocol_values`): decoder and prior gradients from an independent sample, and the whole
+# single-sample ELBO as the learning signal (the reference's f = log p(x, b) - log q(b|x)).
+_PROTOCOL_COMMON: dict[str, Any] = {
+    "dataset": "fashion-mnist",
+    "binarize": "dynamic",
+    "validation": 10_000,
+    "objective": "elbo",
+    "kl_weight": 1.0,
+    "kl_warmup_epochs": 0,
+    "batch_size": 50,
+    "lr": 1e-4,
+    "adam_eps": 1e-7,
+    "latent_dim": 200,
+    "network": "mlp",
+    "activation": "leaky_relu",
+    "decoder": "bernoulli",
+    "prior": "learned",
+    "prior_sgd_lr": 1e-2,
+    "encoder_input": "centred",
+    "decoder_input": "signed",
+    "decoder_bias": "data-mean",
+    "init": "glorot",
+    "summary_iwae_k": 100,
+    "grad_var_param_ema": True,
+}
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "disarm-nonlinear": {**_PROTOCOL_COMMON, "hidden": (200, 200)},
+    "disarm-linear": {**_PROTOCOL_COMMON, "hidden": ()},
+}
+# The families whose estimator offers decoder_sample "independent", and those that take a
+# learning signal (ModelOptions.learning_signal): what the registry's classes say
+# (binaryvae.models.FAMILY_CLASSES; config sits below models, so it names them here and
+# tests/test_protocol.py checks the two lists against the registry).
+INDEPENDENT_SAMPLE_FAMILIES = ("bernoulli-reinforce-loo", "bernoulli-arm", "bernoulli-disarm")
+LEARNING_SIGNAL_FAMILIES = (
+    "bernoulli-sfe",
+    "bernoulli-reinforce-loo",
+    "bernoulli-arm",
+    "bernoulli-disarm",
+)
+# every field a preset may set (the family-dependent ones included); extra's learning signal
+# is named "extra.learning_signal"
+PROTOCOL_FIELDS = (*_PROTOCOL_COMMON, "hidden", "decoder_sample", "extra.learning_signal")
+
+
+def protocol_values(name: str, family: str) -> dict[str, Any]:
+    """The values preset ``name`` sets for a run of ``family``: `PROTOCOLS` [name], plus
+    ``decoder_sample`` ("independent" where the family's estimator offers it, else "shared")
+    and, for the families that take a learning signal, ``extra.learning_signal`` = "elbo".
+    BadInput for an unknown preset."""
+    try:
+        values = dict(PROTOCOLS[name])
+    except KeyError:
+        raise BadInput(
+            f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}"
+        ) from None
+    independent = family in INDEPENDENT_SAMPLE_FAMILIES
+    values["decoder_sample"] = "independent" if independent else "shared"
+    if family in LEARNING_SIGNAL_FAMILIES:
+        values["extra.learning_signal"] = "elbo"
+    return values
+
+
 # Ranges of the numeric fields. Upper limits bound the work one command can ask for (a latent
 # size of 2^31 would exhaust memory before the first step); each is far above any published
 # setting (the estimator literature uses 200 bits and batch 50-100, the dissertation 8-56 bits).
@@ -106,6 +192,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "grad_every": (0, 1_000_000_000),
     "grad_samples": (2, 10_000),
     "threads": (1, 4096),
+    "validation": (0, 100_000_000),
 }
 _HEX = frozenset("0123456789abcdef")
 _HIDDEN_MAX = (16, 65_536)  # at most 16 layers of at most 65,536 units
@@ -114,6 +201,7 @@ _FLOAT_RANGES: dict[str, tuple[float, bool]] = {
     "beta": (0.0, False),
     "lr": (0.0, False),
     "kl_weight": (0.0, True),
+    "adam_eps": (0.0, False),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {}  # filled below, after the tuples are defined
 # how messages name a field where its name alone would be cryptic
@@ -125,6 +213,8 @@ _LABELS = {
     "kl_warmup_epochs": "KL warm-up epochs (kl_warmup_epochs)",
     "batch_size": "batch size (batch_size)",
     "binarize": "binarization (binarize)",
+    "adam_eps": "Adam epsilon (adam_eps)",
+    "validation": "validation images (validation)",
 }
 
 
@@ -302,6 +392,37 @@ class TrainConfig:
     precision: str = "fp32"
     # family-specific options, e.g. {"conv_channels": 32} (binaryvae.models docstring)
     extra: dict[str, Any] = field(default_factory=dict)
+    # ---- the reference protocol (issue 28: Dong, Mnih & Tucker 2020 as their public code
+    # runs it). Each option alone, its default today's behaviour; `protocol` names a preset
+    # that sets them all (`PROTOCOLS`, `protocol_values`), and `protocol_overrides` records
+    # (derived, never chosen) the preset's fields whose final value is not the preset's.
+    # encoder input: "raw" x, or "centred" x - (mean of the training split)
+    encoder_input: str = "raw"
+    # decoder input: "bits" b in {0, 1}, or "signed" 2b - 1
+    decoder_input: str = "bits"
+    # the decoder's output bias at init: "default" (the init's), or "data-mean":
+    # logit(clip(mean of the training split, 0.001, 0.999)) (bernoulli decoder, mlp network)
+    decoder_bias: str = "default"
+    # weights at init: "torch" (PyTorch's default), or "glorot" (Keras glorot-uniform,
+    # U(-b, b) with b = sqrt(6 / (fan_in + fan_out)), and zero biases)
+    init: str = "torch"
+    # the learned prior's logits: None trains them inside the one Adam; a number trains them
+    # by plain SGD at that learning rate (needs prior "learned")
+    prior_sgd_lr: float | None = None
+    # decoder and prior gradients: "shared" (from the estimator's own samples), or
+    # "independent" (from a third sample b ~ q(b|x); bernoulli-disarm, -arm, -reinforce-loo)
+    decoder_sample: str = "shared"
+    adam_eps: float = 1e-8  # Adam's epsilon
+    # the last `validation` training images held out as the validation split (0: none)
+    validation: int = 0
+    # k of summary.json's IWAE: None = binaryvae.evaluation.default_iwae_k (100 or 1,000)
+    summary_iwae_k: int | None = None
+    # track the reference's gradient variance (an EMA, decay 0.999, of the encoder parameter
+    # gradients' moments; `binaryvae.diagnostics.ParamGradientEMA`): metrics key
+    # grad_var_param_ema
+    grad_var_param_ema: bool = False
+    protocol: str | None = None  # a preset of `PROTOCOLS`, or None
+    protocol_overrides: list[str] | None = None  # derived by validate() (see above)
     # recorded by training (RECORDED_FIELDS), None until then: the sha256 fingerprint of the
     # data it trained on (binaryvae.data.datasets.fingerprint_of) and where they were
     # found. A run whose config.json has none (written before 0.2.0) is accepted with the data
@@ -351,6 +472,78 @@ class TrainConfig:
         if self.data_source is not None and not isinstance(self.data_source, str):
             raise BadInput(f"data_source must be a path or null, got {self.data_source!r}")
         self.options  # noqa: B018 - validates extra
+        self._validate_protocol_options()
+
+    def _validate_protocol_options(self) -> None:
+        """The reference-protocol block (issue 28); derives ``protocol_overrides``."""
+        if self.prior_sgd_lr is not None:
+            self.prior_sgd_lr = check_float("prior SGD learning rate (prior_sgd_lr)",
+                                            self.prior_sgd_lr, 0.0, False)  # fmt: skip
+            if self.prior != "learned":
+                raise BadInput(
+                    "prior_sgd_lr trains the learned prior's logits; it needs prior 'learned' "
+                    f"(--prior learned), got prior {self.prior!r}"
+                )
+        if self.summary_iwae_k is not None:
+            check_int("summary IWAE k (summary_iwae_k)", self.summary_iwae_k, 1, MAX_IWAE_K)
+        if not isinstance(self.grad_var_param_ema, bool):
+            raise BadInput(f"grad_var_param_ema must be true or false, got "
+                           f"{self.grad_var_param_ema!r}")  # fmt: skip
+        if self.protocol is None:
+            if self.protocol_overrides:
+                raise BadInput("protocol_overrides needs a protocol; protocol is null")
+            self.protocol_overrides = None
+            return
+        if not isinstance(self.protocol, str) or self.protocol not in PROTOCOLS:
+            raise BadInput(
+                f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}"
+            )
+        given = self.protocol_overrides
+        if given is not None and not (
+            isinstance(given, list | tuple) and all(isinstance(g, str) for g in given)
+        ):
+            raise BadInput(f"protocol_overrides must be a list of field names, got {given!r}")
+        values = protocol_values(self.protocol, self.family)
+        self.protocol_overrides = sorted(
+            name for name, value in values.items() if not _same_value(self._get(name), value)
+        )
+
+    def _get(self, name: str) -> Any:
+        """A field's value, or ``extra.<key>``'s (with `ModelOptions`' default)."""
+        if name.startswith("extra."):
+            key = name[len("extra."):]
+            return self.extra.get(key, getattr(ModelOptions, key))
+        return getattr(self, name)
+
+    def follow_protocol(self, keep: Any = ()) -> TrainConfig:
+        """This config with every field of its preset (`protocol_values` for its family) set
+        to the preset's value, except the fields named in ``keep`` (the options given
+        explicitly: they override the preset and are recorded in ``protocol_overrides``).
+        Itself when it names no protocol."""
+        if self.protocol is None:
+            return self
+        keep = set(keep)
+        d = self.to_dict()
+        extra = dict(d["extra"])
+        values = protocol_values(self.protocol, self.family)
+        if "extra.learning_signal" not in values and not keep & {"extra.learning_signal", "extra"}:
+            extra.pop("learning_signal", None)  # a family without one: the default (none)
+        for name, value in values.items():
+            if name in keep or ("extra" in keep and name[len("extra."):] in extra):
+                continue
+            if name.startswith("extra."):
+                extra[name[len("extra."):]] = value
+            else:
+                d[name] = list(value) if isinstance(value, tuple) else value
+        d["extra"] = extra
+        return TrainConfig.from_dict(d)
+
+    @classmethod
+    def from_protocol(cls, name: str, **fields: Any) -> TrainConfig:
+        """The config of preset ``name`` (`PROTOCOLS`), ``fields`` given on top (they
+        override the preset and are recorded as such)."""
+        base = cls(**{**fields, "protocol": None, "protocol_overrides": None})
+        return dataclasses.replace(base, protocol=name).follow_protocol(fields)
 
     @property
     def options(self) -> ModelOptions:
@@ -376,6 +569,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
+        if d["protocol_overrides"] is not None:
+            d["protocol_overrides"] = list(d["protocol_overrides"])
         return d
 
     @classmethod
@@ -416,6 +611,15 @@ class TrainConfig:
             )
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal as config values: lists and tuples alike, 1 and 1.0 alike, bools only to bools."""
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
 def _check_hidden(hidden: Any) -> tuple[int, ...]:
     if not isinstance(hidden, list | tuple):
         raise BadInput(f"hidden must be a list of layer sizes like [512, 256, 128], got {hidden!r}")
@@ -434,4 +638,9 @@ _CHOICES.update(
     decoder=DECODERS,
     prior=PRIORS,
     precision=PRECISIONS,
+    encoder_input=ENCODER_INPUTS,
+    decoder_input=DECODER_INPUTS,
+    decoder_bias=DECODER_BIASES,
+    init=INITS,
+    decoder_sample=DECODER_SAMPLES,
 )

@@ -181,7 +181,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
             continue
         value = getattr(args, option, None)
         if value is not None:
-            values[field] = value
+            values[field] = None if value == train._NONE else value  # "none": the field's null
     if args.hidden is not None:
         values["hidden"] = args.hidden
     return values

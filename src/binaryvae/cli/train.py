@@ -12,10 +12,16 @@ from binaryvae.cli._common import add_run_options, hidden_sizes, path_option, pr
 from binaryvae.config import (
     ACTIVATIONS,
     BINARIZE_MODES,
+    DECODER_BIASES,
+    DECODER_INPUTS,
+    DECODER_SAMPLES,
     DECODERS,
+    ENCODER_INPUTS,
+    INITS,
     NETWORKS,
     OBJECTIVES,
     PRIORS,
+    PROTOCOLS,
     TrainConfig,
 )
 from binaryvae.errors import BadInput
@@ -50,7 +56,50 @@ _FIELDS = {
     "eval_iwae_k": "eval_iwae_k",
     "grad_every": "grad_every",
     "grad_samples": "grad_samples",
+    # the reference protocol's options (issue 28) and its presets
+    "protocol": "protocol",
+    "encoder_input": "encoder_input",
+    "decoder_input": "decoder_input",
+    "decoder_bias": "decoder_bias",
+    "init": "init",
+    "prior_sgd_lr": "prior_sgd_lr",
+    "decoder_sample": "decoder_sample",
+    "adam_eps": "adam_eps",
+    "validation": "validation",
+    "summary_iwae_k": "summary_iwae_k",
+    "grad_var_param_ema": "grad_var_param_ema",
 }
+# what an option takes to mean "none" where the field may be null (argparse's None is "not
+# given")
+_NONE = "none"
+
+
+def _float_or_none(text: str):
+    """A float, or the word ``none`` (the field's null)."""
+    if text.strip().lower() == _NONE:
+        return _NONE
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def _on_off(text: str) -> bool:
+    """``on`` -> True, ``off`` -> False."""
+    value = {"on": True, "off": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return value
+
+
+def _int_or_none(text: str):
+    """An integer, or the word ``none`` (the field's null)."""
+    if text.strip().lower() == _NONE:
+        return _NONE
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -182,8 +231,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="K",
         help="autoencoder-gmm: mixture components (default 20)",
     )
+    _add_protocol_options(p)
     add_run_options(p)
     p.set_defaults(func=run_train)
+
+
+def _add_protocol_options(p: argparse.ArgumentParser) -> None:
+    """The reference protocol's options (issue 28) and its presets."""
+    g = p.add_argument_group(
+        "reference protocol",
+        "the DisARM/ARMS papers' public code as options (each alone), and presets setting them "
+        "all; options given beside --protocol override it (config.json's protocol_overrides)",
+    )
+    g.add_argument(
+        "--protocol",
+        default=None,
+        choices=tuple(PROTOCOLS),
+        help="preset: fashion-mnist, dynamic binarization, --validation 10000, batch 50, Adam "
+        "1e-4 (eps 1e-7), 200 bits, learned prior by SGD 1e-2, centred encoder input, signed "
+        "decoder input, data-mean decoder bias, glorot init, independent decoder sample and the "
+        "ELBO learning signal (where the family takes them), summary IWAE k=100, "
+        "grad_var_param_ema; nonlinear: --hidden 200,200 LeakyReLU(0.3); linear: no hidden layer",
+    )
+    g.add_argument("--encoder-input", default=None, choices=ENCODER_INPUTS,
+                   help="raw x (default) or centred: x - (training mean)")
+    g.add_argument("--decoder-input", default=None, choices=DECODER_INPUTS,
+                   help="bits b in {0,1} (default) or signed: 2b - 1")
+    g.add_argument("--decoder-bias", default=None, choices=DECODER_BIASES,
+                   help="decoder output bias at init: default, or data-mean: "
+                   "logit(clip(training mean, 0.001, 0.999))")
+    g.add_argument("--init", default=None, choices=INITS,
+                   help="weights at init: torch (default) or glorot (uniform, zero biases)")
+    g.add_argument("--prior-sgd-lr", type=_float_or_none, default=None, metavar="F",
+                   help="train the learned prior's logits by SGD at F (default none: in Adam)")
+    g.add_argument("--decoder-sample", default=None, choices=DECODER_SAMPLES,
+                   help="decoder/prior gradients from the estimator's samples (shared, default) "
+                   "or an independent third sample (bernoulli-disarm, -arm, -reinforce-loo)")
+    g.add_argument("--adam-eps", type=float, default=None, metavar="F",
+                   help="Adam's epsilon (default 1e-8)")
+    g.add_argument("--validation", type=int, default=None, metavar="N",
+                   help="hold out the last N training images as the validation split (default 0)")
+    g.add_argument("--summary-iwae-k", type=_int_or_none, default=None, metavar="K",
+                   help="k of summary.json's IWAE (default none: 100, or 1,000 up to 12 bits)")
+    g.add_argument("--grad-var-param-ema", type=_on_off, default=None, metavar="on|off",
+                   help="log the reference's gradient variance, grad_var_param_ema (an EMA of "
+                   "the encoder parameter gradients' moments; default off)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -217,13 +309,25 @@ def _recorded_group_config(out: Path) -> dict[str, Any]:
 
 
 def _apply(base: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
+    """``base`` with the options given on top. With ``--protocol`` the preset's values come
+    between the two (`TrainConfig.follow_protocol`); a base that names a protocol keeps its
+    overrides and follows its preset elsewhere (a family given here gets the preset's
+    family-dependent values)."""
+    explicit: dict[str, Any] = {}
     for option, field in _FIELDS.items():
         value = getattr(args, option, None)
         if value is not None:
-            base[field] = value
-    if args.hidden is not None:
-        base["hidden"] = hidden_sizes(args.hidden)
-    return TrainConfig.from_dict(base)
+            explicit[field] = None if value == _NONE else value
+    if getattr(args, "hidden", None) is not None:
+        explicit["hidden"] = hidden_sizes(args.hidden)
+    protocol = getattr(args, "protocol", None)
+    if protocol is not None:
+        keep = set(explicit)
+        merged = {**base, **explicit, "protocol": protocol, "protocol_overrides": None}
+    else:
+        keep = set(base.get("protocol_overrides") or ()) | set(explicit)
+        merged = {**base, **explicit}
+    return TrainConfig.from_dict(merged).follow_protocol(keep)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ x_test = test_tensor(ds.test_x, binarize="dynamic", seed=0)   # float32 [2000, 7
 ```
 """
 
-from binaryvae.data.batching import EpochBatches, derive_seed, test_tensor, to_float
+from binaryvae.data.batching import EpochBatches, derive_seed, test_tensor, to_float, train_mean
 from binaryvae.data.datasets import (
     DATASETS,
     MNIST_MINI_LABEL,
@@ -18,6 +18,7 @@ from binaryvae.data.datasets import (
     dataset_geometry,
     load_dataset,
     mnist_mini_split,
+    with_validation,
 )
 from binaryvae.data.idx import IdxError, parse_idx, read_idx, read_image_label_pair
 from binaryvae.data.toy import sample_toy, toy_log_posterior, toy_log_px, toy_posterior_probs
@@ -33,6 +34,8 @@ __all__ = [
     "EpochBatches",
     "test_tensor",
     "to_float",
+    "train_mean",
+    "with_validation",
     "derive_seed",
     "IdxError",
     "parse_idx",

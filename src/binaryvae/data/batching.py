@@ -26,7 +26,7 @@ import torch
 from binaryvae.config import BINARIZE_MODES
 from binaryvae.errors import BadInput
 
-__all__ = ["EpochBatches", "test_tensor", "to_float", "derive_seed", "BINARIZE_MODES"]
+__all__ = ["EpochBatches", "test_tensor", "to_float", "train_mean", "derive_seed", "BINARIZE_MODES"]
 
 # independent random streams derived from one seed
 _STREAM_ORDER = 0
@@ -75,6 +75,22 @@ def to_float(
         return grey
     u = torch.rand(grey.shape, generator=generator, device=grey.device)  # [B, D]
     return (u < grey).to(torch.float32)
+
+
+def train_mean(train_x: torch.Tensor, binarize: str = "none", chunk: int = 10_000) -> torch.Tensor:
+    """The mean training example ``[D]`` (float32) as training sees it in pixel mode
+    ``binarize``: grey levels x / 255 for "none", the thresholded pixels for "threshold", and
+    for "dynamic" the expectation of the Bernoulli(x / 255) draws, i.e. the grey-level mean
+    (the reference code averages one epoch of draws instead: the same up to its sampling noise,
+    about 0.002 per pixel over 50,000 images). Summed in float64, by chunks."""
+    _check_mode(train_x, binarize)
+    if len(train_x) == 0:
+        raise BadInput("the mean of an empty training split is undefined")
+    mode = "none" if binarize == "dynamic" else binarize
+    total = torch.zeros(train_x.shape[1], dtype=torch.float64)
+    for start in range(0, len(train_x), chunk):
+        total += to_float(train_x[start : start + chunk].cpu(), mode).double().sum(0)
+    return (total / len(train_x)).to(torch.float32)
 
 
 class EpochBatches:

@@ -24,6 +24,7 @@ without parsing, caches each file's digest by its identity and modification time
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -52,6 +53,7 @@ __all__ = [
     "TOY_SEED",
     "TOY_SIZES",
     "mnist_mini_split",
+    "with_validation",
 ]
 
 MNIST_MINI_DIR = Path(__file__).parent / "mnist_mini"
@@ -75,6 +77,9 @@ class Dataset:
     source: str = ""  # where the files came from (a folder), or how the data were made
     params: dict[str, Any] = field(default_factory=dict)  # e.g. the toy model's sigma
     fingerprint: str = ""  # `fingerprint_of` its parts (module docstring)
+    # the validation split held out of the training split's end (`with_validation`), or None
+    valid_x: torch.Tensor | None = None
+    valid_y: torch.Tensor | None = None
 
     @property
     def data_dim(self) -> int:
@@ -109,6 +114,41 @@ def mnist_mini_split(n: int = 10000) -> tuple[torch.Tensor, torch.Tensor]:
     """
     i = torch.arange(n)
     return i[i % 5 != 4], i[i % 5 == 4]
+
+
+def with_validation(dataset: Dataset, n: int) -> Dataset:
+    """``dataset`` with its last ``n`` training examples held out as the validation split
+    (``valid_x``/``valid_y``) and the first N - n as the training split, in file order (the
+    reference code's ``train[:50000]`` / ``train[50000:]`` for n = 10,000 of 60,000). A
+    dataset already split is first put back together, so the result depends on ``n`` alone;
+    n = 0 gives the whole training split and no validation split. The tensors are views, the
+    fingerprint (of the files) unchanged. BadInput unless 0 <= n < the training examples."""
+    train_x, train_y = dataset.train_x, dataset.train_y
+    if dataset.valid_x is not None:
+        train_x = torch.cat([train_x, dataset.valid_x])
+        if train_y is not None and dataset.valid_y is not None:
+            train_y = torch.cat([train_y, dataset.valid_y])
+    total = int(train_x.shape[0])
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < total:
+        raise BadInput(
+            f"{dataset.name}: validation must hold 0 to {total - 1} of its {total} training "
+            f"examples, got {n!r}"
+        )
+    if n == 0:
+        if dataset.valid_x is None:
+            return dataset
+        return dataclasses.replace(dataset, train_x=train_x, train_y=train_y,
+                                   valid_x=None, valid_y=None)  # fmt: skip
+    if dataset.valid_x is not None and int(dataset.valid_x.shape[0]) == n:
+        return dataset
+    keep = total - n
+    return dataclasses.replace(
+        dataset,
+        train_x=train_x[:keep],
+        valid_x=train_x[keep:],
+        train_y=None if train_y is None else train_y[:keep],
+        valid_y=None if train_y is None else train_y[keep:],
+    )
 
 
 def shape_text(shape: tuple[int, ...] | None) -> str:

@@ -6,8 +6,12 @@ estimated ``K`` times, with fresh noise each time (the family's own estimator: t
 reparameterised relaxation, straight-through, or a score-function estimator). Per image the
 gradient is that of the image's own objective (not of the batch mean), in nats per unit of h.
 
-- ``grad_var``: the variance over the K estimates, averaged over all B * p * n coordinates
-  (the quantity of Dong, Mnih & Tucker 2020, Figure 5, right column, per coordinate);
+- ``grad_var``: the variance over the K estimates, averaged over all B * p * n coordinates:
+  the spread of the per-image gradient with respect to the encoder's *outputs* (the logits),
+  at fixed parameters, on this batch. It is not the gradient variance the DisARM/ARMS papers
+  plot (Dong, Mnih & Tucker 2020, Figure 5; their code's ``var/grad``): that one is an EMA over
+  training steps of the encoder *parameter* gradients' moments, `binaryvae.models.grad_moments`,
+  reported beside this one as ``grad_var_param_ema`` for models that track it;
 - ``grad_mean_norm``: the Euclidean norm of the mean estimate over the batch, divided by
   sqrt(B) (a per-image scale);
 - for binary families with n <= `EXACT_GRADIENT_BITS` bits, ``grad_exact_norm``: the norm of the
@@ -105,6 +109,9 @@ def gradient_diagnostics(
             "grad_var": var.mean().item(),
             "grad_mean_norm": mean.norm().item() / math.sqrt(b),
         }
+        tracker = getattr(model, "grad_ema", None)
+        if tracker is not None:  # the reference's quantity, beside ours (module docstring)
+            out["grad_var_param_ema"] = tracker.variance()
         if exact:
             elbo = exact_discrete_elbo(model, x, leaves)
             exact_grad = _flat(torch.autograd.grad(elbo.sum(), leaves)).double()

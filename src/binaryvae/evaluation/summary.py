@@ -139,7 +139,11 @@ def evaluate_epoch(
     - test_log_px_exact, test_exact_gap: binary families with n <= exact_max_bits (2^n codes
       enumerated; gap = log p(x) - E_q[discrete ELBO] by enumeration = KL(q || p(b|x)));
     - test_iwae_k<K> with ``iwae_k`` = K > 0: IWAE-K of the discrete model (binary families;
-      of the continuous one for gaussian), the estimator literature's test bound.
+      of the continuous one for gaussian), the estimator literature's test bound;
+    - grad_var_param_ema: for a model that tracks it (``model.grad_ema``, TrainConfig
+      ``grad_var_param_ema``), the reference code's gradient variance: the EMA moments of the
+      encoder's parameter gradients over the training steps so far
+      (`binaryvae.models.grad_moments`; not a test-set number).
     """
     with seeded(seed, model_device(model)), eval_mode(model):
         x = to_model(model, test_x)
@@ -159,6 +163,9 @@ def evaluate_epoch(
         if iwae_k > 0 and has_likelihood(model):
             iw = _batched(lambda b: iwae_bound(model, b, iwae_k), x, batch_size)
             out[f"test_iwae_k{iwae_k}"] = _mean(iw)
+    tracker = getattr(model, "grad_ema", None)
+    if tracker is not None:  # the reference's gradient variance (binaryvae.models.grad_moments)
+        out["grad_var_param_ema"] = tracker.variance()
     return out
 
 
@@ -199,9 +206,10 @@ def evaluate_summary(
     Everything `evaluate_epoch` reports (with `samples` draws per image, default 5), plus:
     - test_iwae, iwae_k, iwae_proposal: IWAE-k (Burda et al. 2016) of the discrete model
       ("discrete", binary families) or of the family's own continuous model ("relaxed", e.g.
-      gaussian); absent for autoencoder-gmm. iwae_k=None: `default_iwae_k` (1,000 where the 2^n
-      codes can be decoded once, binary and n <= 12, else 100); 0 skips it. The same value is
-      also under its per-k key `iwae_key(k)`, e.g. test_iwae_k1000;
+      gaussian); absent for autoencoder-gmm. iwae_k=None: the model's ``summary_iwae_k`` (set
+      from TrainConfig.summary_iwae_k by `binaryvae.models.build_model`), else `default_iwae_k`
+      (1,000 where the 2^n codes can be decoded once, binary and n <= 12, else 100); 0 skips
+      it. The same value is also under its per-k key `iwae_key(k)`, e.g. test_iwae_k1000;
     - test_log_px_exact, test_exact_gap for n <= exact_max_bits, or n <= 20 with exact=True;
     - recon_loss_r5 (Table 5.2: -log p(x | decoder input) averaged over recon_repeats draws,
       the family's own decoder input) and recon_loss_r5_discrete (hard codes; binary families);
@@ -224,8 +232,8 @@ def evaluate_summary(
     with seeded(None if seed is None else seed + 1, model_device(model)), eval_mode(model):
         x = to_model(model, test_x)
         proposal = "discrete" if is_binary(model) else "relaxed"
-        if iwae_k is None:
-            iwae_k = default_iwae_k(model)
+        if iwae_k is None:  # the run's configured k (TrainConfig.summary_iwae_k), else default
+            iwae_k = getattr(model, "summary_iwae_k", None) or default_iwae_k(model)
         if has_likelihood(model) and iwae_k > 0:
             iw = _batched(lambda b: iwae_bound(model, b, iwae_k, proposal=proposal), x, batch_size)
             out.update(test_iwae=_mean(iw), iwae_k=iwae_k, iwae_proposal=proposal)

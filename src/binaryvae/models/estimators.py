@@ -16,6 +16,7 @@ Noise comes from `binaryvae.distributions.draw` with the caller's ``generator`` 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -41,7 +42,12 @@ __all__ = [
 #   unbiased               its gradient estimate's mean is the exact gradient of E_q[f(b)]
 #   takes_learning_signal  f(b) enters as a score-function weight (ModelOptions.learning_signal)
 #   samples_per_step       decoder evaluations per image and step
-# and ``from_options(options)`` builds it from `binaryvae.config.ModelOptions`.
+# and ``from_options(options)`` builds it from `binaryvae.config.ModelOptions`. Those with
+# ``independent_decoder_sample`` (DisARM, ARM, REINFORCE-LOO) take ``independent=True``
+# (TrainConfig.decoder_sample "independent", set by `binaryvae.models.build_model`): the
+# parameters inside f (decoder, prior) then get grad f(b') at a third sample b' ~ q drawn
+# independently of the estimator's own, whose f values only weight the logits' gradient (the
+# reference code's split, issue 28). Unbiased either way; one more decoder pass per step.
 
 Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
 
@@ -53,6 +59,16 @@ class EstimatorOutput(NamedTuple):
 
 def _uniform(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return draw(torch.rand, shape, like, generator)
+
+
+def _independent_term(logits: torch.Tensor, f: Signal, generator) -> torch.Tensor:
+    """``f(b') - f(b').detach()`` at b' = 1[u' < sigma(a)], u' drawn after the estimator's own
+    noise: value 0, gradient grad f(b') for the parameters inside f (decoder, prior), none for
+    the logits (b' is a hard sample). [..., B]"""
+    probs = torch.sigmoid(logits.detach())
+    b = (_uniform(logits.shape, logits, generator) < probs).to(logits.dtype)
+    fb = f(b)
+    return fb - fb.detach()
 
 
 def _magic_box(signal: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -136,13 +152,14 @@ class ReinforceLOO(nn.Module):
     once on all K samples ``[K, B, n]``.
     """
 
-    unbiased, takes_learning_signal = True, True
+    unbiased, takes_learning_signal, independent_decoder_sample = True, True, True
 
-    def __init__(self, samples: int = 2):
+    def __init__(self, samples: int = 2, independent: bool = False):
         super().__init__()
         if samples < 2:
             raise BadInput(f"reinforce-loo needs at least 2 samples, got {samples}")
         self.samples = int(samples)
+        self.independent = bool(independent)
 
     @classmethod
     def from_options(cls, o: ModelOptions) -> ReinforceLOO:
@@ -156,10 +173,14 @@ class ReinforceLOO(nn.Module):
         K = self.samples
         probs = torch.sigmoid(logits.detach())  # [B, n]
         b = (_uniform((K, *logits.shape), logits, generator) < probs).to(logits.dtype)  # [K, B, n]
-        fb = f(b)  # [K, B]
+        with torch.no_grad() if self.independent else contextlib.nullcontext():
+            fb = f(b)  # [K, B]
         signal = (fb.detach() - fb.detach().mean(0)) * (K / (K - 1))  # [K, B]  (Kool et al. 2019)
         score = _magic_box(signal, bernoulli_log_mass(b, logits))  # [K, B]
-        return EstimatorOutput((fb + score).mean(0), fb.detach().mean(0))
+        surrogate = (fb + score).mean(0)
+        if self.independent:
+            surrogate = surrogate + _independent_term(logits, f, generator)
+        return EstimatorOutput(surrogate, fb.detach().mean(0))
 
 
 def _antithetic_pair(logits: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,6 +203,11 @@ class ARM(nn.Module):
     """
 
     unbiased, takes_learning_signal, samples_per_step = True, True, 2
+    independent_decoder_sample = True
+
+    def __init__(self, independent: bool = False):
+        super().__init__()
+        self.independent = bool(independent)
 
     @classmethod
     def from_options(cls, o: ModelOptions) -> ARM:
@@ -189,9 +215,12 @@ class ARM(nn.Module):
 
     def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
         u, pair = _antithetic_pair(logits, generator)  # [B, n], [2, B, n]: b, b~
-        fb = f(pair)  # [2, B]
+        with torch.no_grad() if self.independent else contextlib.nullcontext():
+            fb = f(pair)  # [2, B]
         weight = (fb[1] - fb[0]).detach().unsqueeze(-1) * (u - 0.5)  # [B, n]  (Theorem 1)
         surrogate = fb.mean(0) + (weight * (logits - logits.detach())).sum(-1)  # [B]
+        if self.independent:
+            surrogate = surrogate + _independent_term(logits, f, generator)
         return EstimatorOutput(surrogate, fb.detach().mean(0))
 
 
@@ -204,9 +233,18 @@ class DisARM(nn.Module):
 
     an unbiased estimate of d E_q[f] / d a_i. The decoder parameters get 1/2 (grad f(b) +
     grad f(b~)). Two decoder evaluations, run as one pass on ``[2, B, n]``.
+
+    ``independent=True`` (the reference code's split, issue 28): the pair's f values are
+    computed without gradient and only weight the logits; the decoder and prior get
+    grad f(b') at an independent b' ~ q (`_independent_term`): three decoder evaluations.
     """
 
     unbiased, takes_learning_signal, samples_per_step = True, True, 2
+    independent_decoder_sample = True
+
+    def __init__(self, independent: bool = False):
+        super().__init__()
+        self.independent = bool(independent)
 
     @classmethod
     def from_options(cls, o: ModelOptions) -> DisARM:
@@ -214,7 +252,8 @@ class DisARM(nn.Module):
 
     def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
         _, pair = _antithetic_pair(logits, generator)  # [2, B, n]: b, b~
-        fb = f(pair)  # [2, B]
+        with torch.no_grad() if self.independent else contextlib.nullcontext():
+            fb = f(pair)  # [2, B]
         b, bt = pair[0], pair[1]  # [B, n] each
         weight = (
             0.5
@@ -224,6 +263,8 @@ class DisARM(nn.Module):
             * torch.sigmoid(logits.detach().abs())
         )  # [B, n]: the DisARM gradient w.r.t. the logits
         surrogate = fb.mean(0) + (weight * (logits - logits.detach())).sum(-1)  # [B]
+        if self.independent:
+            surrogate = surrogate + _independent_term(logits, f, generator)
         return EstimatorOutput(surrogate, fb.detach().mean(0))
 
 

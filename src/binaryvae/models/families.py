@@ -460,7 +460,8 @@ class BernoulliFamily(Family):
 def _bernoulli(name: str, estimator: str) -> type[BernoulliFamily]:
     """The family ``name`` with the registered ``estimator``, whose properties it carries."""
     cls = ESTIMATORS[estimator]
-    props = {"unbiased": cls.unbiased, "takes_learning_signal": cls.takes_learning_signal}
+    props = {"unbiased": cls.unbiased, "takes_learning_signal": cls.takes_learning_signal,
+             "independent_decoder_sample": getattr(cls, "independent_decoder_sample", False)}
     return type(f"Bernoulli_{estimator}", (BernoulliFamily,),
                 {"name": name, "estimator": estimator, **props})  # fmt: skip
 

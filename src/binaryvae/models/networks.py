@@ -6,12 +6,17 @@ encoder's hidden sizes. `leaky_relu` uses slope 0.3, the activation of the publi
 benchmarks (Dong, Mnih & Tucker 2020, DisARM, section 6: 784-200-200-200 LeakyReLU(0.3) nets).
 The convolutional option is the notes' suggestion (section 5): two stride-2 convolutions.
 
+The reference protocol's options (issue 28) live here too: `InputAffine` (a network fed
+``scale * x + shift``: the centred encoder input x - mean, the signed decoder input 2b - 1) and
+`glorot_init_` (Keras' glorot-uniform weights and zero biases).
+
 Networks map ``[..., in]`` to ``[..., out]``; leading dimensions are flattened for the layers and
 restored afterwards, so a decoder accepts codes of shape ``[S, B, n]`` as well as ``[B, n]``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -20,7 +25,18 @@ from torch import nn
 from binaryvae.config import ModelOptions
 from binaryvae.errors import BadInput
 
-__all__ = ["ACTIVATIONS", "MLP", "ConvEncoder", "ConvDecoder", "NETWORKS", "make_networks"]
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "ConvEncoder",
+    "ConvDecoder",
+    "InputAffine",
+    "NETWORKS",
+    "glorot_bound",
+    "glorot_init_",
+    "last_linear",
+    "make_networks",
+]
 
 # name -> factory of the activation module
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -122,6 +138,56 @@ class ConvDecoder(nn.Module):
         lead = z.shape[:-1]
         feats = self.head(z.reshape(-1, self.in_features)).reshape(-1, *self.feature_shape)
         return self.deconv(feats).reshape(*lead, self.out_features)  # [..., out_channels * H * W]
+
+
+class InputAffine(nn.Module):
+    """``net(scale * x + shift)``: a network whose input is first mapped elementwise.
+
+    ``shift [in]`` is a buffer (saved with the model: the training mean that centres the
+    encoder's input travels with the checkpoint), ``scale`` a number. The reference protocol
+    uses it twice (issue 28): the encoder's x - mean (scale 1, shift -mean) and the decoder's
+    2b - 1 (scale 2, shift -1). Leading dimensions pass through, as for the wrapped network.
+    """
+
+    def __init__(self, net: nn.Module, shift: torch.Tensor, scale: float = 1.0):
+        super().__init__()
+        self.net = net
+        self.scale = float(scale)
+        self.register_buffer("shift", shift.detach().clone().to(torch.float32))  # [in]
+        self.in_features = getattr(net, "in_features", None)
+        self.out_features = getattr(net, "out_features", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x * self.scale if self.scale != 1.0 else x
+        return self.net(h + self.shift)  # [..., in] -> [..., out]
+
+
+def glorot_bound(weight: torch.Tensor) -> float:
+    """sqrt(6 / (fan_in + fan_out)) of a linear or convolution weight (Keras' glorot_uniform
+    limit; the same fans as ``torch.nn.init.xavier_uniform_``)."""
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
+def glorot_init_(net: nn.Module) -> nn.Module:
+    """Re-initialise every linear and convolution layer of ``net`` as Keras does by default
+    (the reference code's Dense layers): weights U(-b, b), b = `glorot_bound`, biases zero.
+    In place; returns ``net``."""
+    for module in net.modules():
+        if isinstance(module, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return net
+
+
+def last_linear(net: nn.Module) -> nn.Linear | None:
+    """The output layer of an `MLP` (through `InputAffine`), or None for other networks."""
+    while isinstance(net, InputAffine):
+        net = net.net
+    if isinstance(net, MLP) and isinstance(net.net[-1], nn.Linear):
+        return net.net[-1]
+    return None
 
 
 def _mlp_pair(

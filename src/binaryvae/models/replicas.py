@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from binaryvae.models.networks import MLP, ConvDecoder, ConvEncoder
+from binaryvae.models.grad_moments import ParamGradientEMA
+from binaryvae.models.networks import MLP, ConvDecoder, ConvEncoder, InputAffine
 from binaryvae.models.vae import VAE
 
 __all__ = [
@@ -216,10 +217,21 @@ class StackedConvDecoder(nn.Module):
         return _from_replica_major(out, lead)
 
 
+def _stack_input_affine(nets: Sequence[InputAffine]) -> InputAffine:
+    """S `InputAffine` replicas: the wrapped networks stacked, the shifts as ``[S, 1, in]``
+    (they broadcast against ``[..., S, B, in]``)."""
+    inner = _stack_network([m.net for m in nets])
+    shift = torch.stack([m.shift[None] for m in nets])  # [S, 1, in]
+    out = InputAffine(inner, torch.zeros(()), scale=nets[0].scale)
+    out.shift = shift
+    return out
+
+
 _NETWORKS: dict[type, Callable[[Sequence[nn.Module]], nn.Module]] = {
     MLP: StackedMLP,
     ConvEncoder: StackedConvEncoder,
     ConvDecoder: StackedConvDecoder,
+    InputAffine: _stack_input_affine,
 }
 
 
@@ -261,14 +273,32 @@ def stack_models(models: Sequence[VAE]) -> VAE:
         estimator = _stack_direct_tensors([m.estimator for m in models])
     stacked = VAE(first.family, encoder, decoder, first.latent_dim, prior, estimator)
     stacked.replicas = len(models)
+    if hasattr(first, "optimizer_options"):
+        stacked.optimizer_options = dict(first.optimizer_options)
+    if getattr(first, "grad_ema", None) is not None:
+        stacked.grad_ema = _stack_grad_ema([m.grad_ema for m in models], encoder)
     return stacked.to(next(first.parameters()).device)
+
+
+def _stack_grad_ema(trackers: Sequence[ParamGradientEMA], encoder: nn.Module) -> nn.Module:
+    """The stacked encoder's `ParamGradientEMA`: each moment buffer laid out as its parameter
+    (the instance's ``replica_layout``), holding the replicas' moments."""
+    layouts = replica_layouts(encoder)
+    out = ParamGradientEMA(encoder.named_parameters(), decay=trackers[0].decay)
+    out.replica_layout = {}
+    for name, buffer in list(out.named_buffers(recurse=False)):
+        kind, _, rest = name.partition("__")
+        layout = layouts[rest.replace("__", ".")]
+        out.replica_layout[name] = layout
+        buffer.copy_(_join([dict(t.named_buffers(recurse=False))[name] for t in trackers], layout))
+    return out
 
 
 def replica_layouts(stacked: nn.Module) -> dict[str, str]:
     """``{state_dict key: layout}`` of a stacked model (the module docstring's layouts)."""
     layouts = {}
     for prefix, module in stacked.named_modules():
-        own = getattr(type(module), "replica_layout", None)
+        own = getattr(module, "replica_layout", None)  # the class's, or an instance's
         for name, _ in [*module.named_parameters(recurse=False),
                         *module.named_buffers(recurse=False)]:  # fmt: skip
             key = f"{prefix}.{name}" if prefix else name

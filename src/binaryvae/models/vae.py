@@ -94,8 +94,12 @@ class VAE(nn.Module):
     # ------------------------------------------------------------------ objectives
     @property
     def decoder_evaluations_per_step(self) -> int:
-        """Decoder passes per training step (1; K for reinforce-loo; 2 for disarm)."""
-        return 1 if self.estimator is None else int(self.estimator.samples_per_step)
+        """Decoder passes per training step (1; K for reinforce-loo; 2 for disarm; one more
+        with an independent decoder sample)."""
+        if self.estimator is None:
+            return 1
+        extra = 1 if getattr(self.estimator, "independent", False) else 0
+        return int(self.estimator.samples_per_step) + extra
 
     def loss(
         self,

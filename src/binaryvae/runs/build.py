@@ -47,6 +47,7 @@ __all__ = [
     "estimate_run",
     "load_run",
     "prepare",
+    "split_validation",
     "test_data",
 ]
 
@@ -140,6 +141,7 @@ def prepare(
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, image_shape=geometry[1])
     check_data_fingerprint(config, dataset, where or f"the {config.dataset} run")
+    dataset = split_validation(dataset, config)
     check_dataset(dataset, config, geometry, training=training)
     model = build_replica_model(config, dataset)
     return Prepared(config, dataset, model.to(device), device, threads)
@@ -253,17 +255,41 @@ def check_dataset(
         )
 
 
+def split_validation(dataset: Any, config: TrainConfig) -> Any:
+    """``dataset`` with the validation split ``config.validation`` asks for
+    (`binaryvae.data.with_validation`: the last N training examples); BadInput naming the
+    dataset when it holds too few. A dataset made in memory without the field passes as is
+    when none is asked for."""
+    from binaryvae.data import with_validation
+
+    n = getattr(config, "validation", 0)
+    if not n and getattr(dataset, "valid_x", None) is None:
+        return dataset
+    return with_validation(dataset, n)
+
+
 def build_replica_model(config: TrainConfig, dataset: Any) -> torch.nn.Module:
     """The model of ``config`` on ``dataset``, initialised from ``config.seed`` exactly as a
-    single run with that seed initialises it (on the CPU)."""
+    single run with that seed initialises it (on the CPU). The training split's mean
+    (`binaryvae.data.train_mean`) is computed when the config's protocol options use it."""
     from binaryvae.models import build_model
 
+    mean = None
+    if (getattr(config, "encoder_input", "raw") == "centred"
+            or getattr(config, "decoder_bias", "default") == "data-mean"):  # fmt: skip
+        from binaryvae.data import train_mean
+
+        train_x = dataset.train_x
+        if getattr(config, "validation", 0) and getattr(dataset, "valid_x", None) is None:
+            train_x = split_validation(dataset, config).train_x
+        mean = train_mean(train_x, config.binarize)
     seed_everything(config.seed)
     return build_model(
         config,
         data_dim=dataset.train_x.shape[1],
         image_shape=dataset.image_shape,
         data_kind=dataset.kind,
+        data_mean=mean,
     )
 
 

@@ -32,6 +32,8 @@ from binaryvae.config import (
     COMPARE_EPOCHS,
     COMPARE_FAMILIES,
     OBJECTIVES,
+    PROTOCOL_FIELDS,
+    PROTOCOLS,
     TrainConfig,
     split_list,
 )
@@ -148,6 +150,10 @@ class Grid:
                     latent_dim=n,
                     seed=self.seeds[0],
                 )
+                # a preset: the fields it sets follow it for the cell's family (the
+                # family-dependent ones), except the base's overrides and the axes
+                keep = set(self.base.protocol_overrides or ()) | set(_SINGULAR)
+                config = config.follow_protocol(keep)
             except BadInput as e:
                 raise BadInput(f"cell {name}: {e}") from None
             cells.append(Cell(name, config, tuple(self.seeds)))
@@ -297,13 +303,21 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
     names are accepted too) take a list or a comma-separated string (seeds also ``"0-4"``);
     every other key must name a `TrainConfig` field or a ``train`` option. Defaults: compare's
     grid (`binaryvae.config.COMPARE_FAMILIES`, 8 bits, seed 0, mnist-mini, `COMPARE_EPOCHS`).
+    ``protocol`` (a preset of `binaryvae.config.PROTOCOLS`) sets its fields and the default
+    dataset and latent size; fixed values given beside it override it (recorded in each
+    cell's ``protocol_overrides``), and its family-dependent fields follow each cell's family.
     BadInput, naming the key, for anything unknown, empty, repeated or invalid.
     """
     values = normalize_keys(values, where)
     axes = {k: v for k, v in values.items() if k in AXES}
     fixed = {k: v for k, v in values.items() if k not in AXES}
+    # a preset's dataset and latent size are the axes' defaults
+    name = fixed.get("protocol")
+    preset = PROTOCOLS.get(name, {}) if isinstance(name, str) else {}
     datasets = _names(
-        "datasets", _items("datasets", axes.get("datasets", "mnist-mini"), where), where
+        "datasets",
+        _items("datasets", axes.get("datasets", preset.get("dataset", "mnist-mini")), where),
+        where,
     )
     objectives = _items("objectives", axes.get("objectives", "elbo"), where)
     families = _items("families", axes.get("families", list(COMPARE_FAMILIES)), where)
@@ -312,13 +326,16 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
             raise BadInput(f"{where}: families: {item!r} is not a family name")
     pairs = parse_pairs(families, [str(o) for o in objectives], where)
     latent_dims = _ints(
-        "latent_dims", _items("latent_dims", axes.get("latent_dims", 8), where), where
+        "latent_dims",
+        _items("latent_dims", axes.get("latent_dims", preset.get("latent_dim", 8)), where),
+        where,
     )
     seeds = axes.get("seeds", 0)
     from binaryvae.runs.train import parse_seeds  # on use: it loads training
 
     seeds = parse_seeds(_ints("seeds", _items("seeds", seeds, where), where))
     base = {"epochs": COMPARE_EPOCHS, **fixed}
+    protocol = fixed.get("protocol")
     if isinstance(base.get("hidden"), str):
         try:
             base["hidden"] = [int(h) for h in split_list(base["hidden"], "hidden")]
@@ -335,6 +352,12 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
     )
     try:
         config = TrainConfig.from_dict(base)
+        if protocol is not None:  # the preset's values, the fixed values given on top
+            keep = (set(fixed) - {"protocol", "protocol_overrides"}) | set(_SINGULAR)
+            if fixed.get("protocol_overrides"):  # a recorded grid (sweep.json) keeps its own
+                keep |= set(fixed["protocol_overrides"])
+                keep -= set(PROTOCOL_FIELDS) - set(fixed["protocol_overrides"])
+            config = config.follow_protocol(keep)
     except BadInput as e:
         raise BadInput(f"{where}: {e}") from None
     grid = Grid(datasets, pairs, latent_dims, seeds, config)

@@ -171,7 +171,7 @@ def dataset_fingerprint(dataset: Any) -> str:
     h = hashlib.sha256(RECIPE.encode())
     for part in (f"v{CLASSIFIER_VERSION}", torch.__version__, _cpu_kernels(), str(dataset.name)):
         h.update(b"\0" + part.encode())
-    for t in (dataset.train_x, dataset.train_y, getattr(dataset, "test_x", None),
+    for t in (*_whole_training_split(dataset), getattr(dataset, "test_x", None),
               getattr(dataset, "test_y", None)):  # fmt: skip
         if t is None:
             h.update(b"\0none")
@@ -182,9 +182,21 @@ def dataset_fingerprint(dataset: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def _whole_training_split(dataset: Any) -> tuple[Any, Any]:
+    """(images, labels) of the whole training split: a validation split held out of it
+    (`binaryvae.data.with_validation`) put back, so that the feature classifier -- an
+    evaluation instrument -- is the same for every run of the dataset, whatever it holds out."""
+    x, y = dataset.train_x, dataset.train_y
+    vx, vy = getattr(dataset, "valid_x", None), getattr(dataset, "valid_y", None)
+    if vx is not None and vy is not None and y is not None:
+        x, y = torch.cat([x, vx]), torch.cat([y, vy])
+    return x, y
+
+
 def _train(dataset: Any) -> tuple[FeatureClassifier, float | None]:
     """Train the feature classifier deterministically (module docstring)."""
-    x, y = _grey(dataset.train_x), dataset.train_y.long()  # [N, D], [N]
+    train_x, train_y = _whole_training_split(dataset)
+    x, y = _grey(train_x), train_y.long()  # [N, D], [N]
     classes = int(y.max()) + 1
     with deterministic_fit():
         with torch.random.fork_rng(devices=[]):  # fixes the initial weights, leaves the RNG alone

@@ -1,13 +1,82 @@
-"""The optimizer: Adam, with the fused kernel where the device supports it."""
+"""The optimizer: Adam, with the fused kernel where the device supports it; the reference
+protocol's variants (issue 28): Adam's epsilon, the learned prior's logits by plain SGD, and
+the encoder gradients' EMA moments (`binaryvae.models.grad_moments`) folded in at every step."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-__all__ = ["make_optimizer"]
+__all__ = ["DEFAULT_ADAM_EPS", "AdamWithSGDGroups", "make_optimizer"]
+
+DEFAULT_ADAM_EPS = 1e-8  # torch.optim.Adam's
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+class AdamWithSGDGroups(torch.optim.Adam):
+    """Adam, except for the parameter groups marked ``"sgd": True``: those take plain gradient
+    descent steps ``p <- p - lr * grad`` (no momentum, no state), as the reference code trains
+    the prior's logits (``tf.keras.optimizers.SGD(prior_lr)``). ``trackers``: objects whose
+    ``update()`` is called before every step (`binaryvae.models.grad_moments.ParamGradientEMA`),
+    so they see the gradients of exactly the steps taken.
+
+    Its ``state_dict`` is Adam's: the SGD parameters have no state, their group carries
+    ``sgd`` and its ``lr``.
+    """
+
+    def __init__(self, groups: list[dict[str, Any]], *, trackers=(), **adam: Any):
+        super().__init__(groups, **adam)
+        self.trackers = list(trackers)
+
+    def step(self, closure=None):  # noqa: D102 - torch.optim.Optimizer.step
+        for tracker in self.trackers:
+            tracker.update()
+        groups = self.param_groups
+        with torch.no_grad():
+            for group in groups:
+                if group.get("sgd"):
+                    params = [p for p in group["params"] if p.grad is not None]
+                    if params:
+                        torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
+        self.param_groups = [g for g in groups if not g.get("sgd")]
+        try:
+            return super().step(closure)
+        finally:
+            self.param_groups = groups
+
+
+def _options(model: torch.nn.Module, eps: float | None, prior_sgd_lr: float | None):
+    own = getattr(model, "optimizer_options", None) or {}
+    eps = own.get("eps", DEFAULT_ADAM_EPS) if eps is None else eps
+    prior_sgd_lr = own.get("prior_sgd_lr") if prior_sgd_lr is None else prior_sgd_lr
+    return float(eps), prior_sgd_lr
+
+
+def _groups(model: torch.nn.Module, prior_sgd_lr: float | None) -> list[dict[str, Any]]:
+    """The trainable parameters in the model's order (what checkpoints and replica stacking
+    index by), as contiguous groups: Adam's, and the prior's logits alone in an SGD group."""
+    prior = getattr(getattr(model, "prior_module", None), "param", None)
+    groups: list[dict[str, Any]] = []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        sgd = prior_sgd_lr is not None and p is prior
+        if sgd:
+            groups.append({"params": [p], "lr": float(prior_sgd_lr), "sgd": True})
+        elif groups and not groups[-1].get("sgd"):
+            groups[-1]["params"].append(p)
+        else:
+            groups.append({"params": [p]})
+    return groups
+
+
+def make_optimizer(
+    model: torch.nn.Module,
+    lr: float,
+    *,
+    eps: float | None = None,
+    prior_sgd_lr: float | None = None,
+) -> torch.optim.Optimizer:
     """Adam over the model's trainable parameters.
 
     ``fused=True`` runs Adam's update as one kernel per parameter group instead of several
@@ -15,9 +84,31 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     1.17-1.24x on the AMD EPYC of docs/benchmarks.md, section 1); where the parameters' device
     or dtype has no fused kernel, the default implementation is used. Both compute the same
     update up to float rounding.
+
+    ``eps`` (Adam's epsilon) and ``prior_sgd_lr`` (train the learned prior's logits by plain
+    SGD at this rate instead of inside Adam) default to what the model was built with
+    (``model.optimizer_options``, from `binaryvae.models.build_model`: the config's
+    ``adam_eps`` and ``prior_sgd_lr``), else 1e-8 and None. A model that tracks its encoder
+    gradients' moments (``model.grad_ema``) has them updated before every step. With none of
+    these the optimizer is plain ``torch.optim.Adam`` as before.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
+    eps, prior_sgd_lr = _options(model, eps, prior_sgd_lr)
+    tracker = getattr(model, "grad_ema", None)
+    if prior_sgd_lr is not None and not isinstance(
+        getattr(getattr(model, "prior_module", None), "param", None), torch.nn.Parameter
+    ):
+        from binaryvae.errors import BadInput
+
+        raise BadInput("prior_sgd_lr needs a learned prior (--prior learned)")
+    if prior_sgd_lr is None and tracker is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        try:
+            return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+        except (RuntimeError, ValueError, TypeError):
+            return torch.optim.Adam(params, lr=lr, eps=eps)
+    groups = _groups(model, prior_sgd_lr)
+    trackers = [tracker] if tracker is not None else []
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return AdamWithSGDGroups(groups, trackers=trackers, lr=lr, eps=eps, fused=True)
     except (RuntimeError, ValueError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
+        return AdamWithSGDGroups(groups, trackers=trackers, lr=lr, eps=eps)
