@@ -18,7 +18,8 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src" / "binaryvae"
 # the data flow, left to right: a module imports only from its own layer or layers to its left
 ORDER = ["errors", "config", "storage", "stats", "resources", "data", "distributions", "theory",
-         "models", "training", "evaluation", "diagnostics", "runs", "report", "cli"]  # fmt: skip
+         "models", "testing", "training", "evaluation", "diagnostics", "runs", "report",
+         "cli"]  # fmt: skip
 BASE = {"errors", "config", "storage", "stats", "resources"}  # importable by every layer
 
 

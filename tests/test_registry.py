@@ -33,7 +33,12 @@ from binaryvae.testing import EstimatorCheckFailed, check_estimator
 SRC = Path(binaryvae.__file__).resolve().parent.parent
 
 # (estimator name, extra options): every registered estimator, the K-sample ones at K = 4 too
-CASES = [(name, {}) for name in ESTIMATORS] + [("reinforce-loo", {"loo_samples": 4})]
+CASES = [(name, {}) for name in ESTIMATORS] + [
+    ("reinforce-loo", {"loo_samples": 4}),
+    ("vimco", {"samples": 4}),
+    ("gumbel-rao", {"inner_samples": 1, "st_temperature": 0.5}),
+    ("reinmax", {"st_temperature": 2.0}),
+]
 
 
 @pytest.mark.parametrize("name,extra", CASES, ids=[f"{n}{e or ''}" for n, e in CASES])

@@ -51,6 +51,7 @@ OBJECTIVES = ("expectation", "iwae")
 # the modules that register the built-in estimators (imported before the entry points)
 BUILTIN_MODULES = (
     "binaryvae.models.estimators",
+    "binaryvae.models.published",
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 

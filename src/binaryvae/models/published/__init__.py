@@ -1,0 +1,16 @@
+"""Published gradient estimators, one module per paper, each registered as a built-in.
+
+- `vimco`: VIMCO (Mnih & Rezende 2016), the K-sample IWAE bound with leave-one-out baselines;
+- `gumbel_rao`: Gumbel-Rao (Paulus, Maddison & Krause 2021), Rao-Blackwellised
+  straight-through Gumbel-softmax with M inner samples (biased);
+- `reinmax`: ReinMax (Liu, Li, Yang & Gao 2023), second-order straight-through (biased).
+
+The older built-ins (sfe, straight-through, reinforce-loo, arm, disarm) live in
+`binaryvae.models.estimators`; the registry (`binaryvae.models.registry`) imports both.
+"""
+
+from binaryvae.models.published.gumbel_rao import GumbelRao
+from binaryvae.models.published.reinmax import ReinMax
+from binaryvae.models.published.vimco import VIMCO
+
+__all__ = ["VIMCO", "GumbelRao", "ReinMax"]
