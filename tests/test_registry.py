@@ -36,6 +36,7 @@ SRC = Path(binaryvae.__file__).resolve().parent.parent
 CASES = [(name, {}) for name in ESTIMATORS] + [
     ("reinforce-loo", {"loo_samples": 4}),
     ("vimco", {"samples": 4}),
+    ("arms", {"samples": 4}),
     ("gumbel-rao", {"inner_samples": 1, "st_temperature": 0.5}),
     ("reinmax", {"st_temperature": 2.0}),
 ]

@@ -220,8 +220,9 @@ class ModelOptions:
     # the estimator papers' configuration); binaryvae.models.objectives.estimated_discrete_elbo
     learning_signal: str = "reconstruction"
     # the estimators of binaryvae.models.published: K samples per image of the K-sample
-    # estimators (bernoulli-vimco; None: 2), M inner samples of bernoulli-gumbel-rao, and the
-    # relaxation's temperature tau of bernoulli-gumbel-rao and bernoulli-reinmax
+    # estimators (bernoulli-vimco, bernoulli-arms; None: 2), M inner samples of
+    # bernoulli-gumbel-rao, and the relaxation's temperature tau of bernoulli-gumbel-rao and
+    # bernoulli-reinmax
     samples: int | None = None
     inner_samples: int = 10
     st_temperature: float = 1.0
