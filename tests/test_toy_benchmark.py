@@ -9,6 +9,9 @@ For each estimator the moments E[g_i^k], k = 1..4, of its gradient estimate are 
 
 - score function (no baseline) and REINFORCE-LOO (K = 2, 3): enumeration of all codes (all
   (2^n)^K K-tuples);
+- ARMS (Dimitriev & Zhou 2021, K = 2, 3, 4): the K bits of a coordinate take each pattern with
+  the probability of the Dirichlet copula's uniforms falling below q = min(p, 1 - p), exact by
+  uniform spacings and inclusion-exclusion (`_pattern_probs`);
 - ARM and DisARM: the antithetic pair b = 1[u < p], b~ = 1[u > 1 - p] is constant on each of
   three intervals of every u_j (cut at min(p, 1 - p) and max(p, 1 - p)); summing over the 3^n
   cells with their lengths is exact, with ARM's weight (u_i - 1/2)^k integrated over u_i's
@@ -16,19 +19,22 @@ For each estimator the moments E[g_i^k], k = 1..4, of its gradient estimate are 
 
 Tests: the library's estimators (`binaryvae.models.estimators`) on 200,000 draws match the exact
 mean and variance (5 standard errors, the variance's from the exact fourth moment); the
-published ordering (DisARM's variance below ARM's, in every coordinate, Dong et al. Figure 1)
-holds; and the exact variances are pinned as regression numbers.
+published orderings hold (DisARM's variance below ARM's in every coordinate, Dong et al.;
+ARMS below LOO and below DisARM with K/2 pairs at equal K, Dimitriev & Zhou); ARMS at K = 2 is
+DisARM, moment for moment; and the exact variances are pinned as regression numbers.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import pytest
 import torch
 
 from binaryvae.models.estimators import ARM, DisARM, ReinforceLOO, ScoreFunction
+from binaryvae.models.published import ARMS
 
 THETA = (0.0, 0.5, -1.0)
 P0S = (0.49, 0.499, 0.4999)
@@ -136,12 +142,64 @@ def exact_antithetic(p0: float, which: str) -> torch.Tensor:
     return m
 
 
+def _pattern_probs(q: float, k: int) -> dict[tuple[int, ...], float]:
+    """P(exactly the samples in S have u_k < q) under the Dirichlet copula, for every pattern:
+    u_k < q iff d_k > t = 1 - q^(1/(k-1)), and for a flat Dirichlet P(d_k > t for all k in T)
+    = (1 - |T| t)_+^(k-1) (uniform spacings); inclusion-exclusion gives the exact patterns."""
+    t = 1 - q ** (1 / (k - 1))
+
+    def above(m: int) -> float:
+        return max(1 - m * t, 0.0) ** (k - 1)
+
+    out = {}
+    for pattern in itertools.product([0, 1], repeat=k):
+        s = sum(pattern)
+        out[pattern] = sum(
+            (-1) ** extra * _comb(k - s, extra) * above(s + extra) for extra in range(k - s + 1)
+        )
+    return out
+
+
+def _comb(n: int, r: int) -> int:
+    return math.comb(n, r)
+
+
+@functools.cache
+def exact_arms(p0: float, k: int) -> torch.Tensor:
+    """ARMS (Dirichlet copula, K samples): the bits of coordinate i over the K samples follow
+    `_pattern_probs` (complemented where theta_i >= 0), independently across coordinates."""
+    p = _probs()
+    per_coord = []
+    for i, pi in enumerate(p):
+        q = min(pi, 1 - pi)
+        table = _pattern_probs(q, k)
+        if THETA[i] >= 0:  # b = 1[u > q]: the complement of the event u < q
+            table = {tuple(1 - v for v in pat): w for pat, w in table.items()}
+        ratio = max(2 * q ** (1 / (k - 1)) - 1, 0.0) ** (k - 1) / q
+        per_coord.append((table, (1 - q) / (1 - ratio)))
+    items = []
+    for combo in itertools.product(*[list(t.items()) for t, _ in per_coord]):
+        w = 1.0
+        for _, wi in combo:
+            w *= wi
+        codes = [tuple(combo[i][0][j] for i in range(N)) for j in range(k)]  # K codes
+        fs = [_fval(c, p0) for c in codes]
+        mean = sum(fs) / k
+        g = [sum((fs[j] - mean) * (codes[j][i] - p[i]) for j in range(k)) / (k - 1)
+             * per_coord[i][1] for i in range(N)]  # fmt: skip
+        items.append((w, g))
+    return _moments_from(items)
+
+
 EXACT = {
     "sfe": lambda p0: exact_loo(p0, 1),
     "reinforce-loo": lambda p0: exact_loo(p0, 2),
     "reinforce-loo-3": lambda p0: exact_loo(p0, 3),
     "arm": lambda p0: exact_antithetic(p0, "arm"),
     "disarm": lambda p0: exact_antithetic(p0, "disarm"),
+    "reinforce-loo-4": lambda p0: exact_loo(p0, 4),
+    "arms-3": lambda p0: exact_arms(p0, 3),
+    "arms-4": lambda p0: exact_arms(p0, 4),
 }
 ESTIMATOR = {
     "sfe": lambda: ScoreFunction(baseline=False),
@@ -149,6 +207,9 @@ ESTIMATOR = {
     "reinforce-loo-3": lambda: ReinforceLOO(3),
     "arm": ARM,
     "disarm": DisARM,
+    "reinforce-loo-4": lambda: ReinforceLOO(4),
+    "arms-3": lambda: ARMS(3),
+    "arms-4": lambda: ARMS(4),
 }
 
 
@@ -187,8 +248,11 @@ PINNED = {
     "sfe": (0.3826394830714801, 0.3832911617955473, 0.3833966292402123),
     "reinforce-loo": (1.97056686700542e-04, 1.9705668670053406e-06, 1.970566867004983e-08),
     "reinforce-loo-3": (8.997226545674347e-05, 8.997226545673923e-07, 8.99722654567237e-09),
+    "reinforce-loo-4": (5.7129484339987186e-05, 5.712948433998537e-07, 5.712948433997529e-09),
     "arm": (1.8653182488707123e-04, 1.8653182488706443e-06, 1.8653182488702978e-08),
     "disarm": (1.482195701245693e-04, 1.482195701245635e-06, 1.4821957012453636e-08),
+    "arms-3": (6.642026866477377e-05, 6.64202686647704e-07, 6.642026866475911e-09),
+    "arms-4": (4.363516122384133e-05, 4.363516122383957e-07, 4.363516122383244e-09),
 }
 
 
@@ -216,3 +280,19 @@ def test_the_orderings_at_equal_and_unequal_cost():
         v = {n: float(_variance(EXACT[n](p0)).sum()) for n in EXACT}
         assert v["disarm"] < v["arm"] < v["reinforce-loo"] < v["sfe"]
         assert v["reinforce-loo-3"] < v["disarm"]
+
+
+def test_arms_with_two_samples_is_disarm_moment_for_moment():
+    for p0 in P0S:
+        torch.testing.assert_close(exact_arms(p0, 2), exact_antithetic(p0, "disarm"),
+                                   rtol=1e-10, atol=1e-18)  # fmt: skip
+
+
+@pytest.mark.parametrize("p0", P0S)
+def test_arms_beats_loo_and_disarm_pairs_at_equal_samples(p0):
+    """At K = 4 decoder evaluations: ARMS < REINFORCE-LOO < two independent DisARM pairs
+    (variance of their mean: half of one pair's); at K = 3: ARMS < LOO."""
+    v = {n: float(_variance(EXACT[n](p0)).sum()) for n in EXACT}
+    assert v["arms-4"] < v["reinforce-loo-4"] < v["disarm"] / 2
+    assert v["arms-3"] < v["reinforce-loo-3"]
+    assert v["arms-4"] < v["arms-3"] < v["disarm"]
