@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -21,14 +22,23 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 import binaryvae
 from binaryvae.config import TrainConfig
+from binaryvae.distributions import bernoulli_log_mass
 from binaryvae.errors import BadInput
-from binaryvae.models.estimators import ESTIMATORS, DisARM
+from binaryvae.models.estimators import ESTIMATORS, DisARM, EstimatorOutput
 from binaryvae.models.families import FAMILIES, FAMILY_CLASSES, make_family
-from binaryvae.testing import EstimatorCheckFailed, check_estimator
+from binaryvae.testing import (
+    EstimatorCheckFailed,
+    check_estimator,
+    enumerable_model,
+    exact_gradient,
+    logit_estimates,
+    z_scores,
+)
 
 SRC = Path(binaryvae.__file__).resolve().parent.parent
 
@@ -79,6 +89,32 @@ class _Scaled(DisARM):
 def test_check_estimator_fails_a_planted_biased_estimator():
     with pytest.raises(EstimatorCheckFailed, match="claims unbiased = True"):
         check_estimator(_Scaled)
+
+
+def test_check_estimator_sees_vimco_without_its_weight_term():
+    """The IWAE-K enumeration has power: VIMCO without the -w~_j grad log q(b_j) term (the part
+    of grad l_j that the detached log q leaves out) misses the exact gradient."""
+    from binaryvae.models.published import VIMCO
+
+    class Truncated(VIMCO):
+        def forward(self, logits, f, generator=None):
+            from binaryvae.models.published.vimco import leave_one_out_bounds
+
+            k = self.samples
+            u = torch.rand((k, *logits.shape), generator=generator, dtype=logits.dtype)
+            b = (u < torch.sigmoid(logits.detach())).to(logits.dtype)
+            lw = f(b)
+            bound = torch.logsumexp(lw, 0) - math.log(k)
+            signal = bound.detach() - leave_one_out_bounds(lw.detach())
+            log_q = bernoulli_log_mass(b, logits)
+            surrogate = bound + (signal * (log_q - log_q.detach())).sum(0)
+            return EstimatorOutput(surrogate, bound.detach())
+
+    model, x_rep, x, logits = enumerable_model(Truncated, 20000, {"samples": 4}, "learned")
+    exact = exact_gradient(model, x, logits)
+    z = z_scores(logit_estimates(model, x_rep, 3, 20000), exact)
+    print("vimco without its weight term: max |z| =", float(z.abs().max()))
+    assert z.abs().max() > 10
 
 
 def test_check_estimator_fails_a_broken_contract():
