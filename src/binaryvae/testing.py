@@ -250,61 +250,63 @@ def _enumeration(cls, extra: dict, replicas: int, seed: int) -> list[CaseResult]
     return cases
 
 
-def _check_contract(cls, options: ModelOptions) -> None:
+def _check_contract(cls, options: ModelOptions, device: torch.device) -> None:
     def fail(msg):
-        raise EstimatorCheckFailed(f"{cls.__name__}: shape/device/dtype contract: {msg}")
+        raise EstimatorCheckFailed(
+            f"{cls.__name__}: shape/device/dtype contract on {device}: {msg}"
+        )
 
-    for dtype in (torch.float32, torch.float64):
-        for lead in ((), (3,)):
-            est = cls.from_options(options).to(dtype)
-            # training mode updates state, which is per replica ([S, 1, *P]) only in a stacked
-            # model (checked by the replica equality): with a leading axis, evaluation mode
-            est.train(not lead)
-            batch, n = 5, 4
-            gen = torch.Generator().manual_seed(0)
-            logits = torch.randn(*lead, batch, n, generator=gen, dtype=dtype).requires_grad_()
-            weight = torch.randn(n, 7, generator=gen, dtype=dtype)
-            rows = []
+    for dtype, lead in itertools.product((torch.float32, torch.float64), ((), (3,))):
+        est = cls.from_options(options).to(device=device, dtype=dtype)
+        # training mode updates state, which is per replica ([S, 1, *P]) only in a stacked
+        # model (checked by the replica equality): with a leading axis, evaluation mode
+        est.train(not lead)
+        batch, n = 5, 4
+        gen = torch.Generator().manual_seed(0)
+        logits = torch.randn(*lead, batch, n, generator=gen, dtype=dtype).to(device)
+        logits.requires_grad_()
+        weight = torch.randn(n, 7, generator=gen, dtype=dtype).to(device)
+        rows = []
 
-            def f(bits, lead=lead, logits=logits, weight=weight, rows=rows, n=n):
-                if bits.shape[-2:] != logits.shape[-2:] or bits.dim() < logits.dim():
-                    fail(f"f got bits of shape {tuple(bits.shape)} for logits "
-                         f"{tuple(logits.shape)} (want [..., B, n])")  # fmt: skip
-                if tuple(bits.shape[bits.dim() - logits.dim():-2]) != lead:
-                    fail(f"f got bits {tuple(bits.shape)}: the leading axes of the logits "
-                         f"{lead} must come last before [B, n]")  # fmt: skip
-                if bits.dtype != logits.dtype or bits.device != logits.device:
-                    fail(f"f got bits of {bits.dtype} on {bits.device}")
-                hard = bits.detach()  # straight-through: b + p - p.detach(), b up to round-off
-                if not torch.all(torch.minimum(hard.abs(), (1 - hard).abs()) <= 1e-5):
-                    fail("f got bits whose values are not all 0 or 1")
-                rows.append(bits.numel() // n)
-                return -torch.tanh(bits @ weight).square().sum(-1)  # [..., B]
+        def f(bits, lead=lead, logits=logits, weight=weight, rows=rows, n=n):
+            if bits.shape[-2:] != logits.shape[-2:] or bits.dim() < logits.dim():
+                fail(f"f got bits of shape {tuple(bits.shape)} for logits "
+                     f"{tuple(logits.shape)} (want [..., B, n])")  # fmt: skip
+            if tuple(bits.shape[bits.dim() - logits.dim():-2]) != lead:
+                fail(f"f got bits {tuple(bits.shape)}: the leading axes of the logits "
+                     f"{lead} must come last before [B, n]")  # fmt: skip
+            if bits.dtype != logits.dtype or bits.device != logits.device:
+                fail(f"f got bits of {bits.dtype} on {bits.device}")
+            hard = bits.detach()  # straight-through: b + p - p.detach(), b up to round-off
+            if not torch.all(torch.minimum(hard.abs(), (1 - hard).abs()) <= 1e-5):
+                fail("f got bits whose values are not all 0 or 1")
+            rows.append(bits.numel() // n)
+            return -torch.tanh(bits @ weight).square().sum(-1)  # [..., B]
 
-            out = est(logits, f, gen)
-            if not (isinstance(out, tuple) and len(out) == 2):
-                fail("forward must return (surrogate, value)")
-            surrogate, value = out
-            want = (*lead, batch)
-            for what, t in (("surrogate", surrogate), ("value", value)):
-                if tuple(t.shape) != want:
-                    fail(f"{what} has shape {tuple(t.shape)}, want {want}")
-                if t.dtype != dtype or t.device != logits.device:
-                    fail(f"{what} is {t.dtype} on {t.device}, want {dtype} on {logits.device}")
-            if value.requires_grad:
-                fail("value must be detached")
-            if not surrogate.requires_grad:
-                fail("surrogate has no gradient")
-            tol = 1e-5 if dtype == torch.float32 else 1e-10
-            if not torch.allclose(surrogate.detach(), value, rtol=tol, atol=tol):
-                fail("surrogate's value must equal value (score terms enter with value 0)")
-            per_image = sum(rows) / math.prod(want)
-            if per_image != est.samples_per_step:
-                fail(f"f evaluated {per_image:g} codes per image, samples_per_step says "
-                     f"{est.samples_per_step}")  # fmt: skip
-            (grad,) = torch.autograd.grad(surrogate.sum(), logits)
-            if grad.shape != logits.shape or not torch.isfinite(grad).all():
-                fail("the gradient w.r.t. the logits is not finite or has the wrong shape")
+        out = est(logits, f, gen)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            fail("forward must return (surrogate, value)")
+        surrogate, value = out
+        want = (*lead, batch)
+        for what, t in (("surrogate", surrogate), ("value", value)):
+            if tuple(t.shape) != want:
+                fail(f"{what} has shape {tuple(t.shape)}, want {want}")
+            if t.dtype != dtype or t.device != logits.device:
+                fail(f"{what} is {t.dtype} on {t.device}, want {dtype} on {logits.device}")
+        if value.requires_grad:
+            fail("value must be detached")
+        if not surrogate.requires_grad:
+            fail("surrogate has no gradient")
+        tol = 1e-5 if dtype == torch.float32 else 1e-10
+        if not torch.allclose(surrogate.detach(), value, rtol=tol, atol=tol):
+            fail("surrogate's value must equal value (score terms enter with value 0)")
+        per_image = sum(rows) / math.prod(want)
+        if per_image != est.samples_per_step:
+            fail(f"f evaluated {per_image:g} codes per image, samples_per_step says "
+                 f"{est.samples_per_step}")  # fmt: skip
+        (grad,) = torch.autograd.grad(surrogate.sum(), logits)
+        if grad.shape != logits.shape or not torch.isfinite(grad).all():
+            fail("the gradient w.r.t. the logits is not finite or has the wrong shape")
 
 
 def _signal_for_models(cls) -> str:
@@ -392,9 +394,12 @@ def _check_resume(cls, extra: dict) -> None:
 
 
 def check_estimator(cls: type[nn.Module], extra: dict | None = None, *,
-                    replicas: int = REPLICAS, seed: int = 11) -> EstimatorReport:  # fmt: skip
+                    replicas: int = REPLICAS, seed: int = 11,
+                    devices=None) -> EstimatorReport:  # fmt: skip
     """Run the library's checks (module docstring) on the estimator class ``cls``, built with
     ``cls.from_options(ModelOptions.from_extra(extra))`` (e.g. ``{"samples": 4}``).
+    The contract is checked on each of ``devices`` (default: the CPU, and CUDA where there is
+    one; the noise comes from a CPU generator, as in training); the rest runs on the CPU.
 
     Raises `EstimatorCheckFailed` naming the first failed check: a class claiming
     ``unbiased = True`` whose enumeration |z| reaches 4.5, a broken contract, replica or resume
@@ -408,7 +413,10 @@ def check_estimator(cls: type[nn.Module], extra: dict | None = None, *,
     extra = dict(extra or {})
     options = _options(extra)
     report = EstimatorReport(name=name, unbiased=bool(cls.unbiased))
-    _check_contract(cls, options)
+    if devices is None:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        _check_contract(cls, options, torch.device(device))
     report.checks.append("contract")
     report.cases = _enumeration(cls, extra, replicas, seed)
     if cls.unbiased:
