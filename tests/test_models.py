@@ -345,7 +345,7 @@ def test_decoder_evaluations_per_step(family, extra, images):
     per_image = sum(math.prod(shape[:-1]) for shape in seen) // 6
     assert model.decoder_evaluations_per_step == per_image
     want = {"bernoulli-disarm": 2, "bernoulli-arm": 2, "bernoulli-reinforce-loo": 2,
-            "bernoulli-vimco": 2, "bernoulli-arms": 2}  # fmt: skip
+            "bernoulli-vimco": 2, "bernoulli-arms": 2, "bernoulli-arms-normal": 2}  # fmt: skip
     assert per_image == (5 if extra else want.get(family, 1))
 
 

@@ -47,6 +47,7 @@ CASES = [(name, {}) for name in ESTIMATORS] + [
     ("reinforce-loo", {"loo_samples": 4}),
     ("vimco", {"samples": 4}),
     ("arms", {"samples": 4}),
+    ("arms-normal", {"samples": 4}),
     ("gumbel-rao", {"inner_samples": 1, "st_temperature": 0.5}),
     ("reinmax", {"st_temperature": 2.0}),
 ]

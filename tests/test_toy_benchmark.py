@@ -296,3 +296,21 @@ def test_arms_beats_loo_and_disarm_pairs_at_equal_samples(p0):
     assert v["arms-4"] < v["reinforce-loo-4"] < v["disarm"] / 2
     assert v["arms-3"] < v["reinforce-loo-3"]
     assert v["arms-4"] < v["arms-3"] < v["disarm"]
+
+
+@pytest.mark.parametrize("rho", [-1.0, -0.5, -1 / 3, -0.1])
+def test_the_gaussian_copula_diagonal_cdf_against_closed_forms(rho):
+    """Phi_2(c, c; rho) of arms-normal (by quadrature) against the closed forms: at c = 0,
+    1/4 + asin(rho) / (2 pi) (Sheppard); at rho = -1, max(2 Phi(c) - 1, 0); and everywhere
+    rho = 0's Phi(c)^2 from above (negative correlation lowers it)."""
+    from binaryvae.models.published.arms import diagonal_normal_cdf
+
+    zero = torch.zeros((), dtype=torch.float64)
+    want = 0.25 + math.asin(rho) / (2 * math.pi)
+    assert float(diagonal_normal_cdf(zero, rho)) == pytest.approx(want, abs=1e-12)
+    c = torch.tensor([-2.0, -0.7, -0.1], dtype=torch.float64)
+    got = diagonal_normal_cdf(c, rho)
+    phi = torch.special.ndtr(c)
+    if rho == -1.0:
+        torch.testing.assert_close(got, (2 * phi - 1).clamp_min(0), rtol=0, atol=1e-12)
+    assert (got < phi.square()).all() and (got >= 0).all()

@@ -5,15 +5,16 @@
   straight-through Gumbel-softmax with M inner samples (biased);
 - `reinmax`: ReinMax (Liu, Li, Yang & Gao 2023), second-order straight-through (biased);
 - `arms`: ARMS (Dimitriev & Zhou 2021), K negatively correlated samples from the Dirichlet
-  copula, REINFORCE with a leave-one-out baseline reweighted to stay unbiased.
+  copula (``arms``) or the Gaussian copula (``arms-normal``), REINFORCE with a leave-one-out
+  baseline reweighted to stay unbiased.
 
 The older built-ins (sfe, straight-through, reinforce-loo, arm, disarm) live in
 `binaryvae.models.estimators`; the registry (`binaryvae.models.registry`) imports both.
 """
 
-from binaryvae.models.published.arms import ARMS
+from binaryvae.models.published.arms import ARMS, ARMSNormal
 from binaryvae.models.published.gumbel_rao import GumbelRao
 from binaryvae.models.published.reinmax import ReinMax
 from binaryvae.models.published.vimco import VIMCO
 
-__all__ = ["VIMCO", "GumbelRao", "ReinMax", "ARMS"]
+__all__ = ["VIMCO", "GumbelRao", "ReinMax", "ARMS", "ARMSNormal"]
