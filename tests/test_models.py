@@ -331,7 +331,9 @@ def test_sfe_running_average_is_a_buffer_and_updates_in_training_only(images):
 
 
 @pytest.mark.parametrize("family,extra", [(f, {}) for f in ALL]
-                         + [("bernoulli-reinforce-loo", {"loo_samples": 5})])  # fmt: skip
+                         + [("bernoulli-reinforce-loo", {"loo_samples": 5}),
+                            ("bernoulli-vimco", {"samples": 5}),
+                            ("bernoulli-arms", {"samples": 5})])  # fmt: skip
 def test_decoder_evaluations_per_step(family, extra, images):
     """The declared decoder passes per step (the estimator class's samples_per_step) against
     the codes the decoder actually receives in one training loss, counted per image."""
@@ -342,7 +344,8 @@ def test_decoder_evaluations_per_step(family, extra, images):
     model.loss(images[:6])
     per_image = sum(math.prod(shape[:-1]) for shape in seen) // 6
     assert model.decoder_evaluations_per_step == per_image
-    want = {"bernoulli-disarm": 2, "bernoulli-arm": 2, "bernoulli-reinforce-loo": 2}
+    want = {"bernoulli-disarm": 2, "bernoulli-arm": 2, "bernoulli-reinforce-loo": 2,
+            "bernoulli-vimco": 2, "bernoulli-arms": 2, "bernoulli-arms-normal": 2}  # fmt: skip
     assert per_image == (5 if extra else want.get(family, 1))
 
 

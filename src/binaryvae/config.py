@@ -309,6 +309,13 @@ class ModelOptions:
     # signal, "reconstruction" (log p(x|b), analytic KL) or "elbo" (log p(x,b) - log q(b|x),
     # the estimator papers' configuration); binaryvae.models.objectives.estimated_discrete_elbo
     learning_signal: str = "reconstruction"
+    # the estimators of binaryvae.models.published: K samples per image of the K-sample
+    # estimators (bernoulli-vimco, bernoulli-arms; None: 2), M inner samples of
+    # bernoulli-gumbel-rao, and the relaxation's temperature tau of bernoulli-gumbel-rao and
+    # bernoulli-reinmax
+    samples: int | None = None
+    inner_samples: int = 10
+    st_temperature: float = 1.0
 
     @classmethod
     def from_extra(cls, extra: Any) -> ModelOptions:
@@ -331,6 +338,13 @@ class ModelOptions:
             elif name in ("decoder_scale", "concrete_prior_beta"):
                 if value is not None:
                     values[name] = check_float(key, value, 0.0, False)
+            elif name == "samples":
+                if value is not None:
+                    values[name] = check_int(key, value, 2, 1024)
+            elif name == "inner_samples":
+                values[name] = check_int(key, value, 1, 1024)
+            elif name == "st_temperature":
+                values[name] = check_float(key, value, 0.0, False)
             elif name == "learning_signal":
                 if value not in LEARNING_SIGNALS:
                     raise BadInput(

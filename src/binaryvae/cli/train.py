@@ -124,7 +124,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--family",
         default=None,
         help="posterior family, e.g. steplogistic (default), logistic, concrete, "
-        "gaussian-sigmoid, bernoulli-sfe, autoencoder-gmm",
+        "gaussian-sigmoid, bernoulli-sfe, autoencoder-gmm; bernoulli-<estimator> for every "
+        "registered estimator (disarm, vimco, arms, gumbel-rao, reinmax, ..., and those of "
+        "installed packages: docs/extending.md)",
     )
     p.add_argument(
         "--objective",

@@ -26,6 +26,7 @@ from torch import nn
 from binaryvae.config import ModelOptions
 from binaryvae.distributions import bernoulli_log_mass, draw
 from binaryvae.errors import BadInput
+from binaryvae.models.registry import ESTIMATORS, register_estimator
 
 __all__ = [
     "EstimatorOutput",
@@ -36,6 +37,7 @@ __all__ = [
     "DisARM",
     "ESTIMATORS",
     "make_estimator",
+    "register_estimator",
 ]
 
 # Every estimator class carries its properties (docs/internals.md, binaryvae.models):
@@ -268,14 +270,14 @@ class DisARM(nn.Module):
         return EstimatorOutput(surrogate, fb.detach().mean(0))
 
 
-# name -> estimator class (``from_options`` builds one; the class carries its properties)
-ESTIMATORS: dict[str, type[nn.Module]] = {
-    "sfe": ScoreFunction,
-    "straight-through": StraightThrough,
-    "reinforce-loo": ReinforceLOO,
-    "arm": ARM,
-    "disarm": DisARM,
-}
+# The built-ins, registered as a package's estimator is (binaryvae.models.registry): name ->
+# class, in this order; ``ESTIMATORS`` is the registry (entry points included), ``from_options``
+# builds one and the class carries its properties.
+register_estimator("sfe", ScoreFunction)
+register_estimator("straight-through", StraightThrough, family="bernoulli-st")
+register_estimator("reinforce-loo", ReinforceLOO)
+register_estimator("arm", ARM)
+register_estimator("disarm", DisARM)
 
 
 def make_estimator(name: str, options: ModelOptions | None = None) -> nn.Module:

@@ -31,7 +31,7 @@ Bernoulli families pass hard bits; gaussian and autoencoder-gmm pass the code it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -453,15 +453,33 @@ class BernoulliFamily(Family):
     def kl(self, q, p, z=None):
         return bernoulli_kl(q.logits, p.logits)  # [B]  notes eq. 8
 
+    # set per estimator by the registry: a fixed learning signal ("elbo": the estimator always
+    # gets the log importance weight, whatever the option) and what it estimates the gradient
+    # of ("expectation": E_q[f(b)]; "iwae": E log 1/K sum_k exp f(b_k), the IWAE-K bound)
+    estimator_signal: str | None = None
+    estimator_objective: str = "expectation"
+
     def make_estimator(self):
         return make_estimator(self.estimator, self.options)
+
+    def objective_name(self) -> str:
+        """What training maximises, as labels name it: "elbo", or "iwae-K" for an estimator of
+        the K-sample importance-weighted bound (VIMCO)."""
+        if self.estimator_objective == "iwae":
+            return f"iwae-{int(self.make_estimator().samples)}"
+        return "elbo"
 
 
 def _bernoulli(name: str, estimator: str) -> type[BernoulliFamily]:
     """The family ``name`` with the registered ``estimator``, whose properties it carries."""
     cls = ESTIMATORS[estimator]
-    props = {"unbiased": cls.unbiased, "takes_learning_signal": cls.takes_learning_signal,
-             "independent_decoder_sample": getattr(cls, "independent_decoder_sample", False)}
+    props = {
+        "unbiased": cls.unbiased,
+        "takes_learning_signal": cls.takes_learning_signal,
+        "independent_decoder_sample": getattr(cls, "independent_decoder_sample", False),
+        "estimator_signal": getattr(cls, "learning_signal", None),
+        "estimator_objective": getattr(cls, "objective", "expectation"),
+    }
     return type(f"Bernoulli_{estimator}", (BernoulliFamily,),
                 {"name": name, "estimator": estimator, **props})  # fmt: skip
 
@@ -515,30 +533,89 @@ class AutoencoderGMMFamily(Family):
 
 # ----------------------------------------------------------------------------- registry
 # name -> family class: every list of families derives from this table and the classes'
-# properties (binary, exact, has_likelihood, unbiased, takes_learning_signal)
-FAMILY_CLASSES: dict[str, type[Family]] = {
-    cls.name: cls
-    for cls in (
-        GaussianFamily,
-        GaussianSigmoidFamily,
-        LogisticFamily,
-        ConcreteFamily,
-        StepLogisticFamily,
-        SmoothStepLogisticFamily,
-        _bernoulli("bernoulli-sfe", "sfe"),
-        _bernoulli("bernoulli-st", "straight-through"),
-        _bernoulli("bernoulli-reinforce-loo", "reinforce-loo"),
-        _bernoulli("bernoulli-arm", "arm"),
-        _bernoulli("bernoulli-disarm", "disarm"),
-        AutoencoderGMMFamily,
-    )
-}
+# properties (binary, exact, has_likelihood, unbiased, takes_learning_signal). The exact
+# Bernoulli families come from the estimator registry (binaryvae.models.registry), one
+# ``bernoulli-<name>`` per registered estimator, entry points of installed packages included;
+# the tables below follow the registry whenever it changes.
+_BEFORE = (GaussianFamily, GaussianSigmoidFamily, LogisticFamily, ConcreteFamily,
+           StepLogisticFamily, SmoothStepLogisticFamily)  # fmt: skip
+_AFTER = (AutoencoderGMMFamily,)
+_BERNOULLI_CLASSES: dict[tuple[str, str, type], type[Family]] = {}  # one class per estimator
+
+
+def _family_table() -> dict[str, type[Family]]:
+    version = ESTIMATORS.version
+    if _TABLE.get("version") != version:
+        bernoulli = []
+        for est, cls in ESTIMATORS.items():
+            name = ESTIMATORS.family_of(est)
+            key = (name, est, cls)
+            if key not in _BERNOULLI_CLASSES:
+                _BERNOULLI_CLASSES[key] = _bernoulli(name, est)
+            bernoulli.append(_BERNOULLI_CLASSES[key])
+        _TABLE["table"] = {c.name: c for c in (*_BEFORE, *bernoulli, *_AFTER)}
+        _TABLE["version"] = version
+    return _TABLE["table"]
+
+
+_TABLE: dict[str, Any] = {}
+
+
+class _FamilyClasses(Mapping):
+    """name -> family class, read through to the estimator registry."""
+
+    def __getitem__(self, name: str) -> type[Family]:
+        return _family_table()[name]
+
+    def __iter__(self):
+        return iter(list(_family_table()))
+
+    def __len__(self) -> int:
+        return len(_family_table())
+
+    def __repr__(self) -> str:
+        return f"FAMILY_CLASSES({list(self)})"
+
+
+class _Factories(Mapping):
+    """name -> factory(config) -> Family."""
+
+    def __getitem__(self, name: str) -> Callable[..., Family]:
+        return _family_table()[name].from_config
+
+    def __iter__(self):
+        return iter(list(_family_table()))
+
+    def __len__(self) -> int:
+        return len(_family_table())
+
+
+class _ScoreFunctionFamilies(Sequence):
+    """The families whose estimator takes a learning signal (a live tuple of names)."""
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(n for n, c in _family_table().items() if c.takes_learning_signal)
+
+    def __getitem__(self, i):
+        return self._names()[i]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __eq__(self, other) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._names())
+
+
+FAMILY_CLASSES: Mapping[str, type[Family]] = _FamilyClasses()
 
 # name -> factory(config) -> Family
-FAMILIES: dict[str, Callable[..., Family]] = {n: c.from_config for n, c in FAMILY_CLASSES.items()}
+FAMILIES: Mapping[str, Callable[..., Family]] = _Factories()
 
 # families whose estimator takes a learning signal f(b) (ModelOptions.learning_signal)
-SCORE_FUNCTION_FAMILIES = tuple(n for n, c in FAMILY_CLASSES.items() if c.takes_learning_signal)
+SCORE_FUNCTION_FAMILIES: Sequence[str] = _ScoreFunctionFamilies()
 
 
 def make_family(config) -> Family:
@@ -551,7 +628,8 @@ def make_family(config) -> Family:
             f"unknown family {config.family!r}; choose one of {', '.join(FAMILIES)}"
         ) from None
     signal = config.options.learning_signal
-    if signal != "reconstruction" and not cls.takes_learning_signal:
+    fixed = getattr(cls, "estimator_signal", None)
+    if signal != "reconstruction" and not cls.takes_learning_signal and signal != fixed:
         raise BadInput(
             f"learning_signal {signal!r} applies to the score-function families "
             f"({', '.join(SCORE_FUNCTION_FAMILIES)}), not to {config.family!r}"

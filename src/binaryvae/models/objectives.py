@@ -121,11 +121,17 @@ def estimated_discrete_elbo(
       (E_q[grad log q] = 0), so dropping it keeps the estimate unbiased.
 
     The reported recon is an unbiased estimate of E_q log p(x|b) in both cases; kl is analytic.
+    An estimator of the IWAE-K bound (VIMCO, ``estimator_objective == "iwae"``) always gets the
+    "elbo" signal; its value, hence the reported ``elbo``, is then the IWAE-K estimate.
     """
     logits = _params(model, x, params)[0]  # [..., B, n]
     prior = model.prior_bit_logits()  # [n] (or [S, 1, n])
     kl = bernoulli_kl(logits, prior)  # [..., B] notes eq. 8
-    whole = model.family.options.learning_signal == "elbo"
+    # an estimator with a fixed signal (VIMCO: the log importance weight) gets it whatever the
+    # option says
+    whole = model.family.options.learning_signal == "elbo" or (
+        getattr(model.family, "estimator_signal", None) == "elbo"
+    )
 
     def signal(bits: torch.Tensor) -> torch.Tensor:
         # [..., B, n] -> [..., B]: log p(x|b) (notes eq. 7), or log p(x, b) - log q(b|x)

@@ -86,15 +86,27 @@ def family_spec(config: TrainConfig) -> str:
 RECONSTRUCTION_ONLY = "reconstruction only (autoencoder: no KL, not a bound)"
 
 
-def trained_on_label(config: TrainConfig, has_likelihood: bool) -> str:
-    """What trained a run, as summary.json's ``objective_label`` says it."""
-    return config.objective_label() if has_likelihood else RECONSTRUCTION_ONLY
+def trained_on_label(config: TrainConfig, has_likelihood: bool, family: Any = None) -> str:
+    """What trained a run, as summary.json's ``objective_label`` says it: the config's label,
+    with "elbo" replaced by "iwae-K" where the family's estimator maximises the K-sample
+    importance-weighted bound (VIMCO); ``family`` (built from the config if not given)."""
+    if not has_likelihood:
+        return RECONSTRUCTION_ONLY
+    label = config.objective_label()
+    if family is None and config.family.startswith("bernoulli-"):
+        from binaryvae.models import make_family
+
+        family = make_family(config)
+    name = family.objective_name() if hasattr(family, "objective_name") else "elbo"
+    if name != "elbo" and label.startswith("elbo"):
+        label = name + label[len("elbo"):]
+    return label
 
 
 def objective_label(config: TrainConfig, model: Any) -> tuple[str, bool]:
     """(label, is a bound) of what trained the model; the autoencoder's loss is no ELBO."""
     has = bool(model.family.has_likelihood)
-    return trained_on_label(config, has), config.is_bound and has
+    return trained_on_label(config, has, model.family), config.is_bound and has
 
 
 def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
