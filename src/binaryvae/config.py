@@ -150,6 +150,8 @@ LEARNING_SIGNAL_FAMILIES = (
     "bernoulli-reinforce-loo",
     "bernoulli-arm",
     "bernoulli-disarm",
+    "bernoulli-arms",
+    "bernoulli-arms-normal",
 )
 # every field a preset may set (the family-dependent ones included); extra's learning signal
 # is named "extra.learning_signal"
