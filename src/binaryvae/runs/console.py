@@ -13,14 +13,22 @@ __all__ = ["epoch_line", "stop_message", "value_name"]
 
 
 def stop_message(m: Member, error: Exception, epoch: int) -> str:
-    """Why ``m`` stopped in ``epoch`` (``error``) and what of it was kept."""
-    if epoch > 1:
+    """Why ``m`` stopped in ``epoch`` (``error``) and what of it was kept: everything through
+    its last checkpoint."""
+    per_epoch, step = m.budget.per_epoch, m.saved_step
+    if step and step % per_epoch == 0:
+        done = step // per_epoch
         kept = (
-            f"last good checkpoint {m.run.checkpoint_path} (epoch {epoch - 1}) and the "
-            f"metrics of epochs 1-{epoch - 1} in {m.run.metrics_path}"
+            f"last good checkpoint {m.run.checkpoint_path} (epoch {done}) and the "
+            f"metrics of epochs 1-{done} in {m.run.metrics_path}"
+        )
+    elif step:
+        kept = (
+            f"last good checkpoint {m.run.checkpoint_path} (step {step}, in epoch "
+            f"{step // per_epoch + 1}) and the metrics through it in {m.run.metrics_path}"
         )
     else:
-        kept = "nothing trained (it failed in the first epoch)"
+        kept = f"nothing trained (it failed before its first row, in epoch {epoch})"
     return f"{error}; training stopped. Kept: {kept}. Try a smaller --lr."
 
 

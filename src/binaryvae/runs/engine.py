@@ -2,8 +2,10 @@
 
 Every epoch draws its noise from generators seeded by (seed, epoch)
 (`binaryvae.training.epoch_seed`), its data order and binarization likewise, so a resumed run
-continues exactly as an uninterrupted one. After each epoch `binaryvae.runs.epoch` evaluates,
-appends the metrics row and replaces the checkpoint.
+continues exactly as an uninterrupted one. An epoch trains in parts that end where a metrics
+row is written (its end, every ``eval_every_steps`` steps, the end of a step budget:
+`binaryvae.runs.budget`); after each part `binaryvae.runs.epoch` evaluates, appends the row and
+replaces the checkpoint, which holds what continuing the epoch needs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TextIO
 
 import torch
 
+from binaryvae.runs.budget import Point
 from binaryvae.runs.console import epoch_line, stop_message, value_name
 from binaryvae.runs.epoch import end_epoch, finish
 from binaryvae.runs.members import Member
@@ -31,16 +34,16 @@ __all__ = ["fit_group", "train_members"]
 def train_members(
     members: list[Member], *, stacked: bool, progress: bool, label: str, stream: TextIO
 ) -> None:
-    """Train every member to its ``epochs``, then finalize and summarise each.
+    """Train every member to the end of its budget, then finalize and summarise each.
 
-    Members that start at the same epoch train together (one stacked model when ``stacked``);
-    groups that start at different epochs (a resumed group interrupted between two replicas'
+    Members that start at the same step train together (one stacked model when ``stacked``);
+    groups that start at different steps (a resumed group interrupted between two replicas'
     checkpoints) train one after the other.
     """
     tune_allocator()
-    starts = sorted({m.start_epoch for m in members})
+    starts = sorted({m.start_step for m in members})
     for start in starts:
-        group = [m for m in members if m.start_epoch == start and start < m.config.epochs]
+        group = [m for m in members if m.start_step == start and start < m.budget.total]
         if group:
             fit_group(group, stacked=stacked, progress=progress, label=label, stream=stream)
     for m in members:
@@ -51,23 +54,27 @@ def train_members(
 def fit_group(
     members: list[Member], *, stacked: bool, progress: bool, label: str, stream: TextIO
 ) -> None:
-    """Train ``members`` (all at the same epoch) to their ``epochs``, one epoch at a time; a
-    member that turns NaN/inf gets its failure recorded and the others go on."""
+    """Train ``members`` (all at the same step) to the end of their budget, one epoch at a
+    time, each epoch in parts that end where a metrics row is written
+    (`binaryvae.runs.budget.Budget.points`); a member that turns NaN/inf gets its failure
+    recorded and the others go on."""
     from binaryvae.data import EpochBatches
 
-    c = members[0].config
-    start = members[0].start_epoch
+    c, budget = members[0].config, members[0].budget
     loaders = [
         EpochBatches(m.prepared.dataset.train_x, batch_size=c.batch_size, binarize=c.binarize,
                      seed=m.config.seed, device=m.prepared.device)
         for m in members
     ]  # fmt: skip
     trainer = Trainer(members, stacked)
-    for epoch in range(start + 1, c.epochs + 1):
+    first = members[0].start_step // budget.per_epoch + 1
+    for epoch in range(first, budget.epochs + 1):
         seed_everything(epoch_seed(members[0].config.seed, epoch, "train"))
+        trainer.start_epoch(loaders, epoch)  # after the seeding: a checkpoint's RNG state wins
+        done = members[0].carry.batches if members[0].carry is not None else 0
         bar = EpochProgress(
             epoch,
-            c.epochs,
+            budget.epochs,
             loaders[0].num_examples,
             label=label,
             stream=stream,
@@ -75,45 +82,46 @@ def fit_group(
             value_name=value_name(c, members[0].prepared.model),
         )
         kl_weight = kl_weight_at(c.kl_weight, c.kl_warmup_epochs, epoch)
-        on_step = gradient_hook(trainer, members, epoch, len(loaders[0]))
-        if stacked:
-            stats = fit_epoch(
-                trainer.model,
-                trainer.optimizer,
-                trainer.batches(loaders, epoch),
-                epoch=epoch,
-                objective=c.objective,
-                kl_weight=kl_weight,
-                generator=trainer.generator(epoch),
-                replicas=len(members),
-                precision=c.precision,
-                progress=bar,
-                on_step=on_step,
-            )
-        else:
-            single = fit_plain(trainer, loaders, epoch, kl_weight, bar, members[0], on_step)
-            if single is None:  # the run stopped: its failure is recorded
-                bar.close("stopped")
+        rows: list = []
+        for point in budget.points(epoch, done):
+            members, rows = _fit_part(trainer, point, done, kl_weight, bar, stream)
+            done = point.batches
+            if not members:
+                bar.close(epoch_line(rows) if rows else "stopped")
                 return
-            stats = [single]
-        for m, st in zip(members, stats, strict=True):
-            if st.failure is not None:
-                m.failure = stop_message(m, st.failure, epoch)
-                print(f"{m.run.path}: stopped: {m.failure}", file=stream, flush=True)
-        trainer.sync()
-        rows = [
-            end_epoch(m, st, epoch, kl_weight)
-            for m, st in zip(members, stats, strict=True)
-            if m.failure is None
-        ]
+            trainer = trainer if len(members) == len(trainer.members) else Trainer(members, stacked)
         bar.close(epoch_line(rows))
-        live = [i for i, m in enumerate(members) if m.failure is None]
-        if not live:
-            return
-        if len(live) < len(members):  # drop the stopped replicas: restack the others
-            members = [members[i] for i in live]
-            loaders = [loaders[i] for i in live]
-            trainer = Trainer(members, stacked)
+
+
+def _fit_part(trainer: Trainer, point: Point, done: int, kl_weight: float, bar, stream: TextIO):
+    """Train the trainer's members from batch ``done`` + 1 of ``point.epoch`` to ``point``,
+    then write their rows and checkpoints; (the members still live, the rows)."""
+    members, epoch = trainer.members, point.epoch
+    c = members[0].config
+    on_step = gradient_hook(trainer, members, epoch, point.per_epoch)
+    carry = [m.carry for m in members] if members[0].carry is not None else None
+    kwargs = dict(
+        epoch=epoch, objective=c.objective, kl_weight=kl_weight, generator=trainer.generator(),
+        precision=c.precision, progress=bar, on_step=on_step, first_batch=done + 1,
+    )  # fmt: skip
+    batches = trainer.batches(point.batches - done)
+    if trainer.stacked:
+        stats = fit_epoch(
+            trainer.model, trainer.optimizer, batches, replicas=len(members), carry=carry, **kwargs
+        )
+    else:
+        single = fit_plain(trainer, batches, members[0], carry, kwargs)
+        if single is None:  # the run stopped: its failure is recorded
+            return [], []
+        stats = [single]
+    for m, st in zip(members, stats, strict=True):
+        m.carry = st
+        if st.failure is not None:
+            m.failure = stop_message(m, st.failure, epoch)
+            print(f"{m.run.path}: stopped: {m.failure}", file=stream, flush=True)
+    trainer.sync()
+    rows = [end_epoch(m, m.carry, point, kl_weight) for m in members if m.failure is None]
+    return [m for m in members if m.failure is None], rows
 
 
 def gradient_hook(trainer: Trainer, members: list[Member], epoch: int, steps_per_epoch: int):
@@ -144,27 +152,15 @@ def gradient_hook(trainer: Trainer, members: list[Member], epoch: int, steps_per
     return hook
 
 
-def fit_plain(
-    trainer: Trainer, loaders, epoch: int, kl_weight: float, bar, member: Member, on_step=None
-):
-    """One epoch of a single run: `fit_epoch` raising on NaN/inf, turned into a member failure
-    (returns None then)."""
+def fit_plain(trainer: Trainer, batches, member: Member, carry, kwargs: dict):
+    """A part of an epoch of a single run: `fit_epoch` raising on NaN/inf, turned into a
+    member failure (returns None then)."""
     from binaryvae.training import NonFiniteLoss
 
-    c = member.config
     try:
         return fit_epoch(
-            trainer.model,
-            trainer.optimizer,
-            trainer.batches(loaders, epoch),
-            epoch=epoch,
-            objective=c.objective,
-            kl_weight=kl_weight,
-            generator=trainer.generator(epoch),
-            precision=c.precision,
-            progress=bar,
-            on_step=on_step,
+            trainer.model, trainer.optimizer, batches, carry=carry and carry[0], **kwargs
         )
     except NonFiniteLoss as e:
-        member.failure = stop_message(member, e, epoch)
+        member.failure = stop_message(member, e, kwargs["epoch"])
         return None

@@ -315,7 +315,7 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
     )
     seeds = axes.get("seeds", 0)
     seeds = parse_seeds(_ints("seeds", _items("seeds", seeds, where), where))
-    base = {"epochs": COMPARE_EPOCHS, **fixed}
+    base = {"epochs": COMPARE_EPOCHS if fixed.get("steps") is None else None, **fixed}
     if isinstance(base.get("hidden"), str):
         try:
             base["hidden"] = [int(h) for h in split_list(base["hidden"], "hidden")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 import torch
 
 from binaryvae.runs.members import Member
@@ -30,23 +32,40 @@ class Trainer:
             state = stack_optimizer_state(states, self.model) if stacked else states[0]
             load_state(self.optimizer, state, members[0].run.checkpoint_path)
 
-    def generator(self, epoch: int):
+    def start_epoch(self, loaders, epoch: int) -> None:
+        """Give each member epoch ``epoch``'s noise generator (seeded by (seed, epoch)) and
+        batch iterator (`binaryvae.data.EpochBatches`), both continued from where the member's
+        checkpoint left the epoch, with torch's global RNG state, if it left it inside."""
         device = self.members[0].prepared.device
-        gens = [
-            torch.Generator(device=device).manual_seed(epoch_seed(m.config.seed, epoch, "train"))
-            for m in self.members
-        ]
+        for m, loader in zip(self.members, loaders, strict=True):
+            g = torch.Generator(device=device).manual_seed(
+                epoch_seed(m.config.seed, epoch, "train")
+            )
+            batches, m.carry = loader.epoch(epoch), None
+            if m.inside is not None:
+                g.set_state(m.inside["generator"].cpu())
+                torch.set_rng_state(m.inside["torch_rng"].cpu())
+                m.carry = m.inside["carry"]
+                # the order and the dynamic binarization of epoch e depend on (seed, e) only:
+                # drawing the trained batches again (and dropping them) continues both
+                batches = islice(batches, m.carry.batches, None)
+                m.inside = None
+            m.generator, m.batches = g, batches
+
+    def generator(self):
+        """The noise of a training step: the member's generator, or one per replica."""
         if not self.stacked:
-            return gens[0]
+            return self.members[0].generator
         from binaryvae.models.replicas import ReplicaGenerator
 
-        return ReplicaGenerator(gens)
+        return ReplicaGenerator([m.generator for m in self.members])
 
-    def batches(self, loaders, epoch: int):
+    def batches(self, n: int):
+        """The members' next ``n`` batches: ``[B, D]``, or ``[S, B, D]`` stacked."""
         if not self.stacked:
-            yield from loaders[0].epoch(epoch)
+            yield from islice(self.members[0].batches, n)
             return
-        for xs in zip(*[b.epoch(epoch) for b in loaders], strict=True):
+        for xs in zip(*[islice(m.batches, n) for m in self.members], strict=True):
             yield torch.stack(xs)  # [S, B, D]
 
     def sync(self, optimizer: bool = True, skip: list[bool] | None = None) -> None:
