@@ -98,7 +98,8 @@ def test_eval_every_steps_writes_rows_at_exactly_the_multiples(tmp_path):
     """Rows at every multiple of 6, at every epoch's end (16, 32) and at the budget's end (40),
     each once; ``epoch`` is the epoch the step falls in, ``epoch_batches`` its batches so far
     (absent at an epoch's end); an epoch's train_* are the averages of its batches so far, so
-    its last row's equal those of a run without the extra rows."""
+    its last row's equal those of a run without the extra rows; the report's per-epoch curves
+    take each epoch's last row."""
     out = tmp_path / "every"
     train_run(_cfg(steps=40, eval_every_steps=6), out, progress=False)
     rows = metric_rows(out)
@@ -120,6 +121,12 @@ def test_eval_every_steps_writes_rows_at_exactly_the_multiples(tmp_path):
                 k: v for k, v in ends[r["step"]].items() if k.startswith("train_")
             }
     assert _adam_steps(out) == _adam_steps(plain) == {40}
+    # the report's per-epoch curves take each epoch's last row
+    from binaryvae.report.collect import collect_runs
+
+    (record,) = collect_runs(out)
+    by_step = {r["step"]: r["test_discrete_elbo"] for r in rows}
+    assert record.column("test_discrete_elbo") == ([1, 2, 3], [by_step[s] for s in (16, 32, 40)])
 
 
 @pytest.mark.parametrize("binarize", ["dynamic", "none"])

@@ -196,11 +196,11 @@ class RunDir:
 
     def keep_metrics_through(self, epoch: int, step: int | None = None) -> list[dict[str, Any]]:
         """Rewrite metrics.jsonl with the rows of epochs 1..``epoch`` only (resume); given
-        ``step``, the rows of steps 1..``step`` (a row without a step: by its epoch)."""
+        ``step``, of steps 1..``step`` too (rows written before rows had a step: by epoch)."""
         rows = [
             r
             for r in self.read_metrics()
-            if (r["step"] <= step if step is not None and "step" in r else r["epoch"] <= epoch)
+            if r["epoch"] <= epoch and (step is None or r.get("step", 0) <= step)
         ]
         atomic_write_text(
             self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)

@@ -61,21 +61,19 @@ def fit_group(
     from binaryvae.data import EpochBatches
 
     c, budget = members[0].config, members[0].budget
-    loaders = [
-        EpochBatches(m.prepared.dataset.train_x, batch_size=c.batch_size, binarize=c.binarize,
-                     seed=m.config.seed, device=m.prepared.device)
-        for m in members
-    ]  # fmt: skip
+    for m in members:
+        x, device = m.prepared.dataset.train_x, m.prepared.device
+        m.loader = EpochBatches(x, c.batch_size, c.binarize, seed=m.config.seed, device=device)
     trainer = Trainer(members, stacked)
     first = members[0].start_step // budget.per_epoch + 1
     for epoch in range(first, budget.epochs + 1):
         seed_everything(epoch_seed(members[0].config.seed, epoch, "train"))
-        trainer.start_epoch(loaders, epoch)  # after the seeding: a checkpoint's RNG state wins
+        trainer.start_epoch(epoch)  # after the seeding: a checkpoint's RNG state wins
         done = members[0].carry.batches if members[0].carry is not None else 0
         bar = EpochProgress(
             epoch,
             budget.epochs,
-            loaders[0].num_examples,
+            members[0].loader.num_examples,
             label=label,
             stream=stream,
             enabled=progress,

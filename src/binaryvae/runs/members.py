@@ -53,7 +53,9 @@ class Member:
     failure: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     gradient: list[dict[str, Any]] = field(default_factory=list)  # diagnostics since the row
-    # while an epoch trains: its noise generator, its batch iterator, its statistics so far
+    # while training: its data (`binaryvae.data.EpochBatches`); while an epoch trains: its
+    # noise generator, its batch iterator, its statistics so far
+    loader: Any = None
     generator: Any = None
     batches: Any = None
     carry: EpochStats | None = None
@@ -186,7 +188,8 @@ def write_member(member: Member) -> None:
     (a run trained straight to the new budget has no row there); the gradient diagnostics it
     carried move on to the next row."""
     member.run.write_config(member.config)
-    rows = member.run.keep_metrics_through(member.start_epoch, member.start_step)
+    epoch = member.start_epoch + (member.inside is not None)  # the epoch of the checkpoint's step
+    rows = member.run.keep_metrics_through(epoch, member.start_step)
     last = rows[-1] if rows else {}
     if (
         member.start_step < member.budget.total
@@ -195,4 +198,4 @@ def write_member(member: Member) -> None:
         and not member.budget.is_row(member.start_step)
     ):
         member.gradient = list(last.get("gradient", []))
-        member.run.keep_metrics_through(member.start_epoch, member.start_step - 1)
+        member.run.keep_metrics_through(epoch, member.start_step - 1)

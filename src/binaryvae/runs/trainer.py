@@ -32,16 +32,16 @@ class Trainer:
             state = stack_optimizer_state(states, self.model) if stacked else states[0]
             load_state(self.optimizer, state, members[0].run.checkpoint_path)
 
-    def start_epoch(self, loaders, epoch: int) -> None:
+    def start_epoch(self, epoch: int) -> None:
         """Give each member epoch ``epoch``'s noise generator (seeded by (seed, epoch)) and
         batch iterator (`binaryvae.data.EpochBatches`), both continued from where the member's
         checkpoint left the epoch, with torch's global RNG state, if it left it inside."""
         device = self.members[0].prepared.device
-        for m, loader in zip(self.members, loaders, strict=True):
+        for m in self.members:
             g = torch.Generator(device=device).manual_seed(
                 epoch_seed(m.config.seed, epoch, "train")
             )
-            batches, m.carry = loader.epoch(epoch), None
+            batches, m.carry = m.loader.epoch(epoch), None
             if m.inside is not None:
                 g.set_state(m.inside["generator"].cpu())
                 torch.set_rng_state(m.inside["torch_rng"].cpu())
