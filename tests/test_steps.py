@@ -88,7 +88,8 @@ def test_a_step_budget_stops_after_exactly_n_optimizer_steps(tmp_path, monkeypat
     assert _adam_steps(out) == {21}
     rows = metric_rows(out)
     assert [(r["epoch"], r["step"], r.get("epoch_batches")) for r in rows] == [
-        (1, 16, None), (2, 21, 5)
+        (1, 16, None),
+        (2, 21, 5),
     ]
     assert summary["steps"] == 21 and summary["epochs"] == 2
     assert _ckpt(out)["extra"]["step"] == 21

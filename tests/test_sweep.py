@@ -106,10 +106,10 @@ def test_rerunning_skips_finished_cells_and_resumes_an_interrupted_one(swept, tm
 
     original = engine.end_epoch
 
-    def interrupt(m, stats, epoch, kl_weight):
-        if "steplogistic_elbo_2bit" in str(m.run.path) and epoch == 2:
+    def interrupt(m, stats, point, kl_weight):
+        if "steplogistic_elbo_2bit" in str(m.run.path) and point.epoch == 2:
             raise KeyboardInterrupt
-        return original(m, stats, epoch, kl_weight)
+        return original(m, stats, point, kl_weight)
 
     out = tmp_path / "sweep"
     monkeypatch.setattr(engine, "end_epoch", interrupt)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from binaryvae.errors import BadInput
 from binaryvae.models.decoders import DECODERS, make_decoder
 from binaryvae.models.estimators import ESTIMATORS
-from binaryvae.models.families import FAMILIES, Family, make_family
+from binaryvae.models.families import FAMILIES, Family, check_options, make_family
 from binaryvae.models.networks import make_networks
 from binaryvae.models.objectives import LossTerms
 from binaryvae.models.vae import VAE
@@ -53,6 +53,7 @@ def build_model(
             raise BadInput(
                 f"unknown data kind {data_kind!r}; expected one of {', '.join(_AUTO_DECODER)}"
             ) from None
+    check_options(config, kind)
     n = int(config.latent_dim)
     encoder, decoder_net = make_networks(
         config.network,

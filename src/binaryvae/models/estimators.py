@@ -41,6 +41,8 @@ __all__ = [
 #   unbiased               its gradient estimate's mean is the exact gradient of E_q[f(b)]
 #   takes_learning_signal  f(b) enters as a score-function weight (ModelOptions.learning_signal)
 #   samples_per_step       decoder evaluations per image and step
+#   takes_options          the `binaryvae.config.ModelOptions` fields ``from_options`` reads
+#                          (a run's ``extra`` may set those, and learning_signal where it takes one)
 # and ``from_options(options)`` builds it from `binaryvae.config.ModelOptions`.
 
 Signal = Callable[[torch.Tensor], torch.Tensor]  # bits [..., B, n] -> [..., B]
@@ -74,6 +76,7 @@ class ScoreFunction(nn.Module):
     """
 
     unbiased, takes_learning_signal, samples_per_step = True, True, 1
+    takes_options = ("sfe_decay", "sfe_baseline")
 
     def __init__(self, decay: float = 0.99, baseline: bool = True):
         super().__init__()
@@ -137,6 +140,8 @@ class ReinforceLOO(nn.Module):
     """
 
     unbiased, takes_learning_signal = True, True
+
+    takes_options = ("loo_samples",)
 
     def __init__(self, samples: int = 2):
         super().__init__()
