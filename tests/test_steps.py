@@ -19,13 +19,14 @@ from binaryvae.errors import BadInput
 from binaryvae.runs import train_replicas, train_run
 from binaryvae.training.checkpoint import CheckpointError, checkpoint_schema, load_checkpoint
 
-PER_EPOCH = math.ceil(8000 / 500)  # mnist-mini's training images at --batch-size 500: 16
+PER_EPOCH = math.ceil(8000 / 500)  # toy's (and mnist-mini's) 8,000 training points, batch 500
 SUMMARY_TIMING = ("seconds_per_epoch", "eval_seconds_per_epoch", "summary_seconds",
                   "summary_eval_seconds")  # fmt: skip
 
 
 def _cfg(**changes) -> TrainConfig:
-    return tiny_config(**{"family": "steplogistic", "epochs": None, **changes})
+    """A tiny steplogistic run on the toy data (the fastest to prepare and evaluate)."""
+    return tiny_config(**{"family": "steplogistic", "epochs": None, "dataset": "toy", **changes})
 
 
 def _ckpt(run: Path) -> dict:
@@ -130,14 +131,16 @@ def test_eval_every_steps_writes_rows_at_exactly_the_multiples(tmp_path):
     assert record.column("test_discrete_elbo") == ([1, 2, 3], [by_step[s] for s in (16, 32, 40)])
 
 
-@pytest.mark.parametrize("binarize", ["dynamic", "none"])
-def test_resume_inside_an_epoch_equals_an_uninterrupted_run(tmp_path, binarize):
+@pytest.mark.parametrize(
+    "data", [{"dataset": "mnist-mini", "binarize": "dynamic"}, {"dataset": "toy"}]
+)
+def test_resume_inside_an_epoch_equals_an_uninterrupted_run(tmp_path, data):
     """Cut at step 13 (inside epoch 1, between the rows at 10 and 16) and resumed to 27: the
     parameters, Adam's state, every metrics row and the summary equal a run trained straight to
     27 -- the cut's own row is gone (the straight run has none there), the data order, the
     dynamic binarization and the training noise continue where the cut left them."""
     straight, cut = tmp_path / "straight", tmp_path / "cut"
-    cfg = {"eval_every_steps": 10, "binarize": binarize}
+    cfg = {"eval_every_steps": 10, **data}
     train_run(_cfg(steps=27, **cfg), straight, progress=False)
     train_run(_cfg(steps=13, **cfg), cut, progress=False)
     assert [r["step"] for r in metric_rows(cut)] == [10, 13]
@@ -172,8 +175,8 @@ def test_a_run_continues_from_a_step_budget_to_epochs(tmp_path):
 
 
 def _train(out, *options) -> list[str]:
-    return ["train", "--out", str(out), "--latent-dim", "4", *TINY, "--quiet", "--no-report",
-            *options]  # fmt: skip
+    return ["train", "--out", str(out), "--dataset", "toy", "--latent-dim", "4", *TINY,
+            "--quiet", "--no-report", *options]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -224,11 +227,14 @@ def test_a_sweep_cell_with_a_step_budget_stops_at_exactly_n_steps(tmp_path, caps
     stop at exactly N steps, and the same command again finds them finished."""
     out = tmp_path / "sweep"
     grid = tmp_path / "grid.toml"
-    grid.write_text('families = ["steplogistic"]\nlatent-dims = [4]\nseeds = "0-1"\nsteps = 7\n')
+    grid.write_text(
+        'datasets = ["toy"]\nfamilies = ["steplogistic"]\nlatent-dims = [4]\nseeds = "0-1"\n'
+        "steps = 7\n"
+    )
     argv = ["sweep", "--out", str(out), "--grid", str(grid), "--hidden", "16",
             "--batch-size", "500", "--quiet", "--no-report"]  # fmt: skip
     assert main(argv) == 0
-    cell = out / "mnist-mini_steplogistic_elbo_4bit"
+    cell = out / "toy_steplogistic_elbo_4bit"
     for seed in (0, 1):
         assert _adam_steps(cell / f"seed-{seed}") == {7}
         assert json.loads((cell / f"seed-{seed}" / "summary.json").read_text())["steps"] == 7
