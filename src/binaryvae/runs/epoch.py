@@ -34,7 +34,7 @@ def end_epoch(m: Member, stats, point: Point, kl_weight: float) -> dict[str, Any
     iwae = (
         c.eval_iwae_k if every and ((point.epoch_end and epoch % every == 0) or point.last) else 0
     )
-    # the epoch's rows after the first part: evaluation noise of their own step
+    # a row inside an epoch: evaluation noise of its own step (at an epoch's end: of the epoch)
     seed = (
         epoch_seed(c.seed, epoch, "eval")
         if point.epoch_end

@@ -142,7 +142,7 @@ def open_member(run: RunDir, prepared: Prepared, resume: bool) -> Member:
 
 def _position(member: Member, state: dict[str, Any]) -> None:
     """Where the checkpoint ``state`` left ``member``: epochs, steps, and inside an epoch its
-    generator, RNG and statistics (`binaryvae.runs.epoch.save_position` writes them)."""
+    generator, RNG and statistics (`binaryvae.runs.epoch.end_epoch` writes them)."""
     extra, per_epoch = state.get("extra", {}), member.budget.per_epoch
     member.start_epoch = int(state["epoch"])
     member.finalized = bool(extra.get("finalized", False))
