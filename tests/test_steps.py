@@ -150,6 +150,31 @@ def test_resume_inside_an_epoch_equals_an_uninterrupted_run(tmp_path, data):
     _assert_same_run(cut, straight)
 
 
+def test_a_run_interrupted_after_an_evaluation_row_resumes_exactly(tmp_path, monkeypatch):
+    """Ctrl-C while writing the row at step 24: the checkpoint of step 18 (an
+    --eval-every-steps row, 2 batches into epoch 2) is where --resume continues, its row is
+    kept, and the run ends as one never interrupted."""
+    import binaryvae.runs.engine as engine
+
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    train_run(_cfg(steps=30, eval_every_steps=6), straight, progress=False)
+    original = engine.end_epoch
+
+    def interrupt(m, stats, point, kl_weight):
+        if point.step == 24:
+            raise KeyboardInterrupt
+        return original(m, stats, point, kl_weight)
+
+    monkeypatch.setattr(engine, "end_epoch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(_cfg(steps=30, eval_every_steps=6), cut, progress=False)
+    monkeypatch.undo()
+    assert [r["step"] for r in metric_rows(cut)] == [6, 12, 16, 18]
+    assert _ckpt(cut)["extra"]["epoch_batches"] == 2
+    train_run(_cfg(steps=30, eval_every_steps=6), cut, resume=True, progress=False)
+    _assert_same_run(cut, straight)
+
+
 def test_replicas_cut_at_the_same_step_and_resume_like_an_uninterrupted_group(tmp_path):
     """``--seeds`` with a step budget: every replica stops at step 13 (Adam counts 13), and the
     group resumed to 20 equals a group trained straight to 20, replica by replica."""
