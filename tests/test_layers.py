@@ -219,3 +219,17 @@ def test_a_planted_transitive_violation_is_caught(tmp_path):
     assert "binaryvae.report loads binaryvae.training.checkpoint" in found
     assert "binaryvae.report.collect loads binaryvae.training.checkpoint" in found
     assert not any(line.startswith("binaryvae.evaluation") for line in found)
+
+
+def test_the_run_driver_stays_small():
+    """runs/train.py holds the two public drivers only (issue 25: at most 250 lines); the
+    engine, set-up, per-epoch work and console text live in their own modules."""
+    lines = (SRC / "runs" / "train.py").read_text().splitlines()
+    assert len(lines) <= 250, f"runs/train.py has {len(lines)} lines"
+
+
+def test_seed_lists_load_no_training(loaded):
+    """The option readers (compare, the sweep grid) import `binaryvae.runs.seeds` at module
+    level: it must not load the training layer or torch's training code with it."""
+    assert not any(_layer(m) == "training" for m in loaded["binaryvae.runs.seeds"])
+    assert not any(_layer(m) == "training" for m in loaded["binaryvae.runs.sweep_grid"])

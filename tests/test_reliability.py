@@ -347,15 +347,15 @@ def test_train_validation_exits_0_or_2_and_never_leaves_a_directory_on_2(
     checkpoint, the evaluation and the summary of the toy model, so exit 0 means the command
     completed.
     """
-    import binaryvae.runs.train as train_module
+    import binaryvae.runs.engine as engine
 
-    real_fit_epoch = train_module.fit_epoch
+    real_fit_epoch = engine.fit_epoch
 
     def no_steps(model, optimizer, batches, **kwargs):
         return real_fit_epoch(model, optimizer, iter(()), **kwargs)
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(train_module, "fit_epoch", no_steps)
+    patch.setattr(engine, "fit_epoch", no_steps)
     tmp = tmp_path_factory.mktemp("prop")
     out = tmp / "run"
     cfg = tmp / "c.json"

@@ -175,15 +175,15 @@ def test_the_optimizer_after_resume_has_the_configs_settings(run, monkeypatch):
 
     _edit(_ckpt(run), edit)
     seen = []
-    import binaryvae.runs.train as train_module
+    import binaryvae.runs.engine as engine
 
-    real = train_module.fit_epoch
+    real = engine.fit_epoch
 
     def spy(model, optimizer, *args, **kwargs):
         seen.append([{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups])
         return real(model, optimizer, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "fit_epoch", spy)
+    monkeypatch.setattr(engine, "fit_epoch", spy)
     assert main(_argv(run, "--resume", epochs="2")) == 0
     model = torch.nn.Linear(2, 2)
     fresh = make_optimizer(model, 1e-3).param_groups[0]

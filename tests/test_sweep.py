@@ -102,17 +102,17 @@ def test_rerunning_skips_finished_cells_and_resumes_an_interrupted_one(swept, tm
     the finished cells are not touched (their summary.json, timings included, stays byte for
     byte), the interrupted one continues from its epoch-1 checkpoint, and every run ends with
     the metrics of the uninterrupted sweep."""
-    import binaryvae.runs.train as train_module
+    import binaryvae.runs.engine as engine
 
-    original = train_module._end_epoch
+    original = engine.end_epoch
 
-    def interrupt(m, stats, epoch, kl_weight):
-        if "steplogistic_elbo_2bit" in str(m.run.path) and epoch == 2:
+    def interrupt(m, stats, point, kl_weight):
+        if "steplogistic_elbo_2bit" in str(m.run.path) and point.epoch == 2:
             raise KeyboardInterrupt
-        return original(m, stats, epoch, kl_weight)
+        return original(m, stats, point, kl_weight)
 
     out = tmp_path / "sweep"
-    monkeypatch.setattr(train_module, "_end_epoch", interrupt)
+    monkeypatch.setattr(engine, "end_epoch", interrupt)
     assert main(_argv(out)) == 130
     monkeypatch.undo()
     record = json.loads((out / "sweep.json").read_text())

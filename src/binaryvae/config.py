@@ -94,7 +94,7 @@ DEFAULT_MAX_RETRIES = 3
 
 # Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
 # it trains and where/how it computes. Anything else would make the resumed run another run.
-RESUMABLE_FIELDS = ("epochs", "threads", "device", "data_dir")
+RESUMABLE_FIELDS = ("epochs", "steps", "threads", "device", "data_dir")
 # Fields that record what training found rather than choose anything: the dataset's fingerprint
 # and where it was (`binaryvae.data.datasets.fingerprint_of`). They take no part in
 # comparing configurations (``==``, `TrainConfig.changed_fields`); the data they describe are
@@ -355,6 +355,26 @@ class ModelOptions:
         return cls(**values)
 
 
+DEFAULT_EPOCHS = 10
+MAX_STEPS = 10**12  # optimizer steps of one run at most (about 10^5 years at 1 ms a step)
+
+
+def _check_budget(c: TrainConfig) -> None:
+    """The training budget of ``c``: epochs or steps (one of them; DEFAULT_EPOCHS when neither
+    is given), and the evaluation interval in steps; BadInput naming the field otherwise."""
+    if c.epochs is not None and c.steps is not None:
+        raise BadInput(
+            f"epochs ({c.epochs}) and steps ({c.steps}) are both given: they are two ways to set "
+            "one budget (with steps the number of epochs follows from the batches per epoch); "
+            "give one of them"
+        )
+    if c.epochs is None and c.steps is None:
+        c.epochs = DEFAULT_EPOCHS
+    for name in ("steps", "eval_every_steps"):
+        if getattr(c, name) is not None:
+            check_int(name, getattr(c, name), 1, MAX_STEPS)
+
+
 @dataclass
 class TrainConfig:
     """Everything needed to re-run one training run (`binaryvae train --config config.json`).
@@ -380,8 +400,15 @@ class TrainConfig:
     prior: str = "fixed"  # "fixed" (Bernoulli(1/2) / Logistic(0,1) / N(0,1)) or "learned" logits
     beta: float = 10.0  # inverse temperature of the steep sigmoid, sigmoid(beta*z) (diss. 4.1)
     gmm_components: int = 20  # autoencoder-gmm only: mixture size (notes section 4)
-    # optimisation
-    epochs: int = 10
+    # optimisation. The budget is `epochs` or `steps`, never both (refused as contradictory):
+    # epochs = None with steps = None means DEFAULT_EPOCHS. With steps (optimizer steps in all),
+    # the run trains ceil(steps / batches per epoch) epochs, the last one cut where the budget
+    # ends (its metrics row says how many batches it had: epoch_batches); epochs stays None.
+    epochs: int | None = None
+    steps: int | None = None
+    # also evaluate (a metrics row, then a checkpoint) every eval_every_steps optimizer steps,
+    # counted from the run's first step; None: at the end of every epoch only (and of the budget)
+    eval_every_steps: int | None = None
     batch_size: int = 128
     lr: float = 1e-3  # Adam
     kl_weight: float = 1.0  # != 1 is not a bound; labelled so in every output
@@ -469,7 +496,7 @@ class TrainConfig:
                 raise BadInput(f"{name} must be a name, got {getattr(self, name)!r}")
         for name, (low, high) in _INT_RANGES.items():
             value = getattr(self, name)
-            if name == "threads" and value is None:
+            if value is None and name in ("threads", "epochs"):  # epochs: None under steps
                 continue
             check_int(_LABELS.get(name, name), value, low, high)
         for name, (low, inclusive) in _FLOAT_RANGES.items():
@@ -487,6 +514,7 @@ class TrainConfig:
             raise BadInput(f"data_fingerprint must be 64 hex digits (a sha256) or null, got {fp!r}")
         if self.data_source is not None and not isinstance(self.data_source, str):
             raise BadInput(f"data_source must be a path or null, got {self.data_source!r}")
+        _check_budget(self)
         self.options  # noqa: B018 - validates extra
         self._validate_protocol_options()
 

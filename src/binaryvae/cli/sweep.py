@@ -201,11 +201,15 @@ def run_sweep(args: argparse.Namespace) -> int:
     else:
         values, where = {}, "the options"
     values = normalize_keys(values, where)
-    values.update(_given(args))
+    from binaryvae.cli.train import one_budget
+
+    given = _given(args)
+    one_budget(values, given)
+    values.update(given)
     if "threads" not in values:
         values["threads"] = run_threads(args)
     grid = grid_from_values(values, where)
-    if "epochs" not in values and not args.quiet:
+    if "epochs" not in values and grid.base.steps is None and not args.quiet:
         # the default stays (grid files and earlier commands rely on it), but said, not silent
         print(f"sweep: --epochs not given: {grid.base.epochs} epochs per run (compare's default)")
     results = sweep(

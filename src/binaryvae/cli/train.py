@@ -35,6 +35,8 @@ _FIELDS = {
     "objective": "objective",
     "latent_dim": "latent_dim",
     "epochs": "epochs",
+    "steps": "steps",
+    "eval_every_steps": "eval_every_steps",
     "seed": "seed",
     "batch_size": "batch_size",
     "lr": "lr",
@@ -137,7 +139,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--latent-dim", type=int, default=None, metavar="N", help="latent bits (default 8)"
     )
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="default 10")
+    p.add_argument(
+        "--epochs", type=int, default=None, metavar="N", help="default 10 (unless --steps)"
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N optimizer steps instead of a number of epochs: the run trains "
+        "ceil(N / batches per epoch) epochs, the last one cut (not with --epochs)",
+    )
+    p.add_argument(
+        "--eval-every-steps",
+        type=int,
+        default=None,
+        metavar="M",
+        help="also evaluate (a metrics row and a checkpoint) every M optimizer steps",
+    )
     p.add_argument("--seed", type=int, default=None, metavar="N", help="default 0")
     p.add_argument(
         "--seeds",
@@ -310,12 +329,22 @@ def _recorded_group_config(out: Path) -> dict[str, Any]:
         raise BadInput(f"cannot resume {e}") from None
 
 
+def one_budget(base: dict[str, Any], given: dict[str, Any]) -> None:
+    """``--epochs`` or ``--steps`` given on the command line replaces the budget of ``base``
+    (a --config file, a stored run, a recorded grid): the other one is dropped. Both given is
+    left for `TrainConfig` to refuse."""
+    for mine, other in (("epochs", "steps"), ("steps", "epochs")):
+        if given.get(mine) is not None and given.get(other) is None:
+            base[other] = None
+
+
 def _apply(base: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
     """``base`` with the options given on top. With ``--protocol`` the preset's values come
     between the two (`TrainConfig.follow_protocol`); a base that names a protocol keeps its
     overrides and follows its preset elsewhere (a family given here gets the preset's
     family-dependent values)."""
     explicit: dict[str, Any] = {}
+    one_budget(base, {"epochs": args.epochs, "steps": args.steps})
     for option, field in _FIELDS.items():
         value = getattr(args, option, None)
         if value is not None:

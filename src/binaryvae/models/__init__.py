@@ -12,7 +12,13 @@ import torch
 from binaryvae.errors import BadInput
 from binaryvae.models.decoders import DECODERS, make_decoder
 from binaryvae.models.estimators import ESTIMATORS
-from binaryvae.models.families import FAMILIES, FAMILY_CLASSES, Family, make_family
+from binaryvae.models.families import (
+    FAMILIES,
+    FAMILY_CLASSES,
+    Family,
+    check_options,
+    make_family,
+)
 from binaryvae.models.grad_moments import ParamGradientEMA
 from binaryvae.models.networks import InputAffine, glorot_init_, last_linear, make_networks
 from binaryvae.models.objectives import LossTerms
@@ -65,6 +71,7 @@ def build_model(
             raise BadInput(
                 f"unknown data kind {data_kind!r}; expected one of {', '.join(_AUTO_DECODER)}"
             ) from None
+    check_options(config, kind)
     n = int(config.latent_dim)
     encoder, decoder_net = make_networks(
         config.network,

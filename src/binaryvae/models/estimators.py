@@ -44,6 +44,8 @@ __all__ = [
 #   unbiased               its gradient estimate's mean is the exact gradient of E_q[f(b)]
 #   takes_learning_signal  f(b) enters as a score-function weight (ModelOptions.learning_signal)
 #   samples_per_step       decoder evaluations per image and step
+#   takes_options          the `binaryvae.config.ModelOptions` fields ``from_options`` reads
+#                          (a run's ``extra`` may set those, and learning_signal where it takes one)
 # and ``from_options(options)`` builds it from `binaryvae.config.ModelOptions`. Those with
 # ``independent_decoder_sample`` (DisARM, ARM, REINFORCE-LOO) take ``independent=True``
 # (TrainConfig.decoder_sample "independent", set by `binaryvae.models.build_model`): the
@@ -92,6 +94,7 @@ class ScoreFunction(nn.Module):
     """
 
     unbiased, takes_learning_signal, samples_per_step = True, True, 1
+    takes_options = ("sfe_decay", "sfe_baseline")
 
     def __init__(self, decay: float = 0.99, baseline: bool = True):
         super().__init__()
@@ -155,6 +158,8 @@ class ReinforceLOO(nn.Module):
     """
 
     unbiased, takes_learning_signal, independent_decoder_sample = True, True, True
+
+    takes_options = ("loo_samples",)
 
     def __init__(self, samples: int = 2, independent: bool = False):
         super().__init__()

@@ -61,6 +61,7 @@ __all__ = [
     "FAMILIES",
     "FAMILY_CLASSES",
     "SCORE_FUNCTION_FAMILIES",
+    "check_options",
     "make_family",
     "FactorizedPrior",
     "GMMPrior",
@@ -161,6 +162,9 @@ class Family:
     # takes_learning_signal: an estimator weighting f(b) (ModelOptions.learning_signal)
     unbiased: bool = True
     takes_learning_signal: bool = False
+    # the `binaryvae.config.ModelOptions` fields (a run's ``extra``) the family reads: its own
+    # and its estimator's; every other family-specific option is refused (`check_options`)
+    takes_options: tuple[str, ...] = ()
 
     @_ClassProperty
     def relaxed(cls) -> bool:
@@ -340,6 +344,7 @@ class ConcreteFamily(Family):
     """
 
     name = "concrete"
+    takes_options = ("concrete_prior_beta",)
 
     def __init__(self, beta=10.0, options=None):
         super().__init__(beta, options)
@@ -473,9 +478,13 @@ class BernoulliFamily(Family):
 def _bernoulli(name: str, estimator: str) -> type[BernoulliFamily]:
     """The family ``name`` with the registered ``estimator``, whose properties it carries."""
     cls = ESTIMATORS[estimator]
+    options = (*getattr(cls, "takes_options", ()),) + (
+        ("learning_signal",) if cls.takes_learning_signal else ()
+    )
     props = {
         "unbiased": cls.unbiased,
         "takes_learning_signal": cls.takes_learning_signal,
+        "takes_options": options,
         "independent_decoder_sample": getattr(cls, "independent_decoder_sample", False),
         "estimator_signal": getattr(cls, "learning_signal", None),
         "estimator_objective": getattr(cls, "objective", "expectation"),
@@ -616,6 +625,38 @@ FAMILIES: Mapping[str, Callable[..., Family]] = _Factories()
 
 # families whose estimator takes a learning signal f(b) (ModelOptions.learning_signal)
 SCORE_FUNCTION_FAMILIES: Sequence[str] = _ScoreFunctionFamilies()
+
+
+# options of the network and the decoder, which any family may take: option -> (the setting
+# it needs, what it is)
+_MODEL_OPTIONS = {
+    "conv_channels": ("network", "conv", "the conv network's width"),
+    "decoder_scale": ("decoder", "gaussian", "the gaussian decoder's standard deviation"),
+}
+
+
+def check_options(config, decoder: str) -> None:
+    """BadInput naming the option, the family and what it takes, for an option in
+    ``config.extra`` that this model would not read: another family's or estimator's option
+    (``TrainConfig(family="logistic", extra={"loo_samples": 4})``), conv_channels without the
+    conv network, decoder_scale without the gaussian decoder (``decoder``, resolved)."""
+    cls = FAMILY_CLASSES[config.family]
+    for key in config.extra:
+        if key in _MODEL_OPTIONS:
+            field, value, what = _MODEL_OPTIONS[key]
+            have = decoder if field == "decoder" else getattr(config, field)
+            if have != value:
+                raise BadInput(
+                    f"extra.{key} sets {what}, but this run's {field} is {have} "
+                    f"(--{field} {value} takes it)"
+                )
+        elif key not in cls.takes_options:
+            takers = [n for n, c in FAMILY_CLASSES.items() if key in c.takes_options]
+            raise BadInput(
+                f"extra.{key} is not an option of family {config.family!r} (its options: "
+                f"{', '.join(cls.takes_options) or 'none'}); {key} applies to "
+                f"{', '.join(takers) or 'no family'}"
+            )
 
 
 def make_family(config) -> Family:

@@ -85,13 +85,20 @@ class RunRecord:
     def column(self, key: str) -> tuple[list[int], list[float]]:
         """(epochs, values) of one metrics column, skipping epochs where it is missing/null.
         The family's own ELBO is read under either of its keys (`OWN_ELBO_KEYS`: runs written
-        before ``test_elbo`` existed have ``test_relaxed_elbo`` for every family)."""
+        before ``test_elbo`` existed have ``test_relaxed_elbo`` for every family). An epoch
+        with several rows (``--eval-every-steps``) gives its last one."""
         from binaryvae.evaluation.summary import OWN_ELBO_KEYS
 
         keys = [key, *(k for k in OWN_ELBO_KEYS if k != key)] if key in OWN_ELBO_KEYS else [key]
+        rows = self.metrics
+        last = [
+            r
+            for i, r in enumerate(rows)
+            if i + 1 == len(rows) or rows[i + 1]["epoch"] != r["epoch"]
+        ]
         for name in keys:
             xs, ys = [], []
-            for row in self.metrics:
+            for row in last:
                 v = row.get(name)
                 if isinstance(v, int | float):
                     xs.append(int(row["epoch"]))

@@ -19,7 +19,8 @@ from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new, c
 _LAZY = {
     **dict.fromkeys(("Prepared", "load_run", "prepare", "test_data"), "build"),
     "evaluate_run": "evaluate",
-    **dict.fromkeys(("TrainingDiverged", "parse_seeds", "train_replicas", "train_run"), "train"),
+    **dict.fromkeys(("TrainingDiverged", "train_replicas", "train_run"), "train"),
+    "parse_seeds": "seeds",
 }
 
 

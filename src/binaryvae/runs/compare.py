@@ -16,6 +16,7 @@ from binaryvae.errors import BadInput
 from binaryvae.runs.directory import read_compare_listing
 from binaryvae.runs.labels import family_facts, family_spec, parse_family_spec, trained_on_label
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new
+from binaryvae.runs.seeds import parse_seeds
 from binaryvae.storage import write_json_atomic
 
 __all__ = ["DEFAULT_COMPARE_EPOCHS", "DEFAULT_FAMILIES", "compare", "parse_families", "run_names"]
@@ -84,7 +85,6 @@ def compare(
     from binaryvae.runs.sweep import SweepState, _header, check_out, execute, validate_cells
     from binaryvae.runs.sweep_executors import LocalExecutor
     from binaryvae.runs.sweep_grid import Cell
-    from binaryvae.runs.train import parse_seeds
 
     stream = sys.stderr if stream is None else stream
     executor = executor or LocalExecutor(stream)

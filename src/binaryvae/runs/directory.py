@@ -4,7 +4,7 @@ Layout (contract in docs/internals.md)::
 
     RUN/
       config.json          TrainConfig; `binaryvae train --config RUN/config.json` re-runs it
-      metrics.jsonl        one JSON object per completed epoch
+      metrics.jsonl        one JSON object per completed epoch (and per evaluation step)
       checkpoints/last.pt  model + optimizer + RNG states + epoch, replaced atomically
       summary.json         final numbers and the labels saying what each one bounds
       figures/*.png, report.html, report.md   written by binaryvae.report
@@ -63,7 +63,7 @@ _SUMMARY_FIELDS: dict[str, Any] = {
         ("sample_fd", "seconds_per_epoch", "eval_seconds_per_epoch", "summary_seconds",
          "summary_eval_seconds", "fd_classifier_accuracy"), NUMBER_OR_NULL),
     **dict.fromkeys(
-        ("epochs", "iwae_k", "latent_dim", "seed", "threads", "eval_samples", "fd_samples",
+        ("epochs", "steps", "iwae_k", "latent_dim", "seed", "threads", "eval_samples", "fd_samples",
          "active_bits", "stuck_bits"), _INT_OR_NULL),
     **dict.fromkeys(("binary_latent", "exact_latent", "has_likelihood", "objective_is_bound"),
                     bool),
@@ -79,6 +79,8 @@ _GRADIENT_RECORD = {
 }
 _METRICS_FIELDS: dict[str, Any] = {
     "epoch": Required(int),
+    "step": int,  # optimizer steps of the run at the row (rows of runs before 0.4 have none)
+    "epoch_batches": int,  # only in a row written before its epoch's end
     "train_seconds": Required(NUMBER),  # summed into summary.json by training
     "eval_seconds": Required(NUMBER),
     "kl_weight": NUMBER_OR_NULL,
@@ -192,9 +194,14 @@ class RunDir:
             return []
         return read_jsonl(self.metrics_path, METRICS_ROW_SCHEMA)
 
-    def keep_metrics_through(self, epoch: int) -> list[dict[str, Any]]:
-        """Rewrite metrics.jsonl with the rows of epochs 1..``epoch`` only (resume)."""
-        rows = [r for r in self.read_metrics() if r["epoch"] <= epoch]
+    def keep_metrics_through(self, epoch: int, step: int | None = None) -> list[dict[str, Any]]:
+        """Rewrite metrics.jsonl with the rows of epochs 1..``epoch`` only (resume); given
+        ``step``, of steps 1..``step`` too (rows written before rows had a step: by epoch)."""
+        rows = [
+            r
+            for r in self.read_metrics()
+            if r["epoch"] <= epoch and (step is None or r.get("step", 0) <= step)
+        ]
         atomic_write_text(
             self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
         )

@@ -81,7 +81,10 @@ def expected_seconds(
             unknown.append(spec)
             continue
         train, evaluate, summary = SECONDS_PER_1000[spec]
-        total += config.epochs * (train * n_train + evaluate * n_test) + summary * n_test
+        epochs = config.epochs
+        if config.steps is not None:  # the epochs (a fraction) the steps take
+            epochs = config.steps * config.batch_size / max(sizes[0], 1)
+        total += epochs * (train * n_train + evaluate * n_test) + summary * n_test
         total += REPORT_SECONDS_PER_RUN
     return total, unknown
 
@@ -107,7 +110,8 @@ def expected_line(
     )
     line = (
         f"expected duration about {minutes} min {rest:02d} s for {len(configs) - len(unknown)} "
-        f"runs x {c.epochs} epochs x {sizes[0]:,} training images (scaled from {MEASURED}"
+        f"runs x {f'{c.steps} steps' if c.steps else f'{c.epochs} epochs'} x {sizes[0]:,} "
+        f"training images (scaled from {MEASURED}"
         f"{scaled}; a load that changes while it runs changes it"
     )
     if not measured_at:

@@ -176,10 +176,18 @@ def finished_summaries(cell: Cell, root: str | Path) -> dict[int, dict[str, Any]
             summary = read_json(path / "summary.json", SUMMARY_SCHEMA)
         except BadInput:  # missing, or not a summary: the cell is not finished
             return None
-        if not isinstance(summary, dict) or summary.get("epochs") != cell.config.epochs:
+        if not isinstance(summary, dict) or not _covers(summary, cell.config.to_dict()):
             return None
         out[seed] = summary
     return out
+
+
+def _covers(summary: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether a run's summary is of the whole budget of ``config`` (a TrainConfig's dict):
+    its steps under a step budget, its epochs otherwise."""
+    if config.get("steps") is not None:
+        return summary.get("steps") == config["steps"]
+    return summary.get("epochs") == config.get("epochs")
 
 
 # ----------------------------------------------------------------------------- sweep.json
@@ -318,7 +326,7 @@ def read_sweep(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise BadInput(f"{root} is not a sweep directory (no sweep.json)")
     record = read_json(root / "sweep.json", SWEEP_SCHEMA)
     entries = list(record["cells"])
-    epochs = (record.get("grid") or {}).get("fixed", {}).get("epochs")
+    fixed = (record.get("grid") or {}).get("fixed", {})
     summaries: dict[str, dict[int, dict]] = {}
     for entry in entries:
         name = entry["name"]
@@ -329,7 +337,7 @@ def read_sweep(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 summary = read_json(sub / "summary.json", SUMMARY_SCHEMA)
             except BadInput:  # missing or not a summary: not finished
                 continue
-            if isinstance(summary, dict) and summary.get("epochs") == epochs:
+            if isinstance(summary, dict) and _covers(summary, fixed):
                 summaries[name][int(seed_text)] = summary
                 entry["runs"][seed_text] = "finished"
     return record, csv_rows(entries, summaries)

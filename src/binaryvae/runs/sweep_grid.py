@@ -40,6 +40,7 @@ from binaryvae.config import (
 from binaryvae.errors import BadInput
 from binaryvae.jsonfiles import MAX_DEPTH, check_depth, read_bounded, read_json
 from binaryvae.runs.labels import parse_family_spec
+from binaryvae.runs.seeds import parse_seeds
 
 __all__ = [
     "AXES",
@@ -209,8 +210,6 @@ def _items(axis: str, value: Any, where: str) -> list:
         raise BadInput(f"{where}: {label}: {value!r} has an empty element (a stray comma?)")
     if axis == "seeds" and isinstance(value, str):
         try:
-            from binaryvae.runs.train import parse_seeds  # on use: it loads training
-
             items = parse_seeds(value)
         except BadInput as e:
             if not value.strip(", "):
@@ -331,10 +330,8 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
         where,
     )
     seeds = axes.get("seeds", 0)
-    from binaryvae.runs.train import parse_seeds  # on use: it loads training
-
     seeds = parse_seeds(_ints("seeds", _items("seeds", seeds, where), where))
-    base = {"epochs": COMPARE_EPOCHS, **fixed}
+    base = {"epochs": COMPARE_EPOCHS if fixed.get("steps") is None else None, **fixed}
     protocol = fixed.get("protocol")
     if isinstance(base.get("hidden"), str):
         try:

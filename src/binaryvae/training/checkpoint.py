@@ -14,7 +14,15 @@ anything in it executes. Everything `--resume` needs is stored in those types:
 - ``rng``: the global random states -- torch's (a uint8 tensor; CUDA's, one per device), numpy's
   legacy MT19937 state as a dict of an int64 key tensor and numbers, Python's ``random`` state as
   ``[version, [625 ints], gauss_next]``;
-- ``extra``: a dict of plain values (e.g. ``{"finalized": True}``).
+- ``extra``: the run's position and state, each key typed and checked (`_check_extra`):
+  ``finalized`` (bool: autoencoder-gmm's mixture fitted after training), ``step`` (int:
+  optimizer steps of the run), and for a checkpoint written inside an epoch (a step budget's
+  cut, an ``eval_every_steps`` row) ``epoch_batches`` (int >= 1: batches of epoch ``epoch`` + 1
+  trained), ``generator`` (the epoch's training generator state, a uint8 tensor of the size a
+  generator on the run's device has), ``torch_rng`` (torch's global CPU RNG state, likewise),
+  ``epoch_sums`` (4 finite floats: the epoch's loss, ELBO, reconstruction and KL summed over
+  its images so far), ``epoch_images`` (int >= 0) and ``epoch_seconds`` (a finite float >= 0).
+  A generator state is also loaded into a fresh generator before the checkpoint is accepted.
 
 A run's checkpoint is read against a `CheckpointSchema` derived from the model and the optimizer
 that the run's config.json builds (`checkpoint_schema`), and nothing in it is used before all of
@@ -140,6 +148,8 @@ def config_fingerprint(config: Any) -> str:
     is checked on its own, and the same data may move)."""
     skip = (*RESUMABLE_FIELDS, *RECORDED_FIELDS)
     fields = {k: v for k, v in config.to_dict().items() if k not in skip}
+    if fields.get("eval_every_steps") is None:  # a later field: older checkpoints still match
+        fields.pop("eval_every_steps", None)
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -220,6 +230,7 @@ class CheckpointSchema:
     max_bytes: int  # the archive's declared (uncompressed) size, at most
     max_entries: int  # the archive's number of records, at most
     source: str = "config.json"  # where the identity comes from, for messages
+    device: str = "cpu"  # where the model is: the training generator's device
 
 
 def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -258,8 +269,9 @@ def checkpoint_schema(config: Any, model: torch.nn.Module, source: str = "config
         state_keys=frozenset(state_keys),
         identity=checkpoint_identity(config),
         max_bytes=2 * need + _MARGIN_BYTES,
-        max_entries=2 * tensors + _MARGIN_ENTRIES,
+        max_entries=2 * tensors + 2 + _MARGIN_ENTRIES,  # + the epoch's generator, RNG
         source=source,
+        device=str(next(model.parameters()).device),
     )
 
 
@@ -444,9 +456,56 @@ def _check_schema(path: Path, payload: dict[str, Any], schema: CheckpointSchema)
     if payload["optimizer"] is not None:
         payload["optimizer"] = _checked_optimizer(path, payload["optimizer"], schema)
     _check_rng(path, payload.get("rng"))
-    extra = payload.get("extra", {})
+    _check_extra(path, payload.get("extra", {}), schema)
+
+
+# the position inside an epoch: all of these or none (with ``epoch_batches``)
+_INSIDE = ("epoch_batches", "generator", "torch_rng", "epoch_sums", "epoch_images", "epoch_seconds")
+
+
+def _is_count(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_state(path: Path, name: str, value: Any, device: str) -> None:
+    """A generator state: a uint8 tensor that a fresh generator on ``device`` accepts."""
+    fresh = torch.Generator(device=device)
+    _check_tensor(path, name, value, (tuple(fresh.get_state().shape), torch.uint8))
+    try:
+        fresh.set_state(value.cpu())
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: {name} is not a generator state ({_short(e)})") from None
+
+
+def _check_extra(path: Path, extra: dict, schema: CheckpointSchema) -> None:
+    unknown = sorted(map(str, set(extra) - {"finalized", "step", *_INSIDE}))
+    if unknown:
+        raise CheckpointError(f"{path}: extra holds unknown entries {', '.join(unknown)}")
     if not isinstance(extra.get("finalized", False), bool):
         raise CheckpointError(f"{path}: extra.finalized must be true or false")
+    if "step" in extra and not _is_count(extra["step"], 0):
+        raise CheckpointError(f"{path}: extra.step must be an integer >= 0")
+    inside = [k for k in _INSIDE if k in extra]
+    if not inside:
+        return
+    if len(inside) < len(_INSIDE) or "step" not in extra:
+        missing = [k for k in ("step", *_INSIDE) if k not in extra]
+        raise CheckpointError(f"{path}: extra lacks {', '.join(missing)} (a position in an epoch)")
+    for key, low in (("epoch_batches", 1), ("epoch_images", 0)):
+        if not _is_count(extra[key], low):
+            raise CheckpointError(f"{path}: extra.{key} must be an integer >= {low}")
+    _check_state(path, "extra.generator", extra["generator"], schema.device)
+    _check_state(path, "extra.torch_rng", extra["torch_rng"], "cpu")
+    sums = extra["epoch_sums"]
+    if not (
+        isinstance(sums, list)
+        and len(sums) == 4
+        and all(isinstance(v, float) and math.isfinite(v) for v in sums)
+    ):
+        raise CheckpointError(f"{path}: extra.epoch_sums must be a list of 4 finite numbers")
+    seconds = extra["epoch_seconds"]
+    if not (isinstance(seconds, float) and math.isfinite(seconds) and seconds >= 0):
+        raise CheckpointError(f"{path}: extra.epoch_seconds must be a finite number >= 0")
 
 
 def _check_identity(path: Path, identity: Any, schema: CheckpointSchema) -> None:

@@ -50,6 +50,9 @@ class EpochStats:
     batches: int
     images: int
     failure: NonFiniteLoss | None = None
+    # the float64 sums over images behind the averages: loss, elbo, recon, kl (what a later
+    # part of the same epoch continues from: ``fit_epoch(..., carry=stats)``)
+    sums: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
 def kl_weight_at(kl_weight: float, warmup_epochs: int, epoch: int) -> float:
@@ -100,6 +103,8 @@ def fit_epoch(
     precision: str = "fp32",
     progress=None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    first_batch: int = 1,
+    carry: EpochStats | list[EpochStats] | None = None,
 ) -> EpochStats | list[EpochStats]:
     """Train ``model`` for one pass over ``batches``.
 
@@ -119,6 +124,12 @@ def fit_epoch(
     loss and ELBO (mean over live replicas) after every batch. ``on_step(batch, stopped)`` is
     called after every optimizer step with the 1-based batch number and the replicas'
     stopped mask ``[S]`` (the run layer's gradient diagnostics hook in here).
+
+    An epoch may be trained in parts (the run layer stops at a step budget or evaluates every
+    N steps): ``first_batch`` is the 1-based number of the first batch of ``batches`` within
+    the epoch, and ``carry`` the `EpochStats` of the epoch's earlier parts (one per replica),
+    whose sums, counts and seconds the returned statistics continue -- the same float64
+    additions in the same order as one uninterrupted pass, so the averages are equal bit for bit.
     """
     model.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -129,8 +140,17 @@ def fit_epoch(
     failures: list[NonFiniteLoss | None] = [None] * s
     images = torch.zeros(s, dtype=torch.long)
     batches_done = torch.zeros(s, dtype=torch.long)
+    earlier = 0.0  # seconds of the epoch's earlier parts
+    if carry is not None:
+        before = [carry] if isinstance(carry, EpochStats) else list(carry)
+        if len(before) != s:
+            raise ValueError(f"carry holds {len(before)} replicas' statistics, the model {s}")
+        sums = torch.tensor([list(st.sums) for st in before], dtype=torch.float64)
+        images = torch.tensor([st.images for st in before], dtype=torch.long)
+        batches_done = torch.tensor([st.batches for st in before], dtype=torch.long)
+        earlier = before[0].train_seconds
     start = time.perf_counter()
-    for batch_index, x in enumerate(batches, start=1):
+    for batch_index, x in enumerate(batches, start=first_batch):
         if bool(dead.all()):
             break
         optimizer.zero_grad(set_to_none=True)
@@ -174,7 +194,7 @@ def fit_epoch(
             progress.update(b, loss=total[0].item() / max(n, 1), elbo=total[1].item() / max(n, 1))
         if on_step is not None:
             on_step(batch_index, dead.clone())
-    seconds = time.perf_counter() - start
+    seconds = earlier + time.perf_counter() - start
     stats = [
         EpochStats(
             train_loss=sums[r, 0].item() / max(int(images[r]), 1),
@@ -185,6 +205,7 @@ def fit_epoch(
             batches=int(batches_done[r]),
             images=int(images[r]),
             failure=failures[r],
+            sums=tuple(sums[r].tolist()),
         )
         for r in range(s)
     ]

@@ -1,0 +1,144 @@
+"""The end of an epoch (or of a step interval) and of a run: evaluate, append the metrics row,
+checkpoint, summarise.
+
+A row is written where `binaryvae.runs.budget.Budget.points` says: every epoch's end, every
+``eval_every_steps`` steps, the end of a step budget. A checkpoint written inside an epoch also
+holds what continuing that epoch needs (`binaryvae.training.checkpoint`'s ``extra``): the
+epoch's training generator state, torch's global RNG state and the statistics of its batches
+so far, so that a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from binaryvae.runs.budget import Point
+from binaryvae.runs.labels import objective_label, summary_labels
+from binaryvae.runs.members import Member
+from binaryvae.training import epoch_seed, save_checkpoint, seed_everything
+
+__all__ = ["end_epoch", "finalize_data", "finish"]
+
+
+def end_epoch(m: Member, stats, point: Point, kl_weight: float) -> dict[str, Any]:
+    """Evaluate the member's model at ``point``, append its metrics row, replace its
+    checkpoint; the row. Evaluation leaves torch's global RNG as training left it."""
+    from binaryvae.evaluation import evaluate_epoch
+
+    c, epoch = m.config, point.epoch
+    t0 = time.perf_counter()
+    every = c.eval_iwae_every
+    iwae = (
+        c.eval_iwae_k if every and ((point.epoch_end and epoch % every == 0) or point.last) else 0
+    )
+    # a row inside an epoch: evaluation noise of its own step (at an epoch's end: of the epoch)
+    seed = (
+        epoch_seed(c.seed, epoch, "eval")
+        if point.epoch_end
+        else epoch_seed(c.seed, point.step, "eval-step")
+    )
+    rng = torch.get_rng_state()
+    metrics = evaluate_epoch(m.model, m.test_x, samples=c.eval_samples, seed=seed, iwae_k=iwae)
+    torch.set_rng_state(rng)
+    eval_seconds = time.perf_counter() - t0
+    row = {
+        "epoch": epoch,
+        "step": point.step,
+        **({} if point.epoch_end else {"epoch_batches": point.batches}),
+        "objective": c.objective,
+        "objective_label": objective_label(c, m.model)[0],
+        "family": c.family,
+        "kl_weight": kl_weight,
+        "train_loss": stats.train_loss,
+        "train_elbo": stats.train_elbo,
+        "train_recon": stats.train_recon,
+        "train_kl": stats.train_kl,
+        **metrics,
+        "train_seconds": stats.train_seconds,
+        "eval_seconds": eval_seconds,
+    }
+    if m.gradient:
+        row["gradient"], m.gradient = m.gradient, []
+    m.run.append_metrics(row)
+    m.position = (epoch, {"step": point.step})
+    if not point.epoch_end:
+        m.position = (epoch - 1, {
+            "step": point.step,
+            "epoch_batches": point.batches,
+            "generator": m.generator.get_state(),
+            "torch_rng": rng,
+            "epoch_sums": [float(v) for v in stats.sums],
+            "epoch_images": int(stats.images),
+            "epoch_seconds": float(stats.train_seconds),
+        })  # fmt: skip
+    save_checkpoint(
+        m.run.checkpoint_path,
+        model_state=m.model.state_dict(),
+        optimizer_state=m.optimizer_state,
+        epoch=m.position[0],
+        extra=m.position[1],
+        config=c,
+    )
+    m.saved_step = point.step
+    return row
+
+
+def finish(m: Member) -> None:
+    """Fit what is fitted after training (autoencoder-gmm's mixture), checkpoint it, and write
+    the summary."""
+    from binaryvae.evaluation import evaluate_summary
+    from binaryvae.training.classifier import feature_network
+
+    c, model, ds = m.config, m.model, m.prepared.dataset
+    if not m.finalized:
+        seed_everything(epoch_seed(c.seed, 0, "finalize"))
+        model.finalize(finalize_data(ds.train_x, c.binarize).to(m.prepared.device))
+        save_checkpoint(
+            m.run.checkpoint_path,
+            model_state=model.state_dict(),
+            optimizer_state=m.optimizer_state,
+            epoch=m.position[0],
+            extra={**m.position[1], "finalized": True},
+            config=c,
+        )
+    t0 = time.perf_counter()
+    summary = dict(
+        evaluate_summary(
+            model,
+            m.test_x,
+            features=feature_network(ds),
+            seed=epoch_seed(c.seed, 0, "summary"),
+        )
+    )
+    rows = m.run.read_metrics()
+    # an epoch's last row holds its training seconds (its earlier rows, a part of them)
+    ends = [
+        r for i, r in enumerate(rows) if i + 1 == len(rows) or rows[i + 1]["epoch"] != r["epoch"]
+    ]
+    summary.update(summary_labels(c, model))
+    summary.update(
+        epochs=len(ends),
+        steps=m.budget.total,
+        seconds_per_epoch=sum(r["train_seconds"] for r in ends) / max(len(ends), 1),
+        eval_seconds_per_epoch=sum(r["eval_seconds"] for r in rows) / max(len(ends), 1),
+        summary_seconds=time.perf_counter() - t0,
+        threads=m.prepared.threads,
+        device=str(m.prepared.device),
+        dataset_label=getattr(ds, "label", c.dataset),
+    )
+    m.run.write_summary(summary)
+    m.summary = summary
+
+
+def finalize_data(train_x: torch.Tensor, binarize: str) -> torch.Tensor:
+    """Training images for `VAE.finalize` (the autoencoder's mixture fit): thresholded when
+    the run trained on thresholded pixels; grey levels otherwise (dynamic binarization's
+    expectation)."""
+    if binarize == "threshold":
+        from binaryvae.data import to_float
+
+        return to_float(train_x, "threshold")
+    return train_x
