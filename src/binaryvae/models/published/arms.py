@@ -97,6 +97,7 @@ class ARMS(nn.Module):
     """ARMS with the Dirichlet copula (module docstring); unbiased for grad E_q[f(b)]."""
 
     unbiased, takes_learning_signal = True, True
+    takes_options = ("samples",)
 
     def __init__(self, samples: int = 2):
         super().__init__()

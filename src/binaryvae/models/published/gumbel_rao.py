@@ -37,6 +37,7 @@ class GumbelRao(nn.Module):
     """Gumbel-Rao for Bernoulli latents (module docstring)."""
 
     unbiased, takes_learning_signal, samples_per_step = False, False, 1
+    takes_options = ("inner_samples", "st_temperature")
 
     def __init__(self, inner_samples: int = 10, temperature: float = 1.0):
         super().__init__()

@@ -33,6 +33,7 @@ class ReinMax(nn.Module):
     """ReinMax for Bernoulli latents (module docstring)."""
 
     unbiased, takes_learning_signal, samples_per_step = False, False, 1
+    takes_options = ("st_temperature",)
 
     def __init__(self, temperature: float = 1.0):
         super().__init__()

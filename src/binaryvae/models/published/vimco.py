@@ -52,6 +52,7 @@ class VIMCO(nn.Module):
     it trains and reports (labelled ``iwae-K``)."""
 
     unbiased, takes_learning_signal = True, False
+    takes_options = ("samples",)
     objective = "iwae"  # grad E log 1/K sum_k exp f(b_k) (binaryvae.models.registry)
     learning_signal = "elbo"  # f(b) is always the log importance weight
 
