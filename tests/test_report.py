@@ -251,7 +251,7 @@ def test_relaxed_elbo_of_a_bernoulli_elbo_run_gets_its_own_axis(drawn):
     fig = figures["elbo_per_epoch.png"]
     concrete = next(r for r in records if r.name == "concrete")
     columns = ("test_bernoulli_elbo", "test_discrete_elbo", "test_log_px_exact")
-    main = next(ax for ax in fig.get_axes() if ax.get_title().startswith("concrete"))
+    main = next(ax for ax in fig.get_axes() if ax.get_title().split(" ")[0] == "concrete")
     assert [list(line.get_ydata()) for line in main.get_lines()] == [
         concrete.column(c)[1] for c in columns
     ]
@@ -297,13 +297,16 @@ def test_kl_panel_leaves_out_the_autoencoder_and_the_untrained_relaxed_kl(drawn)
 def test_reconstruction_and_sample_titles_say_what_is_decoded(drawn):
     figures, *_ = drawn
     rows = _titles(figures["reconstructions.png"])
-    ae = [t for t in rows if t.startswith("autoencoder-gmm")]
+    def run_of(title: str) -> str:  # a row title reads "RUN: what is decoded"
+        return title.split(":")[0].split(" ")[0]
+
+    ae = [t for t in rows if run_of(t) == "autoencoder-gmm"]
     assert ae == ["autoencoder-gmm: its deterministic code decoded"]
     assert not any("posterior" in t for t in ae)
-    assert [t for t in rows if t.startswith("bernoulli-sfe")] == [
+    assert [t for t in rows if run_of(t) == "bernoulli-sfe"] == [
         "bernoulli-sfe: bits b ~ q(b|x) decoded"
     ]
-    assert len([t for t in rows if t.startswith("concrete")]) == 2  # relaxed sample + hard bits
+    assert len([t for t in rows if run_of(t) == "concrete"]) == 2  # relaxed sample + hard bits
     ae_samples = figures["samples_autoencoder-gmm.png"]._suptitle.get_text()
     assert "Gaussian mixture fitted to the training codes" in ae_samples
     assert "prior" not in ae_samples

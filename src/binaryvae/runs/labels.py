@@ -93,7 +93,7 @@ def trained_on_label(config: TrainConfig, has_likelihood: bool, family: Any = No
     if not has_likelihood:
         return RECONSTRUCTION_ONLY
     label = config.objective_label()
-    if family is None and config.family.startswith("bernoulli-"):
+    if family is None:
         from binaryvae.models import make_family
 
         family = make_family(config)
