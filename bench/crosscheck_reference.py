@@ -51,7 +51,13 @@ sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
 
-__all__ = ["main", "reference_flags", "result_name", "binaryvae_missing_options"]
+__all__ = [
+    "main",
+    "reference_flags",
+    "result_name",
+    "binaryvae_missing_options",
+    "public_command",
+]
 
 REFERENCE_MODULES = ("experiment_launcher.py", "networks.py", "dataset.py")
 BINARYVAE_OPTIONS = ("--protocol", "--steps")
@@ -256,6 +262,32 @@ def run_binaryvae_side(args, seed: int, runs: Path) -> dict:
     }
 
 
+PATH_OPTIONS = {
+    "--reference-dir": "<arms checkout>",
+    "--reference-python": "<reference python>",
+    "--data-dir": "$DATA",
+    "--runs-dir": "<runs>",
+    "--results": "<results>",
+}
+
+
+def public_command(argv: list[str]) -> str:
+    """The bench command as recorded in a committed result: the values of the options that name
+    folders of this machine (`PATH_OPTIONS`) replaced by placeholders."""
+    out, skip = ["python", "bench/crosscheck_reference.py"], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in PATH_OPTIONS:
+            out += [name, PATH_OPTIONS[name]]
+            skip = "=" not in arg
+        else:
+            out.append(arg)
+    return " ".join(out)
+
+
 def _fmt(v, digits=2):
     return "n/a" if v is None else f"{v:.{digits}f}"
 
@@ -353,7 +385,7 @@ def main(argv=None) -> int:
                   "run the reference side alone with --side reference")  # fmt: skip
     runs = Path(args.runs_dir) if args.runs_dir else Path(tempfile.mkdtemp(prefix="crosscheck-"))
     results = Path(args.results)
-    command = _common.command_line()
+    command = public_command(sys.argv[1:] if argv is None else list(argv))
     for seed in args.seed_list:
         for side in sides:
             path = results / result_name(side, args.net, args.steps, seed, args.tag)

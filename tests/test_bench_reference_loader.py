@@ -155,3 +155,13 @@ def test_loader_pure_part_works_with_tensorflow_blocked():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "('train', 50000, 60000)"
+
+
+def test_crosscheck_recorded_command_names_no_folder_of_this_machine():
+    argv = ["--reference-dir", "/home/u/arms", "--data-dir=/data", "--steps", "12000",
+            "--runs-dir", "/tmp/r", "--reference-python", "/v/bin/python",
+            "--seeds", "0,1"]  # fmt: skip
+    assert crosscheck_reference.public_command(argv) == (
+        "python bench/crosscheck_reference.py --reference-dir <arms checkout> --data-dir $DATA "
+        "--steps 12000 --runs-dir <runs> --reference-python <reference python> --seeds 0,1"
+    )
