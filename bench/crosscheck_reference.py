@@ -175,14 +175,16 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def binaryvae_missing_options() -> list[str]:
-    """The options of ``binaryvae train`` this cross-check needs that it does not have yet."""
-    out = subprocess.run([sys.executable, "-m", "binaryvae", "train", "--help"],
-                         capture_output=True, text=True)  # fmt: skip
+def binaryvae_missing_options(help_text: str | None = None) -> list[str]:
+    """The options of ``binaryvae train`` this cross-check needs (`BINARYVAE_OPTIONS`) that its
+    ``--help`` (``help_text``, default: asked of this Python's binaryvae) does not list."""
+    if help_text is None:
+        help_text = subprocess.run([sys.executable, "-m", "binaryvae", "train", "--help"],
+                                   capture_output=True, text=True).stdout  # fmt: skip
     return [
         o
         for o in BINARYVAE_OPTIONS
-        if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", out.stdout)
+        if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", help_text)
     ]
 
 

@@ -165,3 +165,27 @@ def test_crosscheck_recorded_command_names_no_folder_of_this_machine():
         "python bench/crosscheck_reference.py --reference-dir <arms checkout> --data-dir $DATA "
         "--steps 12000 --runs-dir <runs> --reference-python <reference python> --seeds 0,1"
     )
+
+
+def test_crosscheck_finds_the_binaryvae_options_it_needs_in_the_help_text():
+    have = "usage: binaryvae train [--protocol NAME] [--steps N]\n  --steps N  training steps"
+    assert crosscheck_reference.binaryvae_missing_options(have) == []
+    lacking = "usage: binaryvae train [--grad-steps N] [--protocols]\n  --epochs N"
+    assert crosscheck_reference.binaryvae_missing_options(lacking) == ["--protocol", "--steps"]
+
+
+def test_crosscheck_binaryvae_side_without_the_options_exits_2_with_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    """Until ``binaryvae train`` has --protocol / --steps: exit 2, one line naming them,
+    nothing written."""
+    monkeypatch.setattr(crosscheck_reference, "binaryvae_missing_options", lambda: ["--protocol"])
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as e:
+        crosscheck_reference.main(["--side", "binaryvae", "--data-dir", str(tmp_path),
+                                   "--results", str(results),
+                                   "--runs-dir", str(tmp_path / "r")])  # fmt: skip
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--protocol" in err
+    assert not results.exists() and not (tmp_path / "r").exists()
