@@ -215,7 +215,7 @@ def run_reference(argv=None) -> dict:
 
     # Observe, without changing, what main does: the model and test set it builds, the time of
     # each training step and evaluation, every scalar it logs.
-    seen: dict = {"datasets": None, "model": None, "step_times": [], "eval_seconds": 0.0}
+    seen: dict = {"datasets": None, "model": None, "step_times": [], "evals": []}
     logged: list[dict] = []
     original_batches = ref_dataset.get_dynamic_mnist_batch
     original_step = ref.train_one_step
@@ -236,7 +236,7 @@ def run_reference(argv=None) -> dict:
     def evaluate(*a, **kw):
         t = time.perf_counter()
         out = original_evaluate(*a, **kw)
-        seen["eval_seconds"] += time.perf_counter() - t
+        seen["evals"].append((t, time.perf_counter()))
         return out
 
     def scalar(name, data, step=None, **kw):
@@ -256,7 +256,14 @@ def run_reference(argv=None) -> dict:
         raise RuntimeError(f"the reference made {len(times)} steps, asked {args.steps}")
     loop_seconds = t_end - times[0][0]
     first_step = times[0][1] - times[0][0]  # includes tracing the tf.function
-    train_seconds = loop_seconds - seen["eval_seconds"] - first_step
+    eval_seconds = sum(b - a for a, b in seen["evals"])
+    train_seconds = loop_seconds - eval_seconds - first_step
+    # steady state: from the end of step `warm` to the end of the last, the reference's periodic
+    # evaluations in that window taken out (the first steps trace and retrace the tf.function)
+    warm = min(100, args.steps // 10)
+    t_warm = times[warm][1]
+    steady_seconds = (times[-1][1] - t_warm) - sum(b - a for a, b in seen["evals"] if a >= t_warm)
+    steady_steps = args.steps - 1 - warm
 
     # after exactly args.steps updates: the reference's own evaluation of the test set
     tf.summary.scalar = original_scalar
@@ -290,11 +297,15 @@ def run_reference(argv=None) -> dict:
             "setup_seconds": times[0][0] - t0,
             "first_step_seconds": first_step,
             "loop_seconds": loop_seconds,
-            "logged_eval_seconds": seen["eval_seconds"],
+            "logged_eval_seconds": eval_seconds,
             "train_seconds": train_seconds,
-            "steps_per_s": (args.steps - 1) / train_seconds,
-            "seconds_per_1000_steps": 1000 * train_seconds / (args.steps - 1),
+            "steps_per_s_after_first": (args.steps - 1) / train_seconds,
             "seconds_per_1000_steps_with_logged_eval": 1000 * loop_seconds / args.steps,
+            "warmup_steps": warm,
+            "steady_seconds": steady_seconds,
+            "steady_steps": steady_steps,
+            "steps_per_s": steady_steps / steady_seconds,
+            "seconds_per_1000_steps": 1000 * steady_seconds / steady_steps,
         },
         "tensorflow": tf.__version__,
         "tf_threads": {
