@@ -290,6 +290,11 @@ def public_command(argv: list[str]) -> str:
     return " ".join(out)
 
 
+def _steady(result: dict) -> bool:
+    """Whether a reference result's steps/s is the steady-state measure (binaryvae's: always)."""
+    return result["side"] != "reference" or "steady_steps" in result["timing"]
+
+
 def _fmt(v, digits=2):
     return "n/a" if v is None else f"{v:.{digits}f}"
 
@@ -342,18 +347,23 @@ def aggregate(args) -> str:
             logged = r.get("logged") or []
             last = logged[-1] if logged else {}
             per_run.append([
-                side, r["seed"], _fmt(r["test_elbo"]), _fmt(r.get(key)), _fmt(r["steps_per_s"]),
+                side, r["seed"], _fmt(r["test_elbo"]), _fmt(r.get(key)),
+                _fmt(r["steps_per_s"]) + ("" if _steady(r) else " (a)"),
                 _fmt(-last["eval_metric/test"]) + f" (after {last['updates']:,})"
                 if "eval_metric/test" in last else "",
                 r["machine"]["date_utc"] if r.get("machine") else "",
+                r["machine"]["loadavg_1_5_15"] if r.get("machine") else "",
             ])  # fmt: skip
     note = (
-        "Bounds in nats per image, higher is better; mean ± s.e. over seeds. steps/s: the "
-        "training loop alone (the reference's periodic evaluations and its first, tracing, "
-        "step excluded; binaryvae's train_seconds), 1 thread per run."
+        "Bounds in nats per image, higher is better; mean ± s.e. over seeds; the reference's "
+        "final bounds are its own `evaluate` after exactly the steps given (its log stops at "
+        "the step before). steps/s: the training loop alone, 1 thread per run; reference: after "
+        "a warm-up of min(100, steps/10) steps, its periodic evaluations taken out ((a): runs "
+        "recorded before that measure, timed from the second step instead); binaryvae: its "
+        "train_seconds. Load average at the start of each run: the machine is shared."
     )
     header = ["side", "seed", "test ELBO", f"test IWAE-{args.iwae_k}", "steps/s",
-              "last logged test ELBO", "date"]  # fmt: skip
+              "last logged test ELBO", "date", "load 1/5/15"]  # fmt: skip
     lines += ["Per run (reference's last logged 1-sample test ELBO beside the final one):", "",
               _common.markdown_table(header, per_run), "", note]  # fmt: skip
     text = "\n".join(lines) + "\n"
