@@ -1,0 +1,421 @@
+"""Cross-check against the reference implementation: the DisARM protocol run by the public
+TensorFlow code of the DisARM / ARMS papers and by binaryvae, same data, steps and seeds.
+
+The reference is github.com/alekdimi/arms (Dimitriev & Zhou, ICML 2021; a descendant of
+google-research's ``disarm/binary``). This script never downloads it: give a checkout with
+``--reference-dir`` and a Python that has TensorFlow, TensorFlow Probability, tf-keras, scipy,
+absl-py and tensorboard with ``--reference-python`` (default ``$BINARYVAE_REFERENCE_PYTHON``).
+The reference reads data through ``tfds.load``; `reference_loader.py` replaces that one function
+by a loader of the same Fashion-MNIST IDX files binaryvae reads (``--data-dir``, a folder holding
+``fashion-mnist/``; default ``$BINARYVAE_DATA_DIR``), and leaves the reference's training logic
+untouched (its modules are imported as they are; their sha256 goes into each result).
+
+Reference side, per seed: ``experiment_launcher`` with the DisARM flags of the published runs
+(``--grad_type=disarm --num_pairs=1 --demean_input --initialize_with_bias``, batch 50, Adam 1e-4,
+prior SGD 1e-2, 200 bits, ``--encoder_type`` = ``--net``), ``--steps`` updates; then, after exactly
+that many updates, the reference's own ``evaluate`` on the test set with 1 sample (test ELBO) and
+100 samples (test IWAE-100: the reference never computes it itself; its log holds 1-sample
+losses every 1,000 steps, all kept in the result). Steps/s: the training loop's time without
+the reference's periodic evaluations and without the first (tracing) step.
+
+binaryvae side, per seed: ``binaryvae train --protocol disarm-<net> --family bernoulli-disarm
+--steps N --seed S --threads 1``, reading ``test_discrete_elbo`` and ``test_iwae_k100`` from its
+summary.json. When this binaryvae has no ``--protocol`` / ``--steps`` yet, it says so and exits 2.
+
+Every run is one process on ``--threads`` threads (TF intra/inter-op pools and tf.data's pool,
+``OMP_NUM_THREADS``), runs alternate (reference seed 0, binaryvae seed 0, reference seed 1, ...),
+and a run whose result file exists is skipped (``--force`` reruns it): the raw JSON per run goes
+to ``--results`` (committed) with ``crosscheck_<net>_steps<N>.md``, the table.
+
+    BINARYVAE_REFERENCE_PYTHON=<venv>/bin/python BINARYVAE_DATA_DIR=$DATA \\
+        nice -n 10 python bench/crosscheck_reference.py --reference-dir <arms checkout> \\
+        --steps 12000 --seeds 0,1
+    python bench/crosscheck_reference.py --aggregate-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _common  # noqa: E402
+
+__all__ = [
+    "main",
+    "reference_flags",
+    "result_name",
+    "binaryvae_missing_options",
+    "public_command",
+]
+
+REFERENCE_MODULES = ("experiment_launcher.py", "networks.py", "dataset.py")
+BINARYVAE_OPTIONS = ("--protocol", "--steps")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reference-dir", help="a checkout of github.com/alekdimi/arms")
+    p.add_argument(
+        "--reference-commit",
+        help="its commit, when the checkout is not a git work tree (recorded in each result)",
+    )
+    p.add_argument(
+        "--reference-python",
+        default=os.environ.get("BINARYVAE_REFERENCE_PYTHON"),
+        help="Python with TensorFlow for the reference (default $BINARYVAE_REFERENCE_PYTHON)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("BINARYVAE_DATA_DIR"),
+        help="folder holding fashion-mnist/ (default $BINARYVAE_DATA_DIR)",
+    )
+    p.add_argument("--net", default="nonlinear", choices=("nonlinear", "linear"))
+    p.add_argument("--steps", type=int, default=12_000)
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--side", default="both", choices=("both", "reference", "binaryvae"))
+    p.add_argument("--iwae-k", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--reference-flag",
+        action="append",
+        default=[],
+        help="an extra flag for the reference (e.g. --nodemean_input), for ablations; needs --tag",
+    )
+    p.add_argument("--tag", default="", help="suffix of the result files of this variant")
+    p.add_argument("--results", default=str(HERE / "results" / "crosscheck"))
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="logs and run directories (not committed; default: a temporary folder)",
+    )
+    p.add_argument("--force", action="store_true", help="rerun runs whose result file exists")
+    p.add_argument("--aggregate-only", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--seeds: expected integers separated by commas, got {args.seeds!r}")
+    if args.reference_flag and not args.tag:
+        p.error("--reference-flag: give --tag to name the variant's result files")
+    if args.steps < 2:
+        p.error("--steps: at least 2")
+    return args
+
+
+def reference_flags(net: str, extra: list[str] = ()) -> list[str]:
+    """The reference's flags for DisARM on Fashion-MNIST as published (every value explicit, so
+    the record does not depend on the reference's defaults)."""
+    return [
+        "--dataset=fashion_mnist",
+        "--grad_type=disarm",
+        f"--encoder_type={net}",
+        "--num_pairs=1",
+        "--batch_size=50",
+        "--genmo_lr=1e-4",
+        "--infnet_lr=1e-4",
+        "--prior_lr=1e-2",
+        "--demean_input",
+        "--initialize_with_bias",
+        *extra,
+    ]
+
+
+def result_name(side: str, net: str, steps: int, seed: int, tag: str = "") -> str:
+    """File name of one run's raw result."""
+    return f"{side}-disarm-{net}-steps{steps}-seed{seed}{'-' + tag if tag else ''}.json"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _reference_commit(args) -> str | None:
+    if args.reference_commit:
+        return args.reference_commit
+    out = subprocess.run(["git", "-C", args.reference_dir, "rev-parse", "HEAD"],
+                         capture_output=True, text=True)  # fmt: skip
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _machine(threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)  # the record's thread count is the runs' (1 by default)
+    info = _common.machine_info()
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return info
+
+
+def _child_env(threads: int) -> dict:
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        TF_NUM_INTRAOP_THREADS=str(threads),
+        TF_NUM_INTEROP_THREADS=str(threads),
+        TF_USE_LEGACY_KERAS="1",  # the reference is Keras 2 code: tf.keras = tf_keras
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    return env
+
+
+def _fail(message: str) -> None:
+    print(f"crosscheck_reference.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def binaryvae_missing_options(help_text: str | None = None) -> list[str]:
+    """The options of ``binaryvae train`` this cross-check needs (`BINARYVAE_OPTIONS`) that its
+    ``--help`` (``help_text``, default: asked of this Python's binaryvae) does not list."""
+    if help_text is None:
+        help_text = subprocess.run([sys.executable, "-m", "binaryvae", "train", "--help"],
+                                   capture_output=True, text=True).stdout  # fmt: skip
+    return [
+        o
+        for o in BINARYVAE_OPTIONS
+        if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", help_text)
+    ]
+
+
+def run_reference_side(args, seed: int, runs: Path) -> dict:
+    """One reference run in its own process; its result dict."""
+    ref_dir = Path(args.reference_dir).resolve()
+    logdir = runs / f"reference-{args.net}-steps{args.steps}-seed{seed}{args.tag}"
+    logdir.mkdir(parents=True, exist_ok=True)
+    out = logdir / "result.json"
+    cmd = [
+        args.reference_python, str(HERE / "reference_loader.py"),
+        "--reference-dir", str(ref_dir), "--data-dir", str(args.data_dir),
+        "--steps", str(args.steps), "--seed", str(seed), "--iwae-k", str(args.iwae_k),
+        "--threads", str(args.threads), "--logdir", str(logdir / "tb"), "--out", str(out),
+        "--", *reference_flags(args.net, args.reference_flag),
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    with open(logdir / "output.txt", "w") as log:
+        proc = subprocess.run(cmd, env=_child_env(args.threads), stdout=log,
+                              stderr=subprocess.STDOUT)  # fmt: skip
+    if proc.returncode != 0:
+        tail = (logdir / "output.txt").read_text().splitlines()[-15:]
+        print("\n".join(tail), file=sys.stderr)
+        raise SystemExit(f"reference run seed {seed} failed (exit {proc.returncode}); "
+                         f"log: {logdir / 'output.txt'}")  # fmt: skip
+    result = json.loads(out.read_text())
+    result["wall_seconds"] = time.perf_counter() - t0
+    result["reference"] = {
+        "repository": "github.com/alekdimi/arms",
+        "commit": _reference_commit(args),
+        "sha256": {m: _sha256(ref_dir / m) for m in REFERENCE_MODULES},
+    }
+    result["reference_flags"] = [
+        f for f in result["reference_flags"] if not f.startswith("--logdir")
+    ]
+    result["test_elbo"] = result["final"]["test_elbo_1sample"]
+    result[f"test_iwae_k{args.iwae_k}"] = result["final"][f"test_iwae_k{args.iwae_k}"]
+    result["steps_per_s"] = result["timing"]["steps_per_s"]
+    return result
+
+
+def run_binaryvae_side(args, seed: int, runs: Path) -> dict:
+    """One ``binaryvae train --protocol`` run in its own process; its result dict."""
+    out = runs / f"binaryvae-{args.net}-steps{args.steps}-seed{seed}{args.tag}"
+    cmd = [
+        sys.executable, "-m", "binaryvae", "train", "--protocol", f"disarm-{args.net}",
+        "--family", "bernoulli-disarm", "--steps", str(args.steps), "--seed", str(seed),
+        "--threads", str(args.threads), "--out", str(out), "--quiet", "--no-report",
+    ]  # fmt: skip
+    if args.data_dir:
+        cmd += ["--data-dir", str(args.data_dir)]
+    if out.exists():
+        cmd.append("--force")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=_child_env(args.threads), capture_output=True, text=True)
+    if proc.returncode != 0:
+        print((proc.stdout + proc.stderr)[-3000:], file=sys.stderr)
+        raise SystemExit(f"binaryvae run seed {seed} failed (exit {proc.returncode})")
+    wall = time.perf_counter() - t0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    train_seconds = sum(r.get("train_seconds", 0.0) for r in rows) or None
+    key = f"test_iwae_k{args.iwae_k}"
+    return {
+        "side": "binaryvae",
+        "steps": args.steps,
+        "seed": seed,
+        "command": " ".join(cmd[2:]),
+        "config": json.loads((out / "config.json").read_text()),
+        "summary": summary,
+        "metrics": rows,
+        "test_elbo": summary.get("test_discrete_elbo"),
+        key: summary.get(key),
+        "timing": {"train_seconds": train_seconds, "wall_seconds": wall},
+        "steps_per_s": args.steps / train_seconds if train_seconds else None,
+        "wall_seconds": wall,
+    }
+
+
+PATH_OPTIONS = {
+    "--reference-dir": "<arms checkout>",
+    "--reference-python": "<reference python>",
+    "--data-dir": "$DATA",
+    "--runs-dir": "<runs>",
+    "--results": "<results>",
+}
+
+
+def public_command(argv: list[str]) -> str:
+    """The bench command as recorded in a committed result: the values of the options that name
+    folders of this machine (`PATH_OPTIONS`) replaced by placeholders."""
+    out, skip = ["python", "bench/crosscheck_reference.py"], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in PATH_OPTIONS:
+            out += [name, PATH_OPTIONS[name]]
+            skip = "=" not in arg
+        else:
+            out.append(arg)
+    return " ".join(out)
+
+
+def _steady(result: dict) -> bool:
+    """Whether a reference result's steps/s is the steady-state measure (binaryvae's: always)."""
+    return result["side"] != "reference" or "steady_steps" in result["timing"]
+
+
+def _fmt(v, digits=2):
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def aggregate(args) -> str:
+    """The markdown table of every result file of this (net, steps, tag)."""
+    res_dir = Path(args.results)
+    key = f"test_iwae_k{args.iwae_k}"
+    per_side: dict[str, list[dict]] = {}
+    for side in ("reference", "binaryvae"):
+        for path in sorted(res_dir.glob(f"{side}-disarm-{args.net}-steps{args.steps}-seed*.json")):
+            tagged = path.stem.split("-seed", 1)[1]
+            if tagged.partition("-")[2] != args.tag:
+                continue
+            per_side.setdefault(side, []).append(json.loads(path.read_text()))
+    machines = [r["machine"] for rs in per_side.values() for r in rs if r.get("machine")]
+    lines = [f"# Cross-check against the reference: DisARM, {args.net} network, "
+             f"{args.steps:,} steps{' (' + args.tag + ')' if args.tag else ''}", ""]  # fmt: skip
+    if machines:
+        m = machines[0]
+        lines += [f"Machine: {_common.machine_line(m)}; "
+                  f"torch.backends.cpu.get_cpu_capability() = {m.get('cpu_capability')}",
+                  "", _common.runs_line(machines), ""]  # fmt: skip
+    ref = per_side.get("reference", [])
+    if ref:
+        r0 = ref[0]
+        lines += [
+            f"Reference: {r0['reference']['repository']} at {r0['reference']['commit']}, "
+            f"TensorFlow {r0['tensorflow']}, threads {r0['tf_threads']}; flags "
+            f"`{' '.join(r0['reference_flags'])}`; data through bench/reference_loader.py "
+            f"(tfds.load replaced; splits {r0['tfds_loads'][0]['split']}).",
+            "",
+        ]
+    rows = []
+    for side, rs in per_side.items():
+        rows.append([
+            side,
+            ", ".join(str(r["seed"]) for r in rs),
+            _common.fmt_mean_se([r["test_elbo"] for r in rs if r["test_elbo"] is not None]),
+            _common.fmt_mean_se([r[key] for r in rs if r.get(key) is not None]),
+            _common.fmt_mean_se([r["steps_per_s"] for r in rs if r["steps_per_s"]]),
+            _common.fmt_mean_se([1000 / r["steps_per_s"] for r in rs if r["steps_per_s"]], 1),
+        ])  # fmt: skip
+    lines += [_common.markdown_table(
+        ["side", "seeds", "test ELBO (1 sample)", f"test IWAE-{args.iwae_k}", "steps/s",
+         "s / 1,000 steps"], rows), ""]  # fmt: skip
+    per_run = []
+    for side, rs in per_side.items():
+        for r in rs:
+            logged = r.get("logged") or []
+            last = logged[-1] if logged else {}
+            per_run.append([
+                side, r["seed"], _fmt(r["test_elbo"]), _fmt(r.get(key)),
+                _fmt(r["steps_per_s"]) + ("" if _steady(r) else " (a)"),
+                _fmt(-last["eval_metric/test"]) + f" (after {last['updates']:,})"
+                if "eval_metric/test" in last else "",
+                r["machine"]["date_utc"] if r.get("machine") else "",
+                r["machine"]["loadavg_1_5_15"] if r.get("machine") else "",
+            ])  # fmt: skip
+    note = (
+        "Bounds in nats per image, higher is better; mean ± s.e. over seeds; the reference's "
+        "final bounds are its own `evaluate` after exactly the steps given (its log stops at "
+        "the step before). steps/s: the training loop alone, 1 thread per run; reference: after "
+        "a warm-up of min(100, steps/10) steps, its periodic evaluations taken out ((a): runs "
+        "recorded before that measure, timed from the second step instead); binaryvae: its "
+        "train_seconds. Load average at the start of each run: the machine is shared."
+    )
+    header = ["side", "seed", "test ELBO", f"test IWAE-{args.iwae_k}", "steps/s",
+              "last logged test ELBO", "date", "load 1/5/15"]  # fmt: skip
+    lines += ["Per run (reference's last logged 1-sample test ELBO beside the final one):", "",
+              _common.markdown_table(header, per_run), "", note]  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    name = f"crosscheck_{args.net}_steps{args.steps}{'_' + args.tag if args.tag else ''}.md"
+    res_dir.mkdir(parents=True, exist_ok=True)
+    (res_dir / name).write_text(text)
+    print(text)
+    return text
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.aggregate_only:
+        aggregate(args)
+        return 0
+    sides = ["reference", "binaryvae"] if args.side == "both" else [args.side]
+    if "reference" in sides:
+        if not args.reference_dir or not all(
+            (Path(args.reference_dir) / m).is_file() for m in REFERENCE_MODULES
+        ):
+            _fail(f"--reference-dir: {args.reference_dir!r} is not a checkout of "
+                  f"github.com/alekdimi/arms (needs {', '.join(REFERENCE_MODULES)})")  # fmt: skip
+        if not args.reference_python:
+            _fail("--reference-python: not given and $BINARYVAE_REFERENCE_PYTHON is not set")
+    if args.data_dir is None:
+        _fail("--data-dir: not given and $BINARYVAE_DATA_DIR is not set")
+    if "binaryvae" in sides:
+        missing = binaryvae_missing_options()
+        if missing:
+            _fail(f"binaryvae train has no {' / '.join(missing)} option yet (issue 28): "
+                  "run the reference side alone with --side reference")  # fmt: skip
+    runs = Path(args.runs_dir) if args.runs_dir else Path(tempfile.mkdtemp(prefix="crosscheck-"))
+    results = Path(args.results)
+    command = public_command(sys.argv[1:] if argv is None else list(argv))
+    for seed in args.seed_list:
+        for side in sides:
+            path = results / result_name(side, args.net, args.steps, seed, args.tag)
+            if path.exists() and not args.force:
+                print(f"{path.name}: exists, skipped", flush=True)
+                continue
+            print(f"{side} seed {seed}: {args.steps:,} steps ...", flush=True)
+            machine = _machine(args.threads)
+            run = run_reference_side if side == "reference" else run_binaryvae_side
+            result = run(args, seed, runs)
+            result.update(machine=machine, bench_command=command)
+            _common.write_json(path, result)
+            print(f"{path.name}: test ELBO {_fmt(result['test_elbo'])}, test IWAE-"
+                  f"{args.iwae_k} {_fmt(result.get(f'test_iwae_k{args.iwae_k}'))}, "
+                  f"{_fmt(result['steps_per_s'])} steps/s", flush=True)  # fmt: skip
+    aggregate(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
