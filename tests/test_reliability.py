@@ -215,6 +215,7 @@ def test_a_second_writer_fails_at_once_naming_the_holder(run_copy, capsys):
     assert after == before
 
 
+@pytest.mark.slow  # two real training processes; the in-process lock test above stays default
 def test_two_concurrent_writers_one_exits_2_and_metrics_stay_clean(tmp_path):
     """Two real processes: the lock is the operating system's, and dies with its holder."""
     out = tmp_path / "run"
