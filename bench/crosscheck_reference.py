@@ -57,6 +57,7 @@ __all__ = [
     "result_name",
     "binaryvae_missing_options",
     "public_command",
+    "without_folders",
 ]
 
 REFERENCE_MODULES = ("experiment_launcher.py", "networks.py", "dataset.py")
@@ -248,7 +249,10 @@ def run_binaryvae_side(args, seed: int, runs: Path) -> dict:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
     train_seconds = sum(r.get("train_seconds", 0.0) for r in rows) or None
     key = f"test_iwae_k{args.iwae_k}"
-    return {
+    folders = {str(runs): "<runs>"}
+    if args.data_dir:
+        folders[str(args.data_dir)] = "$DATA"
+    return without_folders({
         "side": "binaryvae",
         "steps": args.steps,
         "seed": seed,
@@ -261,7 +265,21 @@ def run_binaryvae_side(args, seed: int, runs: Path) -> dict:
         "timing": {"train_seconds": train_seconds, "wall_seconds": wall},
         "steps_per_s": args.steps / train_seconds if train_seconds else None,
         "wall_seconds": wall,
-    }
+    }, folders)
+
+
+def without_folders(value, folders: dict[str, str]):
+    """``value`` (a result: dicts, lists, strings) with every string's mention of a folder of
+    this machine (``folders``: path -> placeholder, longest first) replaced by its placeholder,
+    so that a committed result names no folder of the machine that made it."""
+    if isinstance(value, dict):
+        return {k: without_folders(v, folders) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_folders(v, folders) for v in value]
+    if isinstance(value, str):
+        for path in sorted(folders, key=len, reverse=True):
+            value = value.replace(path, folders[path])
+    return value
 
 
 PATH_OPTIONS = {

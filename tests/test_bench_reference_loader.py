@@ -189,3 +189,25 @@ def test_crosscheck_binaryvae_side_without_the_options_exits_2_with_one_line(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--protocol" in err
     assert not results.exists() and not (tmp_path / "r").exists()
+
+
+def test_a_committed_result_names_no_folder_of_this_machine():
+    """Every string of a binaryvae-side result (its command, config.json's data_dir and
+    data_source, summary fields) has the runs and data folders replaced by placeholders; other
+    values are kept as they are."""
+    result = {
+        "command": "binaryvae train --out /m/runs/run-0 --data-dir /m/data",
+        "config": {"data_dir": "/m/data", "data_source": "/m/data/fashion-mnist", "seed": 0},
+        "metrics": [{"epoch": 1, "note": "/m/runs/run-0/checkpoints"}],
+        "test_elbo": -271.3,
+    }
+    out = crosscheck_reference.without_folders(result, {"/m/runs": "<runs>", "/m/data": "$DATA"})
+    assert out == {
+        "command": "binaryvae train --out <runs>/run-0 --data-dir $DATA",
+        "config": {"data_dir": "$DATA", "data_source": "$DATA/fashion-mnist", "seed": 0},
+        "metrics": [{"epoch": 1, "note": "<runs>/run-0/checkpoints"}],
+        "test_elbo": -271.3,
+    }
+    # the longer of two nested folders is replaced first
+    nested = crosscheck_reference.without_folders("/m/data/x", {"/m": "<m>", "/m/data": "$D"})
+    assert nested == "$D/x"
