@@ -32,3 +32,48 @@ def metric_rows(run: Path, drop_timing: bool = True) -> list[dict]:
     if drop_timing:
         rows = [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
     return rows
+
+
+def train_argv(out, *extra: str, epochs: str = "1") -> list[str]:
+    """``binaryvae train`` of one tiny mnist-mini run (4 bits, `TINY`) into ``out``, quiet, no
+    report; ``extra`` options are appended (and override)."""
+    return ["train", "--out", str(out), "--epochs", epochs, "--latent-dim", "4", *TINY,
+            "--quiet", "--no-report", *extra]  # fmt: skip
+
+
+def file_bytes(path: Path, follow_links: bool = True) -> dict[str, bytes]:
+    """Every file under ``path`` (relative name -> bytes); ``follow_links=False`` leaves out
+    symbolic links (a test that planted one compares only what binaryvae may write)."""
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and (follow_links or not p.is_symlink())
+    }
+
+
+def one_line_error(capsys) -> str:
+    """What the command printed on stderr, asserted to be one line and no traceback."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err, err
+    return err
+
+
+def fail_fsync_of(monkeypatch, predicate, err: int | None = None) -> None:
+    """Make os.fsync raise OSError(err, ENOSPC by default) for files whose path (read from
+    /proc/self/fd) satisfies ``predicate``."""
+    import errno
+
+    err = errno.ENOSPC if err is None else err
+    real = os.fsync
+
+    def fsync(fd):
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            path = ""
+        if predicate(path):
+            raise OSError(err, os.strerror(err))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)

@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _runs_helpers import TINY, metric_rows
+from _runs_helpers import TINY, fail_fsync_of, file_bytes, metric_rows, one_line_error, train_argv
 from binaryvae.cli import main
 from binaryvae.runs.ownership import LOCK_FILE, MARKER, DirLock
 from binaryvae.training.checkpoint import FORMAT, load_checkpoint, save_checkpoint
@@ -29,16 +29,11 @@ from binaryvae.training.checkpoint import FORMAT, load_checkpoint, save_checkpoi
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _train_argv(out, *extra, epochs="1"):
-    return ["train", "--out", str(out), "--epochs", epochs, "--latent-dim", "4", *TINY,
-            "--quiet", "--no-report", *extra]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny finished run, copied by the tests that alter it."""
     out = tmp_path_factory.mktemp("rel") / "run"
-    assert main(_train_argv(out, "--family", "bernoulli-sfe", epochs="2")) == 0
+    assert main(train_argv(out, "--family", "bernoulli-sfe", epochs="2")) == 0
     return out
 
 
@@ -47,18 +42,6 @@ def run_copy(trained, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(trained, dst)
     return dst
-
-
-def _files(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
-    }
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 # ------------------------------------------------------------------ checkpoints run no code
@@ -94,11 +77,11 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(run_copy, tmp_path, ca
     argv = {
         "evaluate": ["evaluate", str(run_copy)],
         "sample": ["sample", str(run_copy), "--out", str(tmp_path / "s.png")],
-        "resume": _train_argv(run_copy, "--resume", epochs="3"),
+        "resume": train_argv(run_copy, "--resume", epochs="3"),
     }[command]
     before = (run_copy / "metrics.jsonl").read_text()
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(ckpt) in err and "not a binaryvae checkpoint" in err
     assert not witness.exists()
     assert not (tmp_path / "s.png").exists()
@@ -122,7 +105,7 @@ def test_broken_checkpoints_exit_2_naming_the_file(run_copy, capsys, content):
         content = ckpt.read_bytes()[: ckpt.stat().st_size // 2]
     ckpt.write_bytes(content)
     assert main(["evaluate", str(run_copy)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(ckpt) in err
 
 
@@ -132,7 +115,7 @@ def test_a_newer_checkpoint_format_is_refused_clearly(run_copy, capsys):
     state["format"] = FORMAT + 1
     torch.save(state, ckpt)
     assert main(["evaluate", str(run_copy)]) == 2
-    assert "newer binaryvae" in _one_line_error(capsys)
+    assert "newer binaryvae" in one_line_error(capsys)
 
 
 def test_checkpoints_round_trip_every_rng_state(tmp_path):
@@ -160,10 +143,10 @@ def test_force_on_a_foreign_folder_exits_2_and_keeps_every_file(tmp_path, capsys
     d.mkdir()
     (d / "config.json").write_text('{"name": "my-app"}')
     (d / "main.py").write_text("x")
-    before = _files(d)
-    assert main(_train_argv(d, "--force")) == 2
-    assert "binaryvae did not write it" in _one_line_error(capsys)
-    assert _files(d) == before
+    before = file_bytes(d)
+    assert main(train_argv(d, "--force")) == 2
+    assert "binaryvae did not write it" in one_line_error(capsys)
+    assert file_bytes(d) == before
 
 
 def test_force_on_a_folder_holding_a_run_and_a_thesis_keeps_both(trained, tmp_path, capsys):
@@ -171,12 +154,12 @@ def test_force_on_a_folder_holding_a_run_and_a_thesis_keeps_both(trained, tmp_pa
     d.mkdir()
     shutil.copytree(trained, d / "run")
     (d / "thesis.tex").write_text("\\documentclass{article}")
-    before = _files(d)
+    before = file_bytes(d)
     argv = ["compare", "--out", str(d), "--force", "--families", "bernoulli-sfe", "--epochs", "1",
             "--latent-dim", "4", *TINY, "--quiet", "--no-report"]  # fmt: skip
     assert main(argv) == 2
-    _one_line_error(capsys)
-    assert _files(d) == before
+    one_line_error(capsys)
+    assert file_bytes(d) == before
 
 
 def test_compare_force_removes_only_what_binaryvae_wrote(tmp_path):
@@ -202,15 +185,15 @@ def test_every_output_directory_carries_the_marker(trained):
 
 # ------------------------------------------------------------------ one writer
 def test_a_second_writer_fails_at_once_naming_the_holder(run_copy, capsys):
-    before = _files(run_copy)
+    before = file_bytes(run_copy)
     with DirLock(run_copy):
-        for argv in (_train_argv(run_copy, "--force"), _train_argv(run_copy, "--resume",
+        for argv in (train_argv(run_copy, "--force"), train_argv(run_copy, "--resume",
                                                                   epochs="3"),
                      ["evaluate", str(run_copy)]):  # fmt: skip
             assert main(argv) == 2
-            err = _one_line_error(capsys)
+            err = one_line_error(capsys)
             assert str(run_copy) in err and f"pid {os.getpid()}" in err
-    after = _files(run_copy)
+    after = file_bytes(run_copy)
     after.pop(LOCK_FILE), before.pop(LOCK_FILE)  # the lock file holds the holder's pid
     assert after == before
 
@@ -220,7 +203,7 @@ def test_two_concurrent_writers_one_exits_2_and_metrics_stay_clean(tmp_path):
     """Two real processes: the lock is the operating system's, and dies with its holder."""
     out = tmp_path / "run"
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    cmd = [sys.executable, "-m", "binaryvae", *_train_argv(out, epochs="60")]
+    cmd = [sys.executable, "-m", "binaryvae", *train_argv(out, epochs="60")]
     first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -238,7 +221,7 @@ def test_two_concurrent_writers_one_exits_2_and_metrics_stay_clean(tmp_path):
     epochs = [r["epoch"] for r in metric_rows(out)]
     assert epochs == list(range(1, len(epochs) + 1))
     # the holder died: the OS released its lock, and a resume continues the run
-    assert main(_train_argv(out, "--resume", epochs=str(len(epochs) + 1))) == 0
+    assert main(train_argv(out, "--resume", epochs=str(len(epochs) + 1))) == 0
 
 
 # ------------------------------------------------------------------ validation up front
@@ -264,14 +247,14 @@ def test_two_concurrent_writers_one_exits_2_and_metrics_stay_clean(tmp_path):
     ],
 )
 def test_bad_values_exit_2_before_anything_is_written(tmp_path, capsys, options, config, message):
-    argv = _train_argv(tmp_path / "run", *options)
+    argv = train_argv(tmp_path / "run", *options)
     if config is not None:
         cfg = tmp_path / "c.json"
         cfg.write_text(json.dumps(config))  # json writes Infinity for inf, as a user's file may
         argv += ["--config", str(cfg)]
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(argv) == 2
-    assert message in _one_line_error(capsys)
+    assert message in one_line_error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -280,11 +263,11 @@ def test_compare_resume_refuses_changed_options_naming_each(tmp_path, capsys):
     argv = ["compare", "--out", str(out), "--families", "bernoulli-sfe", "--epochs", "1",
             "--latent-dim", "4", *TINY, "--quiet", "--no-report"]  # fmt: skip
     assert main(argv) == 0
-    before = _files(out)
+    before = file_bytes(out)
     assert main([*argv, "--resume", "--hidden", "32", "--lr", "0.01"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "hidden" in err and "lr" in err
-    after = _files(out)
+    after = file_bytes(out)
     after.pop(LOCK_FILE), before.pop(LOCK_FILE)
     assert after == before
     assert json.loads((out / "compare.json").read_text())["base"]["lr"] == 1e-3
@@ -393,14 +376,14 @@ def _small(value: str) -> bool:
 @pytest.fixture(scope="module")
 def wide_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("wide") / "run"
-    assert main(_train_argv(out, "--family", "bernoulli-st", "--latent-dim", "21")) == 0
+    assert main(train_argv(out, "--family", "bernoulli-st", "--latent-dim", "21")) == 0
     return out
 
 
 def test_exact_above_the_enumeration_limit_exits_2_naming_it(wide_run, capsys):
     before = (wide_run / "summary.json").read_text()
     assert main(["evaluate", str(wide_run), "--exact"]) == 2
-    assert "limit of 20" in _one_line_error(capsys)
+    assert "limit of 20" in one_line_error(capsys)
     assert (wide_run / "summary.json").read_text() == before
 
 
@@ -412,7 +395,7 @@ def test_exact_above_the_enumeration_limit_exits_2_naming_it(wide_run, capsys):
 def test_unbounded_requests_are_refused(trained, tmp_path, capsys, argv, message):
     argv = [a.format(run=trained, tmp=tmp_path) for a in argv]
     assert main(argv) == 2
-    assert message in _one_line_error(capsys)
+    assert message in one_line_error(capsys)
     assert not (tmp_path / "s.png").exists()
 
 
@@ -456,22 +439,6 @@ def test_a_gzip_bomb_fails_fast_in_bounded_memory(tmp_path):
 
 
 # ------------------------------------------------------------------ storage failures
-def _fail_fsync_of(monkeypatch, predicate, err=errno.ENOSPC):
-    """Make os.fsync raise OSError(err) for files whose path satisfies ``predicate``."""
-    real = os.fsync
-
-    def fsync(fd):
-        try:
-            path = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            path = ""
-        if predicate(path):
-            raise OSError(err, os.strerror(err))
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-
-
 def test_a_full_disk_mid_run_exits_2_keeping_the_last_good_checkpoint(tmp_path, capsys,
                                                                      monkeypatch):  # fmt: skip
     out = tmp_path / "run"
@@ -483,23 +450,23 @@ def test_a_full_disk_mid_run_exits_2_keeping_the_last_good_checkpoint(tmp_path, 
             return calls["n"] >= 2
         return False
 
-    _fail_fsync_of(monkeypatch, second_checkpoint)
-    assert main(_train_argv(out, epochs="3")) == 2
-    err = _one_line_error(capsys)
+    fail_fsync_of(monkeypatch, second_checkpoint)
+    assert main(train_argv(out, epochs="3")) == 2
+    err = one_line_error(capsys)
     assert "last.pt" in err and "No space left on device" in err
     monkeypatch.undo()
     assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1
     assert list((out / "checkpoints").glob("*.tmp")) == []
-    assert main(_train_argv(out, "--resume", epochs="3")) == 0  # and it resumes from there
+    assert main(train_argv(out, "--resume", epochs="3")) == 0  # and it resumes from there
 
 
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS, errno.EACCES])
 def test_a_disk_that_refuses_the_first_write_leaves_nothing_behind(tmp_path, capsys,
                                                                  monkeypatch, err):  # fmt: skip
     out = tmp_path / "run"
-    _fail_fsync_of(monkeypatch, lambda p: "config.json" in p, err)
-    assert main(_train_argv(out)) == 2
-    assert os.strerror(err) in _one_line_error(capsys)
+    fail_fsync_of(monkeypatch, lambda p: "config.json" in p, err)
+    assert main(train_argv(out)) == 2
+    assert os.strerror(err) in one_line_error(capsys)
     monkeypatch.undo()
     assert not out.exists()
 

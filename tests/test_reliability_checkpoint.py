@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _runs_helpers import TINY
+from _runs_helpers import file_bytes, one_line_error, train_argv
 from binaryvae.cli import main
 from binaryvae.config import TrainConfig
 from binaryvae.training import make_optimizer
@@ -37,18 +37,13 @@ REPO = Path(__file__).resolve().parent.parent
 GIB = 1 << 30
 
 
-def _argv(out, *extra, epochs="1"):
-    return ["train", "--out", str(out), "--epochs", epochs, "--latent-dim", "4", *TINY,
-            "--quiet", "--no-report", *extra]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two tiny trainings: a replica group of seeds 0 and 1 (steplogistic; each seed-<s> is a
     complete run directory) and a logistic run of seed 0, the same shapes throughout."""
     root = tmp_path_factory.mktemp("ckpt")
-    assert main(_argv(root / "group", "--seeds", "0,1")) == 0
-    assert main(_argv(root / "logistic", "--family", "logistic")) == 0
+    assert main(train_argv(root / "group", "--seeds", "0,1")) == 0
+    assert main(train_argv(root / "logistic", "--family", "logistic")) == 0
     return root
 
 
@@ -74,18 +69,6 @@ def _edit(path: Path, change) -> None:
     payload = torch.load(path, weights_only=True)
     change(payload)
     torch.save(payload, path)
-
-
-def _files(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
-    }
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 def _env() -> dict[str, str]:
@@ -114,16 +97,16 @@ def test_a_malformed_adam_state_exits_2_before_the_fused_kernel(run):
             entry["exp_avg"] = torch.zeros(3)
 
     _edit(_ckpt(run), zeros3)
-    before = _files(run)
+    before = file_bytes(run)
     proc = subprocess.run(
-        [sys.executable, "-m", "binaryvae", *_argv(run, "--resume", epochs="2")],
+        [sys.executable, "-m", "binaryvae", *train_argv(run, "--resume", epochs="2")],
         env=_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1, err
     assert str(_ckpt(run)) in err and "optimizer.state[0].exp_avg" in err and "[3]" in err
-    after = _files(run)
+    after = file_bytes(run)
     after.pop(".binaryvae.lock", None), before.pop(".binaryvae.lock", None)
     assert after == before  # nothing written, nothing lost
 
@@ -137,11 +120,11 @@ def test_a_replica_group_checks_each_replica_checkpoint(runs, capsys):
         p["optimizer"]["state"][1]["exp_avg_sq"] = torch.zeros(17)
 
     _edit(_ckpt(group / "seed-1"), widen)
-    before = _files(group)
-    assert main(_argv(group, "--seeds", "0,1", "--resume", epochs="2")) == 2
-    err = _one_line_error(capsys)
+    before = file_bytes(group)
+    assert main(train_argv(group, "--seeds", "0,1", "--resume", epochs="2")) == 2
+    err = one_line_error(capsys)
     assert str(_ckpt(group / "seed-1")) in err and "optimizer.state[1].exp_avg_sq" in err
-    assert _files(group) == before
+    assert file_bytes(group) == before
 
 
 # ------------------------------------------------------------- hyperparameters from the config
@@ -154,12 +137,12 @@ def test_a_checkpoint_lr_other_than_the_configs_is_refused_naming_both(run, caps
         p["optimizer"]["param_groups"][0]["lr"] = 1e6
 
     _edit(_ckpt(run), edit)
-    before = _files(run)
-    assert main(_argv(run, "--resume", epochs="2")) == 2
-    err = _one_line_error(capsys)
+    before = file_bytes(run)
+    assert main(train_argv(run, "--resume", epochs="2")) == 2
+    err = one_line_error(capsys)
     assert str(_ckpt(run)) in err and "param_groups[0].lr" in err
     assert "1000000.0" in err and "0.001" in err
-    after = _files(run)
+    after = file_bytes(run)
     after.pop(".binaryvae.lock", None), before.pop(".binaryvae.lock", None)
     assert after == before
 
@@ -184,7 +167,7 @@ def test_the_optimizer_after_resume_has_the_configs_settings(run, monkeypatch):
         return real(model, optimizer, *args, **kwargs)
 
     monkeypatch.setattr(engine, "fit_epoch", spy)
-    assert main(_argv(run, "--resume", epochs="2")) == 0
+    assert main(train_argv(run, "--resume", epochs="2")) == 0
     model = torch.nn.Linear(2, 2)
     fresh = make_optimizer(model, 1e-3).param_groups[0]
     expected = {k: v for k, v in fresh.items() if k != "params"}
@@ -315,12 +298,12 @@ def test_a_checkpoint_of_another_configuration_is_refused(runs, capsys, source, 
     shapes, so they loaded and were scored into summary.json."""
     run = runs / "group" / "seed-0"
     shutil.copyfile(_ckpt(runs / source), _ckpt(run))
-    before = _files(run)
+    before = file_bytes(run)
     assert main(["evaluate", str(run)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(_ckpt(run)) in err and "another configuration" in err
     assert all(n in err for n in named), err
-    assert _files(run) == before  # summary.json untouched
+    assert file_bytes(run) == before  # summary.json untouched
 
 
 def test_an_edited_config_no_longer_matches_its_checkpoint(run, capsys):
@@ -338,7 +321,7 @@ def test_an_edited_config_no_longer_matches_its_checkpoint(run, capsys):
     config_path.write_text(json.dumps(stored))
     new = config_fingerprint(TrainConfig.from_dict(stored))
     assert main(["evaluate", str(run)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert f"fingerprint {old!r} in the checkpoint" in err and repr(new) in err
 
 
@@ -350,7 +333,7 @@ def test_format_2_checkpoints_are_refused_with_a_retrain_message(run, capsys):
     assert FORMAT == 3
     _edit(_ckpt(run), older)
     assert main(["evaluate", str(run)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "older binaryvae" in err and "format 2" in err and "retrain" in err
 
 
@@ -362,14 +345,14 @@ def test_non_finite_weights_exit_2_naming_the_tensor(run, tmp_path, capsys, valu
         p["model"]["decoder.net.net.2.bias"][5] = value
 
     _edit(_ckpt(run), poison)
-    before = _files(run)
+    before = file_bytes(run)
     argv = {"evaluate": ["evaluate", str(run)],
             "sample": ["sample", str(run), "--out", str(tmp_path / "s.png")]}[command]  # fmt: skip
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(_ckpt(run)) in err and "model.decoder.net.net.2.bias" in err
     assert "non-finite" in err
-    assert _files(run) == before and not (tmp_path / "s.png").exists()
+    assert file_bytes(run) == before and not (tmp_path / "s.png").exists()
 
 
 # ------------------------------------------------------------- property: exit 2 or a run

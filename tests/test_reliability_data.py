@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -24,32 +25,15 @@ import numpy as np
 import pytest
 import torch
 
-from _runs_helpers import TINY
+from _runs_helpers import file_bytes, one_line_error, train_argv
 from binaryvae.cli import main
 from binaryvae.data import datasets, load_dataset, sources
 from binaryvae.errors import BadInput
 from binaryvae.jsonfiles import check_depth, read_json, read_jsonl
 from binaryvae.runs.ownership import read_marker
 
-
-def _argv(out, *extra, epochs="1"):
-    return ["train", "--out", str(out), "--epochs", epochs, "--latent-dim", "4", *TINY,
-            "--quiet", "--no-report", *extra]  # fmt: skip
-
-
-def _files(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    return err
+# every file under a folder, symbolic links left out
+_no_links = functools.partial(file_bytes, follow_links=False)
 
 
 def _manifest_sha256(parts: list[tuple[str, bytes]]) -> str:
@@ -63,7 +47,7 @@ def _manifest_sha256(parts: list[tuple[str, bytes]]) -> str:
 def trained(tmp_path_factory):
     """One tiny finished mnist-mini run (1 epoch), copied by the tests that alter it."""
     out = tmp_path_factory.mktemp("reldata") / "run"
-    assert main(_argv(out, "--family", "bernoulli-sfe")) == 0
+    assert main(train_argv(out, "--family", "bernoulli-sfe")) == 0
     return out
 
 
@@ -117,7 +101,7 @@ def test_a_run_records_its_data_and_its_config_still_trains(trained, tmp_path, c
     capsys.readouterr()
     assert main(["train", "--config", str(tmp_path / "other.json"), "--out",
                  str(tmp_path / "new"), "--quiet", "--no-report"]) == 2  # fmt: skip
-    assert "are not the data it was trained on" in _one_line_error(capsys)
+    assert "are not the data it was trained on" in one_line_error(capsys)
     assert not (tmp_path / "new").exists()
 
 
@@ -196,8 +180,8 @@ def test_known_files_are_checked_when_loaded(isolated, monkeypatch, capsys):
     bad = dict(files, **{"t10k-images-idx3-ubyte": _mnist_files(1)["t10k-images-idx3-ubyte"]})
     _put(isolated / "bad" / "mnist", bad)
     out = isolated / "run"
-    assert main(_argv(out, "--dataset", "mnist", "--data-dir", str(isolated / "bad"))) == 2
-    err = _one_line_error(capsys)
+    assert main(train_argv(out, "--dataset", "mnist", "--data-dir", str(isolated / "bad"))) == 2
+    err = one_line_error(capsys)
     assert str(isolated / "bad" / "mnist" / "t10k-images-idx3-ubyte.gz") in err
     assert "not the t10k-images-idx3-ubyte of mnist that binaryvae knows" in err
     assert not out.exists()
@@ -221,7 +205,7 @@ def idx_run(isolated, monkeypatch):
     _registry_knows(monkeypatch, files)
     _put(isolated / "train-data" / "mnist", files)
     out = isolated / "run"
-    assert main(_argv(out, "--dataset", "mnist", "--data-dir", str(isolated / "train-data"),
+    assert main(train_argv(out, "--dataset", "mnist", "--data-dir", str(isolated / "train-data"),
                       "--family", "steplogistic", "--batch-size", "20")) == 0  # fmt: skip
     return out
 
@@ -241,26 +225,26 @@ def test_other_data_are_refused_naming_both_places(idx_run, isolated, monkeypatc
     _registry_knows(monkeypatch, other)
     found_at = _put(isolated / "elsewhere" / "mnist", other)
     monkeypatch.setenv("BINARYVAE_DATA_DIR", str(isolated / "elsewhere"))
-    before = _files(idx_run)
+    before = _no_links(idx_run)
     capsys.readouterr()
     for argv in _commands(idx_run):
         assert main(argv) == 2, argv
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert f"at {found_at} " in err and f"at {trained_at} " in err, err
         assert "are not the data it was trained on" in err
-        assert _files(idx_run) == before  # summary.json byte-identical, nothing written
+        assert _no_links(idx_run) == before  # summary.json byte-identical, nothing written
 
 
 def test_changed_files_in_place_are_refused(idx_run, isolated, monkeypatch, capsys):
     other = _mnist_files(3)
     _registry_knows(monkeypatch, other)
     _put(isolated / "train-data" / "mnist", other)  # the same folder, other bytes
-    before = _files(idx_run)
+    before = _no_links(idx_run)
     capsys.readouterr()
     for argv in _commands(idx_run):
         assert main(argv) == 2, argv
-        assert "are not the data it was trained on" in _one_line_error(capsys)
-        assert _files(idx_run) == before
+        assert "are not the data it was trained on" in one_line_error(capsys)
+        assert _no_links(idx_run) == before
 
 
 def test_the_same_data_elsewhere_are_accepted(idx_run, isolated, monkeypatch):
@@ -299,19 +283,19 @@ def test_evaluate_of_a_group_writes_nothing_when_one_run_is_bad(trained, tmp_pat
     for name in ("a", "b"):  # evaluated in this order
         shutil.copytree(trained, group / name)
     breaker(group / "b")
-    before = {name: _files(group / name) for name in ("a", "b")}
+    before = {name: _no_links(group / name) for name in ("a", "b")}
     capsys.readouterr()
     assert main(["evaluate", str(group)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(group / "b") in err
-    assert {name: _files(group / name) for name in ("a", "b")} == before
+    assert {name: _no_links(group / name) for name in ("a", "b")} == before
 
 
 def test_a_replica_group_is_checked_whole_before_anything_is_written(tmp_path, capsys):
     group = tmp_path / "group"
-    assert main(_argv(group, "--family", "bernoulli-sfe", "--seeds", "0,1")) == 0
+    assert main(train_argv(group, "--family", "bernoulli-sfe", "--seeds", "0,1")) == 0
     _break_data(group / "seed-1")
-    before = _files(group)
+    before = _no_links(group)
     stamps = {p: p.stat().st_mtime_ns for p in (group / "seed-0").rglob("*")
               if p.is_file() and p.name != ".binaryvae.lock"}  # the lock records its holder
     capsys.readouterr()
@@ -319,9 +303,9 @@ def test_a_replica_group_is_checked_whole_before_anything_is_written(tmp_path, c
                  ["train", "--out", str(group), "--seeds", "0,1", "--resume", "--epochs", "2",
                   "--quiet", "--no-report"]):  # fmt: skip
         assert main(argv) == 2, argv
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert str(group / "seed-1") in err and "are not the data it was trained on" in err
-        assert _files(group) == before  # seed-0's files too, not even rewritten:
+        assert _no_links(group) == before  # seed-0's files too, not even rewritten:
         assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
@@ -376,12 +360,12 @@ def test_malformed_json_files_exit_2_naming_the_file(run_copy, capsys, name, cas
     elif callable(data):
         data = data(run_copy)
     (run_copy / name).write_bytes(data)
-    before = _files(run_copy)
+    before = _no_links(run_copy)
     capsys.readouterr()
     assert main(_command(run_copy, name)) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(run_copy / name) in err and message in err, err
-    assert _files(run_copy) == before
+    assert _no_links(run_copy) == before
 
 
 @pytest.mark.parametrize("name", ["config.json", "summary.json", "metrics.jsonl"])
@@ -401,7 +385,7 @@ def test_endless_or_huge_json_files_are_refused_without_reading_them(run_copy, c
         messages = ("bytes, more than the",)
     capsys.readouterr()
     assert main(_command(run_copy, name)) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(path) in err and any(m in err for m in messages), err
 
 
@@ -435,23 +419,23 @@ def test_group_files_are_read_through_the_reader(trained, tmp_path, capsys):
     (group / "compare.json").symlink_to("/dev/zero")
     capsys.readouterr()
     assert main(["report", str(group), "--no-theory"]) == 2
-    assert f"cannot read {group / 'compare.json'}: not a regular file" in _one_line_error(capsys)
+    assert f"cannot read {group / 'compare.json'}: not a regular file" in one_line_error(capsys)
     (group / "compare.json").unlink()
     (group / "compare.json").write_text('{"runs": "a", "families": [], "base": {}}')
     assert main(["report", str(group), "--no-theory"]) == 2
-    assert "field runs must be an array" in _one_line_error(capsys)
+    assert "field runs must be an array" in one_line_error(capsys)
     # replicas.json nested deep: train --seeds --resume refuses it in one line
     (group / "replicas.json").write_bytes(DEEP)
     assert main(["train", "--out", str(group), "--seeds", "0,1", "--resume", "--quiet",
                  "--no-report"]) == 2  # fmt: skip
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(group / "replicas.json") in err and "nested more than 64" in err
     # sweep.json of the wrong type: sweep --resume refuses it in one line
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
     (sweep_dir / "sweep.json").write_text('{"grid": [], "cells": []}')
     assert main(["sweep", "--out", str(sweep_dir), "--resume", "--quiet"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert f"{sweep_dir / 'sweep.json'}: field grid must be an object, got an array" in err
     # the marker: unreadable counts as absent, at once
     (group / ".binaryvae-run").unlink(missing_ok=True)

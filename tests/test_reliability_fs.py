@@ -6,13 +6,13 @@ line naming its path; a failed first write of a new run leaves nothing."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-from _runs_helpers import TINY
+from _runs_helpers import TINY, fail_fsync_of, file_bytes, one_line_error, train_argv
 from binaryvae.cli import main
 from binaryvae.runs.ownership import LOCK_FILE, MARKER, DirLock
 from binaryvae.storage import (
@@ -23,19 +23,17 @@ from binaryvae.storage import (
     atomic_write_text,
 )
 
+# every file under a folder, symbolic links left out
+_no_links = functools.partial(file_bytes, follow_links=False)
+
 USER_BYTES = b"my thesis, chapter 3: the only copy\n"
-
-
-def _train_argv(out, *extra, epochs="1"):
-    return ["train", "--out", str(out), "--epochs", epochs, "--latent-dim", "4", *TINY,
-            "--quiet", "--no-report", *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
     """One tiny finished run with its report (report.html, report.md, figures/)."""
     out = tmp_path_factory.mktemp("fs") / "run"
-    assert main(_train_argv(out, "--family", "bernoulli-sfe", epochs="1")) == 0
+    assert main(train_argv(out, "--family", "bernoulli-sfe", epochs="1")) == 0
     assert main(["report", str(out), "--no-theory"]) == 0
     assert (out / "report.html").is_file() and any((out / "figures").glob("*.png"))
     return out
@@ -60,21 +58,6 @@ def user(tmp_path):
     return folder
 
 
-def _tree(path: Path) -> dict[str, bytes]:
-    """Every file under ``path`` (not following links) with its bytes."""
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
 # ------------------------------------------------------------------ the lock file
 @pytest.mark.parametrize("command", ["evaluate", "resume", "force"])
 def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(run, user, capsys, command):
@@ -82,18 +65,18 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(run, user, ca
     lock.unlink()
     precious = user / "precious.txt"
     lock.symlink_to(precious)
-    before = _tree(run)
+    before = _no_links(run)
     argv = {
         "evaluate": ["evaluate", str(run)],
-        "resume": _train_argv(run, "--resume", epochs="2"),
-        "force": _train_argv(run, "--force"),
+        "resume": train_argv(run, "--resume", epochs="2"),
+        "force": train_argv(run, "--force"),
     }[command]
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(lock) in err and "symbolic link" in err
     assert precious.read_bytes() == USER_BYTES  # not truncated, no pid written into it
     assert os.readlink(lock) == str(precious)
-    assert _tree(run) == before
+    assert _no_links(run) == before
 
 
 def test_a_hard_linked_lock_file_is_refused_and_its_other_name_untouched(run, user, capsys):
@@ -102,7 +85,7 @@ def test_a_hard_linked_lock_file_is_refused_and_its_other_name_untouched(run, us
     precious = user / "precious.txt"
     os.link(precious, lock)
     assert main(["evaluate", str(run)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(lock) in err and "2 hard links" in err
     assert precious.read_bytes() == USER_BYTES
 
@@ -112,7 +95,7 @@ def test_a_lock_file_holding_more_than_a_pid_is_not_truncated(run, capsys):
     lock.write_bytes(USER_BYTES)  # a user's file renamed there: binaryvae did not write it
     summary = (run / "summary.json").read_bytes()
     assert main(["evaluate", str(run)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(lock) in err and "not a pid" in err
     assert lock.read_bytes() == USER_BYTES
     assert (run / "summary.json").read_bytes() == summary
@@ -139,24 +122,24 @@ def test_a_symlinked_report_is_refused_and_the_users_file_untouched(run, user, c
     thesis = user / "precious.txt"
     (run / name).unlink()
     (run / name).symlink_to(thesis)
-    figures = _tree(run / "figures")
+    figures = _no_links(run / "figures")
     assert main(["report", str(run), "--no-theory"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(run / name) in err and "symbolic link" in err
     assert thesis.read_bytes() == USER_BYTES
-    assert _tree(run / "figures") == figures  # refused before anything was drawn
+    assert _no_links(run / "figures") == figures  # refused before anything was drawn
 
 
 def test_a_symlinked_figures_folder_is_refused_and_the_users_folder_untouched(run, user,
                                                                             capsys):  # fmt: skip
     shutil.rmtree(run / "figures")
     (run / "figures").symlink_to(user, target_is_directory=True)
-    before = _tree(user)
+    before = _no_links(user)
     html = (run / "report.html").read_bytes()
     assert main(["report", str(run), "--no-theory"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(run / "figures") in err and "symbolic link" in err
-    assert _tree(user) == before  # no old figure deleted, none written
+    assert _no_links(user) == before  # no old figure deleted, none written
     assert (run / "report.html").read_bytes() == html
 
 
@@ -164,10 +147,10 @@ def test_the_figure_writer_refuses_a_linked_folder_on_its_own(run, user):
     """Below every up-front check, the one writer refuses too (a figure saved directly)."""
     shutil.rmtree(run / "figures")
     (run / "figures").symlink_to(user, target_is_directory=True)
-    before = _tree(user)
+    before = _no_links(user)
     with pytest.raises(LinkRefused, match="figures"):
         atomic_write_bytes(run / "figures" / "curves.png", b"new figure")
-    assert _tree(user) == before
+    assert _no_links(user) == before
 
 
 @pytest.mark.parametrize("command", ["force", "resume", "evaluate"])
@@ -177,18 +160,18 @@ def test_a_symlinked_checkpoints_folder_is_refused_and_the_users_folder_untouche
     (run / "checkpoints" / "last.pt").replace(user / "last.pt")  # as if the user moved it
     shutil.rmtree(run / "checkpoints")
     (run / "checkpoints").symlink_to(user, target_is_directory=True)
-    before_user, before_run = _tree(user), _tree(run)
+    before_user, before_run = _no_links(user), _no_links(run)
     argv = {
-        "force": _train_argv(run, "--force"),
-        "resume": _train_argv(run, "--resume", epochs="2"),
+        "force": train_argv(run, "--force"),
+        "resume": train_argv(run, "--resume", epochs="2"),
         "evaluate": ["evaluate", str(run)],
     }[command]
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(run / "checkpoints") in err and "symbolic link" in err
     assert "nothing was touched" in err  # --force deletes neither the link nor its target
-    assert _tree(user) == before_user
-    assert _tree(run) == before_run
+    assert _no_links(user) == before_user
+    assert _no_links(run) == before_run
     assert (run / "checkpoints").is_symlink()
 
 
@@ -200,13 +183,13 @@ def test_compare_force_refuses_a_link_in_a_marked_sub_directory(tmp_path, user, 
         (d / MARKER).write_text(f'{{"binaryvae": "0", "format": 1, "kind": "{kind}"}}\n')
     (sub / "config.json").write_text("{}")
     (sub / "figures").symlink_to(user, target_is_directory=True)
-    before_user, before_top = _tree(user), _tree(top)
+    before_user, before_top = _no_links(user), _no_links(top)
     argv = ["compare", "--out", str(top), "--force", "--families", "bernoulli-sfe", "--epochs",
             "1", "--latent-dim", "4", *TINY, "--quiet", "--no-report"]  # fmt: skip
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(sub / "figures") in err and "neither follows nor deletes" in err
-    assert _tree(user) == before_user and _tree(top) == before_top
+    assert _no_links(user) == before_user and _no_links(top) == before_top
 
 
 def test_clearing_old_figures_removes_a_link_not_its_target(tmp_path, user):
@@ -247,27 +230,11 @@ def test_a_symlinked_sample_in_the_run_is_refused(run, user, capsys):
     target = run / "samples_probs.png"
     target.symlink_to(user / "curves.png")
     assert main(["sample", str(run), "--n", "4"]) == 2
-    assert str(target) in _one_line_error(capsys)
+    assert str(target) in one_line_error(capsys)
     assert (user / "curves.png").read_bytes() == b"my own figure"
 
 
 # ------------------------------------------------------------------ full disk
-def _fail_fsync_of(monkeypatch, predicate, err=errno.ENOSPC):
-    """Make os.fsync raise OSError(err) for files whose path satisfies ``predicate``."""
-    real = os.fsync
-
-    def fsync(fd):
-        try:
-            path = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            path = ""
-        if predicate(path):
-            raise OSError(err, os.strerror(err))
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-
-
 def _fail_writes_of(monkeypatch, name, err=errno.ENOSPC):
     """Make every write into a file whose path holds ``name`` fail with ``err`` after its
     first byte (a disk that fills up mid-file): FileIO.write goes through os.write's C call,
@@ -299,9 +266,9 @@ def test_a_full_disk_keeps_the_old_report_and_names_it(run, capsys, monkeypatch,
     if how == "write":
         _fail_writes_of(monkeypatch, "report.html")
     else:
-        _fail_fsync_of(monkeypatch, lambda p: "report.html" in p)
+        fail_fsync_of(monkeypatch, lambda p: "report.html" in p)
     assert main(["report", str(run), "--no-theory"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(run / "report.html") in err and "No space left on device" in err
     monkeypatch.undo()
     assert (run / "report.html").read_bytes() == html  # byte for byte: not torn, not gone
@@ -315,7 +282,7 @@ def test_a_full_disk_keeps_the_old_sample_outside_the_run(reported, tmp_path, ca
     out.write_bytes(b"yesterday's grid")
     _fail_writes_of(monkeypatch, "grid.png")
     assert main(["sample", str(reported), "--n", "4", "--out", str(out)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(out) in err and "No space left on device" in err
     monkeypatch.undo()
     assert out.read_bytes() == b"yesterday's grid"
@@ -326,25 +293,25 @@ def test_a_full_disk_keeps_the_old_sample_outside_the_run(reported, tmp_path, ca
 def test_oserrors_are_one_line_naming_the_path(reported, tmp_path, capsys):
     long_name = tmp_path / ("a" * 300 + ".png")
     assert main(["sample", str(reported), "--n", "4", "--out", str(long_name)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(long_name) in err and os.strerror(errno.ENAMETOOLONG) in err
 
     folder = tmp_path / "dir.png"
     folder.mkdir()
     assert main(["sample", str(reported), "--n", "4", "--out", str(folder)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(folder) in err and os.strerror(errno.EISDIR) in err
     assert list(folder.iterdir()) == []
 
     file = tmp_path / "file"
     file.write_bytes(b"x")
     assert main(["sample", str(reported), "--n", "4", "--out", str(file / "x.png")]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(file) in err and os.strerror(errno.ENOTDIR) in err
     assert file.read_bytes() == b"x"
 
-    assert main(_train_argv(tmp_path / ("b" * 300))) == 2
-    err = _one_line_error(capsys)
+    assert main(train_argv(tmp_path / ("b" * 300))) == 2
+    err = one_line_error(capsys)
     assert "b" * 300 in err and os.strerror(errno.ENAMETOOLONG) in err
 
 
@@ -352,7 +319,7 @@ def test_a_regular_file_where_figures_go_is_one_line(run, capsys):
     shutil.rmtree(run / "figures")
     (run / "figures").write_bytes(b"not a folder")
     assert main(["report", str(run), "--no-theory"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert str(run / "figures") in err
     assert (run / "figures").read_bytes() == b"not a folder"
 
@@ -367,7 +334,7 @@ def test_the_cli_turns_any_oserror_into_one_line_with_exit_2(reported, capsys, m
 
     monkeypatch.setattr(binaryvae.report, "sample_figure", fail)
     assert main(["sample", str(reported), "--n", "4"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "/some/where.png" in err and os.strerror(code) in err
     assert errno.errorcode[code] in err
 
@@ -386,9 +353,9 @@ def test_a_failed_first_write_leaves_nothing(tmp_path, capsys, monkeypatch, wher
 
         monkeypatch.setattr(os, "open", open_)
     else:
-        _fail_fsync_of(monkeypatch, lambda p: where in p)
-    assert main(_train_argv(out)) == 2
-    assert "No space left on device" in _one_line_error(capsys)
+        fail_fsync_of(monkeypatch, lambda p: where in p)
+    assert main(train_argv(out)) == 2
+    assert "No space left on device" in one_line_error(capsys)
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from _runs_helpers import TINY
+from _runs_helpers import TINY, one_line_error
 from binaryvae import resources
 from binaryvae.cli import main
 from binaryvae.config import TrainConfig
@@ -25,12 +25,6 @@ from binaryvae.models.size import count_model
 from binaryvae.runs.build import estimate_run
 
 GIB = 1 << 30
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 def _tree(path: Path) -> list[str]:
@@ -174,7 +168,7 @@ def test_on_a_gpu_the_model_is_checked_against_its_free_memory(machine, monkeypa
 def test_train_above_the_available_memory_exits_2_and_writes_nothing(machine, tmp_path, capsys):
     machine(10 << 20)  # 10 MiB: less than mnist-mini alone
     assert main(["train", "--out", str(tmp_path / "run"), *TINY, "--quiet"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "needs about" in err and "10.0 MiB are available" in err
     assert _tree(tmp_path) == []
 
@@ -196,7 +190,7 @@ def test_models_beyond_the_machine_are_refused_before_allocation(machine, tmp_pa
     finally:
         tracemalloc.stop()
     assert code == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "needs about" in err and "64.0 GiB are available" in err, err
     assert peak < 256 << 20  # counted on the meta device: nothing of the model was allocated
     assert _tree(tmp_path) == [] and no_ray == []
@@ -208,7 +202,7 @@ def test_a_sweep_checks_each_cell_with_all_its_seeds_before_ray_starts(machine, 
             "--latent-dims", "4,8", "--seeds", "0-255", "--hidden", "4096,4096", "--epochs", "1",
             "--executor", "ray", "--quiet", "--device", "cpu"]  # fmt: skip
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "256 replicas" in err and "needs about" in err and "4bit" in err
     assert _tree(tmp_path) == [] and no_ray == []
 
@@ -279,7 +273,7 @@ def test_datasets_too_small_are_refused_before_the_run_directory_exists(
 ):
     data = _standin(tmp_path / "data", n_train, n_test)
     assert main(_train_on(data, tmp_path / "run", *extra)) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert message in err and "fashion-mnist" in err, err
     assert not (tmp_path / "run").exists()
 
@@ -287,7 +281,7 @@ def test_datasets_too_small_are_refused_before_the_run_directory_exists(
 def test_images_of_another_shape_are_refused_naming_both(tmp_path, capsys):
     data = _standin(tmp_path / "data", 60, 20, shape=(28, 29))
     assert main(_train_on(data, tmp_path / "run")) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "28x29" in err and "28x28" in err and "train-images" in err
     assert not (tmp_path / "run").exists()
 
@@ -317,11 +311,11 @@ def test_evaluate_and_resume_refuse_a_dataset_that_changed_shape_or_size(tmp_pat
     for argv in (["evaluate", str(run)], _train_on(data, run, "--resume", "--epochs", "2")):
         capsys.readouterr()
         assert main(argv) == 2
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert "28x29" in err and "28x28" in err, err
     _standin(data, 60, 1)  # the right shape, but other data: their fingerprint says so first
     assert main(["evaluate", str(run)]) == 2
-    assert "are not the data it was trained on" in _one_line_error(capsys)
+    assert "are not the data it was trained on" in one_line_error(capsys)
     assert (run / "summary.json").read_bytes() == summary
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()] == [1]
 
@@ -339,7 +333,7 @@ def test_a_declared_32000x32000_image_is_refused_from_the_header(tmp_path, capsy
     finally:
         tracemalloc.stop()
     assert code == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "32000x32000" in err and "28x28" in err and "truncated" not in err, err
     assert peak < 64 << 20
     assert not (tmp_path / "run").exists()
@@ -409,7 +403,7 @@ def test_bad_options_exit_2_in_one_line_writing_nothing(tmp_path, monkeypatch, c
     if argv[0] in ("train", "compare", "sweep"):
         argv += ["--quiet", "--epochs", "1", *TINY[4:]]  # threads and device: a cheap run
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert message in err, err
     assert _tree(tmp_path) == ["cwd"] and no_ray == []
 
@@ -418,7 +412,7 @@ def test_an_empty_data_dir_in_a_config_file_is_refused(tmp_path, capsys):
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"data_dir": " "}))
     assert main(["train", "--out", str(tmp_path / "r"), "--config", str(config)]) == 2
-    assert "data_dir" in _one_line_error(capsys)
+    assert "data_dir" in one_line_error(capsys)
     assert _tree(tmp_path) == ["c.json"]
 
 
@@ -440,6 +434,6 @@ def test_sample_takes_the_seed_range_and_refuses_a_model_beyond_the_machine(
     (run / "config.json").write_text(json.dumps(config))
     capsys.readouterr()
     assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "big.png")]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "needs about" in err and "64.0 GiB are available" in err
     assert not (tmp_path / "big.png").exists()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from _runs_helpers import metric_rows
+from _runs_helpers import metric_rows, one_line_error
 from binaryvae.cli import main
 
 TOY = ["--dataset", "toy", "--hidden", "16", "--batch-size", "500", "--device", "cpu",
@@ -36,12 +36,6 @@ def _argv(out, *extra, families="bernoulli-sfe,steplogistic", latent="2,4", seed
 def _summary(run) -> dict:
     data = json.loads((run / "summary.json").read_text())
     return {k: v for k, v in data.items() if k not in TIMING}
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +207,7 @@ def test_bad_grid_files_exit_2_naming_the_problem_and_write_nothing(
     out = tmp_path / "sweep"
     argv = ["sweep", "--out", str(out), "--grid", str(grid), "--executor", executor, *TOY]
     assert main(argv) == 2
-    assert message in _one_line_error(capsys)
+    assert message in one_line_error(capsys)
     assert not out.exists()
 
 
@@ -239,7 +233,7 @@ def test_executor_ray_without_ray_exits_2_with_the_install_command(tmp_path, cap
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     out = tmp_path / "sweep"
     assert main(_argv(out, "--executor", "ray")) == 2
-    assert "pip install 'binaryvae[ray]'" in _one_line_error(capsys)
+    assert "pip install 'binaryvae[ray]'" in one_line_error(capsys)
     assert not out.exists()
 
 
@@ -252,7 +246,7 @@ def test_a_relative_out_with_a_remote_address_is_refused(tmp_path, capsys, monke
     else:
         monkeypatch.setenv("RAY_ADDRESS", "10.255.255.1:6379")
     assert main(_argv("rel", *extra)) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "relative" in err and "10.255.255.1:6379" in err
     assert not (tmp_path / "rel").exists()
 
@@ -262,16 +256,16 @@ def test_a_sweep_continues_only_its_own_grid(swept, tmp_path, capsys):
     shutil.copytree(swept, out)
     before = (out / "sweep.json").read_text()
     assert main(_argv(out, latent="2")) == 2  # an axis may grow, not shrink
-    assert "latent-dims 4" in _one_line_error(capsys)
+    assert "latent-dims 4" in one_line_error(capsys)
     assert main(_argv(out, "--lr", "0.01")) == 2  # a fixed value that makes other runs
-    assert "lr (0.001 -> 0.01)" in _one_line_error(capsys)
+    assert "lr (0.001 -> 0.01)" in one_line_error(capsys)
     assert (out / "sweep.json").read_text() == before
     assert main(["sweep", "--out", str(tmp_path / "none"), "--resume", *TOY]) == 2
-    assert "no sweep" in _one_line_error(capsys)
+    assert "no sweep" in one_line_error(capsys)
     run = tmp_path / "run"  # another binaryvae output is not a sweep to continue
     assert main(["train", "--out", str(run), "--epochs", "1", "--latent-dim", "2", *TOY]) == 0
     assert main(_argv(run)) == 2
-    assert "already exists" in _one_line_error(capsys)
+    assert "already exists" in one_line_error(capsys)
     # --resume alone continues the recorded grid
     assert main(["sweep", "--out", str(out), "--resume", "--quiet", "--no-report"]) == 0
 
