@@ -41,6 +41,8 @@ __all__ = [
     "DECODER_BIASES",
     "INITS",
     "DECODER_SAMPLES",
+    "OPTIMIZERS",
+    "INTERVENTION_DEFAULTS",
     "protocol_values",
     "check_float",
     "check_int",
@@ -62,6 +64,16 @@ DECODER_INPUTS = ("bits", "signed")  # b in {0, 1}, or 2b - 1 in {-1, 1}
 DECODER_BIASES = ("default", "data-mean")  # the init's, or logit(clip(training mean))
 INITS = ("torch", "glorot")  # PyTorch's default init, or Keras glorot-uniform + zero biases
 DECODER_SAMPLES = ("shared", "independent")  # the estimator's samples, or a third b ~ q
+# the training interventions (issue 28: the StepLogistic degradation at Adam 1e-3, tested by
+# changing one thing at a time): the optimizer, and each option's default (today's behaviour)
+OPTIMIZERS = ("adam", "sgd")
+INTERVENTION_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "momentum": 0.0,
+    "lr_decay_epoch": None,
+    "lr_decay": None,
+    "logit_clamp": None,
+}
 
 # `binaryvae compare` defaults (README command (1)): the dissertation's 8-bit comparison
 # (section 5.3, Figure 5.5) -- Logistic with its own ELBO and with the Bernoulli ELBO (Figures
@@ -456,6 +468,19 @@ class TrainConfig:
     # "independent" (from a third sample b ~ q(b|x); bernoulli-disarm, -arm, -reinforce-loo)
     decoder_sample: str = "shared"
     adam_eps: float = 1e-8  # Adam's epsilon
+    # ---- training interventions (issue 28; `INTERVENTION_DEFAULTS`: today's behaviour).
+    # optimizer: "adam", or "sgd" (torch.optim.SGD, heavy-ball momentum `momentum`, which
+    # "adam" refuses; adam_eps is Adam's alone and SGD does not read it)
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    # multiply every learning rate (Adam's or SGD's, and prior_sgd_lr) by lr_decay once, after
+    # epoch lr_decay_epoch: epochs 1..E train at lr, epochs E+1.. at lr * lr_decay (both or
+    # neither; `binaryvae.training.lr_factor`)
+    lr_decay_epoch: int | None = None
+    lr_decay: float | None = None
+    # clamp the encoder's bit logits to [-C, C] in the forward pass (zero gradient outside),
+    # for the families whose encoder outputs them (`binaryvae.models.Family.logit_encoder`)
+    logit_clamp: float | None = None
     # the last `validation` training images held out as the validation split (0: none)
     validation: int = 0
     # k of summary.json's IWAE: None = binaryvae.evaluation.default_iwae_k (100 or 1,000)
@@ -516,7 +541,35 @@ class TrainConfig:
             raise BadInput(f"data_source must be a path or null, got {self.data_source!r}")
         _check_budget(self)
         self.options  # noqa: B018 - validates extra
+        self._validate_interventions()
         self._validate_protocol_options()
+
+    def _validate_interventions(self) -> None:
+        """The training interventions (issue 28): optimizer, momentum, lr decay, logit clamp."""
+        if self.optimizer not in OPTIMIZERS:
+            raise BadInput(f"unknown optimizer {self.optimizer!r}; choose one of "
+                           f"{', '.join(OPTIMIZERS)}")  # fmt: skip
+        self.momentum = check_float("SGD momentum (momentum)", self.momentum, 0.0, True,
+                                    1.0, high_inclusive=False)  # fmt: skip
+        if self.momentum and self.optimizer != "sgd":
+            raise BadInput(
+                f"momentum ({self.momentum:g}) is SGD's; give optimizer 'sgd' (--optimizer sgd) "
+                f"or leave momentum at 0 (optimizer is {self.optimizer!r})"
+            )
+        if (self.lr_decay_epoch is None) != (self.lr_decay is None):
+            given, missing = (("lr_decay_epoch", "lr_decay") if self.lr_decay is None
+                              else ("lr_decay", "lr_decay_epoch"))  # fmt: skip
+            raise BadInput(
+                f"{given} needs {missing} (--lr-decay-epoch E --lr-decay F: multiply the "
+                "learning rate by F once, after epoch E); give both or neither"
+            )
+        if self.lr_decay_epoch is not None:
+            check_int("lr decay epoch (lr_decay_epoch)", self.lr_decay_epoch, 1, 1_000_000)
+            self.lr_decay = check_float("lr decay factor (lr_decay)", self.lr_decay, 0.0, False,
+                                        1.0)  # fmt: skip
+        if self.logit_clamp is not None:
+            self.logit_clamp = check_float("logit clamp (logit_clamp)", self.logit_clamp,
+                                           0.0, False)  # fmt: skip
 
     def _validate_protocol_options(self) -> None:
         """The reference-protocol block (issue 28); derives ``protocol_overrides``."""

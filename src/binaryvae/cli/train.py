@@ -20,6 +20,7 @@ from binaryvae.config import (
     INITS,
     NETWORKS,
     OBJECTIVES,
+    OPTIMIZERS,
     PRIORS,
     PROTOCOLS,
     TrainConfig,
@@ -70,6 +71,12 @@ _FIELDS = {
     "validation": "validation",
     "summary_iwae_k": "summary_iwae_k",
     "grad_var_param_ema": "grad_var_param_ema",
+    # the training interventions (issue 28)
+    "optimizer": "optimizer",
+    "momentum": "momentum",
+    "lr_decay_epoch": "lr_decay_epoch",
+    "lr_decay": "lr_decay",
+    "logit_clamp": "logit_clamp",
 }
 # what an option takes to mean "none" where the field may be null (argparse's None is "not
 # given")
@@ -253,6 +260,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="autoencoder-gmm: mixture components (default 20)",
     )
     _add_protocol_options(p)
+    _add_intervention_options(p)
     add_run_options(p)
     p.set_defaults(func=run_train)
 
@@ -297,6 +305,26 @@ def _add_protocol_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-var-param-ema", type=_on_off, default=None, metavar="on|off",
                    help="log the reference's gradient variance, grad_var_param_ema (an EMA of "
                    "the encoder parameter gradients' moments; default off)")
+
+
+def _add_intervention_options(p: argparse.ArgumentParser) -> None:
+    """The training interventions (issue 28): optimizer, learning-rate decay, logit clamp."""
+    g = p.add_argument_group(
+        "training interventions",
+        "change one thing about the optimization (each default: as without the option)",
+    )
+    g.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
+                   help="adam (default) or sgd (torch.optim.SGD; --lr is its step size)")
+    g.add_argument("--momentum", type=float, default=None, metavar="F",
+                   help="SGD's heavy-ball momentum in [0, 1) (default 0; --optimizer sgd only)")
+    g.add_argument("--lr-decay-epoch", type=_int_or_none, default=None, metavar="E",
+                   help="multiply the learning rate by --lr-decay once, after epoch E "
+                   "(default none)")
+    g.add_argument("--lr-decay", type=_float_or_none, default=None, metavar="F",
+                   help="the factor of --lr-decay-epoch, in (0, 1] (e.g. 0.1)")
+    g.add_argument("--logit-clamp", type=_float_or_none, default=None, metavar="C",
+                   help="clamp the encoder's bit logits to [-C, C] in the forward pass, zero "
+                   "gradient outside (default none; families whose encoder outputs logits)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
