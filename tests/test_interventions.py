@@ -174,13 +174,13 @@ def test_a_run_trains_at_lr_up_to_the_decay_epoch_and_at_lr_times_f_after(tmp_pa
 @pytest.mark.parametrize("optimizer", [{}, {"optimizer": "sgd", "momentum": 0.9, "lr": 1e-2}])
 def test_resume_across_the_decay_epoch_equals_an_uninterrupted_run(tmp_path, optimizer):
     """Decay 0.1 after epoch 1, Adam or SGD with momentum: cut inside epoch 1, resumed to a
-    cut inside epoch 2 (past the decay), resumed to a later step of epoch 2: parameters, the
-    optimizer's state and lr, and every metrics row equal a run trained straight through."""
+    cut inside epoch 2 (past the decay), to the end of epoch 2, then into epoch 3: parameters,
+    the optimizer's state and lr, and every metrics row equal a run trained straight through."""
     cfg = dict(lr_decay_epoch=1, lr_decay=0.1, logit_clamp=8.0, **optimizer)
     straight, cut = tmp_path / "straight", tmp_path / "cut"
-    total = PER_EPOCH + 8
+    total = 2 * PER_EPOCH + 3
     train_run(_cfg(steps=total, **cfg), straight, progress=False)
-    for steps in (7, PER_EPOCH + 3, total):
+    for steps in (7, PER_EPOCH + 3, 2 * PER_EPOCH, total):
         train_run(_cfg(steps=steps, **cfg), cut, resume=steps != 7, progress=False)
     _assert_same_run(cut, straight)
     lrs = [g["lr"] for g in _ckpt(straight)["optimizer"]["param_groups"]]
@@ -200,18 +200,32 @@ def test_replicas_resume_across_the_decay_epoch_like_an_uninterrupted_group(tmp_
         _assert_same_run(cut / f"seed-{seed}", straight / f"seed-{seed}")
 
 
-def test_a_checkpoint_whose_lr_is_not_the_decayed_one_is_refused(tmp_path):
-    """A checkpoint inside epoch 2 (after the decay) hand-edited back to the undecayed lr is
-    refused on resume, naming the lr; nothing of the run changes."""
+@pytest.mark.parametrize(
+    ("cfg", "key", "value", "message"),
+    [
+        ({}, "lr", 1e-3, r"param_groups\[0\]\.lr is 0\.001.*0\.0001"),
+        ({"optimizer": "sgd", "momentum": 0.9}, "momentum", 0.5,
+         r"param_groups\[0\]\.momentum is 0\.5.*0\.9"),
+    ],
+)  # fmt: skip
+def test_a_checkpoint_whose_lr_or_momentum_is_not_the_configs_is_refused(
+    tmp_path, cfg, key, value, message
+):
+    """A checkpoint inside epoch 2 (after the decay to 1e-4) hand-edited back to the undecayed
+    lr 1e-3, or an SGD run's checkpoint edited to momentum 0.5, is refused on resume, naming
+    the entry; nothing of the run changes."""
     run = tmp_path / "run"
-    cfg = dict(lr_decay_epoch=1, lr_decay=0.1, lr=1e-3)
+    cfg = dict(lr_decay_epoch=1, lr_decay=0.1, lr=1e-3, **cfg)
     train_run(_cfg(steps=PER_EPOCH + 2, **cfg), run, progress=False)
     path = run / "checkpoints" / "last.pt"
     payload = torch.load(path, weights_only=True)
-    payload["optimizer"]["param_groups"][0]["lr"] = 1e-3
+    assert set(payload["optimizer"]["state"][0]) == (
+        {"momentum_buffer"} if "optimizer" in cfg else {"step", "exp_avg", "exp_avg_sq"}
+    )
+    payload["optimizer"]["param_groups"][0][key] = value
     torch.save(payload, path)
     before = file_bytes(run)
-    with pytest.raises(CheckpointError, match=r"param_groups\[0\]\.lr is 0\.001.*0\.0001"):
+    with pytest.raises(CheckpointError, match=message):
         train_run(_cfg(steps=PER_EPOCH + 6, **cfg), run, resume=True, progress=False)
     assert file_bytes(run) == before
 
