@@ -144,7 +144,13 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 # learning signal (ModelOptions.learning_signal): what the registry's classes say
 # (binaryvae.models.FAMILY_CLASSES; config sits below models, so it names them here and
 # tests/test_protocol.py checks the two lists against the registry).
-INDEPENDENT_SAMPLE_FAMILIES = ("bernoulli-reinforce-loo", "bernoulli-arm", "bernoulli-disarm")
+INDEPENDENT_SAMPLE_FAMILIES = (
+    "bernoulli-reinforce-loo",
+    "bernoulli-arm",
+    "bernoulli-disarm",
+    "bernoulli-arms",
+    "bernoulli-arms-normal",
+)
 LEARNING_SIGNAL_FAMILIES = (
     "bernoulli-sfe",
     "bernoulli-reinforce-loo",
