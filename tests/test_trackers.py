@@ -339,6 +339,14 @@ def test_the_cli_and_the_sweep_grid_take_the_tracker_options(tmp_path):
     again = grid_from_values(json.loads(json.dumps(grid.to_dict()["fixed"])) | {
         "families": ["steplogistic"]})  # fmt: skip
     assert again.base.track == ("exact", "flips")
+    # the sweep's command line takes train's options as fixed values of its grid
+    from binaryvae.cli import build_parser
+    from binaryvae.cli.sweep import _given
+
+    args = build_parser().parse_args(["sweep", "--out", str(tmp_path / "s"), "--track",
+                                      "logits", "--track-images", "9", "--tensorboard"])
+    given = _given(args)
+    assert (given["track"], given["track_images"], given["tensorboard"]) == ("logits", 9, True)
 
 
 @pytest.mark.parametrize("change", ["drop", "shape"])
