@@ -66,19 +66,28 @@ def _assert_same_training(got: Path, want: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- the numbers
-def _tiny_model(latent_dim: int = 3, **changes):
+@pytest.fixture(scope="module")
+def mnist():
+    """mnist-mini, loaded once for the module's tests."""
+    from binaryvae.data import load_dataset
+
+    return load_dataset("mnist-mini")
+
+
+def _tiny_model(dataset, latent_dim: int = 3):
+    """A tiny steplogistic model of mnist-mini (Bernoulli decoder) and its dataset."""
     from binaryvae.runs.build import prepare
 
-    config = tiny_config(latent_dim=latent_dim, family="steplogistic", **changes)
-    prepared = prepare(config)
+    config = tiny_config(latent_dim=latent_dim, family="steplogistic")
+    prepared = prepare(config, dataset=dataset)
     return prepared.model, prepared.dataset
 
 
-def test_exact_keys_equal_a_brute_force_enumeration():
+def test_exact_keys_equal_a_brute_force_enumeration(mnist):
     """track_discrete_elbo / track_log_px_exact / track_exact_gap against a loop over all 2^3
     codes in float64: log p(x, b) from the decoder's Bernoulli logits and the prior's, the
     posterior q(b|x) from the encoder's bit logits."""
-    model, ds = _tiny_model(3)
+    model, ds = _tiny_model(mnist, 3)
     torch.manual_seed(1)
     with torch.no_grad():  # move the weights off their init so the numbers are not symmetric
         for p in model.parameters():
@@ -112,7 +121,7 @@ def test_exact_keys_equal_a_brute_force_enumeration():
     assert row["track_exact_gap"] >= 0
 
 
-def test_logit_quantiles_equal_numpy_and_torch():
+def test_logit_quantiles_equal_numpy_and_torch(mnist):
     """Quantiles of |logit| over all images x bits, linear interpolation: numpy's and
     torch.quantile's; on a model, of its bit logits of the tracked images."""
     g = torch.Generator().manual_seed(0)
@@ -124,7 +133,7 @@ def test_logit_quantiles_equal_numpy_and_torch():
     torch_q = torch.quantile(logits.abs().double().flatten(), torch.tensor([0.5, 0.9, 0.99],
                              dtype=torch.float64))  # fmt: skip
     assert list(got.values()) == pytest.approx(torch_q.tolist(), rel=1e-12)
-    model, ds = _tiny_model(5)
+    model, ds = _tiny_model(mnist, 5)
     x = track_subset(ds.test_x, "none", 40)
     row = Tracker(x, ("logits",)).measure(model)
     with torch.no_grad():
@@ -152,8 +161,8 @@ def test_flip_fractions_of_hand_built_logits():
     assert second == got and torch.equal(tracker.previous, now)
 
 
-def test_a_tracker_leaves_the_rng_and_the_models_mode_as_they_were():
-    model, ds = _tiny_model(3)
+def test_a_tracker_leaves_the_rng_and_the_models_mode_as_they_were(mnist):
+    model, ds = _tiny_model(mnist, 3)
     model.train()
     x = track_subset(ds.test_x, "none", 20)
     torch.manual_seed(5)
@@ -163,11 +172,11 @@ def test_a_tracker_leaves_the_rng_and_the_models_mode_as_they_were():
     assert torch.equal(torch.get_rng_state(), state)
 
 
-def test_the_tracked_images_are_the_first_n_binarized_once_with_a_fixed_seed():
+def test_the_tracked_images_are_the_first_n_binarized_once_with_a_fixed_seed(mnist):
     """The same images whatever the run's seed; capped by the test split's size."""
-    from binaryvae.data import load_dataset, test_tensor
+    from binaryvae.data import test_tensor
 
-    ds = load_dataset("mnist-mini")
+    ds = mnist
     a = track_subset(ds.test_x, "dynamic", 30)
     assert torch.equal(a, track_subset(ds.test_x, "dynamic", 30))
     assert torch.equal(a, test_tensor(ds.test_x[:30], binarize="dynamic", seed=0))
