@@ -15,7 +15,7 @@ __all__ = ["add_executor_options", "add_parser", "executor_from_args", "run_swee
 # train's options that are axes of the grid here (their plural forms), and those that are
 # added by add_run_options
 _AXIS_OPTIONS = ("dataset", "family", "objective", "latent_dim", "seed")
-_RUN_OPTIONS = ("threads", "device", "data_dir", "precision")
+_RUN_OPTIONS = ("threads", "device", "data_dir", "precision", "tensorboard")
 
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:
