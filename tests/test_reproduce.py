@@ -76,7 +76,7 @@ def test_list_shows_every_study_with_its_cells_steps_and_cpu_time(monkeypatch, c
         text = f"{hours:,.0f} CPU-h" if hours >= 10 else f"{hours:.1f} CPU-h"
         assert f"full {text}" in detail, (detail, text)
         assert f"quick {quick_steps * 0.01:.0f} CPU-s" in detail, detail
-    assert "measured now on this machine" in out and "evaluation not counted" in out
+    assert "CPU seconds per step measured now on this machine" in out and "evaluation not counted" in out
     assert len(timed) == len({cost.cost_key(c) for c in timed})  # each model timed once
 
 

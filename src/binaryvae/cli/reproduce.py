@@ -115,10 +115,11 @@ def list_studies() -> int:
               f"steps per run; CPU time: full {_cpu(full['cpu_hours'])}, quick "
               f"{_cpu(quick['cpu_hours'])} ({_count(quick['cells'], 'cell')} x "
               f"{_count(quick['seeds'], 'seed')})")
-    print(f"CPU time: training steps only, from seconds per step measured now on this machine "
-          f"({MEASURED_STEPS} steps of each of the {len(measured)} distinct models, one thread, "
-          "one seed, mnist-mini images) x steps x seeds; evaluation not counted. Run one: "
-          "binaryvae reproduce NAME --out DIR [--budget quick]")  # fmt: skip
+    print(f"CPU time: training steps only, from CPU seconds per step measured now on this "
+          f"machine ({MEASURED_STEPS} steps of each of the {len(measured)} distinct models, one "
+          "thread, one seed, mnist-mini images; binaryvae.studies.cost) x steps x seeds; "
+          "evaluation not counted. Run one: binaryvae reproduce NAME --out DIR "
+          "[--budget quick]")  # fmt: skip
     return 0
 
 
@@ -134,4 +135,4 @@ def _cpu(hours: float) -> str:
         return f"{hours:.1f} CPU-h"
     if hours * 60 >= 1:
         return f"{hours * 60:.1f} CPU-min"
-    return f"{hours * 3600:.0f} CPU-s"
+    return f"{hours * 3600:.0f} CPU-s" if hours * 3600 >= 1 else "<1 CPU-s"

@@ -2,9 +2,10 @@
 
 For every distinct model of a study's cells (family, objective, network, latent size, batch
 size and the options that change a step's work) a few training steps are timed here, in this
-process, on one thread: the model built exactly as its runs build it (`binaryvae.runs.build.
-prepare`), trained by `binaryvae.training.fit_epoch` on mnist-mini images (every dataset of the
-studies has 784 pixels per image, so a step costs the same). A run's cost is its optimizer steps
+process, on one thread, in CPU time (`time.process_time`): the model built exactly as its runs
+build it (`binaryvae.runs.build.prepare`), trained by `binaryvae.training.fit_epoch` on
+mnist-mini images (every dataset of the studies has 784 pixels per image, so a step costs the
+same). A run's cost is its optimizer steps
 times that time; a cell's is that times its seeds (a replica group of S seeds is usually somewhat
 cheaper than S single runs: docs/benchmarks.md, section 11). Evaluation (per-epoch rows, IWAE,
 the summary) is not counted.
@@ -52,8 +53,9 @@ def steps_per_run(config: TrainConfig) -> int:
 
 
 def seconds_per_step(config: TrainConfig, steps: int = MEASURED_STEPS) -> float:
-    """Seconds per optimizer step of one run of ``config`` on this machine, one thread,
-    measured over ``steps`` steps (after `WARMUP_STEPS`) on mnist-mini images."""
+    """CPU seconds per optimizer step of one run of ``config`` on this machine, one thread,
+    measured over ``steps`` steps (after `WARMUP_STEPS`) on mnist-mini images: the process's
+    CPU time, so that other work on the machine slows the measurement but hardly changes it."""
     import torch
 
     from binaryvae.data import EpochBatches
@@ -81,9 +83,9 @@ def seconds_per_step(config: TrainConfig, steps: int = MEASURED_STEPS) -> float:
     kwargs = dict(epoch=1, objective=probe.objective, generator=generator)
     fit_epoch(model, optimizer, list(islice(stream, WARMUP_STEPS)), **kwargs)
     timed = list(islice(stream, steps))
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: what a busy neighbour's load does not inflate
     fit_epoch(model, optimizer, timed, **kwargs)
-    return (time.perf_counter() - start) / max(len(timed), 1)
+    return (time.process_time() - start) / max(len(timed), 1)
 
 
 def study_cost(study, budget: str, measured: dict[tuple, float] | None = None,
