@@ -107,6 +107,8 @@ FULL = {
     "dissertation-claim-mnist-short": dict(epochs=20, dataset="mnist-mini", seeds=list(range(10))),
     "dissertation-claim-fashion-short": dict(epochs=10, dataset="fashion-mnist",
                                              seeds=list(range(10))),  # fmt: skip
+    "dissertation-claim-lr1e-4": dict(epochs=125, lr=1e-4, dataset="fashion-mnist",
+                                      seeds=[3, 4, 5, 6]),  # fmt: skip
     "beta-sweep": dict(epochs=10, lr=1e-3, latent_dim=8, seeds=[0, 1, 2]),
     "steplogistic-bits": dict(epochs=10, dataset="mnist-mini", seeds=[0]),
     "steplogistic-bits-fashion": dict(epochs=5, dataset="fashion-mnist", seeds=[0]),
