@@ -89,6 +89,8 @@ MAX_CELLS = 100_000
 _NOT_VARIED = ("extra", "protocol_overrides", "data_fingerprint", "data_source")
 _OPTIONS = [f.name for f in dataclasses.fields(ModelOptions)]
 VARY_NAMES = tuple(f for f in _FIXED if f not in _NOT_VARIED) + tuple(_OPTIONS)
+# the fields whose one value is a list (hidden: layer sizes)
+_LIST_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
 _SUFFIX = re.compile(r"[^A-Za-z0-9.+-]")  # characters a cell-name suffix does not keep
 
 
@@ -283,8 +285,9 @@ def vary_label(name: str, value: Any) -> str:
         text = "on" if value else "off"
     elif value is None:
         text = "none"
-    elif isinstance(value, list | tuple):
-        text = "x".join(str(v) for v in value) or "none"
+    elif isinstance(value, list | tuple):  # sizes joined by x, names by +
+        joint = "x" if all(isinstance(v, int) for v in value) else "+"
+        text = joint.join(str(v) for v in value) or "none"
     elif isinstance(value, float):
         text = f"{value:g}"
     else:
@@ -348,11 +351,11 @@ def _vary_values(values: Any, fixed: dict[str, Any], where: str) -> dict[str, li
         seen = set()
         for item in items:
             nested = isinstance(item, list | tuple)
-            if isinstance(item, dict) or (nested and key != "hidden"):
+            if isinstance(item, dict) or (nested and key not in _LIST_FIELDS):
                 raise BadInput(f"{where}: {label}: {item!r} is not one value")
-            if key == "hidden" and not nested:
-                raise BadInput(f"{where}: {label}: each value is a list of layer sizes, "
-                               f"like [512, 256, 128] or [] (none), got {item!r}")  # fmt: skip
+            if key in _LIST_FIELDS and not nested:
+                raise BadInput(f"{where}: {label}: each value is a list (hidden: layer sizes "
+                               f"like [512, 256, 128], or [] for none), got {item!r}")  # fmt: skip
             frozen = _freeze(item)
             if frozen in seen:
                 raise BadInput(f"{where}: {label} lists {item!r} twice")
