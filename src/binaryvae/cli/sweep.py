@@ -240,7 +240,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     if explicit is not None:
         explicit = sorted(set(explicit) | set(given))
     grid = grid_from_values(values, where, explicit=explicit)
-    if "epochs" not in values and grid.base.steps is None and not args.quiet:
+    varied_budget = {"epochs", "steps"} & set(grid.vary)
+    if "epochs" not in values and grid.base.steps is None and not varied_budget and not args.quiet:
         # the default stays (grid files and earlier commands rely on it), but said, not silent
         print(f"sweep: --epochs not given: {grid.base.epochs} epochs per run (compare's default)")
     results = sweep(
