@@ -269,6 +269,10 @@ def test_a_varied_cell_with_steps_stops_at_exactly_n_steps(tmp_path):
     assert [c["vary"] for c in record["cells"]] == [{"steps": 7}, {"steps": 20}]
     assert record["counts"]["finished"] == 2
     assert record["grid"]["vary"] == {"steps": [7, 20]}
+    # run again from sweep.json alone: the recorded varied grid continues, nothing retrains
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/summary.json")}
+    assert main(["sweep", "--out", str(out), "--resume", "--quiet", "--no-report"]) == 0
+    assert len(mtimes) == 4 and {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
 
 
 def test_a_varied_protocol_applies_its_preset_under_the_explicit_values():
