@@ -192,6 +192,11 @@ def test_the_tables_paired_numbers_equal_scipys(quick_study):
     from scipy import stats
 
     record = json.loads((quick_study / "study.json").read_text())
+    import binaryvae
+
+    engine = record["engine"]  # what made the numbers: this binaryvae, from this checkout
+    assert engine["name"] == "binaryvae reproduce" and engine["version"] == binaryvae.__version__
+    assert engine["commit"] and engine["torch"] == __import__("torch").__version__
     (table,) = record["tables"]
     (diff,) = table["differences"]
     assert diff["label"] == "bernoulli-reinforce-loo minus bernoulli-disarm"

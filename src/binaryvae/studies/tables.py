@@ -305,6 +305,33 @@ def table_figure(t: dict[str, Any]):
     return fig
 
 
+def engine_record() -> dict:
+    """What made a study's numbers (issue 27: every committed result names its engine and
+    commit): binaryvae's version, the git commit of its source when it runs from a checkout
+    (None when installed from a wheel), torch's version and the CPU kernels it uses."""
+    import subprocess
+
+    import torch
+
+    from binaryvae import __version__
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        commit = out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "name": "binaryvae reproduce",
+        "version": __version__,
+        "commit": commit,
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
 def write_tables(study: Study, budget: str, root: str | Path) -> list[Path]:
     """``<root>/study.md``, ``<root>/study.json`` and ``<root>/figures/<table>.png`` (means with
     95% intervals): the study's tables from the runs finished in ``root``. The paths written."""
@@ -321,7 +348,8 @@ def write_tables(study: Study, budget: str, root: str | Path) -> list[Path]:
     atomic_write_text(md, render_markdown(study, budget, tables))
     js = root / "study.json"
     write_json_atomic(js, json_safe({"study": study.name, "title": study.title, "budget": budget,
-                                     "docs": study.docs, "tables": tables}))  # fmt: skip
+                                     "docs": study.docs, "engine": engine_record(),
+                                     "tables": tables}))  # fmt: skip
     written = [md, js]
     figures = root / "figures"
     figures.mkdir(exist_ok=True)
