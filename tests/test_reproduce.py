@@ -245,6 +245,24 @@ def test_tables_only_rewrites_the_same_tables_and_a_rerun_skips_finished_cells(
     assert (quick_study / "study.json").read_bytes() == before
 
 
+def test_cells_trains_only_the_chosen_cells_and_the_rest_later(quick_study, tmp_path, capsys):
+    """--cells PATTERN trains the matching cells only (the other stays without a run); the same
+    command without --cells then trains the rest, and the result equals the whole study run at
+    once (quick_study) number for number."""
+    out = tmp_path / "part"
+    argv = ["reproduce", STUDY, "--budget", "quick", "--out", str(out), "--threads", "1",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main([*argv, "--cells", "*reinforce-loo*"]) == 0
+    assert "1 of 1 cells finished" in capsys.readouterr().out
+    trained = {p.parent.parent.name for p in out.glob("*/seed-*/summary.json")}
+    assert trained == {"mnist-mini_bernoulli-reinforce-loo_elbo_8bit"}
+    assert main(argv) == 0
+    whole = {p.relative_to(quick_study): _summary(p.parent)
+             for p in quick_study.glob("*/seed-*/summary.json")}  # fmt: skip
+    parts = {p.relative_to(out): _summary(p.parent) for p in out.glob("*/seed-*/summary.json")}
+    assert parts == whole and len(whole) >= 4
+
+
 # ----------------------------------------------------------------------------- [vary]
 def _sweep(out, *extra):
     return ["sweep", "--out", str(out), "--families", "bernoulli-sfe", "--latent-dims", "4",
@@ -334,6 +352,8 @@ def test_vary_takes_lists_of_layer_sizes_and_family_options():
         (["reproduce", STUDY], "--out"),
         (["reproduce", "{bad}", "--out", "{out}"], "unknown key 'nosuch'"),
         (["reproduce", STUDY, "--out", "{out}", "--tables-only"], "no sweep.json"),
+        (["reproduce", STUDY, "--out", "{out}", "--cells", "*loo*,nope*"],
+         "--cells: 'nope*' matches no cell of study published-budget"),
         (_sweep("{out}", "--vary", "nosuch=1,2"), "vary nosuch: unknown option"),
         (_sweep("{out}", "--vary", "lr="), "--vary lr: no values given"),
         (_sweep("{out}", "--vary", "lr=1e-3,0.001"), "vary lr lists 0.001 twice"),

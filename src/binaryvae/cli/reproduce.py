@@ -36,6 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "mnist-mini that finishes in about a minute")  # fmt: skip
     p.add_argument("--tables-only", action="store_true",
                    help="train nothing: write the tables from the cells finished in DIR")
+    p.add_argument("--cells", metavar="PATTERN[,PATTERN]",
+                   help="train only the cells whose names match one of these shell patterns "
+                   "(e.g. 'fashion-mnist_bernoulli-*_hidden-200x200'); the tables use every "
+                   "finished cell")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="look for dataset files in DIR first")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -72,14 +76,35 @@ def run_reproduce(args: argparse.Namespace) -> int:
     executor = executor_from_args(args)
     grid = study.grid(args.budget, threads=run_threads(args), device=args.device,
                       data_dir=args.data_dir)  # fmt: skip
+    only = select_cells(grid.cells(), args.cells, study.name)
     if not args.quiet:
         cells = grid.cells()
         print(f"reproduce {study.name} ({args.budget}): {len(cells)} cells x "
               f"{len(grid.seeds)} seeds into {out}", file=sys.stderr, flush=True)  # fmt: skip
-    results = sweep(grid, out, executor=executor, force=args.force, progress=not args.quiet)
+    results = sweep(grid, out, executor=executor, force=args.force, progress=not args.quiet,
+                    only=only)  # fmt: skip
+    if only is not None:
+        results = {name: r for name, r in results.items() if name in only}
     status = print_results(results, "reproduce")
     _tables(study, args.budget, out)
     return status
+
+
+def select_cells(cells, patterns: str | None, study: str) -> frozenset[str] | None:
+    """The names of ``cells`` matching one of the comma-separated shell ``patterns`` (None:
+    all). A pattern that matches no cell is refused, naming it."""
+    if patterns is None:
+        return None
+    from fnmatch import fnmatchcase
+
+    chosen: set[str] = set()
+    for pattern in (p.strip() for p in patterns.split(",")):
+        hits = {c.name for c in cells if fnmatchcase(c.name, pattern)} if pattern else set()
+        if not hits:
+            raise BadInput(f"--cells: {pattern!r} matches no cell of study {study} "
+                           f"(its cells: {', '.join(c.name for c in cells)})")  # fmt: skip
+        chosen |= hits
+    return frozenset(chosen)
 
 
 def _tables(study, budget: str, out: Path) -> int:

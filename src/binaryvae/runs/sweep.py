@@ -416,16 +416,19 @@ def execute(
     progress: bool = True,
     stream: TextIO | None = None,
     header=None,
+    only: frozenset[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run the cells that are not finished on disk with ``executor``; keep ``state`` (and
-    sweep.json/sweep.csv) current; print one line per finished cell with its headline number
-    and the overall count and ETA. Returns `SweepState.results`."""
+    """Run the cells that are not finished on disk (those named in ``only``, when given) with
+    ``executor``; keep ``state`` (and sweep.json/sweep.csv) current; print one line per finished
+    cell with its headline number and the overall count and ETA. Returns
+    `SweepState.results`."""
     stream = sys.stderr if stream is None else stream
     todo = []
     for cell in cells:
         done = finished_summaries(cell, root)
         if done is None:
-            todo.append(cell)
+            if only is None or cell.name in only:
+                todo.append(cell)
             continue
         state.end(cell.name, {"status": "finished", "runs": done})
         if progress:
@@ -563,8 +566,11 @@ def sweep(
     force: bool = False,
     progress: bool = True,
     stream: TextIO | None = None,
+    only: frozenset[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every cell of ``grid`` under ``out`` with ``executor`` (default: this process).
+    ``only``: the names of the cells to train now (the others are recorded, and skipped or
+    left pending as they are on disk).
 
     A new ``out`` is created (marked, locked). An ``out`` that holds a sweep is continued --
     finished cells skipped, the others resumed from their checkpoints -- when its grid is the
@@ -596,8 +602,9 @@ def sweep(
         if not continuing:
             handle.commit()
         return execute(
-            cells, out, state, executor, progress=progress, stream=stream, header=_header(stream)
-        )
+            cells, out, state, executor, progress=progress, stream=stream, header=_header(stream),
+            only=only,
+        )  # fmt: skip
 
 
 def _header(stream: TextIO | None):
