@@ -107,6 +107,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[],
         help="an extra flag for the reference (e.g. --nodemean_input), for ablations; needs --tag",
     )
+    p.add_argument(
+        "--binaryvae-flag",
+        action="append",
+        default=[],
+        help="an extra option for binaryvae train, given as one --binaryvae-flag=--opt=value "
+        "(e.g. --binaryvae-flag=--encoder-input=raw): the ablation of one protocol option; "
+        "needs --tag",
+    )
     p.add_argument("--tag", default="", help="suffix of the result files of this variant")
     p.add_argument("--results", default=str(HERE / "results" / "crosscheck"))
     p.add_argument(
@@ -123,6 +131,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--seeds: expected integers separated by commas, got {args.seeds!r}")
     if args.reference_flag and not args.tag:
         p.error("--reference-flag: give --tag to name the variant's result files")
+    if args.binaryvae_flag and not args.tag:
+        p.error("--binaryvae-flag: give --tag to name the variant's result files")
+    for flag in args.binaryvae_flag:
+        if not flag.startswith("--") or "=" not in flag:
+            p.error(f"--binaryvae-flag: expected --option=value, got {flag!r}")
     if args.steps < 2:
         p.error("--steps: at least 2")
     if args.num_pairs < 1 or (args.num_pairs > 1 and args.estimator not in ESTIMATOR_OPTION):
@@ -264,6 +277,8 @@ def run_binaryvae_side(args, seed: int, runs: Path) -> dict:
     ]  # fmt: skip
     if args.estimator in ESTIMATOR_OPTION:  # the reference's K = 2 x num_pairs samples
         cmd += ["--config", str(_samples_config(out, args))]
+    for flag in args.binaryvae_flag:  # an ablation: one preset option set back (recorded)
+        cmd += flag.split("=", 1)
     if args.data_dir:
         cmd += ["--data-dir", str(args.data_dir)]
     if out.exists():

@@ -154,6 +154,14 @@ def test_crosscheck_other_estimators_get_the_same_sample_count_on_both_sides(tmp
         crosscheck_reference.parse_args(["--estimator", "arm", "--num-pairs", "2"])
 
 
+def test_crosscheck_binaryvae_ablation_flags_need_a_tag_and_the_option_form():
+    ok = crosscheck_reference.parse_args(["--binaryvae-flag=--encoder-input=raw", "--tag", "raw"])
+    assert ok.binaryvae_flag == ["--encoder-input=raw"]
+    for argv in (["--binaryvae-flag=--encoder-input=raw"], ["--binaryvae-flag=raw", "--tag", "t"]):
+        with pytest.raises(SystemExit):
+            crosscheck_reference.parse_args(argv)
+
+
 def test_loader_pure_part_works_with_tensorflow_blocked():
     """In a fresh process where importing tensorflow fails, the module imports and splits."""
     code = (
