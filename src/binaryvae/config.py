@@ -47,6 +47,8 @@ __all__ = [
     "check_float",
     "check_int",
     "split_list",
+    "TRACKERS",
+    "TRACK_EXACT_BITS",
 ]
 
 OBJECTIVES = ("elbo", "bernoulli-elbo")
@@ -106,7 +108,8 @@ DEFAULT_MAX_RETRIES = 3
 
 # Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
 # it trains and where/how it computes. Anything else would make the resumed run another run.
-RESUMABLE_FIELDS = ("epochs", "steps", "threads", "device", "data_dir")
+# ``tensorboard`` only says where the metrics are also written (no effect on training).
+RESUMABLE_FIELDS = ("epochs", "steps", "threads", "device", "data_dir", "tensorboard")
 # Fields that record what training found rather than choose anything: the dataset's fingerprint
 # and where it was (`binaryvae.data.datasets.fingerprint_of`). They take no part in
 # comparing configurations (``==``, `TrainConfig.changed_fields`); the data they describe are
@@ -156,7 +159,13 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 # learning signal (ModelOptions.learning_signal): what the registry's classes say
 # (binaryvae.models.FAMILY_CLASSES; config sits below models, so it names them here and
 # tests/test_protocol.py checks the two lists against the registry).
-INDEPENDENT_SAMPLE_FAMILIES = ("bernoulli-reinforce-loo", "bernoulli-arm", "bernoulli-disarm")
+INDEPENDENT_SAMPLE_FAMILIES = (
+    "bernoulli-reinforce-loo",
+    "bernoulli-arm",
+    "bernoulli-disarm",
+    "bernoulli-arms",
+    "bernoulli-arms-normal",
+)
 LEARNING_SIGNAL_FAMILIES = (
     "bernoulli-sfe",
     "bernoulli-reinforce-loo",
@@ -188,6 +197,16 @@ def protocol_values(name: str, family: str) -> dict[str, Any]:
     return values
 
 
+# The per-row trackers (`binaryvae.evaluation.trackers`): "exact" (the exact discrete ELBO,
+# log p(x) and their gap on a fixed test subset, by enumerating the 2^n codes), "logits"
+# (quantiles of |logit P(bit = 1 | x)|), "flips" (bits whose most probable value changed since
+# the previous row). "exact" enumerates at most 2^TRACK_EXACT_BITS codes per row: the
+# per-epoch evaluation's limit (`binaryvae.evaluation.summary.EPOCH_EXACT_BITS`; config sits
+# below evaluation, so tests/test_trackers.py checks the two are equal).
+TRACKERS = ("exact", "logits", "flips")
+TRACK_EXACT_BITS = 16
+
+
 # Ranges of the numeric fields. Upper limits bound the work one command can ask for (a latent
 # size of 2^31 would exhaust memory before the first step); each is far above any published
 # setting (the estimator literature uses 200 bits and batch 50-100, the dissertation 8-56 bits).
@@ -207,6 +226,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "grad_samples": (2, 10_000),
     "threads": (1, 4096),
     "validation": (0, 100_000_000),
+    "track_images": (1, 100_000_000),
 }
 _HEX = frozenset("0123456789abcdef")
 _HIDDEN_MAX = (16, 65_536)  # at most 16 layers of at most 65,536 units
@@ -491,6 +511,15 @@ class TrainConfig:
     grad_var_param_ema: bool = False
     protocol: str | None = None  # a preset of `PROTOCOLS`, or None
     protocol_overrides: list[str] | None = None  # derived by validate() (see above)
+    # ---- what is recorded beside training (none of it changes training)
+    # per-row trackers, a subset of TRACKERS (`binaryvae.evaluation.trackers`), on the first
+    # track_images test images (fewer when the test split has fewer), binarized once with a
+    # fixed seed (the same images for every seed); metrics keys track_*
+    track: tuple[str, ...] = ()
+    track_images: int = 1000
+    # also write every metrics row as TensorBoard scalars into <run dir>/tensorboard/ (needs
+    # the optional extra binaryvae[tensorboard]); a resume may switch it (RESUMABLE_FIELDS)
+    tensorboard: bool = False
     # recorded by training (RECORDED_FIELDS), None until then: the sha256 fingerprint of the
     # data it trained on (binaryvae.data.datasets.fingerprint_of) and where they were
     # found. A run whose config.json has none (written before 0.2.0) is accepted with the data
@@ -540,6 +569,9 @@ class TrainConfig:
         if self.data_source is not None and not isinstance(self.data_source, str):
             raise BadInput(f"data_source must be a path or null, got {self.data_source!r}")
         _check_budget(self)
+        self.track = _check_track(self.track, self.latent_dim)
+        if not isinstance(self.tensorboard, bool):
+            raise BadInput(f"tensorboard must be true or false, got {self.tensorboard!r}")
         self.options  # noqa: B018 - validates extra
         self._validate_interventions()
         self._validate_protocol_options()
@@ -666,6 +698,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
+        d["track"] = list(self.track)
         if d["protocol_overrides"] is not None:
             d["protocol_overrides"] = list(d["protocol_overrides"])
         return d
@@ -715,6 +748,31 @@ def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     return a == b
+
+
+def _check_track(track: Any, latent_dim: int) -> tuple[str, ...]:
+    """``track`` as a tuple in `TRACKERS` order; BadInput naming an unknown or repeated value,
+    and "exact" where 2^latent_dim codes exceed the enumeration limit `TRACK_EXACT_BITS`.
+
+    A list or tuple of names, or the command line's and a grid file's text: comma-separated
+    names (``"exact,flips"``), or ``"none"`` for no tracker."""
+    if isinstance(track, str):
+        track = [] if track.strip().lower() == "none" else split_list(track, "track")
+    if not isinstance(track, list | tuple):
+        raise BadInput(
+            f"track must be a list of trackers ({', '.join(TRACKERS)}), got {track!r}"
+        )
+    for name in track:
+        if not isinstance(name, str) or name not in TRACKERS:
+            raise BadInput(f"unknown tracker {name!r} in track; choose from {', '.join(TRACKERS)}")
+        if list(track).count(name) > 1:
+            raise BadInput(f"track lists {name!r} twice")
+    if "exact" in track and latent_dim > TRACK_EXACT_BITS:
+        raise BadInput(
+            f"track 'exact' enumerates all 2^n codes at every row; limited to latent_dim <= "
+            f"{TRACK_EXACT_BITS} bits, got latent_dim {latent_dim}"
+        )
+    return tuple(name for name in TRACKERS if name in track)
 
 
 def _check_hidden(hidden: Any) -> tuple[int, ...]:

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from binaryvae.cli._common import add_run_options, hidden_sizes, path_option, print_summary
+from binaryvae.cli._common import (
+    add_run_options,
+    hidden_sizes,
+    on_off,
+    path_option,
+    print_summary,
+)
 from binaryvae.config import (
     ACTIVATIONS,
     BINARIZE_MODES,
@@ -71,6 +77,10 @@ _FIELDS = {
     "validation": "validation",
     "summary_iwae_k": "summary_iwae_k",
     "grad_var_param_ema": "grad_var_param_ema",
+    # what is recorded beside training (issue 27)
+    "track": "track",
+    "track_images": "track_images",
+    "tensorboard": "tensorboard",
     # the training interventions (issue 28)
     "optimizer": "optimizer",
     "momentum": "momentum",
@@ -91,14 +101,6 @@ def _float_or_none(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
-
-
-def _on_off(text: str) -> bool:
-    """``on`` -> True, ``off`` -> False."""
-    value = {"on": True, "off": False}.get(text.strip().lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
-    return value
 
 
 def _int_or_none(text: str):
@@ -259,6 +261,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="K",
         help="autoencoder-gmm: mixture components (default 20)",
     )
+    p.add_argument(
+        "--track",
+        default=None,
+        metavar="exact,logits,flips",
+        help="trackers at every metrics row, on the first --track-images test images: exact "
+        "(exact discrete ELBO, log p(x) and gap by enumeration; up to 16 bits), logits "
+        "(|logit| quantiles 0.5, 0.9, 0.99), flips (fraction of bits whose most probable value "
+        "changed since the previous row, and of saturated ones, |logit| > 10); metrics keys "
+        "track_* (default none)",
+    )
+    p.add_argument(
+        "--track-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="test images the trackers use: the first N, binarized once with a fixed seed, the "
+        "same for every seed (default 1000; all of them when the test split has fewer)",
+    )
     _add_protocol_options(p)
     _add_intervention_options(p)
     add_run_options(p)
@@ -302,7 +322,7 @@ def _add_protocol_options(p: argparse.ArgumentParser) -> None:
                    help="hold out the last N training images as the validation split (default 0)")
     g.add_argument("--summary-iwae-k", type=_int_or_none, default=None, metavar="K",
                    help="k of summary.json's IWAE (default none: 100, or 1,000 up to 12 bits)")
-    g.add_argument("--grad-var-param-ema", type=_on_off, default=None, metavar="on|off",
+    g.add_argument("--grad-var-param-ema", type=on_off, default=None, metavar="on|off",
                    help="log the reference's gradient variance, grad_var_param_ema (an EMA of "
                    "the encoder parameter gradients' moments; default off)")
 

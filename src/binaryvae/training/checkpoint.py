@@ -23,6 +23,12 @@ anything in it executes. Everything `--resume` needs is stored in those types:
   ``epoch_sums`` (4 finite floats: the epoch's loss, ELBO, reconstruction and KL summed over
   its images so far), ``epoch_images`` (int >= 0) and ``epoch_seconds`` (a finite float >= 0).
   A generator state is also loaded into a fresh generator before the checkpoint is accepted.
+  A run that tracks bit flips (``TrainConfig.track`` holds "flips") also stores
+  ``track_logits`` (float32 [M, n]: the bit logits of its M tracked test images at the row the
+  checkpoint follows; 1 <= M <= ``track_images``, no NaN) and, at a row that only the end of a
+  step budget makes (dropped when a resume extends the budget), ``track_logits_before`` (the
+  same at the row before it, where there is one): the next row's flips are counted against
+  them, so a resumed run writes the rows of an uninterrupted one.
 
 A run's checkpoint is read against a `CheckpointSchema` derived from the model and the optimizer
 that the run's config.json builds (`checkpoint_schema`), and nothing in it is used before all of
@@ -153,6 +159,10 @@ def config_fingerprint(config: Any) -> str:
     fields = {k: v for k, v in config.to_dict().items() if k not in skip}
     if fields.get("eval_every_steps") is None:  # a later field: older checkpoints still match
         fields.pop("eval_every_steps", None)
+    if not fields.get("track"):  # later fields (issue 27), likewise where left at the default
+        fields.pop("track", None)
+        if fields.get("track_images") == 1000:
+            fields.pop("track_images", None)
     for name, default in INTERVENTION_DEFAULTS.items():  # later fields, likewise at defaults
         if name in fields and fields[name] == default and type(fields[name]) is type(default):
             fields.pop(name)
@@ -240,6 +250,8 @@ class CheckpointSchema:
     max_entries: int  # the archive's number of records, at most
     source: str = "config.json"  # where the identity comes from, for messages
     device: str = "cpu"  # where the model is: the training generator's device
+    # (track_images, latent_dim) of the stored bit logits of a run that tracks flips, else None
+    track_logits: tuple[int, int] | None = None
     # the config's one-time lr decay (`binaryvae.training.lr_factor`): the lr a checkpoint
     # must hold depends on its epoch
     lr_decay_epoch: int | None = None
@@ -279,6 +291,11 @@ def checkpoint_schema(config: Any, model: torch.nn.Module, source: str = "config
     need = sum(_nbytes(*spec) for spec in model_specs.values())
     need += sum(moments * _nbytes(*spec) + 8 for spec in param_specs)
     tensors = len(model_specs) + len(param_specs) * len(state_keys) + 2 + torch.cuda.device_count()
+    track = None
+    if "flips" in tuple(getattr(config, "track", ())):
+        track = (int(config.track_images), int(config.latent_dim))
+        need += 2 * _nbytes(track, torch.float32)  # track_logits and track_logits_before
+        tensors += 2
     return CheckpointSchema(
         model=model_specs,
         params=param_specs,
@@ -289,6 +306,7 @@ def checkpoint_schema(config: Any, model: torch.nn.Module, source: str = "config
         max_entries=2 * tensors + 2 + _MARGIN_ENTRIES,  # + the epoch's generator, RNG
         source=source,
         device=str(next(model.parameters()).device),
+        track_logits=track,
         lr_decay_epoch=getattr(config, "lr_decay_epoch", None),
         lr_decay=getattr(config, "lr_decay", None),
     )
@@ -498,10 +516,45 @@ def _check_state(path: Path, name: str, value: Any, device: str) -> None:
         raise CheckpointError(f"{path}: {name} is not a generator state ({_short(e)})") from None
 
 
+_TRACK = ("track_logits", "track_logits_before")
+
+
+def _check_track_logits(path: Path, extra: dict, schema: CheckpointSchema) -> None:
+    """The stored bit logits of a run that tracks flips (module docstring)."""
+    if schema.track_logits is None:
+        return
+    if "track_logits" not in extra:
+        raise CheckpointError(
+            f"{path}: extra lacks track_logits (this run tracks flips: the bit logits at its "
+            "last row)"
+        )
+    images, n = schema.track_logits
+    shapes = []
+    for key in _TRACK:
+        if key not in extra:
+            continue
+        value = extra[key]
+        if not (isinstance(value, torch.Tensor) and value.dtype == torch.float32
+                and value.dim() == 2 and 1 <= value.shape[0] <= images
+                and value.shape[1] == n):  # fmt: skip
+            raise CheckpointError(
+                f"{path}: extra.{key} must be a float32 tensor [M, {n}] with 1 <= M <= "
+                f"{images} (the tracked test images' bit logits)"
+            )
+        if bool(value.isnan().any()):
+            raise CheckpointError(f"{path}: extra.{key} holds NaN")
+        shapes.append(tuple(value.shape))
+    if len(set(shapes)) > 1:
+        raise CheckpointError(f"{path}: extra.track_logits_before differs in shape from "
+                              "extra.track_logits")  # fmt: skip
+
+
 def _check_extra(path: Path, extra: dict, schema: CheckpointSchema) -> None:
-    unknown = sorted(map(str, set(extra) - {"finalized", "step", *_INSIDE}))
+    allowed = {"finalized", "step", *_INSIDE, *(_TRACK if schema.track_logits else ())}
+    unknown = sorted(map(str, set(extra) - allowed))
     if unknown:
         raise CheckpointError(f"{path}: extra holds unknown entries {', '.join(unknown)}")
+    _check_track_logits(path, extra, schema)
     if not isinstance(extra.get("finalized", False), bool):
         raise CheckpointError(f"{path}: extra.finalized must be true or false")
     if "step" in extra and not _is_count(extra["step"], 0):
