@@ -108,8 +108,11 @@ DEFAULT_MAX_RETRIES = 3
 
 # Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
 # it trains and where/how it computes. Anything else would make the resumed run another run.
-# ``tensorboard`` only says where the metrics are also written (no effect on training).
-RESUMABLE_FIELDS = ("epochs", "steps", "threads", "device", "data_dir", "tensorboard")
+# ``tensorboard`` only says where the metrics are also written (no effect on training);
+# ``summary_train_images`` what the summary also measures after training.
+RESUMABLE_FIELDS = (
+    "epochs", "steps", "threads", "device", "data_dir", "tensorboard", "summary_train_images"
+)
 # Fields that record what training found rather than choose anything: the dataset's fingerprint
 # and where it was (`binaryvae.data.datasets.fingerprint_of`). They take no part in
 # comparing configurations (``==``, `TrainConfig.changed_fields`); the data they describe are
@@ -227,6 +230,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "threads": (1, 4096),
     "validation": (0, 100_000_000),
     "track_images": (1, 100_000_000),
+    "summary_train_images": (0, 100_000_000),
 }
 _HEX = frozenset("0123456789abcdef")
 _HIDDEN_MAX = (16, 65_536)  # at most 16 layers of at most 65,536 units
@@ -520,6 +524,12 @@ class TrainConfig:
     # also write every metrics row as TensorBoard scalars into <run dir>/tensorboard/ (needs
     # the optional extra binaryvae[tensorboard]); a resume may switch it (RESUMABLE_FIELDS)
     tensorboard: bool = False
+    # summary.json's train_discrete_elbo (the DisARM paper's "train ELBO",
+    # `binaryvae.evaluation.train_elbo`): the discrete ELBO, 1 sample per image, of the first
+    # summary_train_images training images (the train part under validation; all of them when
+    # fewer), binarized once with a fixed seed; 0 = not computed. It is computed after
+    # training and changes nothing else; a resume may change it (RESUMABLE_FIELDS)
+    summary_train_images: int = 0
     # recorded by training (RECORDED_FIELDS), None until then: the sha256 fingerprint of the
     # data it trained on (binaryvae.data.datasets.fingerprint_of) and where they were
     # found. A run whose config.json has none (written before 0.2.0) is accepted with the data

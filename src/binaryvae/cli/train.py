@@ -87,6 +87,7 @@ _FIELDS = {
     "lr_decay_epoch": "lr_decay_epoch",
     "lr_decay": "lr_decay",
     "logit_clamp": "logit_clamp",
+    "summary_train_images": "summary_train_images",
 }
 # what an option takes to mean "none" where the field may be null (argparse's None is "not
 # given")
@@ -278,6 +279,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="test images the trackers use: the first N, binarized once with a fixed seed, the "
         "same for every seed (default 1000; all of them when the test split has fewer)",
+    )
+    p.add_argument(
+        "--summary-train-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also write summary.json's train_discrete_elbo: the discrete ELBO (1 sample per "
+        "image) of the first N training images (the train part under --validation), binarized "
+        "once with a fixed seed; the DisARM paper's train ELBO (default 0: off)",
     )
     _add_protocol_options(p)
     _add_intervention_options(p)

@@ -109,7 +109,8 @@ def _budget_cut_only(point: Point, eval_every: int | None) -> bool:
 
 def finish(m: Member) -> None:
     """Fit what is fitted after training (autoencoder-gmm's mixture), checkpoint it, and write
-    the summary."""
+    the summary (with ``TrainConfig.summary_train_images``, binary families: also the training
+    images' discrete ELBO, `binaryvae.evaluation.train_elbo`, from a generator of its own)."""
     from binaryvae.evaluation import evaluate_summary
     from binaryvae.training.classifier import feature_network
 
@@ -134,6 +135,13 @@ def finish(m: Member) -> None:
             seed=epoch_seed(c.seed, 0, "summary"),
         )
     )
+    if c.summary_train_images and model.family.binary:  # the DisARM paper's train ELBO
+        from binaryvae.evaluation.train_elbo import train_discrete_elbo
+
+        value, images = train_discrete_elbo(
+            model, ds.train_x, binarize=c.binarize, images=c.summary_train_images, seed=c.seed
+        )
+        summary.update(train_discrete_elbo=value, train_elbo_images=images)
     rows = m.run.read_metrics()
     # an epoch's last row holds its training seconds (its earlier rows, a part of them)
     ends = [

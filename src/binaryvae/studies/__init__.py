@@ -24,11 +24,17 @@ cell is paired with, seed by seed)::
     seeds = [0, 1]
     [[table]]
     title = "..."
-    measures = ["test_iwae_k100", "test_discrete_elbo"]   # or "last.<key of metrics.jsonl>"
+    measures = ["test_iwae_k100", "test_discrete_elbo"]   # or "last.<key>", "epoch.<E>.<key>"
     baseline = { family = "bernoulli-disarm" }
     only = { latent_dim = [200] }     # optional: the cells of this table
     reverse = false                   # optional: true gives baseline minus cell
     x = "beta"                        # optional: the figure's x axis (a coordinate)
+    epochs = [5, 10, 20, 40]          # optional: each measure at these epochs (see below)
+
+A measure is a summary.json key, ``last.<key>`` (the last row of the run's metrics.jsonl) or
+``epoch.<E>.<key>`` (the row that ends epoch E: the last row with ``"epoch": E``). A table with
+``epochs`` repeats each of its measures (plain metrics.jsonl keys then) at every listed epoch
+the runs passed and at their last epoch (`StudyTable.expanded`): the claim by budget.
 
 `load_study` checks every key (BadInput naming the file and the key) and that both budgets
 expand to valid cells; `Study.grid` gives the sweep grid of a budget.
@@ -51,6 +57,7 @@ __all__ = [
     "StudyTable",
     "load_study",
     "load_study_file",
+    "parse_measure",
     "study_names",
 ]
 
@@ -58,8 +65,23 @@ BUDGETS = ("full", "quick")
 # what a cell is, besides its varied options: the axes of every grid
 COORDINATES = ("dataset", "family", "objective", "latent_dim")
 _TOP = ("title", "about", "docs", "seeds", "grid", "budget", "table")
-_TABLE = ("title", "measures", "baseline", "only", "reverse", "x", "about")
-_MEASURE = re.compile(r"^(last\.)?[a-z][a-z0-9_]*$")
+_TABLE = ("title", "measures", "baseline", "only", "reverse", "x", "about", "epochs")
+_MEASURE = re.compile(r"^(?:(last)\.|(epoch)\.([1-9][0-9]{0,8})\.)?([a-z][a-z0-9_]*)$")
+MEASURE_FORMS = "a summary.json key, last.<metrics.jsonl key> or epoch.<E>.<metrics.jsonl key>"
+
+
+def parse_measure(measure: Any, where: str = "") -> tuple[str, int | None, str]:
+    """(where it is read, epoch, key) of a table's measure: ("summary", None, key) for a
+    summary.json key, ("last", None, key) for ``last.<key>`` (the last metrics.jsonl row),
+    ("epoch", E, key) for ``epoch.<E>.<key>`` (the row that ends epoch E, E >= 1). BadInput,
+    prefixed by ``where``, naming any other text."""
+    match = _MEASURE.match(measure) if isinstance(measure, str) else None
+    if match is None:
+        raise BadInput(f"{where}measure {measure!r} is not {MEASURE_FORMS}")
+    last, epoch, number, key = match.groups()
+    if epoch:
+        return "epoch", int(number), key
+    return ("last" if last else "summary"), None, key
 _STUDY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -74,6 +96,18 @@ class StudyTable:
     reverse: bool = False  # True: baseline minus cell
     x: str | None = None  # the coordinate on the figure's x axis
     about: str = ""
+    # each measure (a metrics.jsonl key) at these epochs and at the runs' last one; () = off
+    epochs: tuple[int, ...] = ()
+
+    def expanded(self, last_epoch: int | None) -> list[str]:
+        """The measures read: ``measures`` itself, or with ``epochs`` each measure as
+        ``epoch.<E>.<m>`` for every listed E below ``last_epoch`` and for ``last_epoch``
+        (epoch-major; no epochs at all while no run has finished: ``last_epoch`` None)."""
+        if not self.epochs:
+            return list(self.measures)
+        at = [e for e in self.epochs if last_epoch is not None and e < last_epoch]
+        at += [last_epoch] if last_epoch is not None else []
+        return [f"epoch.{e}.{m}" for e in at for m in self.measures]
 
 
 @dataclass
@@ -227,11 +261,19 @@ def _table(t: Any, i: int, coordinates: set[str], where: str) -> StudyTable:
     if not isinstance(measures, list) or not measures:
         raise BadInput(f"{label}: measures must be a list of summary.json keys")
     for m in measures:
-        if not isinstance(m, str) or not _MEASURE.match(m):
-            raise BadInput(f"{label}: measure {m!r} is not a summary.json key "
-                           "(or last.<metrics.jsonl key>)")  # fmt: skip
+        parse_measure(m, f"{label}: ")
     if len(set(measures)) != len(measures):
         raise BadInput(f"{label}: a measure is listed twice")
+    epochs = t.get("epochs", [])
+    if not (isinstance(epochs, list) and epochs
+            and all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in epochs)
+            and epochs == sorted(set(epochs))) and "epochs" in t:  # fmt: skip
+        raise BadInput(f"{label}: epochs must be a list of increasing epoch numbers (>= 1)")
+    if epochs:
+        prefixed = [m for m in measures if parse_measure(m)[0] != "summary"]
+        if prefixed:
+            raise BadInput(f"{label}: with epochs, a measure is a metrics.jsonl key; "
+                           f"{prefixed[0]!r} names its row itself")  # fmt: skip
 
     def coords(key: str, value: Any, lists: bool) -> dict[str, Any]:
         if value is None:
@@ -264,4 +306,5 @@ def _table(t: Any, i: int, coordinates: set[str], where: str) -> StudyTable:
     if not isinstance(about, str):
         raise BadInput(f"{label}: about must be a text")
     return StudyTable(title.strip(), tuple(measures), baseline, only, reverse,
-                      x.replace("-", "_") if x else None, " ".join(about.split()))  # fmt: skip
+                      x.replace("-", "_") if x else None, " ".join(about.split()),
+                      tuple(epochs))  # fmt: skip

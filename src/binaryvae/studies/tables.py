@@ -3,7 +3,9 @@ baseline (Student-t interval and Wilcoxon p, `binaryvae.stats`), Holm's note whe
 makes several claims; markdown, JSON and a figure per table.
 
 Everything is read from the sweep directory the study ran into (sweep.json, each run's
-summary.json and, for ``last.<key>`` measures, the last row of its metrics.jsonl). A cell's
+summary.json and, for ``last.<key>`` and ``epoch.<E>.<key>`` measures, the last row of its
+metrics.jsonl or the row that ends epoch E). A table with ``epochs`` (the claim by budget)
+reads each measure at those epochs and at the runs' last one, and renders a row per epoch. A cell's
 coordinates are its dataset, family, objective, latent size and varied options; its baseline
 partner is the cell with the same coordinates except those the table's ``baseline`` names.
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 from binaryvae.errors import BadInput
 from binaryvae.stats import format_p, holm, multiple_comparison_note, paired, t_interval
-from binaryvae.studies import COORDINATES, Study, StudyTable
+from binaryvae.studies import COORDINATES, Study, StudyTable, parse_measure
 
 __all__ = ["cell_coordinates", "measure_values", "study_tables", "render_markdown", "write_tables"]
 
@@ -29,28 +31,38 @@ def cell_coordinates(entry: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _last_row(run_dir: Path) -> dict[str, Any]:
+def _rows(run_dir: Path) -> list[dict[str, Any]]:
     from binaryvae.jsonfiles import read_jsonl
 
     try:
         rows = read_jsonl(run_dir / "metrics.jsonl")
     except BadInput:
-        return {}
-    return rows[-1] if rows and isinstance(rows[-1], dict) else {}
+        return []
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def _epoch_row(rows: list[dict[str, Any]], epoch: int | None) -> dict[str, Any]:
+    """The last row (``epoch`` None) or the row that ends ``epoch`` (its last row); {} if none."""
+    if epoch is None:
+        return rows[-1] if rows else {}
+    return next((r for r in reversed(rows) if r.get("epoch") == epoch), {})
 
 
 def measure_values(root: Path, entry: dict[str, Any], summaries: dict[int, dict], measure: str):
     """``{seed: value}`` of ``measure`` over the finished seeds of a cell: a summary.json key,
-    or ``last.<key>`` of the last metrics.jsonl row. Seeds without a number are left out."""
+    ``last.<key>`` of the last metrics.jsonl row, or ``epoch.<E>.<key>`` of the row that ends
+    epoch E (`binaryvae.studies.parse_measure`; BadInput naming any other measure). Seeds
+    without a number are left out."""
+    where, epoch, key = parse_measure(measure)
     out = {}
     for seed, summary in sorted(summaries.items()):
-        if measure.startswith("last."):
+        if where != "summary":
             sub = root / entry["name"] / f"seed-{seed}"
             if entry.get("layout") == "run":
                 sub = root / entry["name"]
-            value = _last_row(sub).get(measure[len("last."):])
+            value = _epoch_row(_rows(sub), epoch).get(key)
         else:
-            value = summary.get(measure)
+            value = summary.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[seed] = float(value)
     return out
@@ -104,9 +116,12 @@ def study_tables(study: Study, root: str | Path) -> list[dict[str, Any]]:
     out = []
     for table in study.tables:
         mine = [c for c in cells if _matches_only(c["coords"], table.only)]
+        ran = [s.get("epochs") for c in mine for s in c["summaries"].values()]
+        ran = [e for e in ran if isinstance(e, int) and not isinstance(e, bool)]
+        measures = table.expanded(max(ran) if ran else None)
         values = {
             c["name"]: {m: measure_values(root, c["entry"], c["summaries"], m)
-                        for m in table.measures}
+                        for m in measures}
             for c in mine
         }  # fmt: skip
         rows = [
@@ -114,7 +129,7 @@ def study_tables(study: Study, root: str | Path) -> list[dict[str, Any]]:
                 "cell": c["name"],
                 "coordinates": {k: c["coords"][k] for k in varying},
                 "seeds": sorted(c["summaries"]),
-                "measures": {m: t_interval(values[c["name"]][m].values()) for m in table.measures},
+                "measures": {m: t_interval(values[c["name"]][m].values()) for m in measures},
             }
             for c in mine
         ]
@@ -126,7 +141,7 @@ def study_tables(study: Study, root: str | Path) -> list[dict[str, Any]]:
                     continue
                 first, second = (base, c) if table.reverse else (c, base)
                 diffs = {}
-                for m in table.measures:
+                for m in measures:
                     d = paired(values[first["name"]][m], values[second["name"]][m])
                     diffs[m] = {k: v for k, v in d.items() if k != "keys"} | {"seeds": d["keys"]}
                 differences.append({
@@ -137,19 +152,22 @@ def study_tables(study: Study, root: str | Path) -> list[dict[str, Any]]:
                 })  # fmt: skip
         labels, pvalues = [], []
         for d in differences:
-            for m in table.measures:
+            for m in measures:
                 labels.append(f"{d['label']}: {m}")
                 pvalues.append(d["measures"][m].get("p_t"))
         adjusted = holm(pvalues)
         i = 0
         for d in differences:
-            for m in table.measures:
+            for m in measures:
                 d["measures"][m]["p_holm"] = adjusted[i]
                 i += 1
         out.append({
             "title": table.title,
             "about": table.about,
-            "measures": list(table.measures),
+            "measures": measures,
+            # with epochs: the measures named in the file, and the epochs read (rows per epoch)
+            "per_epoch": list(table.measures) if table.epochs else [],
+            "epochs": sorted({parse_measure(m)[1] for m in measures}) if table.epochs else [],
             "baseline": dict(table.baseline),
             "reverse": table.reverse,
             "x": table.x,
@@ -219,13 +237,16 @@ def render_markdown(study: Study, budget: str, tables: list[dict[str, Any]]) -> 
         out.write(f"\n## {t['title']}\n\n")
         if t["about"]:
             out.write(t["about"] + "\n\n")
-        cols = [c.replace("_", " ") for c in t["coordinates"]] + ["seeds"] + t["measures"]
+        names, epochs = _columns(t)
+        cols = [c.replace("_", " ") for c in t["coordinates"]]
+        cols += (["epoch"] if t["epochs"] else []) + ["seeds"] + names
         out.write("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
         for r in t["rows"]:
-            cells = [_value_text(r["coordinates"][k]) for k in t["coordinates"]]
-            cells.append(str(len(r["seeds"])))
-            cells += [_mean_se(r["measures"][m]) for m in t["measures"]]
-            out.write("| " + " | ".join(cells) + " |\n")
+            for e in epochs:
+                cells = [_value_text(r["coordinates"][k]) for k in t["coordinates"]]
+                cells += ([str(e)] if t["epochs"] else []) + [str(len(r["seeds"]))]
+                cells += [_mean_se(r["measures"][_at(m, e)]) for m in names]
+                out.write("| " + " | ".join(cells) + " |\n")
         if not t["differences"]:
             continue
         how = "baseline minus cell" if t["reverse"] else "cell minus baseline"
@@ -233,21 +254,35 @@ def render_markdown(study: Study, budget: str, tables: list[dict[str, Any]]) -> 
                   "s.e. of the differences, Student-t 95% interval, two-sided Wilcoxon "
                   "signed-rank p of the same differences, Holm-adjusted paired-t p over this "
                   "table's comparisons:\n\n")  # fmt: skip
-        cols = ["difference", "seeds"]
-        for m in t["measures"]:
+        cols = ["difference"] + (["after epoch"] if t["epochs"] else []) + ["seeds"]
+        for m in names:
             cols += [m, "95% interval", "Wilcoxon p", "Holm p"]
         out.write("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
         for d in t["differences"]:
-            n = max((d["measures"][m]["n"] for m in t["measures"]), default=0)
-            cells = [d["label"], str(n)]
-            for m in t["measures"]:
-                x = d["measures"][m]
-                cells += [_mean_se(x, sign=True), _interval(x), format_p(x.get("wilcoxon_p")),
-                          format_p(x.get("p_holm"))]  # fmt: skip
-            out.write("| " + " | ".join(cells) + " |\n")
+            for e in epochs:
+                n = max((d["measures"][_at(m, e)]["n"] for m in names), default=0)
+                cells = [d["label"]] + ([str(e)] if t["epochs"] else []) + [str(n)]
+                for m in names:
+                    x = d["measures"][_at(m, e)]
+                    cells += [_mean_se(x, sign=True), _interval(x),
+                              format_p(x.get("wilcoxon_p")), format_p(x.get("p_holm"))]  # fmt: skip
+                out.write("| " + " | ".join(cells) + " |\n")
         if t["note"]:
             out.write(f"\n{t['note']}\n")
     return out.getvalue()
+
+
+def _columns(t: dict[str, Any]) -> tuple[list[str], list[int | None]]:
+    """A rendered table's measure columns and its row epochs: the measures and [None], or,
+    with epochs, the measures named in the file and the epochs read."""
+    if t["epochs"]:
+        return t["per_epoch"], t["epochs"]
+    return t["measures"], [None]
+
+
+def _at(measure: str, epoch: int | None) -> str:
+    """The key of ``measure`` at ``epoch`` (itself where epoch is None)."""
+    return measure if epoch is None else f"epoch.{epoch}.{measure}"
 
 
 def _baseline_text(baseline: dict[str, Any]) -> str:
@@ -263,12 +298,25 @@ def table_figure(t: dict[str, Any]):
     table's ``x`` coordinate, one line per other combination; else one point per cell)."""
     from binaryvae.report.style import new_figure
 
-    measures = t["measures"]
+    measures, epochs = _columns(t)
     fig = new_figure(4.2 * len(measures), 3.6)
     axes = fig.subplots(1, len(measures), squeeze=False)[0]
     x_key = t["x"]
     for ax, m in zip(axes, measures, strict=False):
-        if x_key is not None:
+        if t["epochs"]:  # the claim by budget: each cell's mean against the epoch
+            for r in t["rows"]:
+                pts = [(e, r["measures"][_at(m, e)]) for e in epochs
+                       if r["measures"][_at(m, e)].get("mean") is not None]  # fmt: skip
+                if not pts:
+                    continue
+                err = [(p[1]["ci95"][1] - p[1]["mean"]) if p[1].get("ci95") else 0
+                       for p in pts]  # fmt: skip
+                label = " ".join(_value_text(v) for v in r["coordinates"].values())
+                ax.errorbar([p[0] for p in pts], [p[1]["mean"] for p in pts], yerr=err,
+                            marker="o", capsize=3, label=label or None)  # fmt: skip
+            ax.set_xlabel("epoch")
+            ax.legend(fontsize=7)
+        elif x_key is not None:
             lines: dict[str, list] = {}
             for r in t["rows"]:
                 rest = " ".join(_value_text(v) for k, v in r["coordinates"].items() if k != x_key)
