@@ -312,7 +312,8 @@ class ModelOptions:
     # the estimator papers' configuration); binaryvae.models.objectives.estimated_discrete_elbo
     learning_signal: str = "reconstruction"
     # the estimators of binaryvae.models.published: K samples per image of the K-sample
-    # estimators (bernoulli-vimco, bernoulli-arms; None: 2), M inner samples of
+    # estimators (bernoulli-vimco, -arms, -rodeo, -disarm (K/2 pairs, K even), and
+    # -reinforce-loo, for which it is another name of loo_samples; None: 2), M inner samples of
     # bernoulli-gumbel-rao, and the relaxation's temperature tau of bernoulli-gumbel-rao and
     # bernoulli-reinmax
     samples: int | None = None
@@ -326,6 +327,12 @@ class ModelOptions:
             raise BadInput(f"extra must be a JSON object of options, got {extra!r}")
         _reject_unknown(extra, cls, "option(s) in extra")
         values = dict(extra)
+        if "samples" in values and "loo_samples" in values \
+                and values["samples"] != values["loo_samples"]:  # fmt: skip
+            raise BadInput(
+                f"extra.samples ({values['samples']!r}) and extra.loo_samples "
+                f"({values['loo_samples']!r}) both set K of reinforce-loo; give one of them"
+            )
         for name, value in values.items():
             key = f"extra.{name}"
             if name == "sfe_decay":
