@@ -47,6 +47,7 @@ CASES = [(name, {}) for name in ESTIMATORS] + [
     ("reinforce-loo", {"loo_samples": 4}),
     ("reinforce-loo", {"samples": 3}),
     ("disarm", {"samples": 4}),
+    ("relax", {"relax_hidden": 0, "learning_signal": "elbo"}),
     ("vimco", {"samples": 4}),
     ("arms", {"samples": 4}),
     ("arms-normal", {"samples": 4}),

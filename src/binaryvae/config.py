@@ -152,6 +152,7 @@ LEARNING_SIGNAL_FAMILIES = (
     "bernoulli-disarm",
     "bernoulli-arms",
     "bernoulli-arms-normal",
+    "bernoulli-relax",
 )
 # every field a preset may set (the family-dependent ones included); extra's learning signal
 # is named "extra.learning_signal"
@@ -319,6 +320,10 @@ class ModelOptions:
     samples: int | None = None
     inner_samples: int = 10
     st_temperature: float = 1.0
+    # bernoulli-relax: hidden units of the surrogate network r_rho (0: none, only the concrete
+    # relaxation), and the learning rate of its control variate's own Adam group (None: lr)
+    relax_hidden: int = 137
+    relax_lr: float | None = None
 
     @classmethod
     def from_extra(cls, extra: Any) -> ModelOptions:
@@ -354,6 +359,11 @@ class ModelOptions:
                 values[name] = check_int(key, value, 1, 1024)
             elif name == "st_temperature":
                 values[name] = check_float(key, value, 0.0, False)
+            elif name == "relax_hidden":
+                values[name] = check_int(key, value, 0, 4096)
+            elif name == "relax_lr":
+                if value is not None:
+                    values[name] = check_float(key, value, 0.0, False)
             elif name == "learning_signal":
                 if value not in LEARNING_SIGNALS:
                     raise BadInput(

@@ -6,7 +6,9 @@
 - `reinmax`: ReinMax (Liu, Li, Yang & Gao 2023), second-order straight-through (biased);
 - `arms`: ARMS (Dimitriev & Zhou 2021), K negatively correlated samples from the Dirichlet
   copula (``arms``) or the Gaussian copula (``arms-normal``), REINFORCE with a leave-one-out
-  baseline reweighted to stay unbiased.
+  baseline reweighted to stay unbiased;
+- `relax`: RELAX (Grathwohl et al. 2018), a control variate on the concrete relaxation plus a
+  surrogate network, trained to minimise the estimator's variance.
 
 The older built-ins (sfe, straight-through, reinforce-loo, arm, disarm) live in
 `binaryvae.models.estimators`; the registry (`binaryvae.models.registry`) imports both.
@@ -15,6 +17,7 @@ The older built-ins (sfe, straight-through, reinforce-loo, arm, disarm) live in
 from binaryvae.models.published.arms import ARMS, ARMSNormal
 from binaryvae.models.published.gumbel_rao import GumbelRao
 from binaryvae.models.published.reinmax import ReinMax
+from binaryvae.models.published.relax import RELAX
 from binaryvae.models.published.vimco import VIMCO
 
-__all__ = ["VIMCO", "GumbelRao", "ReinMax", "ARMS", "ARMSNormal"]
+__all__ = ["VIMCO", "GumbelRao", "ReinMax", "ARMS", "ARMSNormal", "RELAX"]
