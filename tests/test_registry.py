@@ -48,6 +48,7 @@ CASES = [(name, {}) for name in ESTIMATORS] + [
     ("reinforce-loo", {"samples": 3}),
     ("disarm", {"samples": 4}),
     ("relax", {"relax_hidden": 0, "learning_signal": "elbo"}),
+    ("rodeo", {"samples": 4, "rodeo_hidden": 8}),
     ("vimco", {"samples": 4}),
     ("arms", {"samples": 4}),
     ("arms-normal", {"samples": 4}),

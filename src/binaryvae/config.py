@@ -153,6 +153,7 @@ LEARNING_SIGNAL_FAMILIES = (
     "bernoulli-arms",
     "bernoulli-arms-normal",
     "bernoulli-relax",
+    "bernoulli-rodeo",
 )
 # every field a preset may set (the family-dependent ones included); extra's learning signal
 # is named "extra.learning_signal"
@@ -324,6 +325,10 @@ class ModelOptions:
     # relaxation), and the learning rate of its control variate's own Adam group (None: lr)
     relax_hidden: int = 137
     relax_lr: float | None = None
+    # bernoulli-rodeo: hidden units of its control variates' network N_rho, and the learning
+    # rate of their own Adam group (None: lr)
+    rodeo_hidden: int = 100
+    rodeo_lr: float | None = None
 
     @classmethod
     def from_extra(cls, extra: Any) -> ModelOptions:
@@ -361,7 +366,9 @@ class ModelOptions:
                 values[name] = check_float(key, value, 0.0, False)
             elif name == "relax_hidden":
                 values[name] = check_int(key, value, 0, 4096)
-            elif name == "relax_lr":
+            elif name == "rodeo_hidden":
+                values[name] = check_int(key, value, 1, 4096)
+            elif name in ("relax_lr", "rodeo_lr"):
                 if value is not None:
                     values[name] = check_float(key, value, 0.0, False)
             elif name == "learning_signal":
