@@ -23,7 +23,9 @@ Tests: the library's estimators (`binaryvae.models.estimators`) on 200,000 draws
 mean and variance (5 standard errors, the variance's from the exact fourth moment); the
 published orderings hold (DisARM's variance below ARM's in every coordinate, Dong et al.;
 ARMS below LOO and below DisARM with K/2 pairs at equal K, Dimitriev & Zhou); ARMS at K = 2 is
-DisARM, moment for moment; and the exact variances are pinned as regression numbers.
+DisARM, moment for moment; and the exact variances are pinned as regression numbers. RELAX and
+RODEO (learned control variates, no closed-form moments) are held against the exact mean by
+100,000 draws.
 """
 
 from __future__ import annotations
@@ -341,3 +343,46 @@ def test_the_gaussian_copula_diagonal_cdf_against_closed_forms(rho):
     if rho == -1.0:
         torch.testing.assert_close(got, (2 * phi - 1).clamp_min(0), rtol=0, atol=1e-12)
     assert (got < phi.square()).all() and (got >= 0).all()
+
+
+# ------------------------------------------------------------------ learned control variates
+def _relax():
+    from binaryvae.models.published import RELAX
+
+    torch.manual_seed(0)
+    est = RELAX(hidden=8).double()
+    est.setup(N)
+    return est
+
+
+def _rodeo(k: int):
+    from binaryvae.models.published import RODEO
+
+    torch.manual_seed(0)
+    est = RODEO(k, hidden=8).double()
+    with torch.no_grad():  # the control variates on (alpha = beta = 0 is REINFORCE-LOO)
+        est.alpha.fill_(0.5)
+        est.beta.fill_(0.5)
+    return est
+
+
+LEARNED = {"relax": _relax, "rodeo-2": lambda: _rodeo(2), "rodeo-4": lambda: _rodeo(4)}
+
+
+@pytest.mark.parametrize("p0", [P0S[0], P0S[2]])
+@pytest.mark.parametrize("name", [
+    "relax", "rodeo-2", pytest.param("rodeo-4", marks=pytest.mark.slow),
+])  # fmt: skip
+def test_learned_control_variates_match_the_exact_gradient_by_many_draws(name, p0):
+    """RELAX (at its initial surrogate) and RODEO (alpha = beta = 0.5, a random network): their
+    moments have no closed form here, so the mean of 100,000 draws is held against the exact
+    gradient p (1 - p) (1 - 2 p0) within 5 standard errors of the draws' own spread."""
+    est = LEARNED[name]()
+    est.eval()
+    draws = 100_000
+    theta = torch.tensor([THETA] * draws, dtype=torch.float64, requires_grad=True)
+    out = est(theta, lambda bits: _f(bits, p0), torch.Generator().manual_seed(7))
+    (g,) = torch.autograd.grad(out.surrogate.sum(), theta)
+    se = g.std(0) / draws**0.5
+    print(name, p0, "draws var", g.var(0).tolist())
+    assert ((g.mean(0) - _exact_gradient(p0)).abs() < 5 * se).all()

@@ -85,11 +85,13 @@ class RELAX(nn.Module):
 
     def setup(self, latent_dim: int) -> None:
         """Create r_rho for ``latent_dim`` bits (inputs z and a: 2n -> hidden -> 1), initialised
-        as torch's ``nn.Linear`` is."""
+        as torch's ``nn.Linear`` is, in the dtype and on the device of the other parameters."""
         self.latent_dim = int(latent_dim)
         if not self.hidden:
             return
-        first, second = nn.Linear(2 * latent_dim, self.hidden), nn.Linear(self.hidden, 1)
+        like = {"dtype": self.scale.dtype, "device": self.scale.device}
+        first = nn.Linear(2 * latent_dim, self.hidden, **like)
+        second = nn.Linear(self.hidden, 1, **like)
         self.w1 = nn.Parameter(first.weight.detach().t().contiguous())  # [2n, H]
         self.b1 = nn.Parameter(first.bias.detach().clone())  # [H]
         self.w2 = nn.Parameter(second.weight.detach()[0].clone())  # [H]
