@@ -104,27 +104,29 @@ class RODEO(nn.Module):
         return self.samples
 
     def _network(self, lin: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """N_rho(lin, value) for inputs ``[..., S?, B]`` (the replica axis, if any, before B):
-        its two outputs, each ``[..., B]``."""
+        """N_rho(lin, value) for inputs ``[..., S?, B]`` (the replica axis, if any, before B;
+        ``value`` broadcastable to ``lin``): its two outputs, each of ``lin``'s shape."""
         w_in = self.w_in if self.w_in.dim() == 2 else self.w_in.squeeze(1)  # [(S,) 2, H]
         if w_in.dim() == 3:  # stacked: [S, 2, H] -> rows [S, 1, H] against [..., S, B, H]
             w_lin, w_val = w_in[:, :1], w_in[:, 1:2]
         else:
             w_lin, w_val = w_in[0], w_in[1]
         w_out = self.w_out if self.w_out.dim() == 2 else self.w_out.squeeze(1)  # [(S,) 2, H]
-        b_out = self.b_out if self.b_out.dim() == 2 else self.b_out.squeeze(1)  # [(S,) 2, 1]
-        w0, w1 = (w_out[c] if w_out.dim() == 2 else w_out[:, c : c + 1] for c in range(2))
-        outs = [b_out[c, 0] if b_out.dim() == 2 else b_out[:, c] for c in range(2)]  # biases
+        b_out = self.b_out[..., 0] if self.b_out.dim() == 2 else self.b_out[:, 0, :, 0]
+        b_out = b_out if b_out.dim() == 1 else b_out.unsqueeze(1)  # [2] or [S, 1, 2]
         # without autograd (evaluation) the hidden units go in blocks: the [..., H] layer of
         # all K (K - 1) (n + 1) inputs is never held at once
-        step = w_lin.shape[-1] if torch.is_grad_enabled() else 16
-        for i in range(0, w_lin.shape[-1], step):
+        width = w_lin.shape[-1]
+        step = width if torch.is_grad_enabled() else 16
+        out = None
+        for i in range(0, width, step):
             cut = slice(i, i + step)
-            h = F.leaky_relu(lin.unsqueeze(-1) * w_lin[..., cut]
-                             + value.unsqueeze(-1) * w_val[..., cut] + self.b_in[..., cut], 0.3)
-            outs[0] = outs[0] + (h * w0[..., cut]).sum(-1)
-            outs[1] = outs[1] + (h * w1[..., cut]).sum(-1)
-        return tuple(outs)
+            shift = value.unsqueeze(-1) * w_val[..., cut] + self.b_in[..., cut]  # per (k, j)
+            h = F.leaky_relu(lin.unsqueeze(-1) * w_lin[..., cut] + shift, 0.3)  # [..., H']
+            part = h @ w_out[..., cut].transpose(-1, -2)  # [..., 2]
+            out = part if out is None else out + part
+        out = out + b_out
+        return out[..., 0], out[..., 1]
 
     def _phi(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -156,9 +158,7 @@ class RODEO(nn.Module):
         learn = self.training and bool(self._phi())
         with torch.enable_grad() if learn else torch.no_grad():  # phi's graph when it learns
             h0_x, h1_x = h(at_x, value)  # [K, ..., B]
-            flips = h(at_flip.movedim(-1, 2),
-                      value.unsqueeze(2).expand(*at_x.shape[:2], at_flip.shape[-1],
-                                                *at_x.shape[2:]))  # fmt: skip
+            flips = h(at_flip.movedim(-1, 2), value.unsqueeze(2))  # [K, n, ..., B] each
             h0_f, h1_f = (t.movedim(1, -1) for t in flips)  # [K, ..., B, n]
             # (A H_k)(b_k), H(y) = h^1(y) (y - theta): component d of
             # 1/n sum_i w_i [H(b^(i)) - H(b)], the flip changing only component i
