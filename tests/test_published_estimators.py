@@ -356,3 +356,29 @@ def test_rodeo_with_its_control_variates_on_passes_check_estimator():
 
     report = check_estimator(On, {"samples": 3, "rodeo_hidden": 16})
     assert report.checks == ["contract", "unbiased", "replicas", "resume"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family, extra", [
+    ("bernoulli-relax", {"relax_lr": 0.01, "relax_hidden": 8}),
+    ("bernoulli-rodeo", {"samples": 3, "rodeo_lr": 0.01, "rodeo_hidden": 8}),
+])  # fmt: skip
+def test_a_run_with_a_learned_control_variate_resumes_exactly(family, extra, tmp_path):
+    """train --steps 6 against --steps 3 then --resume --steps 6: the same metric rows and the
+    same final parameters, the control variate's (in its own Adam group) included."""
+    from _runs_helpers import metric_rows, tiny_config
+    from binaryvae.runs import train_run
+    from binaryvae.training import load_checkpoint
+
+    def config(steps):
+        return tiny_config(family=family, epochs=None, steps=steps, extra=extra)
+
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    train_run(config(6), whole, progress=False)
+    train_run(config(3), part, progress=False)
+    train_run(config(6), part, resume=True, progress=False)
+    assert metric_rows(part) == metric_rows(whole)
+    a = load_checkpoint(whole / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(part / "checkpoints" / "last.pt")["model"]
+    assert any(k.startswith("estimator.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
