@@ -155,7 +155,8 @@ class ReinforceLOO(nn.Module):
     grad ~= 1/(K-1) sum_k (f(b_k) - 1/K sum_j f(b_j)) grad log q(b_k),   b_1..b_K iid ~ q
 
     (equivalently 1/K sum_k (f(b_k) - mean_{j != k} f(b_j)) grad log q(b_k)). The decoder runs
-    once on all K samples ``[K, B, n]``.
+    once on all K samples ``[K, B, n]``. K is the option ``samples`` (``--samples K``) or its
+    older name ``loo_samples``.
     """
 
     unbiased, takes_learning_signal, independent_decoder_sample = True, True, True
