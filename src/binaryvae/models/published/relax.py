@@ -5,7 +5,7 @@ Control Variates for Black-Box Gradient Estimation", ICLR, section 3.3 (discrete
 Algorithm 2. For b = H(z), z = a + logit(u') (u' ~ U(0, 1), a the logits, H the step), z~ a
 sample of z given b (conditional reparameterisation), and a differentiable surrogate c_phi,
 
-    g = [f(b) - c_phi(z~)] grad_a log p(b) + grad_a c_phi(z) - grad_a c_phi(z~)      (eq. 8)
+    g = [f(b) - c_phi(z~)] grad_a log p(b) + grad_a c_phi(z) - grad_a c_phi(z~)   (eq. 8 [*])
 
 is unbiased for grad_a E[f(b)] whatever c_phi (section 3.3); grad_a c_phi(z~) differentiates
 through the conditional sample's dependence on a. Here b = 1[u < sigma(a)] as every estimator
@@ -13,7 +13,7 @@ of binaryvae draws it, so z = a - logit(u) (z > 0 iff b = 1), and z~ = a - logit
 u~ = v sigma(a) if b = 1, sigma(a) + v (1 - sigma(a)) if b = 0, v ~ U(0, 1) (u given b; the
 section's z~ ~ p(z | b)); grad_a log p(b) = b - sigma(a). The surrogate is
 
-    c_phi(z) = eta [ f(sigma(z / lambda)) + r_rho(z) ]                                (eq. 9)
+    c_phi(z) = eta [ f(sigma(z / lambda)) + r_rho(z) ]                       (section 3.3 [*])
 
 the concrete relaxation of f at temperature lambda plus a free-form network r_rho (an MLP with
 one hidden layer of ``relax_hidden`` LeakyReLU(0.3) units, 137 as in the DisARM/ARMS papers'
@@ -32,6 +32,11 @@ that learning rate (None: the run's lr), as ``prior_sgd_lr`` gives the prior its
 decoder and prior get grad f(b) alone (f at the hard sample). Three decoder evaluations per
 image (b, sigma(z / lambda), sigma(z~ / lambda)), one pass on ``[3, ..., B, n]``; in training
 mode a second-order backward through the two relaxed rows for grad_phi E[g^2].
+
+[*] The equation and section numbers are those recalled for the ICLR version; the paper's text
+was not at hand here to check them. The form follows the DisARM/ARMS authors' RELAX
+(alekdimi/arms, ``get_relax_parameters``), read to check the conditional sample and the
+variance objective.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ N_rho a small network (two scalar inputs, ``rodeo_hidden`` LeakyReLU(0.3) units,
 100 units in the reference). Its first output is the scalar h_k^0, its second scales the
 score, H_k(y) = h_k^1(y) (y - theta). Then
 
-    f~_j = f(b_j) + alpha (A h_j^0)(b_j)                          (Double CV on f)
+    f~_j = f(b_j) + alpha (A h_j^0)(b_j)                 (the Double CV on f, Titsias & Shi)
     g = 1/K sum_k [ (f(b_k) - 1/(K-1) sum_{j != k} f~_j) (b_k - theta) + beta (A H_k)(b_k) ].
 
 Unbiased for grad_a E_q[f(b)] whatever (alpha, beta, rho): (A H_k)(b_k) has mean 0 given the
