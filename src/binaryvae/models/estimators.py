@@ -247,12 +247,13 @@ class DisARM(nn.Module):
 
     ``samples`` K (even, ``--samples K``; default 2): K/2 independent antithetic pairs, u_1 ..
     u_{K/2} iid, and the mean of their K/2 DisARM estimates, g = 2/K sum_m g^(m) (the
-    multi-sample DisARM the ARMS paper compares at equal K, Dimitriev & Zhou 2021, section 5,
-    and the reference code's ``num_pairs``). Each pair's weight is already a difference
-    f(b) - f(b~), so a baseline shared across pairs (a leave-one-out across pairs) cancels
-    from it: the average is the multi-pair estimator. The decoder parameters get the mean of
-    grad f over all K samples. K decoder evaluations per image, one pass on ``[K, B, n]``; at
-    K = 2 the draws and the estimate are those of the single pair, bit for bit.
+    multi-sample DisARM that the ARMS paper, Dimitriev & Zhou 2021, compares at equal K, and
+    the reference code's: alekdimi/arms averages ``num_pairs`` pair estimates). Each pair's
+    weight is already a difference f(b) - f(b~), so a baseline shared across pairs (a
+    leave-one-out across pairs) cancels from it: the average is the multi-pair estimator.
+    The decoder parameters get the mean of grad f over all K samples. K decoder evaluations
+    per image, one pass on ``[K, B, n]``; at K = 2 the draws and the estimate are those of
+    the single pair, bit for bit.
 
     ``independent=True`` (the reference code's split, issue 28): the pairs' f values are
     computed without gradient and only weight the logits; the decoder and prior get
