@@ -61,6 +61,16 @@ __all__ = [
 ]
 
 REFERENCE_MODULES = ("experiment_launcher.py", "networks.py", "dataset.py")
+# --estimator: the reference's --grad_type and binaryvae's family for each estimator both
+# implement. With --num-pairs P the reference's loorf and arms draw K = 2P samples and its
+# disarm averages P pairs; binaryvae gets the same K (extra option in ESTIMATOR_OPTION).
+ESTIMATORS = {
+    "disarm": ("disarm", "bernoulli-disarm"),
+    "loorf": ("loorf", "bernoulli-reinforce-loo"),
+    "arm": ("arm", "bernoulli-arm"),
+    "arms": ("arms", "bernoulli-arms"),
+}
+ESTIMATOR_OPTION = {"loorf": "loo_samples", "arms": "samples"}
 BINARYVAE_OPTIONS = ("--protocol", "--steps")
 
 
@@ -82,6 +92,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="folder holding fashion-mnist/ (default $BINARYVAE_DATA_DIR)",
     )
     p.add_argument("--net", default="nonlinear", choices=("nonlinear", "linear"))
+    p.add_argument("--estimator", default="disarm", choices=tuple(ESTIMATORS),
+                   help="the estimator both sides run (reference --grad_type; default disarm)")
+    p.add_argument("--num-pairs", type=int, default=1,
+                   help="the reference's --num_pairs (loorf, arms: K = 2 x this; default 1)")
     p.add_argument("--steps", type=int, default=12_000)
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--side", default="both", choices=("both", "reference", "binaryvae"))
@@ -92,6 +106,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="append",
         default=[],
         help="an extra flag for the reference (e.g. --nodemean_input), for ablations; needs --tag",
+    )
+    p.add_argument(
+        "--binaryvae-flag",
+        action="append",
+        default=[],
+        help="an extra option for binaryvae train, given as one --binaryvae-flag=--opt=value "
+        "(e.g. --binaryvae-flag=--encoder-input=raw): the ablation of one protocol option; "
+        "needs --tag",
     )
     p.add_argument("--tag", default="", help="suffix of the result files of this variant")
     p.add_argument("--results", default=str(HERE / "results" / "crosscheck"))
@@ -109,19 +131,27 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--seeds: expected integers separated by commas, got {args.seeds!r}")
     if args.reference_flag and not args.tag:
         p.error("--reference-flag: give --tag to name the variant's result files")
+    if args.binaryvae_flag and not args.tag:
+        p.error("--binaryvae-flag: give --tag to name the variant's result files")
+    for flag in args.binaryvae_flag:
+        if not flag.startswith("--") or "=" not in flag:
+            p.error(f"--binaryvae-flag: expected --option=value, got {flag!r}")
     if args.steps < 2:
         p.error("--steps: at least 2")
+    if args.num_pairs < 1 or (args.num_pairs > 1 and args.estimator not in ESTIMATOR_OPTION):
+        p.error(f"--num-pairs: 1, or more for {' / '.join(ESTIMATOR_OPTION)} only")
     return args
 
 
-def reference_flags(net: str, extra: list[str] = ()) -> list[str]:
-    """The reference's flags for DisARM on Fashion-MNIST as published (every value explicit, so
-    the record does not depend on the reference's defaults)."""
+def reference_flags(net: str, extra: list[str] = (), estimator: str = "disarm",
+                    num_pairs: int = 1) -> list[str]:
+    """The reference's flags for ``estimator`` on Fashion-MNIST as published (every value
+    explicit, so the record does not depend on the reference's defaults)."""
     return [
         "--dataset=fashion_mnist",
-        "--grad_type=disarm",
+        f"--grad_type={ESTIMATORS[estimator][0]}",
         f"--encoder_type={net}",
-        "--num_pairs=1",
+        f"--num_pairs={num_pairs}",
         "--batch_size=50",
         "--genmo_lr=1e-4",
         "--infnet_lr=1e-4",
@@ -132,9 +162,16 @@ def reference_flags(net: str, extra: list[str] = ()) -> list[str]:
     ]
 
 
-def result_name(side: str, net: str, steps: int, seed: int, tag: str = "") -> str:
+def estimator_name(estimator: str = "disarm", num_pairs: int = 1) -> str:
+    """The estimator's part of result file names: ``disarm``, ``loorf``, ``arms-pairs2``, ..."""
+    return estimator + (f"-pairs{num_pairs}" if num_pairs > 1 else "")
+
+
+def result_name(side: str, net: str, steps: int, seed: int, tag: str = "",
+                estimator: str = "disarm", num_pairs: int = 1) -> str:
     """File name of one run's raw result."""
-    return f"{side}-disarm-{net}-steps{steps}-seed{seed}{'-' + tag if tag else ''}.json"
+    name = estimator_name(estimator, num_pairs)
+    return f"{side}-{name}-{net}-steps{steps}-seed{seed}{'-' + tag if tag else ''}.json"
 
 
 def _sha256(path: Path) -> str:
@@ -192,7 +229,8 @@ def binaryvae_missing_options(help_text: str | None = None) -> list[str]:
 def run_reference_side(args, seed: int, runs: Path) -> dict:
     """One reference run in its own process; its result dict."""
     ref_dir = Path(args.reference_dir).resolve()
-    logdir = runs / f"reference-{args.net}-steps{args.steps}-seed{seed}{args.tag}"
+    est = estimator_name(args.estimator, args.num_pairs)
+    logdir = runs / f"reference-{est}-{args.net}-steps{args.steps}-seed{seed}{args.tag}"
     logdir.mkdir(parents=True, exist_ok=True)
     out = logdir / "result.json"
     cmd = [
@@ -200,7 +238,7 @@ def run_reference_side(args, seed: int, runs: Path) -> dict:
         "--reference-dir", str(ref_dir), "--data-dir", str(args.data_dir),
         "--steps", str(args.steps), "--seed", str(seed), "--iwae-k", str(args.iwae_k),
         "--threads", str(args.threads), "--logdir", str(logdir / "tb"), "--out", str(out),
-        "--", *reference_flags(args.net, args.reference_flag),
+        "--", *reference_flags(args.net, args.reference_flag, args.estimator, args.num_pairs),
     ]  # fmt: skip
     t0 = time.perf_counter()
     with open(logdir / "output.txt", "w") as log:
@@ -229,12 +267,18 @@ def run_reference_side(args, seed: int, runs: Path) -> dict:
 
 def run_binaryvae_side(args, seed: int, runs: Path) -> dict:
     """One ``binaryvae train --protocol`` run in its own process; its result dict."""
-    out = runs / f"binaryvae-{args.net}-steps{args.steps}-seed{seed}{args.tag}"
+    est = estimator_name(args.estimator, args.num_pairs)
+    out = runs / f"binaryvae-{est}-{args.net}-steps{args.steps}-seed{seed}{args.tag}"
+    family = ESTIMATORS[args.estimator][1]
     cmd = [
         sys.executable, "-m", "binaryvae", "train", "--protocol", f"disarm-{args.net}",
-        "--family", "bernoulli-disarm", "--steps", str(args.steps), "--seed", str(seed),
+        "--family", family, "--steps", str(args.steps), "--seed", str(seed),
         "--threads", str(args.threads), "--out", str(out), "--quiet", "--no-report",
     ]  # fmt: skip
+    if args.estimator in ESTIMATOR_OPTION:  # the reference's K = 2 x num_pairs samples
+        cmd += ["--config", str(_samples_config(out, args))]
+    for flag in args.binaryvae_flag:  # an ablation: one preset option set back (recorded)
+        cmd += flag.split("=", 1)
     if args.data_dir:
         cmd += ["--data-dir", str(args.data_dir)]
     if out.exists():
@@ -266,6 +310,16 @@ def run_binaryvae_side(args, seed: int, runs: Path) -> dict:
         "steps_per_s": args.steps / train_seconds if train_seconds else None,
         "wall_seconds": wall,
     }, folders)
+
+
+def _samples_config(out: Path, args) -> Path:
+    """A config file beside the run giving the family's sample count (the reference's K):
+    ``binaryvae train`` takes family options from ``--config``'s ``extra``."""
+    path = out.parent / f"{out.name}.config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    option = ESTIMATOR_OPTION[args.estimator]
+    path.write_text(json.dumps({"extra": {option: 2 * args.num_pairs}}))
+    return path
 
 
 def without_folders(value, folders: dict[str, str]):
@@ -323,13 +377,16 @@ def aggregate(args) -> str:
     key = f"test_iwae_k{args.iwae_k}"
     per_side: dict[str, list[dict]] = {}
     for side in ("reference", "binaryvae"):
-        for path in sorted(res_dir.glob(f"{side}-disarm-{args.net}-steps{args.steps}-seed*.json")):
+        est = estimator_name(args.estimator, args.num_pairs)
+        for path in sorted(res_dir.glob(f"{side}-{est}-{args.net}-steps{args.steps}-seed*.json")):
             tagged = path.stem.split("-seed", 1)[1]
             if tagged.partition("-")[2] != args.tag:
                 continue
             per_side.setdefault(side, []).append(json.loads(path.read_text()))
     machines = [r["machine"] for rs in per_side.values() for r in rs if r.get("machine")]
-    lines = [f"# Cross-check against the reference: DisARM, {args.net} network, "
+    title = {"disarm": "DisARM", "loorf": "REINFORCE-LOO", "arm": "ARM", "arms": "ARMS"}
+    k = f" (K = {2 * args.num_pairs})" if args.estimator in ESTIMATOR_OPTION else ""
+    lines = [f"# Cross-check against the reference: {title[args.estimator]}{k}, {args.net} net, "
              f"{args.steps:,} steps{' (' + args.tag + ')' if args.tag else ''}", ""]  # fmt: skip
     if machines:
         m = machines[0]
@@ -385,7 +442,8 @@ def aggregate(args) -> str:
     lines += ["Per run (reference's last logged 1-sample test ELBO beside the final one):", "",
               _common.markdown_table(header, per_run), "", note]  # fmt: skip
     text = "\n".join(lines) + "\n"
-    name = f"crosscheck_{args.net}_steps{args.steps}{'_' + args.tag if args.tag else ''}.md"
+    est = "" if args.estimator == "disarm" else estimator_name(args.estimator, args.num_pairs) + "_"
+    name = f"crosscheck_{est}{args.net}_steps{args.steps}{'_' + args.tag if args.tag else ''}.md"
     res_dir.mkdir(parents=True, exist_ok=True)
     (res_dir / name).write_text(text)
     print(text)
@@ -418,7 +476,8 @@ def main(argv=None) -> int:
     command = public_command(sys.argv[1:] if argv is None else list(argv))
     for seed in args.seed_list:
         for side in sides:
-            path = results / result_name(side, args.net, args.steps, seed, args.tag)
+            path = results / result_name(side, args.net, args.steps, seed, args.tag,
+                                         args.estimator, args.num_pairs)
             if path.exists() and not args.force:
                 print(f"{path.name}: exists, skipped", flush=True)
                 continue

@@ -6,6 +6,7 @@ folder layout. TensorFlow is not needed (nor imported)."""
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 import subprocess
 import sys
@@ -137,6 +138,28 @@ def test_crosscheck_reference_flags_are_the_published_disarm_setting():
     ]  # fmt: skip
     assert (crosscheck_reference.result_name("reference", "linear", 12000, 1, "abl")
             == "reference-disarm-linear-steps12000-seed1-abl.json")  # fmt: skip
+
+
+def test_crosscheck_other_estimators_get_the_same_sample_count_on_both_sides(tmp_path):
+    """REINFORCE-LOO with --num-pairs 2: the reference's loorf draws K = 2 x 2 samples, and
+    binaryvae's run gets loo_samples = 4 through its config file."""
+    flags = crosscheck_reference.reference_flags("linear", [], "loorf", 2)
+    assert "--grad_type=loorf" in flags and "--num_pairs=2" in flags
+    assert (crosscheck_reference.result_name("binaryvae", "linear", 12000, 0, "", "loorf", 2)
+            == "binaryvae-loorf-pairs2-linear-steps12000-seed0.json")  # fmt: skip
+    args = crosscheck_reference.parse_args(["--estimator", "loorf", "--num-pairs", "2"])
+    path = crosscheck_reference._samples_config(tmp_path / "run", args)
+    assert json.loads(path.read_text()) == {"extra": {"loo_samples": 4}}
+    with pytest.raises(SystemExit):  # ARM has no sample count
+        crosscheck_reference.parse_args(["--estimator", "arm", "--num-pairs", "2"])
+
+
+def test_crosscheck_binaryvae_ablation_flags_need_a_tag_and_the_option_form():
+    ok = crosscheck_reference.parse_args(["--binaryvae-flag=--encoder-input=raw", "--tag", "raw"])
+    assert ok.binaryvae_flag == ["--encoder-input=raw"]
+    for argv in (["--binaryvae-flag=--encoder-input=raw"], ["--binaryvae-flag=raw", "--tag", "t"]):
+        with pytest.raises(SystemExit):
+            crosscheck_reference.parse_args(argv)
 
 
 def test_loader_pure_part_works_with_tensorflow_blocked():

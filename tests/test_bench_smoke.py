@@ -27,13 +27,9 @@ SCRIPTS = {
     "bench_train_speed.py": ["--threads", "1", "--flops"],
     "bench_contention.py": [],
     "bench_memory.py": ["--threads", "1"],
-    "protocol.py": ["--jobs", "2"],
-    "dissertation.py": ["--jobs", "2"],
     "bench_exact.py": None,  # evaluation issue; writes nothing with --quick
     "bench_smoothstep.py": None,  # distributions issue; writes only with --out
-    "steplogistic_large.py": ["--threads", "1"],
     "bench_replicas.py": ["--threads", "1"],
-    "estimator_study.py": [],
     "beta_sweep.py": [],
     "bench_cli_startup.py": [],  # CLI issue
     "compare_duration.py": [],

@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "binaryvae"
 # the data flow, left to right: a module imports only from its own layer or layers to its left
 ORDER = ["errors", "config", "storage", "stats", "resources", "jsonfiles", "data",
          "distributions", "theory", "models", "testing", "training", "evaluation", "diagnostics",
-         "runs", "report", "cli"]  # fmt: skip
+         "runs", "report", "studies", "cli"]  # fmt: skip
 # importable by every layer (each imports nothing of binaryvae but errors)
 BASE = {"errors", "config", "storage", "stats", "resources", "jsonfiles"}
 

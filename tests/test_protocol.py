@@ -32,7 +32,13 @@ from binaryvae.runs.sweep_grid import Grid, grid_from_values
 from binaryvae.training import make_optimizer
 from test_estimators import N_BITS, Z_MAX, FixedParams, R, _data, _estimates, _exact_grad, _z
 
-INDEPENDENT = ["bernoulli-reinforce-loo", "bernoulli-arm", "bernoulli-disarm"]
+INDEPENDENT = [
+    "bernoulli-reinforce-loo",
+    "bernoulli-arm",
+    "bernoulli-disarm",
+    "bernoulli-arms",
+    "bernoulli-arms-normal",
+]
 
 
 def _stand_in(n_train: int = 60, n_test: int = 10, d: int = 12, seed: int = 0) -> Dataset:

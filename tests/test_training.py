@@ -186,3 +186,46 @@ def test_cuda_without_a_gpu_is_bad_input():
         pytest.skip("a GPU is present")
     with pytest.raises(BadInput, match="cuda"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize("drawn", [False, True])
+def test_fit_epoch_trains_the_protocol_preset_exactly_as_a_plain_loop(drawn):
+    """The disarm-nonlinear preset (independent decoder sample, prior logits by SGD, the
+    gradient-moment EMA; shrunk to 6 bits and 16-unit layers): fit_epoch's parameters, EMA
+    buffers and averages equal, bit for bit, a plain loop's (zero_grad, loss, backward, step;
+    each batch's float32 sums added in float64) -- with the running values reported per step
+    to a drawn bar, or once at the end to an undrawn one, which then holds the same last
+    values."""
+    import copy
+
+    from binaryvae.config import TrainConfig
+    from binaryvae.models import build_model
+
+    config = TrainConfig.from_protocol(
+        "disarm-nonlinear", family="bernoulli-disarm", latent_dim=6, hidden=(16, 16),
+        dataset="mnist-mini",
+    )  # fmt: skip
+    seed_everything(0)
+    mean = torch.rand(784)
+    model = build_model(config, data_dim=784, image_shape=(28, 28), data_mean=mean)
+    plain = copy.deepcopy(model)
+    batches = [(x > 0.5).float() for x in _batches(n_batches=5, b=config.batch_size)]
+    opt, plain_opt = make_optimizer(model, config.lr), make_optimizer(plain, config.lr)
+    bar = EpochProgress(1, 1, 250, stream=io.StringIO(), tty=drawn)
+    stats = fit_epoch(model, opt, batches, epoch=1, objective="elbo",
+                      generator=torch.Generator().manual_seed(3), progress=bar)  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    loss = elbo = 0.0
+    for x in batches:
+        plain_opt.zero_grad(set_to_none=True)
+        terms = plain.loss(x, objective="elbo", kl_weight=1.0, generator=g)
+        terms.surrogate.backward()
+        plain_opt.step()
+        # the batch's sums in float32 (the model's), added up in float64
+        loss += (terms.kl.sum() - terms.recon.sum()).item()
+        elbo += terms.elbo.sum().item()
+    for (name, a), b in zip(model.state_dict().items(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    n = len(batches) * config.batch_size
+    assert (stats.train_loss, stats.train_elbo) == (loss / n, elbo / n)
+    assert (bar.loss, bar.elbo) == (loss / n, elbo / n)

@@ -41,10 +41,14 @@ __all__ = [
     "DECODER_BIASES",
     "INITS",
     "DECODER_SAMPLES",
+    "OPTIMIZERS",
+    "INTERVENTION_DEFAULTS",
     "protocol_values",
     "check_float",
     "check_int",
     "split_list",
+    "TRACKERS",
+    "TRACK_EXACT_BITS",
 ]
 
 OBJECTIVES = ("elbo", "bernoulli-elbo")
@@ -62,6 +66,16 @@ DECODER_INPUTS = ("bits", "signed")  # b in {0, 1}, or 2b - 1 in {-1, 1}
 DECODER_BIASES = ("default", "data-mean")  # the init's, or logit(clip(training mean))
 INITS = ("torch", "glorot")  # PyTorch's default init, or Keras glorot-uniform + zero biases
 DECODER_SAMPLES = ("shared", "independent")  # the estimator's samples, or a third b ~ q
+# the training interventions (issue 28: the StepLogistic degradation at Adam 1e-3, tested by
+# changing one thing at a time): the optimizer, and each option's default (today's behaviour)
+OPTIMIZERS = ("adam", "sgd")
+INTERVENTION_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "momentum": 0.0,
+    "lr_decay_epoch": None,
+    "lr_decay": None,
+    "logit_clamp": None,
+}
 
 # `binaryvae compare` defaults (README command (1)): the dissertation's 8-bit comparison
 # (section 5.3, Figure 5.5) -- Logistic with its own ELBO and with the Bernoulli ELBO (Figures
@@ -94,7 +108,11 @@ DEFAULT_MAX_RETRIES = 3
 
 # Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
 # it trains and where/how it computes. Anything else would make the resumed run another run.
-RESUMABLE_FIELDS = ("epochs", "steps", "threads", "device", "data_dir")
+# ``tensorboard`` only says where the metrics are also written (no effect on training);
+# ``summary_train_images`` what the summary also measures after training.
+RESUMABLE_FIELDS = (
+    "epochs", "steps", "threads", "device", "data_dir", "tensorboard", "summary_train_images"
+)
 # Fields that record what training found rather than choose anything: the dataset's fingerprint
 # and where it was (`binaryvae.data.datasets.fingerprint_of`). They take no part in
 # comparing configurations (``==``, `TrainConfig.changed_fields`); the data they describe are
@@ -144,7 +162,13 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 # learning signal (ModelOptions.learning_signal): what the registry's classes say
 # (binaryvae.models.FAMILY_CLASSES; config sits below models, so it names them here and
 # tests/test_protocol.py checks the two lists against the registry).
-INDEPENDENT_SAMPLE_FAMILIES = ("bernoulli-reinforce-loo", "bernoulli-arm", "bernoulli-disarm")
+INDEPENDENT_SAMPLE_FAMILIES = (
+    "bernoulli-reinforce-loo",
+    "bernoulli-arm",
+    "bernoulli-disarm",
+    "bernoulli-arms",
+    "bernoulli-arms-normal",
+)
 LEARNING_SIGNAL_FAMILIES = (
     "bernoulli-sfe",
     "bernoulli-reinforce-loo",
@@ -178,6 +202,16 @@ def protocol_values(name: str, family: str) -> dict[str, Any]:
     return values
 
 
+# The per-row trackers (`binaryvae.evaluation.trackers`): "exact" (the exact discrete ELBO,
+# log p(x) and their gap on a fixed test subset, by enumerating the 2^n codes), "logits"
+# (quantiles of |logit P(bit = 1 | x)|), "flips" (bits whose most probable value changed since
+# the previous row). "exact" enumerates at most 2^TRACK_EXACT_BITS codes per row: the
+# per-epoch evaluation's limit (`binaryvae.evaluation.summary.EPOCH_EXACT_BITS`; config sits
+# below evaluation, so tests/test_trackers.py checks the two are equal).
+TRACKERS = ("exact", "logits", "flips")
+TRACK_EXACT_BITS = 16
+
+
 # Ranges of the numeric fields. Upper limits bound the work one command can ask for (a latent
 # size of 2^31 would exhaust memory before the first step); each is far above any published
 # setting (the estimator literature uses 200 bits and batch 50-100, the dissertation 8-56 bits).
@@ -197,6 +231,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "grad_samples": (2, 10_000),
     "threads": (1, 4096),
     "validation": (0, 100_000_000),
+    "track_images": (1, 100_000_000),
+    "summary_train_images": (0, 100_000_000),
 }
 _HEX = frozenset("0123456789abcdef")
 _HIDDEN_MAX = (16, 65_536)  # at most 16 layers of at most 65,536 units
@@ -480,6 +516,19 @@ class TrainConfig:
     # "independent" (from a third sample b ~ q(b|x); bernoulli-disarm, -arm, -reinforce-loo)
     decoder_sample: str = "shared"
     adam_eps: float = 1e-8  # Adam's epsilon
+    # ---- training interventions (issue 28; `INTERVENTION_DEFAULTS`: today's behaviour).
+    # optimizer: "adam", or "sgd" (torch.optim.SGD, heavy-ball momentum `momentum`, which
+    # "adam" refuses; adam_eps is Adam's alone and SGD does not read it)
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    # multiply every learning rate (Adam's or SGD's, and prior_sgd_lr) by lr_decay once, after
+    # epoch lr_decay_epoch: epochs 1..E train at lr, epochs E+1.. at lr * lr_decay (both or
+    # neither; `binaryvae.training.lr_factor`)
+    lr_decay_epoch: int | None = None
+    lr_decay: float | None = None
+    # clamp the encoder's bit logits to [-C, C] in the forward pass (zero gradient outside),
+    # for the families whose encoder outputs them (`binaryvae.models.Family.logit_encoder`)
+    logit_clamp: float | None = None
     # the last `validation` training images held out as the validation split (0: none)
     validation: int = 0
     # k of summary.json's IWAE: None = binaryvae.evaluation.default_iwae_k (100 or 1,000)
@@ -490,6 +539,21 @@ class TrainConfig:
     grad_var_param_ema: bool = False
     protocol: str | None = None  # a preset of `PROTOCOLS`, or None
     protocol_overrides: list[str] | None = None  # derived by validate() (see above)
+    # ---- what is recorded beside training (none of it changes training)
+    # per-row trackers, a subset of TRACKERS (`binaryvae.evaluation.trackers`), on the first
+    # track_images test images (fewer when the test split has fewer), binarized once with a
+    # fixed seed (the same images for every seed); metrics keys track_*
+    track: tuple[str, ...] = ()
+    track_images: int = 1000
+    # also write every metrics row as TensorBoard scalars into <run dir>/tensorboard/ (needs
+    # the optional extra binaryvae[tensorboard]); a resume may switch it (RESUMABLE_FIELDS)
+    tensorboard: bool = False
+    # summary.json's train_discrete_elbo (the DisARM paper's "train ELBO",
+    # `binaryvae.evaluation.train_elbo`): the discrete ELBO, 1 sample per image, of the first
+    # summary_train_images training images (the train part under validation; all of them when
+    # fewer), binarized once with a fixed seed; 0 = not computed. It is computed after
+    # training and changes nothing else; a resume may change it (RESUMABLE_FIELDS)
+    summary_train_images: int = 0
     # recorded by training (RECORDED_FIELDS), None until then: the sha256 fingerprint of the
     # data it trained on (binaryvae.data.datasets.fingerprint_of) and where they were
     # found. A run whose config.json has none (written before 0.2.0) is accepted with the data
@@ -539,8 +603,39 @@ class TrainConfig:
         if self.data_source is not None and not isinstance(self.data_source, str):
             raise BadInput(f"data_source must be a path or null, got {self.data_source!r}")
         _check_budget(self)
+        self.track = _check_track(self.track, self.latent_dim)
+        if not isinstance(self.tensorboard, bool):
+            raise BadInput(f"tensorboard must be true or false, got {self.tensorboard!r}")
         self.options  # noqa: B018 - validates extra
+        self._validate_interventions()
         self._validate_protocol_options()
+
+    def _validate_interventions(self) -> None:
+        """The training interventions (issue 28): optimizer, momentum, lr decay, logit clamp."""
+        if self.optimizer not in OPTIMIZERS:
+            raise BadInput(f"unknown optimizer {self.optimizer!r}; choose one of "
+                           f"{', '.join(OPTIMIZERS)}")  # fmt: skip
+        self.momentum = check_float("SGD momentum (momentum)", self.momentum, 0.0, True,
+                                    1.0, high_inclusive=False)  # fmt: skip
+        if self.momentum and self.optimizer != "sgd":
+            raise BadInput(
+                f"momentum ({self.momentum:g}) is SGD's; give optimizer 'sgd' (--optimizer sgd) "
+                f"or leave momentum at 0 (optimizer is {self.optimizer!r})"
+            )
+        if (self.lr_decay_epoch is None) != (self.lr_decay is None):
+            given, missing = (("lr_decay_epoch", "lr_decay") if self.lr_decay is None
+                              else ("lr_decay", "lr_decay_epoch"))  # fmt: skip
+            raise BadInput(
+                f"{given} needs {missing} (--lr-decay-epoch E --lr-decay F: multiply the "
+                "learning rate by F once, after epoch E); give both or neither"
+            )
+        if self.lr_decay_epoch is not None:
+            check_int("lr decay epoch (lr_decay_epoch)", self.lr_decay_epoch, 1, 1_000_000)
+            self.lr_decay = check_float("lr decay factor (lr_decay)", self.lr_decay, 0.0, False,
+                                        1.0)  # fmt: skip
+        if self.logit_clamp is not None:
+            self.logit_clamp = check_float("logit clamp (logit_clamp)", self.logit_clamp,
+                                           0.0, False)  # fmt: skip
 
     def _validate_protocol_options(self) -> None:
         """The reference-protocol block (issue 28); derives ``protocol_overrides``."""
@@ -637,6 +732,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
+        d["track"] = list(self.track)
         if d["protocol_overrides"] is not None:
             d["protocol_overrides"] = list(d["protocol_overrides"])
         return d
@@ -686,6 +782,31 @@ def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     return a == b
+
+
+def _check_track(track: Any, latent_dim: int) -> tuple[str, ...]:
+    """``track`` as a tuple in `TRACKERS` order; BadInput naming an unknown or repeated value,
+    and "exact" where 2^latent_dim codes exceed the enumeration limit `TRACK_EXACT_BITS`.
+
+    A list or tuple of names, or the command line's and a grid file's text: comma-separated
+    names (``"exact,flips"``), or ``"none"`` for no tracker."""
+    if isinstance(track, str):
+        track = [] if track.strip().lower() == "none" else split_list(track, "track")
+    if not isinstance(track, list | tuple):
+        raise BadInput(
+            f"track must be a list of trackers ({', '.join(TRACKERS)}), got {track!r}"
+        )
+    for name in track:
+        if not isinstance(name, str) or name not in TRACKERS:
+            raise BadInput(f"unknown tracker {name!r} in track; choose from {', '.join(TRACKERS)}")
+        if list(track).count(name) > 1:
+            raise BadInput(f"track lists {name!r} twice")
+    if "exact" in track and latent_dim > TRACK_EXACT_BITS:
+        raise BadInput(
+            f"track 'exact' enumerates all 2^n codes at every row; limited to latent_dim <= "
+            f"{TRACK_EXACT_BITS} bits, got latent_dim {latent_dim}"
+        )
+    return tuple(name for name in TRACKERS if name in track)
 
 
 def _check_hidden(hidden: Any) -> tuple[int, ...]:

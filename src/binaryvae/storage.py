@@ -43,6 +43,7 @@ __all__ = [
     "STORAGE_ERRNOS",
     "LinkRefused",
     "StorageError",
+    "append_bytes",
     "append_line",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -400,6 +401,14 @@ def append_line(
     `atomic_writer`): a linked file, or one with other hard links, is `LinkRefused`. A crash
     mid-append can leave a torn last line, which readers skip (metrics.jsonl).
     """
+    append_bytes(path, (line + "\n").encode("utf-8"), root=root)
+
+
+def append_bytes(
+    path: str | os.PathLike, data: bytes, *, root: str | os.PathLike | None = None
+) -> None:
+    """Append ``data`` to ``path`` and fsync it, as `append_line` appends a line (the same
+    refusals: a linked or hard-linked file, a link on the way; `StorageError` on OSError)."""
     path = Path(path)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     with _dir(path.parent, root, create=True) as dir_fd:
@@ -418,7 +427,6 @@ def append_line(
                     f"refusing to append to {path}: it has {st.st_nlink} hard links, so the "
                     "append would change another file too (nothing was written)"
                 )
-            data = (line + "\n").encode("utf-8")
             while data:
                 data = data[os.write(fd, data) :]
             os.fsync(fd)

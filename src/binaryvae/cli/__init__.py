@@ -22,6 +22,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS = (
     "compare",
     "sweep",
+    "reproduce",
     "train",
     "evaluate",
     "sample",

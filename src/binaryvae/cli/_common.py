@@ -8,7 +8,7 @@ import re
 from binaryvae.config import DEVICES, PRECISIONS, split_list
 from binaryvae.errors import BadInput
 
-__all__ = ["hidden_sizes", "add_run_options", "path_option"]
+__all__ = ["hidden_sizes", "add_run_options", "on_off", "path_option"]
 
 
 def hidden_sizes(text: str) -> tuple[int, ...]:
@@ -29,6 +29,14 @@ def path_option(text: str | None, option: str) -> str | None:
     if text is not None and not text.strip():
         raise BadInput(f"{option} is empty; give a path")
     return text
+
+
+def on_off(text: str) -> bool:
+    """``on`` -> True, ``off`` -> False."""
+    value = {"on": True, "off": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return value
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -67,6 +75,17 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--resume",
         action="store_true",
         help="continue the run(s) in --out from the last checkpoint",
+    )
+    p.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const=True,
+        default=None,
+        type=on_off,
+        metavar="on|off",
+        help="also write every metrics row as TensorBoard scalars into <run dir>/tensorboard/ "
+        "(step = optimizer step; needs pip install 'binaryvae[tensorboard]'); a resume may "
+        "switch it on or off",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument(

@@ -95,6 +95,7 @@ def run_compare(args: argparse.Namespace) -> int:
         "device": args.device,
         "data_dir": args.data_dir,
         "precision": args.precision,
+        "tensorboard": args.tensorboard,
     }
     if args.resume:  # options not given are the recorded ones (compare.json)
         recorded = _recorded(Path(args.out))

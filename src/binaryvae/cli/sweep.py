@@ -9,13 +9,14 @@ from typing import Any
 
 from binaryvae.cli._common import add_run_options, path_option
 from binaryvae.config import COMPARE_EPOCHS, COMPARE_FAMILIES, DEFAULT_MAX_RETRIES, EXECUTORS
+from binaryvae.errors import BadInput
 
 __all__ = ["add_executor_options", "add_parser", "executor_from_args", "run_sweep"]
 
 # train's options that are axes of the grid here (their plural forms), and those that are
 # added by add_run_options
 _AXIS_OPTIONS = ("dataset", "family", "objective", "latent_dim", "seed")
-_RUN_OPTIONS = ("threads", "device", "data_dir", "precision")
+_RUN_OPTIONS = ("threads", "device", "data_dir", "precision", "tensorboard")
 
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:
@@ -145,6 +146,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="0-4",
         help="seeds of every cell, trained at once as one replica group (default 0)",
     )
+    g.add_argument(
+        "--vary",
+        action="append",
+        default=None,
+        metavar="NAME=v1,v2",
+        help="one more axis: any option of binaryvae train or family option (lr, beta, hidden, "
+        "binarize, validation, protocol, prior, steps, learning_signal, loo_samples, ...) and "
+        "its values; hidden's are sizes joined by x (200x200, none). Repeatable; crossed with "
+        "the other axes, each cell's name gains a suffix per value (e.g. _lr-0.0001)",
+    )
     fixed = p.add_argument_group("fixed values (the options of binaryvae train)")
     for a in _train_options():
         kwargs = {"dest": a.dest, "default": a.default, "help": a.help}
@@ -187,15 +198,30 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def _given_vary(args: argparse.Namespace) -> dict[str, list]:
+    """The axes of ``--vary NAME=v1,v2`` (repeatable), by name as given."""
+    from binaryvae.runs.sweep_grid import parse_vary_option
+
+    out: dict[str, list] = {}
+    for text in args.vary or ():
+        name, values = parse_vary_option(text)
+        if name in out:
+            raise BadInput(f"--vary {name} is given twice; give all its values in one")
+        out[name] = values
+    return out
+
+
 def run_sweep(args: argparse.Namespace) -> int:
-    from binaryvae.runs.sweep import recorded_grid, sweep
+    from binaryvae.runs.sweep import recorded_grid_values, sweep
     from binaryvae.runs.sweep_grid import grid_from_values, load_grid_file, normalize_keys
 
     for option in ("out", "grid", "data_dir"):
         path_option(getattr(args, option), "--" + option.replace("_", "-"))
     executor = executor_from_args(args)
+    explicit = None
     if args.resume and args.grid is None:
-        values, where = recorded_grid(args.out), f"{args.out}/sweep.json and the options"
+        values, explicit = recorded_grid_values(args.out)
+        where = f"{args.out}/sweep.json and the options"
     elif args.grid is not None:
         values, where = load_grid_file(args.grid), f"grid file {args.grid}"
     else:
@@ -206,10 +232,16 @@ def run_sweep(args: argparse.Namespace) -> int:
     given = _given(args)
     one_budget(values, given)
     values.update(given)
+    vary = _given_vary(args)
+    if vary:  # --vary NAME replaces the grid file's values of NAME
+        values["vary"] = {**(values.get("vary") or {}), **vary}
     if "threads" not in values:
         values["threads"] = run_threads(args)
-    grid = grid_from_values(values, where)
-    if "epochs" not in values and grid.base.steps is None and not args.quiet:
+    if explicit is not None:
+        explicit = sorted(set(explicit) | set(given))
+    grid = grid_from_values(values, where, explicit=explicit)
+    varied_budget = {"epochs", "steps"} & set(grid.vary)
+    if "epochs" not in values and grid.base.steps is None and not varied_budget and not args.quiet:
         # the default stays (grid files and earlier commands rely on it), but said, not silent
         print(f"sweep: --epochs not given: {grid.base.epochs} epochs per run (compare's default)")
     results = sweep(

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from binaryvae.cli._common import add_run_options, hidden_sizes, path_option, print_summary
+from binaryvae.cli._common import (
+    add_run_options,
+    hidden_sizes,
+    on_off,
+    path_option,
+    print_summary,
+)
 from binaryvae.config import (
     ACTIVATIONS,
     BINARIZE_MODES,
@@ -20,6 +26,7 @@ from binaryvae.config import (
     INITS,
     NETWORKS,
     OBJECTIVES,
+    OPTIMIZERS,
     PRIORS,
     PROTOCOLS,
     TrainConfig,
@@ -70,6 +77,17 @@ _FIELDS = {
     "validation": "validation",
     "summary_iwae_k": "summary_iwae_k",
     "grad_var_param_ema": "grad_var_param_ema",
+    # what is recorded beside training (issue 27)
+    "track": "track",
+    "track_images": "track_images",
+    "tensorboard": "tensorboard",
+    # the training interventions (issue 28)
+    "optimizer": "optimizer",
+    "momentum": "momentum",
+    "lr_decay_epoch": "lr_decay_epoch",
+    "lr_decay": "lr_decay",
+    "logit_clamp": "logit_clamp",
+    "summary_train_images": "summary_train_images",
 }
 # what an option takes to mean "none" where the field may be null (argparse's None is "not
 # given")
@@ -84,14 +102,6 @@ def _float_or_none(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
-
-
-def _on_off(text: str) -> bool:
-    """``on`` -> True, ``off`` -> False."""
-    value = {"on": True, "off": False}.get(text.strip().lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
-    return value
 
 
 def _int_or_none(text: str):
@@ -260,7 +270,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="K",
         help="autoencoder-gmm: mixture components (default 20)",
     )
+    p.add_argument(
+        "--track",
+        default=None,
+        metavar="exact,logits,flips",
+        help="trackers at every metrics row, on the first --track-images test images: exact "
+        "(exact discrete ELBO, log p(x) and gap by enumeration; up to 16 bits), logits "
+        "(|logit| quantiles 0.5, 0.9, 0.99), flips (fraction of bits whose most probable value "
+        "changed since the previous row, and of saturated ones, |logit| > 10); metrics keys "
+        "track_* (default none)",
+    )
+    p.add_argument(
+        "--track-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="test images the trackers use: the first N, binarized once with a fixed seed, the "
+        "same for every seed (default 1000; all of them when the test split has fewer)",
+    )
+    p.add_argument(
+        "--summary-train-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also write summary.json's train_discrete_elbo: the discrete ELBO (1 sample per "
+        "image) of the first N training images (the train part under --validation), binarized "
+        "once with a fixed seed; the DisARM paper's train ELBO (default 0: off)",
+    )
     _add_protocol_options(p)
+    _add_intervention_options(p)
     add_run_options(p)
     p.set_defaults(func=run_train)
 
@@ -302,9 +340,29 @@ def _add_protocol_options(p: argparse.ArgumentParser) -> None:
                    help="hold out the last N training images as the validation split (default 0)")
     g.add_argument("--summary-iwae-k", type=_int_or_none, default=None, metavar="K",
                    help="k of summary.json's IWAE (default none: 100, or 1,000 up to 12 bits)")
-    g.add_argument("--grad-var-param-ema", type=_on_off, default=None, metavar="on|off",
+    g.add_argument("--grad-var-param-ema", type=on_off, default=None, metavar="on|off",
                    help="log the reference's gradient variance, grad_var_param_ema (an EMA of "
                    "the encoder parameter gradients' moments; default off)")
+
+
+def _add_intervention_options(p: argparse.ArgumentParser) -> None:
+    """The training interventions (issue 28): optimizer, learning-rate decay, logit clamp."""
+    g = p.add_argument_group(
+        "training interventions",
+        "change one thing about the optimization (each default: as without the option)",
+    )
+    g.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
+                   help="adam (default) or sgd (torch.optim.SGD; --lr is its step size)")
+    g.add_argument("--momentum", type=float, default=None, metavar="F",
+                   help="SGD's heavy-ball momentum in [0, 1) (default 0; --optimizer sgd only)")
+    g.add_argument("--lr-decay-epoch", type=_int_or_none, default=None, metavar="E",
+                   help="multiply the learning rate by --lr-decay once, after epoch E "
+                   "(default none)")
+    g.add_argument("--lr-decay", type=_float_or_none, default=None, metavar="F",
+                   help="the factor of --lr-decay-epoch, in (0, 1] (e.g. 0.1)")
+    g.add_argument("--logit-clamp", type=_float_or_none, default=None, metavar="C",
+                   help="clamp the encoder's bit logits to [-C, C] in the forward pass, zero "
+                   "gradient outside (default none; families whose encoder outputs logits)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

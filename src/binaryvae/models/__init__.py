@@ -99,10 +99,20 @@ def build_model(
                 f"{family.name!r}; use decoder_sample 'shared' (--decoder-sample shared)"
             )
         estimator.independent = True
-    model = VAE(family, encoder, decoder, n, prior, estimator)
+    clamp = getattr(config, "logit_clamp", None)
+    if clamp is not None and not family.logit_encoder:
+        able = [n for n, c in FAMILY_CLASSES.items() if c.logit_encoder and not c.exact]
+        raise BadInput(
+            f"logit_clamp (--logit-clamp) clamps the encoder's bit logits; family "
+            f"{family.name!r} outputs none (the families with logits: {', '.join(able)} and "
+            "every bernoulli-* family)"
+        )
+    model = VAE(family, encoder, decoder, n, prior, estimator, logit_clamp=clamp)
     model.optimizer_options = {
         "eps": float(getattr(config, "adam_eps", 1e-8)),
         "prior_sgd_lr": getattr(config, "prior_sgd_lr", None),
+        "optimizer": getattr(config, "optimizer", "adam"),
+        "momentum": float(getattr(config, "momentum", 0.0)),
     }
     if getattr(config, "grad_var_param_ema", False):
         model.grad_ema = ParamGradientEMA(model.encoder.named_parameters())

@@ -165,6 +165,12 @@ class Family:
     # the `binaryvae.config.ModelOptions` fields (a run's ``extra``) the family reads: its own
     # and its estimator's; every other family-specific option is refused (`check_options`)
     takes_options: tuple[str, ...] = ()
+    # the encoder's output (``params[0]``, one per bit) is the posterior's logit parameter:
+    # logit lambda(x) for logistic (its location), concrete (log gamma), steplogistic and the
+    # exact Bernoulli families, the logits a of smoothsteplogistic. What ``logit_clamp``
+    # (`binaryvae.config.TrainConfig`) clamps; the others (gaussian: mean and log-variance,
+    # the autoencoder: a code) have no such output and refuse it.
+    logit_encoder: bool = True
 
     @_ClassProperty
     def relaxed(cls) -> bool:
@@ -254,6 +260,7 @@ class GaussianFamily(Family):
 
     name = "gaussian"
     binary = False
+    logit_encoder = False
     params_per_dim = 2
     objectives = {"elbo": obj.relaxed_elbo}
 
@@ -501,6 +508,7 @@ class AutoencoderGMMFamily(Family):
 
     name = "autoencoder-gmm"
     binary = False
+    logit_encoder = False
     has_likelihood = False  # trained on reconstruction alone: no ELBO, no IWAE
     objectives = {"elbo": obj.reconstruction}
 

@@ -271,7 +271,8 @@ def stack_models(models: Sequence[VAE]) -> VAE:
     estimator = None
     if first.estimator is not None:
         estimator = _stack_direct_tensors([m.estimator for m in models])
-    stacked = VAE(first.family, encoder, decoder, first.latent_dim, prior, estimator)
+    stacked = VAE(first.family, encoder, decoder, first.latent_dim, prior, estimator,
+                  logit_clamp=getattr(first, "logit_clamp", None))  # fmt: skip
     stacked.replicas = len(models)
     if hasattr(first, "optimizer_options"):
         stacked.optimizer_options = dict(first.optimizer_options)

@@ -26,6 +26,8 @@ class VAE(nn.Module):
         latent_dim: n.
         prior: the prior module from ``family.make_prior`` (fixed or learned parameters, or GMM).
         estimator: gradient estimator module of the exact Bernoulli families (else None).
+        logit_clamp: C, to clamp the encoder's logits to [-C, C] (families with
+            ``family.logit_encoder``; `encoder_params`); None: no clamp.
     """
 
     def __init__(
@@ -36,8 +38,15 @@ class VAE(nn.Module):
         latent_dim: int,
         prior: nn.Module,
         estimator: nn.Module | None = None,
+        logit_clamp: float | None = None,
     ):
         super().__init__()
+        if logit_clamp is not None and not (family.logit_encoder and family.params_per_dim == 1):
+            raise BadInput(
+                f"logit_clamp clamps the encoder's bit logits; family {family.name!r} has none "
+                "(its encoder outputs no logits)"
+            )
+        self.logit_clamp = None if logit_clamp is None else float(logit_clamp)
         self.family = family
         self.latent_dim = int(latent_dim)
         self.encoder = encoder
@@ -47,8 +56,13 @@ class VAE(nn.Module):
 
     # ------------------------------------------------------------------ encoder side
     def encoder_params(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Encoder outputs split per parameter: ``params_per_dim`` tensors, each [B, n]."""
+        """Encoder outputs split per parameter: ``params_per_dim`` tensors, each [B, n].
+
+        With ``logit_clamp`` C the logits are ``clamp(h, -C, C)``: their gradient is zero
+        where the encoder's output lies outside [-C, C] (torch.clamp's)."""
         h = self.encoder(x)  # [B, p * n]
+        if self.logit_clamp is not None:
+            h = h.clamp(-self.logit_clamp, self.logit_clamp)
         p = self.family.params_per_dim
         if p == 1:
             return (h,)

@@ -77,6 +77,14 @@ class CellResults:
     status: str
     reason: str | None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    vary: dict[str, Any] = field(default_factory=dict)  # the cell's varied options ([vary])
+
+    @property
+    def varied(self) -> str:
+        """The varied options as a label ("lr-0.0001 hidden-200x200"), "" for none."""
+        from binaryvae.runs.sweep_grid import vary_label
+
+        return " ".join(vary_label(k, v) for k, v in self.vary.items())
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -85,7 +93,8 @@ class CellResults:
     @property
     def label(self) -> str:
         """Family and, unless it is "elbo", the objective: the x tick of the figures."""
-        return self.family if self.objective == "elbo" else f"{self.family}\n({self.objective})"
+        label = self.family if self.objective == "elbo" else f"{self.family}\n({self.objective})"
+        return f"{label}\n{self.varied}" if self.vary else label
 
     def values(self, key: str) -> tuple[list[float], list[int], str]:
         """The finished seeds' values of ``key`` (``log_px``: exact log p(x) when every finished
@@ -117,6 +126,7 @@ def cell_results(path: str | Path) -> tuple[dict[str, Any], list[CellResults]]:
                 status=entry["status"],
                 reason=entry.get("reason"),
                 rows=[r for r in rows if r["cell"] == entry["name"]],
+                vary=dict(entry.get("vary") or {}),
             )
         )
     return record, cells
@@ -158,7 +168,7 @@ def dataset_table(dataset: str, cells: list[CellResults]) -> TableItem:
             log_px_text += f" ({what})"
         rows.append(
             [
-                c.family,
+                f"{c.family} ({c.varied})" if c.vary else c.family,
                 trained,
                 str(c.latent_dim),
                 done,

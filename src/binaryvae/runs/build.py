@@ -122,7 +122,8 @@ def prepare(
     machine has (`check_run_memory`) before the dataset is loaded or the model built.
     ``training``: the run will train (False: a finished run is rebuilt to be scored).
     Raises BadInput for unknown names or impossible combinations (from data and models), for a
-    precision the device cannot run fast (`binaryvae.training.check_precision`), for a run
+    precision the device cannot run fast (`binaryvae.training.check_precision`), for trackers
+    on a family without a binary latent, for ``tensorboard`` without its extra, for a run
     that would not fit in memory, and for a dataset whose images are not the shape the model
     is built for or whose splits are too small (`check_dataset`); `DatasetChanged` (message
     starting with ``where``) when ``config`` records another dataset fingerprint than the
@@ -144,7 +145,23 @@ def prepare(
     dataset = split_validation(dataset, config)
     check_dataset(dataset, config, geometry, training=training)
     model = build_replica_model(config, dataset)
+    _check_record_options(config, model, training)
     return Prepared(config, dataset, model.to(device), device, threads)
+
+
+def _check_record_options(config: TrainConfig, model: torch.nn.Module, training: bool) -> None:
+    """BadInput for trackers (``track``) on a family without a binary latent (they read its
+    bit logits) and, for a run that will train, for ``tensorboard`` without the optional
+    extra installed."""
+    if config.track and not getattr(model.family, "binary", False):
+        raise BadInput(
+            f"track {','.join(config.track)} follows the bits of a binary latent; family "
+            f"{config.family!r} has none (its latent is not Bernoulli)"
+        )
+    if config.tensorboard and training:
+        from binaryvae.runs.tensorboard import require_tensorboard
+
+        require_tensorboard()
 
 
 def estimate_run(

@@ -101,9 +101,9 @@ def _numbers(prefixes: tuple[str, ...], fields: dict[str, Any]):
 # summary.json: an object; every metric (test_*, recon_loss_r*, sample FD, timings) a number or
 # null, counts integers, labels strings, facts true/false (binaryvae.jsonfiles.check_schema)
 SUMMARY_SCHEMA = Dynamic(dict, _numbers(("test_", "recon_loss_r"), _SUMMARY_FIELDS))
-# one metrics.jsonl row: an object with an integer epoch; every test_* / train_* value a number
-# or null, timings numbers, gradient records objects with numbers
-METRICS_ROW_SCHEMA = Dynamic(dict, _numbers(("test_", "train_"), _METRICS_FIELDS))
+# one metrics.jsonl row: an object with an integer epoch; every test_* / train_* / track_*
+# value a number or null, timings numbers, gradient records objects with numbers
+METRICS_ROW_SCHEMA = Dynamic(dict, _numbers(("test_", "train_", "track_"), _METRICS_FIELDS))
 # the files of group directories, as far as binaryvae reads them
 COMPARE_SCHEMA = {
     "runs": [str],

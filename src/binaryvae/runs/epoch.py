@@ -24,8 +24,10 @@ __all__ = ["end_epoch", "finalize_data", "finish"]
 
 
 def end_epoch(m: Member, stats, point: Point, kl_weight: float) -> dict[str, Any]:
-    """Evaluate the member's model at ``point``, append its metrics row, replace its
-    checkpoint; the row. Evaluation leaves torch's global RNG as training left it."""
+    """Evaluate the member's model at ``point`` (and its trackers, ``TrainConfig.track``),
+    append its metrics row (and its TensorBoard scalars), replace its checkpoint (with the
+    trackers' logits where they track flips); the row. Evaluation leaves torch's global RNG as
+    training left it."""
     from binaryvae.evaluation import evaluate_epoch
 
     c, epoch = m.config, point.epoch
@@ -43,6 +45,9 @@ def end_epoch(m: Member, stats, point: Point, kl_weight: float) -> dict[str, Any
     rng = torch.get_rng_state()
     metrics = evaluate_epoch(m.model, m.test_x, samples=c.eval_samples, seed=seed, iwae_k=iwae)
     torch.set_rng_state(rng)
+    before = m.tracker.previous if m.tracker is not None else None
+    if m.tracker is not None:  # the trackers (issue 27): no random draw, a forked RNG
+        metrics.update(m.tracker.measure(m.model))
     eval_seconds = time.perf_counter() - t0
     row = {
         "epoch": epoch,
@@ -63,6 +68,8 @@ def end_epoch(m: Member, stats, point: Point, kl_weight: float) -> dict[str, Any
     if m.gradient:
         row["gradient"], m.gradient = m.gradient, []
     m.run.append_metrics(row)
+    if m.board is not None:
+        m.board.add_row(row)
     m.position = (epoch, {"step": point.step})
     if not point.epoch_end:
         m.position = (epoch - 1, {
@@ -74,6 +81,10 @@ def end_epoch(m: Member, stats, point: Point, kl_weight: float) -> dict[str, Any
             "epoch_images": int(stats.images),
             "epoch_seconds": float(stats.train_seconds),
         })  # fmt: skip
+    if m.tracker is not None and m.tracker.keeps_logits:
+        m.position[1]["track_logits"] = m.tracker.previous
+        if before is not None and _budget_cut_only(point, c.eval_every_steps):
+            m.position[1]["track_logits_before"] = before  # this row goes if the budget grows
     save_checkpoint(
         m.run.checkpoint_path,
         model_state=m.model.state_dict(),
@@ -86,9 +97,20 @@ def end_epoch(m: Member, stats, point: Point, kl_weight: float) -> dict[str, Any
     return row
 
 
+def _budget_cut_only(point: Point, eval_every: int | None) -> bool:
+    """Whether the row at ``point`` is written only because the step budget ends there (a
+    resume with a larger budget drops it: `binaryvae.runs.members.write_member`)."""
+    return (
+        point.last
+        and not point.epoch_end
+        and not (eval_every is not None and point.step % eval_every == 0)
+    )
+
+
 def finish(m: Member) -> None:
     """Fit what is fitted after training (autoencoder-gmm's mixture), checkpoint it, and write
-    the summary."""
+    the summary (with ``TrainConfig.summary_train_images``, binary families: also the training
+    images' discrete ELBO, `binaryvae.evaluation.train_elbo`, from a generator of its own)."""
     from binaryvae.evaluation import evaluate_summary
     from binaryvae.training.classifier import feature_network
 
@@ -113,6 +135,13 @@ def finish(m: Member) -> None:
             seed=epoch_seed(c.seed, 0, "summary"),
         )
     )
+    if c.summary_train_images and model.family.binary:  # the DisARM paper's train ELBO
+        from binaryvae.evaluation.train_elbo import train_discrete_elbo
+
+        value, images = train_discrete_elbo(
+            model, ds.train_x, binarize=c.binarize, images=c.summary_train_images, seed=c.seed
+        )
+        summary.update(train_discrete_elbo=value, train_elbo_images=images)
     rows = m.run.read_metrics()
     # an epoch's last row holds its training seconds (its earlier rows, a part of them)
     ends = [

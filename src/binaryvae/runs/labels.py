@@ -10,6 +10,7 @@ from binaryvae.errors import BadInput
 __all__ = [
     "NUMBER_LABELS",
     "RECONSTRUCTION_ONLY",
+    "TRAIN_ELBO_LABEL",
     "family_facts",
     "objective_label",
     "summary_labels",
@@ -38,6 +39,13 @@ NUMBER_LABELS = {
         "Frechet distance of generated samples to test images (lower is better; not a bound)"
     ),
 }
+
+
+# summary.json's train_discrete_elbo (TrainConfig.summary_train_images > 0, binary families)
+TRAIN_ELBO_LABEL = (
+    "lower bound on log p(x) of the discrete model on the first train_elbo_images training "
+    "images, binarized once with a fixed seed, 1 sample per image (the DisARM paper's train ELBO)"
+)
 
 
 def family_facts(config: TrainConfig) -> dict[str, bool]:
@@ -120,6 +128,8 @@ def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
             "importance-weighted lower bound on log p(x) of the continuous-latent model "
             "(proposal q(z|x), k = iwae_k); there is no discrete model"
         )
+    if binary and getattr(config, "summary_train_images", 0):
+        labels["train_discrete_elbo"] = TRAIN_ELBO_LABEL
     return {
         # False for the deterministic autoencoder: its "relaxed ELBO" column is the
         # reconstruction term alone (no KL), not a bound on anything

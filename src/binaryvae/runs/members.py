@@ -59,6 +59,11 @@ class Member:
     generator: Any = None
     batches: Any = None
     carry: EpochStats | None = None
+    # the per-row trackers (`binaryvae.evaluation.trackers.Tracker`; None without
+    # TrainConfig.track) and the TensorBoard event file (`binaryvae.runs.tensorboard`; None
+    # without TrainConfig.tensorboard)
+    tracker: Any = None
+    board: Any = None
 
     @property
     def config(self) -> TrainConfig:
@@ -115,12 +120,23 @@ def open_member(run: RunDir, prepared: Prepared, resume: bool) -> Member:
     c = prepared.config
     budget = Budget.of(c, len(prepared.dataset.train_x))
     member = Member(run, prepared, test_data(prepared), budget)
+    if c.track:
+        from binaryvae.evaluation.trackers import Tracker, track_subset
+
+        x = track_subset(prepared.dataset.test_x, c.binarize, c.track_images)
+        member.tracker = Tracker(x.to(prepared.device), c.track)
+    if c.tensorboard:
+        from binaryvae.runs.tensorboard import FOLDER
+        from binaryvae.storage import refuse_links
+
+        refuse_links(run.path, [FOLDER])  # a linked folder: refused before anything is written
     if resume and run.checkpoint_path.is_file():
         schema = checkpoint_schema(c, prepared.model, source=str(run.config_path))
         state = load_checkpoint(run.checkpoint_path, map_location=prepared.device, schema=schema)
         load_state(prepared.model, state["model"], run.checkpoint_path)
         member.optimizer_state = state.get("optimizer")
         _position(member, state)
+        _track_position(member)
         if member.start_step > budget.total:
             if c.steps is None and member.inside is None:
                 had, asked = f"{member.start_epoch} epochs", f"--epochs {c.epochs}"
@@ -169,6 +185,21 @@ def _position(member: Member, state: dict[str, Any]) -> None:
         }  # fmt: skip
 
 
+def _track_position(member: Member) -> None:
+    """The tracker's previous logits from the checkpoint's ``track_logits``, which must cover
+    the run's tracked images (CheckpointError otherwise)."""
+    tracker = member.tracker
+    if tracker is None or not tracker.keeps_logits:
+        return
+    stored = member.position[1].get("track_logits")
+    if stored is not None and stored.shape[0] != tracker.x.shape[0]:
+        raise CheckpointError(
+            f"{member.run.checkpoint_path}: extra.track_logits covers {stored.shape[0]} test "
+            f"images; this run tracks {tracker.x.shape[0]} (another test split?)"
+        )
+    tracker.previous = None if stored is None else stored.float().cpu()
+
+
 def check_alike(members: list[Member]) -> None:
     """CheckpointError unless the replicas' Adam states cover the same parameters: each is
     checked alone against its schema, stacking them needs them alike."""
@@ -182,7 +213,8 @@ def check_alike(members: list[Member]) -> None:
 
 
 def write_member(member: Member) -> None:
-    """Write the member's config and trim its metrics to the steps its checkpoint covers.
+    """Write the member's config and trim its metrics to the steps its checkpoint covers;
+    start its TensorBoard event file from the rows kept (``--tensorboard``).
 
     A row where an earlier, shorter step budget cut an epoch goes too when training goes on
     (a run trained straight to the new budget has no row there); the gradient diagnostics it
@@ -198,4 +230,13 @@ def write_member(member: Member) -> None:
         and not member.budget.is_row(member.start_step)
     ):
         member.gradient = list(last.get("gradient", []))
-        member.run.keep_metrics_through(epoch, member.start_step - 1)
+        rows = member.run.keep_metrics_through(epoch, member.start_step - 1)
+        if member.tracker is not None and member.tracker.keeps_logits:
+            # flips count from the row before (`binaryvae.runs.epoch.end_epoch` kept its logits)
+            before = member.position[1].get("track_logits_before")
+            member.tracker.previous = None if before is None else before.float().cpu()
+    if member.config.tensorboard:
+        from binaryvae.runs.tensorboard import EventWriter
+
+        member.board = EventWriter(member.run.path)
+        member.board.start(rows)

@@ -3,10 +3,10 @@
 - **Marker.** Every directory binaryvae creates for its output (a run, a compare or replica
   group, a sweep) holds `MARKER` (``.binaryvae-run``, JSON with the format and the kind), written
   before anything else. ``--force`` replaces only marked directories, and inside them deletes
-  only the files binaryvae writes (`OWNED_FILES`, the contents it writes into ``checkpoints/``
-  and ``figures/``, and marked sub-directories, recursively); anything else -- a user's notes, a
-  script, a folder of their own -- stays. A non-empty directory without the marker is refused.
-  Nothing outside the given directory is ever removed.
+  only the files binaryvae writes (`OWNED_FILES`, the contents it writes into ``checkpoints/``,
+  ``figures/`` and ``tensorboard/``, and marked sub-directories, recursively); anything else
+  -- a user's notes, a script, a folder of their own -- stays. A non-empty directory without
+  the marker is refused. Nothing outside the given directory is ever removed.
 - **Lock.** One writer per directory: `DirLock` takes an advisory ``fcntl.flock`` on `LOCK_FILE`
   inside it, held for the whole command and released by the operating system when the process
   ends, however it ends. A second writer fails at once with the holder's pid. The lock file
@@ -73,7 +73,11 @@ OWNED_FILES = frozenset(
     }
 )
 # sub-folders binaryvae writes, and the file patterns it puts there
-OWNED_FOLDERS = {"checkpoints": ("*.pt", "*.tmp"), "figures": ("*.png", "*.tmp")}
+OWNED_FOLDERS = {
+    "checkpoints": ("*.pt", "*.tmp"),
+    "figures": ("*.png", "*.tmp"),
+    "tensorboard": ("events.out.tfevents.*.binaryvae", "*.tmp"),  # binaryvae.runs.tensorboard
+}
 # a pid and a newline: a lock file holding more (or anything else) is not binaryvae's
 _LOCK_MAX_BYTES = 32
 

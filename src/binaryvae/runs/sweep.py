@@ -49,6 +49,8 @@ __all__ = [
     "finished_summaries",
     "headline",
     "read_sweep",
+    "read_sweep_summaries",
+    "recorded_grid_values",
     "run_cell",
     "sweep",
     "validate_cells",
@@ -190,6 +192,18 @@ def _covers(summary: dict[str, Any], config: dict[str, Any]) -> bool:
     return summary.get("epochs") == config.get("epochs")
 
 
+def _budget_of(fixed: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The budget (steps, epochs) of a recorded cell: the grid's fixed one, or the cell's own
+    where it varies it (a varied budget replaces the other one)."""
+    vary = entry.get("vary") or {}
+    budget = {"steps": fixed.get("steps"), "epochs": fixed.get("epochs")}
+    if vary.get("steps") is not None:
+        budget = {"steps": vary["steps"], "epochs": None}
+    elif vary.get("epochs") is not None:
+        budget = {"steps": None, "epochs": vary["epochs"]}
+    return budget
+
+
 # ----------------------------------------------------------------------------- sweep.json
 class SweepState:
     """What sweep.json and sweep.csv say; the driver updates it and writes both atomically."""
@@ -321,6 +335,16 @@ def csv_text(entries, summaries) -> str:
 def read_sweep(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """sweep.json of ``root`` and its runs' rows (as in sweep.csv), the numbers read from each
     run's summary.json as it is now. BadInput when there is no readable sweep.json."""
+    record, summaries = read_sweep_summaries(root)
+    return record, csv_rows(record["cells"], summaries)
+
+
+def read_sweep_summaries(
+    root: str | Path,
+) -> tuple[dict[str, Any], dict[str, dict[int, dict[str, Any]]]]:
+    """sweep.json of ``root`` (each run marked "finished" whose summary.json covers its budget)
+    and ``{cell name: {seed: summary}}`` of those finished runs. BadInput when there is no
+    readable sweep.json."""
     root = Path(root)
     if not (root / "sweep.json").exists():
         raise BadInput(f"{root} is not a sweep directory (no sweep.json)")
@@ -337,10 +361,11 @@ def read_sweep(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 summary = read_json(sub / "summary.json", SUMMARY_SCHEMA)
             except BadInput:  # missing or not a summary: not finished
                 continue
-            if isinstance(summary, dict) and _covers(summary, fixed):
+            if isinstance(summary, dict) and _covers(summary, _budget_of(fixed, entry)):
                 summaries[name][int(seed_text)] = summary
                 entry["runs"][seed_text] = "finished"
-    return record, csv_rows(entries, summaries)
+    record["cells"] = entries
+    return record, summaries
 
 
 # ----------------------------------------------------------------------------- driver
@@ -391,16 +416,19 @@ def execute(
     progress: bool = True,
     stream: TextIO | None = None,
     header=None,
+    only: frozenset[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run the cells that are not finished on disk with ``executor``; keep ``state`` (and
-    sweep.json/sweep.csv) current; print one line per finished cell with its headline number
-    and the overall count and ETA. Returns `SweepState.results`."""
+    """Run the cells that are not finished on disk (those named in ``only``, when given) with
+    ``executor``; keep ``state`` (and sweep.json/sweep.csv) current; print one line per finished
+    cell with its headline number and the overall count and ETA. Returns
+    `SweepState.results`."""
     stream = sys.stderr if stream is None else stream
     todo = []
     for cell in cells:
         done = finished_summaries(cell, root)
         if done is None:
-            todo.append(cell)
+            if only is None or cell.name in only:
+                todo.append(cell)
             continue
         state.end(cell.name, {"status": "finished", "runs": done})
         if progress:
@@ -483,8 +511,11 @@ def _check_continuation(out: Path, grid: Grid) -> None:
         ("families", [f"{f}:{o}" for f, o in stored.pairs], [f"{f}:{o}" for f, o in grid.pairs]),
         ("latent-dims", stored.latent_dims, grid.latent_dims),
         ("seeds", stored.seeds, grid.seeds),
+        *((f"vary {k}", v, grid.vary.get(k, [])) for k, v in stored.vary.items()),
     ):
         gone = [str(v) for v in old if v not in new]
+        if axis.startswith("vary") and not grid.vary.get(axis[len("vary "):]):
+            gone = [f"(every value: {axis} is no longer varied)"]
         if gone:
             dropped.append(f"{axis} {', '.join(gone)}")
     if dropped:
@@ -502,21 +533,28 @@ def _check_continuation(out: Path, grid: Grid) -> None:
         seed=c.seed,
     )
     same_axes.check_resumable(c, str(out))
+    if stored.family_options != grid.family_options or set(grid.vary) - set(stored.vary):
+        raise BadInput(
+            f"{out} holds a sweep with other family-options or varied options; run it with its "
+            "own grid, or use --force to start over"
+        )
 
 
 def recorded_grid(out: str | Path) -> dict[str, Any]:
     """The grid values recorded in ``out/sweep.json`` (what ``sweep --resume`` starts from)."""
+    return recorded_grid_values(out)[0]
+
+
+def recorded_grid_values(out: str | Path) -> tuple[dict[str, Any], list[str] | None]:
+    """The grid values recorded in ``out/sweep.json`` and its explicit fixed values
+    (`binaryvae.runs.sweep_grid.recorded_values`)."""
+    from binaryvae.runs.sweep_grid import recorded_values
+
     out = Path(out)
     if not (out / "sweep.json").exists():
         raise BadInput(f"cannot resume {out}: no sweep.json there")
     grid = read_json(out / "sweep.json", SWEEP_SCHEMA)["grid"]
-    return {
-        "datasets": grid["datasets"],
-        "families": grid["families"],
-        "latent_dims": grid["latent_dims"],
-        "seeds": grid["seeds"],
-        **grid["fixed"],
-    }
+    return recorded_values(grid, str(out / "sweep.json"))
 
 
 def sweep(
@@ -528,8 +566,11 @@ def sweep(
     force: bool = False,
     progress: bool = True,
     stream: TextIO | None = None,
+    only: frozenset[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every cell of ``grid`` under ``out`` with ``executor`` (default: this process).
+    ``only``: the names of the cells to train now (the others are recorded, and skipped or
+    left pending as they are on disk).
 
     A new ``out`` is created (marked, locked). An ``out`` that holds a sweep is continued --
     finished cells skipped, the others resumed from their checkpoints -- when its grid is the
@@ -561,8 +602,9 @@ def sweep(
         if not continuing:
             handle.commit()
         return execute(
-            cells, out, state, executor, progress=progress, stream=stream, header=_header(stream)
-        )
+            cells, out, state, executor, progress=progress, stream=stream, header=_header(stream),
+            only=only,
+        )  # fmt: skip
 
 
 def _header(stream: TextIO | None):

@@ -13,6 +13,16 @@ The grid comes from command-line options or a TOML/JSON file with the same names
     epochs = 20
     hidden = [512, 256, 128]
 
+    [vary]                         # generic axes: any other option -> its values, crossed in
+    lr = [1e-3, 1e-4]
+    hidden = [[200, 200], []]
+    learning_signal = ["elbo", "reconstruction"]   # family options (extra) by their own name
+
+A varied option names a `TrainConfig` field (or a ``train`` option) or a family option of
+`binaryvae.config.ModelOptions` (set in ``extra``); each cell's name gains a suffix per varied
+option (``_lr-0.0001``, ``_hidden-200x200``). ``protocol`` varied applies each preset, with the
+fixed values given beside it still overriding it.
+
 `grid_from_values` checks every name and value and refuses (BadInput, naming it) an unknown
 key, an empty axis or a repeated value; `Grid.cells` gives the cells in a fixed order, each with
 its validated `TrainConfig`.
@@ -22,9 +32,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +45,7 @@ from binaryvae.config import (
     OBJECTIVES,
     PROTOCOL_FIELDS,
     PROTOCOLS,
+    ModelOptions,
     TrainConfig,
     split_list,
 )
@@ -44,6 +56,7 @@ from binaryvae.runs.seeds import parse_seeds
 
 __all__ = [
     "AXES",
+    "VARY_NAMES",
     "Cell",
     "Grid",
     "cell_name",
@@ -51,6 +64,9 @@ __all__ = [
     "load_grid_file",
     "normalize_keys",
     "parse_pairs",
+    "parse_vary_option",
+    "recorded_values",
+    "vary_label",
 ]
 
 # axis name -> the TrainConfig field each of its values sets
@@ -68,6 +84,14 @@ _FIXED = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _SING
 _ALIASES = {"kl_warmup": "kl_warmup_epochs"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # dataset/family names become directory names
 MAX_CELLS = 100_000
+# what [vary] may name: the fixed values' fields (not those training records or derives) and
+# the family options of ModelOptions (set in extra; "extra.<name>" accepted too)
+_NOT_VARIED = ("extra", "protocol_overrides", "data_fingerprint", "data_source")
+_OPTIONS = [f.name for f in dataclasses.fields(ModelOptions)]
+VARY_NAMES = tuple(f for f in _FIXED if f not in _NOT_VARIED) + tuple(_OPTIONS)
+# the fields whose one value is a list (hidden: layer sizes)
+_LIST_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
+_SUFFIX = re.compile(r"[^A-Za-z0-9.+-]")  # characters a cell-name suffix does not keep
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,8 @@ class Cell:
     config: TrainConfig  # dataset/family/objective/latent_dim of the cell, seed = seeds[0]
     seeds: tuple[int, ...]
     layout: str = "replicas"  # "replicas": NAME/seed-<s>/ ; "run": NAME/ is the run directory
+    # the varied options' values of this cell ([vary]: option name -> value), in grid order
+    vary: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -102,6 +128,7 @@ class Cell:
             "latent_dim": c.latent_dim,
             "seeds": list(self.seeds),
             "layout": self.layout,
+            **({"vary": _plain(self.vary)} if self.vary else {}),
         }
 
     def spec(self) -> dict[str, Any]:
@@ -115,6 +142,7 @@ class Cell:
             config=TrainConfig.from_dict(spec["config"]),
             seeds=tuple(spec["seeds"]),
             layout=spec["layout"],
+            vary=dict(spec.get("vary") or {}),
         )
 
 
@@ -133,32 +161,60 @@ class Grid:
     latent_dims: list[int]
     seeds: list[int]
     base: TrainConfig  # the fixed values; its axis fields are those of the first cell
+    # [vary]: option name (a VARY_NAMES entry) -> its values, crossed in after latent size
+    vary: dict[str, list] = field(default_factory=dict)
+    # [family-options]: family -> options of extra for that family's cells only
+    family_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the fixed values given explicitly (they override a varied protocol's preset)
+    explicit: list[str] = field(default_factory=list)
 
     def cells(self) -> list[Cell]:
-        """Every cell, datasets outermost, then (family, objective), then latent size; each
-        config validated (BadInput naming the cell)."""
+        """Every cell, datasets outermost, then (family, objective), then latent size, then
+        the varied options (in the order given); each config validated (BadInput naming the
+        cell)."""
         cells = []
-        for dataset, (family, objective), n in itertools.product(
-            self.datasets, self.pairs, self.latent_dims
+        combos = list(itertools.product(*self.vary.values())) if self.vary else [()]
+        for dataset, (family, objective), n, combo in itertools.product(
+            self.datasets, self.pairs, self.latent_dims, combos
         ):
-            name = cell_name(dataset, family, objective, n)
+            varied = dict(zip(self.vary, combo, strict=True))
+            name = cell_name(dataset, family, objective, n) + "".join(
+                f"_{vary_label(k, v)}" for k, v in varied.items()
+            )
             try:
-                config = dataclasses.replace(
-                    self.base,
-                    dataset=dataset,
-                    family=family,
-                    objective=objective,
-                    latent_dim=n,
-                    seed=self.seeds[0],
-                )
-                # a preset: the fields it sets follow it for the cell's family (the
-                # family-dependent ones), except the base's overrides and the axes
-                keep = set(self.base.protocol_overrides or ()) | set(_SINGULAR)
-                config = config.follow_protocol(keep)
+                config = self._config(dataset, family, objective, n, varied)
             except BadInput as e:
                 raise BadInput(f"cell {name}: {e}") from None
-            cells.append(Cell(name, config, tuple(self.seeds)))
+            cells.append(Cell(name, config, tuple(self.seeds), vary=varied))
+        names = [c.name for c in cells]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise BadInput(f"two cells would be named {twice[0]}: vary values that read alike")
         return cells
+
+    def _config(self, dataset: str, family: str, objective: str, n: int, varied: dict):
+        d = self.base.to_dict()
+        d.update(dataset=dataset, family=family, objective=objective, latent_dim=n,
+                 seed=self.seeds[0])  # fmt: skip
+        extra = {**d["extra"], **self.family_options.get(family, {})}
+        keep = set(self.base.protocol_overrides or ()) | set(_SINGULAR)
+        for name, value in varied.items():
+            if name in _OPTIONS:
+                extra[name] = value
+                keep.add(f"extra.{name}")
+                continue
+            d[name] = list(value) if isinstance(value, tuple) else value
+            keep.add(name)
+            # a varied budget replaces the other one, unless that one is given too
+            other = {"steps": "epochs", "epochs": "steps"}.get(name)
+            if other and value is not None and other not in varied and other not in self.explicit:
+                d[other] = None
+        keep |= {f"extra.{k}" for k in self.family_options.get(family, {})}
+        d["extra"] = extra
+        if "protocol" in varied:  # the preset of this cell, explicit values on top
+            d["protocol_overrides"] = None
+            keep |= set(self.explicit) - {"protocol", "protocol_overrides"}
+        return TrainConfig.from_dict(d).follow_protocol(keep)
 
     def fixed(self) -> dict[str, Any]:
         """The fixed values as a mapping of TrainConfig fields (no axis fields)."""
@@ -166,28 +222,77 @@ class Grid:
         return {k: v for k, v in d.items() if k not in _SINGULAR}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "datasets": list(self.datasets),
             "families": [f"{f}:{o}" for f, o in self.pairs],
             "latent_dims": list(self.latent_dims),
             "seeds": list(self.seeds),
             "fixed": self.fixed(),
         }
+        if self.vary:
+            out["vary"] = {k: [_plain(v) for v in vs] for k, vs in self.vary.items()}
+            out["explicit"] = sorted(self.explicit)
+        if self.family_options:
+            out["family_options"] = _plain(self.family_options)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> Grid:
         """The grid recorded by `to_dict` (sweep.json), checked like any other."""
-        try:
-            values = {
-                "datasets": d["datasets"],
-                "families": d["families"],
-                "latent_dims": d["latent_dims"],
-                "seeds": d["seeds"],
-                **d["fixed"],
-            }
-        except (KeyError, TypeError) as e:
-            raise BadInput(f"{where}: not a recorded grid ({e})") from None
-        return grid_from_values(values, where)
+        values, explicit = recorded_values(d, where)
+        return grid_from_values(values, where, explicit=explicit)
+
+
+def recorded_values(d: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str] | None]:
+    """The grid values (as `grid_from_values` takes them) of a grid recorded by
+    `Grid.to_dict`, and its explicit fixed values (None where it varies nothing)."""
+    try:
+        values = {
+            "datasets": d["datasets"],
+            "families": d["families"],
+            "latent_dims": d["latent_dims"],
+            "seeds": d["seeds"],
+            **d["fixed"],
+        }
+        for key in ("vary", "family_options"):
+            if d.get(key):
+                values[key] = d[key]
+        # the fixed values recorded hold every field: the varied ones are not fixed
+        for key in d.get("vary") or {}:
+            values.pop(key, None)
+            if key in _OPTIONS and isinstance(values.get("extra"), dict):
+                values["extra"] = {k: v for k, v in values["extra"].items() if k != key}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise BadInput(f"{where}: not a recorded grid ({e})") from None
+    explicit = d.get("explicit")
+    return values, (list(explicit) if isinstance(explicit, list) else None)
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON writes it: tuples as lists, recursively."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def vary_label(name: str, value: Any) -> str:
+    """The cell-name suffix of a varied option: ``lr-0.0001``, ``hidden-200x200``,
+    ``hidden-none`` (no hidden layer), ``learning-signal-elbo``, ``grad-var-param-ema-on``;
+    only letters, digits and ``.+-`` (filesystem-safe)."""
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    elif value is None:
+        text = "none"
+    elif isinstance(value, list | tuple):  # sizes joined by x, names by +
+        joint = "x" if all(isinstance(v, int) for v in value) else "+"
+        text = joint.join(str(v) for v in value) or "none"
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    return _SUFFIX.sub("_", f"{name.replace('_', '-')}-{text}")
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -199,7 +304,128 @@ def _key(name: Any, where: str) -> str:
 
 
 def _known_keys() -> list[str]:
-    return [a.replace("_", "-") for a in AXES] + [f.replace("_", "-") for f in _FIXED]
+    return (
+        [a.replace("_", "-") for a in AXES]
+        + [f.replace("_", "-") for f in _FIXED]
+        + [t.replace("_", "-") for t in _TABLES]
+    )
+
+
+_TABLES = ("vary", "family_options")  # the grid's tables beside axes and fixed values
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _vary_values(values: Any, fixed: dict[str, Any], where: str) -> dict[str, list]:
+    """[vary] checked: every name a `VARY_NAMES` entry (``extra.<option>`` and train's option
+    names accepted), not an axis, not also a fixed value; every list non-empty, without a
+    repeated value; ``hidden`` values lists of sizes. BadInput naming the entry otherwise."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise BadInput(f"{where}: vary is a table of option names and lists of values")
+    out: dict[str, list] = {}
+    for raw, items in values.items():
+        key = _key(raw, where)
+        key = key[len("extra."):] if key.startswith("extra.") else key
+        label = f"vary {raw}"
+        if key in AXES or key in _SINGULAR:
+            axis = _SINGULAR.get(key, key)
+            raise BadInput(f"{where}: {label}: {axis.replace('_', '-')} is an axis of the grid "
+                           "already; give its values there")  # fmt: skip
+        if key not in VARY_NAMES:
+            raise BadInput(
+                f"{where}: {label}: unknown option; known: "
+                f"{', '.join(n.replace('_', '-') for n in VARY_NAMES)}"
+            )
+        if key in out:
+            raise BadInput(f"{where}: vary names {key.replace('_', '-')} twice")
+        if key in fixed or (key in _OPTIONS and key in (fixed.get("extra") or {})):
+            raise BadInput(f"{where}: {label}: given both as a fixed value and varied; give one")
+        if not isinstance(items, list | tuple):
+            raise BadInput(f"{where}: {label} must be a list of values, got {items!r}")
+        if not items:
+            raise BadInput(f"{where}: {label} is empty; give at least one value")
+        seen = set()
+        for item in items:
+            nested = isinstance(item, list | tuple)
+            if isinstance(item, dict) or (nested and key not in _LIST_FIELDS):
+                raise BadInput(f"{where}: {label}: {item!r} is not one value")
+            if key in _LIST_FIELDS and not nested:
+                raise BadInput(f"{where}: {label}: each value is a list (hidden: layer sizes "
+                               f"like [512, 256, 128], or [] for none), got {item!r}")  # fmt: skip
+            frozen = _freeze(item)
+            if frozen in seen:
+                raise BadInput(f"{where}: {label} lists {item!r} twice")
+            seen.add(frozen)
+        out[key] = [list(v) if isinstance(v, list | tuple) else v for v in items]
+    return out
+
+
+def _family_options(values: Any, families: list[str], where: str) -> dict[str, dict]:
+    """[family-options]: family -> options of extra for its cells (checked by
+    `binaryvae.config.ModelOptions`; the family must be one of the grid's)."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise BadInput(f"{where}: family-options is a table of family -> options")
+    out = {}
+    for family, options in values.items():
+        if family not in families:
+            raise BadInput(f"{where}: family-options names {family!r}, not a family of the grid "
+                           f"({', '.join(families)})")  # fmt: skip
+        try:
+            ModelOptions.from_extra(options)
+        except BadInput as e:
+            raise BadInput(f"{where}: family-options {family}: {e}") from None
+        out[family] = dict(options)
+    return out
+
+
+def _guess(text: str) -> Any:
+    """One value typed on the command line: none, on/off (true/false), an integer, a number,
+    else the text."""
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("on", "true"):
+        return True
+    if low in ("off", "false"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_vary_option(text: str) -> tuple[str, list]:
+    """``--vary NAME=v1,v2`` -> ``(NAME, [v1, v2])``: values typed as integers, numbers,
+    on/off, none or names; ``hidden`` values are sizes joined by ``x`` (``200x200``; ``none``:
+    no hidden layer). BadInput for anything else (checked further by the grid)."""
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip():
+        raise BadInput(f"--vary takes NAME=v1,v2 (e.g. lr=1e-3,1e-4), got {text!r}")
+    name = name.strip()
+    if not values.strip():
+        raise BadInput(f"--vary {name}: no values given; give at least one (NAME=v1,v2)")
+    parts = split_list(values, f"--vary {name}")
+    if name.replace("-", "_") == "hidden":
+        out = []
+        for part in parts:
+            if part.lower() == "none":
+                out.append([])
+                continue
+            try:
+                out.append([int(h) for h in part.lower().split("x")])
+            except ValueError:
+                raise BadInput(f"--vary hidden: {part!r} is not layer sizes like 200x200 "
+                               "(or none)") from None  # fmt: skip
+        return name, out
+    return name, [_guess(p) for p in parts]
 
 
 def _items(axis: str, value: Any, where: str) -> list:
@@ -287,7 +513,7 @@ def normalize_keys(values: dict[str, Any], where: str) -> dict[str, Any]:
     for raw, value in values.items():
         key = _key(raw, where)
         key = _SINGULAR.get(key, key)  # "dataset = ..." is the axis "datasets" with one value
-        if key not in AXES and key not in _FIXED:
+        if key not in AXES and key not in _FIXED and key not in _TABLES:
             raise BadInput(f"{where}: unknown key {raw!r}; known: {', '.join(_known_keys())}")
         if key in out:
             raise BadInput(f"{where}: {key.replace('_', '-')} is given twice")
@@ -295,7 +521,9 @@ def normalize_keys(values: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
+def grid_from_values(
+    values: dict[str, Any], where: str = "the grid", explicit: list[str] | None = None
+) -> Grid:
     """A grid from axis and fixed values (a grid file's or the command line's names).
 
     Axes (``datasets``, ``families``, ``objectives``, ``latent-dims``, ``seeds``; the singular
@@ -305,14 +533,29 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
     ``protocol`` (a preset of `binaryvae.config.PROTOCOLS`) sets its fields and the default
     dataset and latent size; fixed values given beside it override it (recorded in each
     cell's ``protocol_overrides``), and its family-dependent fields follow each cell's family.
+    ``vary`` (a table of option -> values, `VARY_NAMES`) adds an axis per option;
+    ``family_options`` (family -> options) sets options of ``extra`` for one family's cells.
+    ``explicit``: the fixed values given explicitly where ``values`` is a recorded grid (its
+    ``fixed`` holds every field); they override a varied protocol's preset.
     BadInput, naming the key, for anything unknown, empty, repeated or invalid.
     """
     values = normalize_keys(values, where)
     axes = {k: v for k, v in values.items() if k in AXES}
-    fixed = {k: v for k, v in values.items() if k not in AXES}
-    # a preset's dataset and latent size are the axes' defaults
+    fixed = {k: v for k, v in values.items() if k not in AXES and k not in _TABLES}
+    vary = _vary_values(values.get("vary"), fixed, where)
+    if explicit is None:
+        explicit = sorted(set(fixed) - {"protocol_overrides"})
+    # a preset's dataset and latent size are the axes' defaults (for a varied protocol, where
+    # its presets agree)
     name = fixed.get("protocol")
     preset = PROTOCOLS.get(name, {}) if isinstance(name, str) else {}
+    if "protocol" in vary:
+        presets = [PROTOCOLS.get(v, {}) for v in vary["protocol"] if isinstance(v, str)]
+        preset = {
+            k: presets[0][k]
+            for k in ("dataset", "latent_dim")
+            if presets and all(p.get(k) == presets[0].get(k) for p in presets)
+        }
     datasets = _names(
         "datasets",
         _items("datasets", axes.get("datasets", preset.get("dataset", "mnist-mini")), where),
@@ -331,7 +574,8 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
     )
     seeds = axes.get("seeds", 0)
     seeds = parse_seeds(_ints("seeds", _items("seeds", seeds, where), where))
-    base = {"epochs": COMPARE_EPOCHS if fixed.get("steps") is None else None, **fixed}
+    budget_given = fixed.get("steps") is not None or {"steps", "epochs"} & set(vary)
+    base = {"epochs": None if budget_given else COMPARE_EPOCHS, **fixed}
     protocol = fixed.get("protocol")
     if isinstance(base.get("hidden"), str):
         try:
@@ -357,10 +601,16 @@ def grid_from_values(values: dict[str, Any], where: str = "the grid") -> Grid:
             config = config.follow_protocol(keep)
     except BadInput as e:
         raise BadInput(f"{where}: {e}") from None
-    grid = Grid(datasets, pairs, latent_dims, seeds, config)
-    count = len(datasets) * len(pairs) * len(latent_dims)
+    family_options = _family_options(values.get("family_options"), [f for f, _ in pairs], where)
+    grid = Grid(datasets, pairs, latent_dims, seeds, config, vary, family_options, explicit)
+    count = len(datasets) * len(pairs) * len(latent_dims) * math.prod(len(v) for v in vary.values())
     if count > MAX_CELLS:
         raise BadInput(f"{where}: {count} cells; at most {MAX_CELLS} per sweep")
+    if vary or family_options:
+        try:
+            grid.cells()  # every varied value checked now, naming its cell
+        except BadInput as e:
+            raise BadInput(f"{where}: {e}") from None
     return grid
 
 

@@ -7,7 +7,7 @@ from itertools import islice
 import torch
 
 from binaryvae.runs.members import Member
-from binaryvae.training import epoch_seed, load_state, make_optimizer
+from binaryvae.training import epoch_seed, load_state, lr_factor, make_optimizer, set_epoch_lr
 
 __all__ = ["Trainer"]
 
@@ -35,7 +35,11 @@ class Trainer:
     def start_epoch(self, epoch: int) -> None:
         """Give each member epoch ``epoch``'s noise generator (seeded by (seed, epoch)) and
         batch iterator (`binaryvae.data.EpochBatches`), both continued from where the member's
-        checkpoint left the epoch, with torch's global RNG state, if it left it inside."""
+        checkpoint left the epoch, with torch's global RNG state, if it left it inside; and
+        set the optimizer's learning rates to the epoch's (`binaryvae.training.lr_factor`: a
+        function of the epoch, so a resumed run trains at the rate an uninterrupted one does)."""
+        c = self.members[0].config
+        set_epoch_lr(self.optimizer, lr_factor(epoch, c.lr_decay_epoch, c.lr_decay))
         device = self.members[0].prepared.device
         for m in self.members:
             g = torch.Generator(device=device).manual_seed(

@@ -4,7 +4,8 @@ The pieces are small and independent so that the run layer (`binaryvae.runs`) ca
 
 - `set_threads`, `resolve_device`, `seed_everything`, `epoch_seed`, `tune_allocator` (setup.py):
   where and how a run computes, and the seeds that make CPU runs bit-for-bit reproducible;
-- `make_optimizer` (optim.py): Adam, fused where the device supports it;
+- `make_optimizer` (optim.py): Adam (or SGD with momentum), fused where the device supports
+  it; `lr_factor` and `set_epoch_lr`: the learning rate of an epoch under a one-time decay;
 - `fit_epoch`, `kl_weight_at`, `NonFiniteLoss`, `EpochStats` (loop.py): one pass over the
   training batches with a NaN/inf guard;
 - `save_checkpoint`, `load_checkpoint` (checkpoint.py): atomic checkpoints holding everything
@@ -23,7 +24,7 @@ from binaryvae.training.checkpoint import (
 )
 from binaryvae.training.classifier import fit_classifier
 from binaryvae.training.loop import EpochStats, NonFiniteLoss, autocast, fit_epoch, kl_weight_at
-from binaryvae.training.optim import make_optimizer
+from binaryvae.training.optim import lr_factor, make_optimizer, set_epoch_lr
 from binaryvae.training.progress import EpochProgress
 from binaryvae.training.setup import (
     bf16_support,
@@ -51,12 +52,14 @@ __all__ = [
     "fit_epoch",
     "kl_weight_at",
     "load_checkpoint",
+    "lr_factor",
     "make_optimizer",
     "resolve_device",
     "restore_rng_state",
     "rng_state",
     "save_checkpoint",
     "seed_everything",
+    "set_epoch_lr",
     "set_threads",
     "tune_allocator",
 ]

@@ -23,6 +23,12 @@ anything in it executes. Everything `--resume` needs is stored in those types:
   ``epoch_sums`` (4 finite floats: the epoch's loss, ELBO, reconstruction and KL summed over
   its images so far), ``epoch_images`` (int >= 0) and ``epoch_seconds`` (a finite float >= 0).
   A generator state is also loaded into a fresh generator before the checkpoint is accepted.
+  A run that tracks bit flips (``TrainConfig.track`` holds "flips") also stores
+  ``track_logits`` (float32 [M, n]: the bit logits of its M tracked test images at the row the
+  checkpoint follows; 1 <= M <= ``track_images``, no NaN) and, at a row that only the end of a
+  step budget makes (dropped when a resume extends the budget), ``track_logits_before`` (the
+  same at the row before it, where there is one): the next row's flips are counted against
+  them, so a resumed run writes the rows of an uninterrupted one.
 
 A run's checkpoint is read against a `CheckpointSchema` derived from the model and the optimizer
 that the run's config.json builds (`checkpoint_schema`), and nothing in it is used before all of
@@ -35,10 +41,13 @@ it is checked (`load_checkpoint` with ``schema``):
   refused by the copy);
 - identity: family, seed and configuration fingerprint equal config.json's;
 - model state: the exact key set, every tensor's shape and dtype, all values finite;
-- optimizer state: the param_groups (count, ``params`` ids), Adam's keys per parameter, each
+- optimizer state: the param_groups (count, ``params`` ids), the optimizer's keys per
+  parameter (Adam's ``step``, ``exp_avg``, ``exp_avg_sq``; SGD's ``momentum_buffer``), each
   moment's shape, dtype and finiteness (``exp_avg_sq`` >= 0), ``step`` a finite count >= 0; the
-  hyperparameters the config sets (lr, betas, eps, weight_decay, amsgrad, maximize) must equal
-  the freshly built optimizer's (a hand-edited lr is refused, naming it), and every other
+  hyperparameters the config sets (lr, betas, eps, weight_decay, amsgrad, maximize; SGD's
+  momentum, dampening, nesterov) must equal the freshly built optimizer's (a hand-edited lr is
+  refused, naming it) -- the lr as the config's decay has it at the checkpoint's position
+  (``lr_decay_epoch``: the lr of the epoch the checkpoint ends or is inside), and every other
   param_group entry (fused, foreach, capturable, ...) is replaced by the fresh optimizer's, so
   nothing of the checkpoint's decides which native kernel runs; the moments are copied into
   fresh contiguous tensors (no aliasing or odd strides reach the fused kernel).
@@ -70,7 +79,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from binaryvae.config import RECORDED_FIELDS, RESUMABLE_FIELDS
+from binaryvae.config import INTERVENTION_DEFAULTS, RECORDED_FIELDS, RESUMABLE_FIELDS
 from binaryvae.errors import BadInput
 from binaryvae.storage import atomic_write_bytes
 
@@ -150,6 +159,13 @@ def config_fingerprint(config: Any) -> str:
     fields = {k: v for k, v in config.to_dict().items() if k not in skip}
     if fields.get("eval_every_steps") is None:  # a later field: older checkpoints still match
         fields.pop("eval_every_steps", None)
+    if not fields.get("track"):  # later fields (issue 27), likewise where left at the default
+        fields.pop("track", None)
+        if fields.get("track_images") == 1000:
+            fields.pop("track_images", None)
+    for name, default in INTERVENTION_DEFAULTS.items():  # later fields, likewise at defaults
+        if name in fields and fields[name] == default and type(fields[name]) is type(default):
+            fields.pop(name)
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -205,10 +221,13 @@ def save_checkpoint(
 
 # ----------------------------------------------------------------------------- the schema
 # Adam's state per parameter (torch.optim.Adam, amsgrad adds max_exp_avg_sq); the moments have
-# the parameter's shape and dtype, ``step`` is a 0-dim float count
+# the parameter's shape and dtype, ``step`` is a 0-dim float count. SGD with momentum keeps
+# one ``momentum_buffer`` per parameter (of any sign); without momentum, nothing.
 _ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+_NON_NEGATIVE = ("exp_avg_sq", "max_exp_avg_sq")
 # param_group entries the run's config decides: a checkpoint that disagrees is refused
-_HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
+_HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "momentum",
+                    "dampening", "nesterov")  # fmt: skip
 _STEP_DTYPES = (torch.float32, torch.float64)
 # room for what is not model or optimizer state: RNG states (torch's 5 KB, numpy's 5 KB, Python's
 # 625 ints pickled), the pickle of names and numbers, the archive's small records
@@ -231,6 +250,12 @@ class CheckpointSchema:
     max_entries: int  # the archive's number of records, at most
     source: str = "config.json"  # where the identity comes from, for messages
     device: str = "cpu"  # where the model is: the training generator's device
+    # (track_images, latent_dim) of the stored bit logits of a run that tracks flips, else None
+    track_logits: tuple[int, int] | None = None
+    # the config's one-time lr decay (`binaryvae.training.lr_factor`): the lr a checkpoint
+    # must hold depends on its epoch
+    lr_decay_epoch: int | None = None
+    lr_decay: float | None = None
 
 
 def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -239,7 +264,8 @@ def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
 
 def checkpoint_schema(config: Any, model: torch.nn.Module, source: str = "config.json"):
     """The `CheckpointSchema` of a run: ``model`` as ``config`` builds it (before loading) and
-    the Adam that `binaryvae.training.make_optimizer` builds over it with ``config.lr``.
+    the optimizer that `binaryvae.training.make_optimizer` builds over it with ``config.lr``
+    (Adam, or SGD: the model carries the config's choice).
 
     The size bound is twice what the model and Adam's state take (a genuine checkpoint holds
     them once, stored uncompressed) plus 1 MiB for the RNG states and the metadata; the entry
@@ -248,20 +274,28 @@ def checkpoint_schema(config: Any, model: torch.nn.Module, source: str = "config
     from binaryvae.training.optim import make_optimizer
 
     optimizer = make_optimizer(model, config.lr)
-    if not isinstance(optimizer, torch.optim.Adam):  # pragma: no cover - make_optimizer's
-        raise TypeError(f"no checkpoint schema for {type(optimizer).__name__}")
     fresh = optimizer.state_dict()
     groups = fresh["param_groups"]
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    state_keys = {"step", *_ADAM_MOMENTS}
-    if any(g.get("amsgrad") for g in groups):
-        state_keys.add("max_exp_avg_sq")
-    moments = len(state_keys) - 1
+    if isinstance(optimizer, torch.optim.Adam):
+        state_keys = {"step", *_ADAM_MOMENTS}
+        if any(g.get("amsgrad") for g in groups):
+            state_keys.add("max_exp_avg_sq")
+    elif isinstance(optimizer, torch.optim.SGD):
+        state_keys = {"momentum_buffer"} if any(g.get("momentum") for g in groups) else set()
+    else:  # pragma: no cover - make_optimizer's
+        raise TypeError(f"no checkpoint schema for {type(optimizer).__name__}")
+    moments = len(state_keys - {"step"})
     model_specs = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
     param_specs = [(tuple(p.shape), p.dtype) for p in params]
     need = sum(_nbytes(*spec) for spec in model_specs.values())
     need += sum(moments * _nbytes(*spec) + 8 for spec in param_specs)
     tensors = len(model_specs) + len(param_specs) * len(state_keys) + 2 + torch.cuda.device_count()
+    track = None
+    if "flips" in tuple(getattr(config, "track", ())):
+        track = (int(config.track_images), int(config.latent_dim))
+        need += 2 * _nbytes(track, torch.float32)  # track_logits and track_logits_before
+        tensors += 2
     return CheckpointSchema(
         model=model_specs,
         params=param_specs,
@@ -272,6 +306,9 @@ def checkpoint_schema(config: Any, model: torch.nn.Module, source: str = "config
         max_entries=2 * tensors + 2 + _MARGIN_ENTRIES,  # + the epoch's generator, RNG
         source=source,
         device=str(next(model.parameters()).device),
+        track_logits=track,
+        lr_decay_epoch=getattr(config, "lr_decay_epoch", None),
+        lr_decay=getattr(config, "lr_decay", None),
     )
 
 
@@ -454,7 +491,9 @@ def _check_schema(path: Path, payload: dict[str, Any], schema: CheckpointSchema)
     _check_identity(path, payload.get("identity"), schema)
     _check_tensors(path, "model", payload["model"], schema.model)
     if payload["optimizer"] is not None:
-        payload["optimizer"] = _checked_optimizer(path, payload["optimizer"], schema)
+        payload["optimizer"] = _checked_optimizer(
+            path, payload["optimizer"], schema, _lr_factor_at(payload, schema)
+        )
     _check_rng(path, payload.get("rng"))
     _check_extra(path, payload.get("extra", {}), schema)
 
@@ -477,10 +516,45 @@ def _check_state(path: Path, name: str, value: Any, device: str) -> None:
         raise CheckpointError(f"{path}: {name} is not a generator state ({_short(e)})") from None
 
 
+_TRACK = ("track_logits", "track_logits_before")
+
+
+def _check_track_logits(path: Path, extra: dict, schema: CheckpointSchema) -> None:
+    """The stored bit logits of a run that tracks flips (module docstring)."""
+    if schema.track_logits is None:
+        return
+    if "track_logits" not in extra:
+        raise CheckpointError(
+            f"{path}: extra lacks track_logits (this run tracks flips: the bit logits at its "
+            "last row)"
+        )
+    images, n = schema.track_logits
+    shapes = []
+    for key in _TRACK:
+        if key not in extra:
+            continue
+        value = extra[key]
+        if not (isinstance(value, torch.Tensor) and value.dtype == torch.float32
+                and value.dim() == 2 and 1 <= value.shape[0] <= images
+                and value.shape[1] == n):  # fmt: skip
+            raise CheckpointError(
+                f"{path}: extra.{key} must be a float32 tensor [M, {n}] with 1 <= M <= "
+                f"{images} (the tracked test images' bit logits)"
+            )
+        if bool(value.isnan().any()):
+            raise CheckpointError(f"{path}: extra.{key} holds NaN")
+        shapes.append(tuple(value.shape))
+    if len(set(shapes)) > 1:
+        raise CheckpointError(f"{path}: extra.track_logits_before differs in shape from "
+                              "extra.track_logits")  # fmt: skip
+
+
 def _check_extra(path: Path, extra: dict, schema: CheckpointSchema) -> None:
-    unknown = sorted(map(str, set(extra) - {"finalized", "step", *_INSIDE}))
+    allowed = {"finalized", "step", *_INSIDE, *(_TRACK if schema.track_logits else ())}
+    unknown = sorted(map(str, set(extra) - allowed))
     if unknown:
         raise CheckpointError(f"{path}: extra holds unknown entries {', '.join(unknown)}")
+    _check_track_logits(path, extra, schema)
     if not isinstance(extra.get("finalized", False), bool):
         raise CheckpointError(f"{path}: extra.finalized must be true or false")
     if "step" in extra and not _is_count(extra["step"], 0):
@@ -568,8 +642,25 @@ def _same(a: Any, b: Any) -> bool:
     return isinstance(a, int | float) and isinstance(b, int | float) and a == b
 
 
-def _checked_optimizer(path: Path, state: Any, schema: CheckpointSchema) -> dict[str, Any]:
-    """The optimizer state, checked against ``schema``: fresh param_groups, fresh tensors."""
+def _lr_factor_at(payload: dict[str, Any], schema: CheckpointSchema) -> float:
+    """The config's lr factor where the checkpoint was written: in the epoch it is inside
+    (``extra.epoch_batches``), else in the last epoch it completed."""
+    from binaryvae.training.optim import lr_factor
+
+    epoch, extra = payload.get("epoch"), payload.get("extra") or {}
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        return 1.0  # refused by the payload check before this is called
+    inside = isinstance(extra, dict) and "epoch_batches" in extra
+    return lr_factor(epoch + (1 if inside else 0), schema.lr_decay_epoch, schema.lr_decay)
+
+
+def _checked_optimizer(
+    path: Path, state: Any, schema: CheckpointSchema, lr_factor: float = 1.0
+) -> dict[str, Any]:
+    """The optimizer state, checked against ``schema``: fresh param_groups, fresh tensors.
+    ``lr_factor``: the config's lr decay at the checkpoint's position (its lr must be the
+    fresh one times that; the returned param_groups hold the fresh lr, which training sets
+    for each epoch)."""
     if set(state) != {"state", "param_groups"}:
         raise CheckpointError(f"{path}: optimizer state must hold exactly state and param_groups")
     groups, per_param = state["param_groups"], state["state"]
@@ -585,10 +676,13 @@ def _checked_optimizer(path: Path, state: Any, schema: CheckpointSchema) -> dict
                 f"{fresh['params'][:3]}...; is it another run's checkpoint?"
             )
         for key in _HYPERPARAMETERS:
-            if key in fresh and not _same(group.get(key), fresh[key]):
+            want = fresh.get(key)
+            if key == "lr" and lr_factor != 1.0:
+                want = fresh.get("initial_lr", want) * lr_factor  # as set_epoch_lr has it
+            if key in fresh and not _same(group.get(key), want):
                 raise CheckpointError(
                     f"{path}: optimizer.param_groups[{i}].{key} is {group.get(key)!r}, but "
-                    f"{schema.source} trains with {fresh[key]!r}; refused"
+                    f"{schema.source} trains with {want!r} there; refused"
                 )
     if not isinstance(per_param, dict):
         raise CheckpointError(f"{path}: optimizer.state must be a dict")
@@ -605,7 +699,8 @@ def _checked_optimizer(path: Path, state: Any, schema: CheckpointSchema) -> dict
         if not isinstance(entry, dict) or set(entry) != schema.state_keys:
             keys = sorted(map(str, entry)) if isinstance(entry, dict) else type(entry).__name__
             raise CheckpointError(
-                f"{path}: {where} holds {keys}, Adam's state is {sorted(schema.state_keys)}"
+                f"{path}: {where} holds {keys}, the optimizer's state is "
+                f"{sorted(schema.state_keys)}"
             )
         fresh_entry = {}
         for key, value in entry.items():
@@ -613,7 +708,7 @@ def _checked_optimizer(path: Path, state: Any, schema: CheckpointSchema) -> dict
                 fresh_entry[key] = _checked_step(path, f"{where}.step", value)
                 continue
             _check_tensor(path, f"{where}.{key}", value, schema.params[index])
-            if key != "exp_avg" and bool((value < 0).any()):
+            if key in _NON_NEGATIVE and bool((value < 0).any()):
                 raise CheckpointError(f"{path}: {where}.{key} holds negative values")
             fresh_entry[key] = torch.empty_like(value, memory_format=torch.contiguous_format)
             fresh_entry[key].copy_(value)

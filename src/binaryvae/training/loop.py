@@ -89,6 +89,14 @@ def _zero_grads_of(params: list[torch.Tensor], stopped: torch.Tensor, replicas: 
             p.grad.view(replicas, -1).masked_fill_(stopped[:, None], 0.0)
 
 
+def _report(progress, images_now: int, sums: torch.Tensor, images: torch.Tensor, live) -> None:
+    """The running loss and ELBO per image over the live replicas, to ``progress``."""
+    n = images[live].sum().item()
+    total = sums[live].sum(0)
+    progress.update(images_now, loss=total[0].item() / max(n, 1),
+                    elbo=total[1].item() / max(n, 1))  # fmt: skip
+
+
 def fit_epoch(
     model,
     optimizer: torch.optim.Optimizer,
@@ -149,9 +157,13 @@ def fit_epoch(
         images = torch.tensor([st.images for st in before], dtype=torch.long)
         batches_done = torch.tensor([st.batches for st in before], dtype=torch.long)
         earlier = before[0].train_seconds
+    # the running loss and ELBO go to a drawn bar after every step; otherwise only the last
+    # values are ever shown (`EpochProgress.close`), so they are computed once, after the loop
+    per_step = progress is not None and getattr(progress, "draws", True)
+    all_dead, stepped = bool(dead.all()), False
     start = time.perf_counter()
     for batch_index, x in enumerate(batches, start=first_batch):
-        if bool(dead.all()):
+        if all_dead:
             break
         optimizer.zero_grad(set_to_none=True)
         with autocast(precision, device):
@@ -162,12 +174,12 @@ def fit_epoch(
         # one device sync per step: the guard and the progress numbers together, [S, 6]:
         # loss, elbo, recon, kl, gradient norm, and (one model) the surrogate itself
         surrogate = terms.surrogate.detach().reshape(1) if replicas is None else loss.new_zeros(s)
+        norms = _grad_norms(params, replicas).to(device=loss.device)
+        # stacked in their own dtype, then widened once: float32 (or bfloat16) -> float64 is
+        # exact, so these are the numbers six separate conversions give
         values = torch.stack(
-            [t.reshape(s).to(torch.float64) for t in (loss, elbo, recon, kl)]
-            + [_grad_norms(params, replicas).to(device=loss.device, dtype=torch.float64)]
-            + [surrogate.to(torch.float64)],
-            dim=1,
-        ).cpu()
+            [t.reshape(s) for t in (loss, elbo, recon, kl, norms, surrogate)], dim=1
+        ).to(torch.float64).cpu()
         finite = torch.isfinite(values).all(1)  # [S]
         bad = ~finite & ~dead
         if bool(bad.any()):
@@ -178,22 +190,26 @@ def fit_epoch(
             if replicas is None:
                 raise failures[0]
             dead |= bad
-            if bool(dead.all()):
+            all_dead = bool(dead.all())
+            if all_dead:
                 break
         if replicas is not None and bool(dead.any()):
             _zero_grads_of(params, dead.to(device), replicas)
         optimizer.step()
         live = ~dead
         b = x.shape[-2]
-        sums[live] += values[live, :4]
-        images[live] += b
-        batches_done[live] += 1
-        if progress is not None:
-            n = images[live].sum().item()
-            total = sums[live].sum(0)
-            progress.update(b, loss=total[0].item() / max(n, 1), elbo=total[1].item() / max(n, 1))
+        # the live replicas' rows added, the stopped ones' left as they are (+ 0.0): the same
+        # float64 additions as indexing by the mask, without its per-step synchronisations
+        sums += torch.where(live[:, None], values[:, :4], 0.0)
+        images += live.to(torch.long) * b
+        batches_done += live.to(torch.long)
+        stepped = True
+        if per_step:
+            _report(progress, b, sums, images, live)
         if on_step is not None:
             on_step(batch_index, dead.clone())
+    if progress is not None and not per_step and stepped:
+        _report(progress, 0, sums, images, ~dead)
     seconds = earlier + time.perf_counter() - start
     stats = [
         EpochStats(

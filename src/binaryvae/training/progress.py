@@ -58,6 +58,12 @@ class EpochProgress:
                 nrows=size.lines,
             )
 
+    @property
+    def draws(self) -> bool:
+        """Whether a bar is drawn while the epoch runs (a terminal): only then does it show
+        the running values of every step; otherwise `close` shows the last ones."""
+        return self._bar is not None
+
     def update(self, images: int, *, loss: float, elbo: float) -> None:
         self.loss, self.elbo = loss, elbo
         if self._bar is not None:

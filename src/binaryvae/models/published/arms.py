@@ -27,6 +27,7 @@ Phi_2(c, c; rho) = Phi(c)^2 - 1/(2 pi) int_{asin rho}^0 exp(-c^2 / (1 + sin t)) 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -83,27 +84,35 @@ def _debias(q: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
     return (1.0 - q) / (1.0 - ratio)
 
 
-def _arms_surrogate(logits, f, b, p, debias, k):
-    from binaryvae.models.estimators import EstimatorOutput
+def _arms_surrogate(logits, f, b, p, debias, k, independent=False, generator=None):
+    """ARMS's surrogate from the K samples ``b`` [K, ..., B, n]. ``independent``: the decoder and
+    prior gradients come from one more sample b' ~ q drawn after the copula's noise (the
+    reference code's split, as DisARM's `binaryvae.models.estimators._independent_term`), the K
+    f values only weight the logits' gradient."""
+    from binaryvae.models.estimators import EstimatorOutput, _independent_term
 
-    fb = f(b)  # [K, ..., B]
+    with torch.no_grad() if independent else contextlib.nullcontext():
+        fb = f(b)  # [K, ..., B]
     centred = (fb.detach() - fb.detach().mean(0)) * (k / (k - 1))  # [K, ..., B]
     weight = (centred.unsqueeze(-1) * (b - p)).mean(0) * debias  # [..., B, n] g
     surrogate = fb.mean(0) + (weight * (logits - logits.detach())).sum(-1)  # [..., B]
+    if independent:
+        surrogate = surrogate + _independent_term(logits, f, generator)
     return EstimatorOutput(surrogate, fb.detach().mean(0))
 
 
 class ARMS(nn.Module):
     """ARMS with the Dirichlet copula (module docstring); unbiased for grad E_q[f(b)]."""
 
-    unbiased, takes_learning_signal = True, True
+    unbiased, takes_learning_signal, independent_decoder_sample = True, True, True
     takes_options = ("samples",)
 
-    def __init__(self, samples: int = 2):
+    def __init__(self, samples: int = 2, independent: bool = False):
         super().__init__()
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
             raise BadInput(f"arms needs at least 2 samples (extra.samples), got {samples!r}")
         self.samples = int(samples)
+        self.independent = bool(independent)
 
     @classmethod
     def from_options(cls, o: ModelOptions) -> ARMS:
@@ -121,7 +130,7 @@ class ARMS(nn.Module):
         u = dirichlet_copula(k, logits.shape, logits, generator)  # [K, ..., B, n]
         b = torch.where(a < 0, u < q, u > q).to(logits.dtype)  # [K, ..., B, n], b_k ~ Bern(p)
         debias = _debias(q, diagonal_copula_cdf(q, k))  # [..., B, n]
-        return _arms_surrogate(logits, f, b, p, debias, k)
+        return _arms_surrogate(logits, f, b, p, debias, k, self.independent, generator)
 
 
 class ARMSNormal(ARMS):
@@ -137,7 +146,7 @@ class ARMSNormal(ARMS):
         c = torch.special.ndtri(q)  # Phi^-1(q) <= 0
         b = torch.where(a < 0, z < c, z > c).to(logits.dtype)  # b_k ~ Bernoulli(p)
         debias = _debias(q, diagonal_normal_cdf(c, -1.0 / (k - 1)))
-        return _arms_surrogate(logits, f, b, p, debias, k)
+        return _arms_surrogate(logits, f, b, p, debias, k, self.independent, generator)
 
 
 register_estimator("arms", ARMS)

@@ -1,0 +1,163 @@
+"""`binaryvae reproduce`: run a study of docs/benchmarks.md (a grid file shipped in the package)
+through the sweep engine, then write its tables and figures; `--list` shows the studies and
+their cost on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from binaryvae.cli._common import path_option
+from binaryvae.cli.sweep import add_executor_options, executor_from_args, print_results
+from binaryvae.errors import BadInput
+
+__all__ = ["add_parser", "run_reproduce"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "reproduce",
+        help="rerun a study of docs/benchmarks.md and write its tables (--list: the studies)",
+        description="Run study NAME (binaryvae/studies/NAME.toml, or a .toml study file) "
+        "through the sweep engine into DIR -- resumable: the same command again skips "
+        "finished cells and resumes the others -- then write DIR/study.md, DIR/study.json and "
+        "DIR/figures/: per cell mean ± s.e. over seeds, paired differences against the "
+        "baseline (Student-t 95% interval, Wilcoxon p, Holm's note). Exit code 0 when every "
+        "cell finished, 1 otherwise, 2 for bad input (nothing written).",
+    )
+    p.add_argument("name", nargs="?", default=None, metavar="NAME", help="the study")
+    p.add_argument("--list", action="store_true",
+                   help="list the studies: cells x seeds, steps per run, and CPU-hours of the "
+                   "full and quick budgets from seconds per step measured now")  # fmt: skip
+    p.add_argument("--out", default=None, metavar="DIR", help="the study's sweep directory")
+    p.add_argument("--budget", default="full", choices=("full", "quick"),
+                   help="full: the published budget (default); quick: a smoke version on "
+                   "mnist-mini that finishes in about a minute")  # fmt: skip
+    p.add_argument("--tables-only", action="store_true",
+                   help="train nothing: write the tables from the cells finished in DIR")
+    p.add_argument("--cells", metavar="PATTERN[,PATTERN]",
+                   help="train only the cells whose names match one of these shell patterns "
+                   "(e.g. 'fashion-mnist_bernoulli-*_hidden-200x200'); the tables use every "
+                   "finished cell")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="look for dataset files in DIR first")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads of each run (default: --cpus-per-run, i.e. 1)")
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
+                   help="where the runs train (default auto)")
+    p.add_argument("--force", action="store_true",
+                   help="start the study in DIR over (only binaryvae's own files are replaced)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_executor_options(p)
+    p.set_defaults(func=run_reproduce)
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from binaryvae.studies import load_study
+
+    if args.list:
+        if args.name is not None or args.out is not None:
+            raise BadInput("--list takes no study name and no --out")
+        return list_studies()
+    if args.name is None:
+        raise BadInput("give a study NAME (binaryvae reproduce --list shows them) and --out DIR")
+    if args.out is None:
+        raise BadInput(f"give --out DIR: where study {args.name} runs and its tables go")
+    for option in ("out", "data_dir"):
+        path_option(getattr(args, option), "--" + option.replace("_", "-"))
+    study = load_study(args.name)
+    out = Path(args.out)
+    if args.tables_only:
+        return _tables(study, args.budget, out)
+    from binaryvae.cli.sweep import run_threads
+    from binaryvae.runs.sweep import sweep
+
+    executor = executor_from_args(args)
+    grid = study.grid(args.budget, threads=run_threads(args), device=args.device,
+                      data_dir=args.data_dir)  # fmt: skip
+    only = select_cells(grid.cells(), args.cells, study.name)
+    if not args.quiet:
+        cells = grid.cells()
+        print(f"reproduce {study.name} ({args.budget}): {len(cells)} cells x "
+              f"{len(grid.seeds)} seeds into {out}", file=sys.stderr, flush=True)  # fmt: skip
+    results = sweep(grid, out, executor=executor, force=args.force, progress=not args.quiet,
+                    only=only)  # fmt: skip
+    if only is not None:
+        results = {name: r for name, r in results.items() if name in only}
+    status = print_results(results, "reproduce")
+    _tables(study, args.budget, out)
+    return status
+
+
+def select_cells(cells, patterns: str | None, study: str) -> frozenset[str] | None:
+    """The names of ``cells`` matching one of the comma-separated shell ``patterns`` (None:
+    all). A pattern that matches no cell is refused, naming it."""
+    if patterns is None:
+        return None
+    from fnmatch import fnmatchcase
+
+    chosen: set[str] = set()
+    for pattern in (p.strip() for p in patterns.split(",")):
+        hits = {c.name for c in cells if fnmatchcase(c.name, pattern)} if pattern else set()
+        if not hits:
+            raise BadInput(f"--cells: {pattern!r} matches no cell of study {study} "
+                           f"(its cells: {', '.join(c.name for c in cells)})")  # fmt: skip
+        chosen |= hits
+    return frozenset(chosen)
+
+
+def _tables(study, budget: str, out: Path) -> int:
+    from binaryvae.studies.tables import write_tables
+
+    if not (out / "sweep.json").is_file():
+        raise BadInput(f"{out} holds no study run (no sweep.json); run it first without "
+                       "--tables-only")  # fmt: skip
+    from binaryvae.runs.sweep import read_sweep_summaries
+
+    recorded = {c["name"] for c in read_sweep_summaries(out)[0]["cells"]}
+    if recorded != {c.name for c in study.grid(budget).cells()}:
+        raise BadInput(f"{out} holds other cells than study {study.name}'s {budget} budget; "
+                       "give the --budget it was run with")  # fmt: skip
+    for path in write_tables(study, budget, out):
+        print(f"wrote {path}")
+    return 0
+
+
+def list_studies() -> int:
+    """One line per shipped study, and where its cost comes from."""
+    from binaryvae.studies import load_study, study_names
+    from binaryvae.studies.cost import MEASURED_STEPS, study_cost
+
+    measured: dict = {}
+    for name in study_names():
+        study = load_study(name)
+        full = study_cost(study, "full", measured)
+        quick = study_cost(study, "quick", measured)
+        steps = "/".join(f"{s:,}" for s in full["steps"])
+        print(f"{name}: {study.title}")
+        print(f"    {_count(full['cells'], 'cell')} x {_count(full['seeds'], 'seed')}, {steps} "
+              f"steps per run; CPU time: full {_cpu(full['cpu_hours'])}, quick "
+              f"{_cpu(quick['cpu_hours'])} ({_count(quick['cells'], 'cell')} x "
+              f"{_count(quick['seeds'], 'seed')})")
+    print(f"CPU time: training steps only, from CPU seconds per step measured now on this "
+          f"machine ({MEASURED_STEPS} steps of each of the {len(measured)} distinct models, one "
+          "thread, one seed, mnist-mini images; binaryvae.studies.cost) x steps x seeds; "
+          "evaluation not counted. Run one: binaryvae reproduce NAME --out DIR "
+          "[--budget quick]")  # fmt: skip
+    return 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _cpu(hours: float) -> str:
+    """CPU-hours as a reader wants them: 32 CPU-h, 0.6 CPU-h, 2.1 CPU-min, 9 CPU-s."""
+    if hours >= 10:
+        return f"{hours:,.0f} CPU-h"
+    if hours >= 0.1:
+        return f"{hours:.1f} CPU-h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.1f} CPU-min"
+    return f"{hours * 3600:.0f} CPU-s" if hours * 3600 >= 1 else "<1 CPU-s"

@@ -1,0 +1,139 @@
+"""Study tables read per-epoch rows (issue 27: the claim by budget): ``epoch.<E>.<key>`` reads
+the row that ends epoch E of each run's metrics.jsonl, and a table with ``epochs`` repeats its
+measures at each listed epoch the runs passed and at their last one; every number against the
+metrics.jsonl rows by hand (scipy for the intervals). A bad selector is refused naming it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from _runs_helpers import one_line_error
+from binaryvae.cli import main
+from binaryvae.errors import BadInput
+
+STUDY = """
+title = "per-epoch measures"
+about = "a test study"
+docs = "tests"
+seeds = [0, 1, 2]
+
+[grid]
+datasets = ["mnist-mini"]
+families = ["steplogistic:elbo", "logistic:elbo"]
+latent-dims = [4]
+epochs = 3
+hidden = [16]
+batch-size = 500
+track = ["exact"]
+
+[budget.full]
+
+[budget.quick]
+
+[[table]]
+title = "by budget"
+measures = ["track_discrete_elbo", "track_log_px_exact"]
+epochs = [2, 5]
+baseline = { family = "steplogistic" }
+reverse = true
+
+[[table]]
+title = "one epoch"
+measures = ["epoch.1.track_exact_gap", "last.track_exact_gap"]
+baseline = { family = "steplogistic" }
+"""
+CELLS = {"steplogistic": "mnist-mini_steplogistic_elbo_4bit",
+         "logistic": "mnist-mini_logistic_elbo_4bit"}  # fmt: skip
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _at(root: Path, family: str, seed: int, epoch: int, key: str) -> float:
+    """The value of ``key`` in the row of epoch ``epoch`` (the one row of an epoch here)."""
+    (row,) = [r for r in _rows(root / CELLS[family] / f"seed-{seed}") if r["epoch"] == epoch]
+    return row[key]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("per-epoch")
+    path = root / "per-epoch.toml"
+    path.write_text(STUDY)
+    out = root / "out"
+    argv = ["reproduce", str(path), "--budget", "quick", "--out", str(out), "--threads", "1",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+def test_a_by_budget_table_reads_each_epochs_row(study):
+    """Epochs 2 and 3 (5 is past the runs' 3 epochs; 3 is their last): each cell's mean and
+    each paired difference (steplogistic minus logistic) against the rows by hand."""
+    from scipy import stats
+
+    tables = json.loads((study / "study.json").read_text())["tables"]
+    table = tables[0]
+    assert table["epochs"] == [2, 3]
+    assert table["measures"] == ["epoch.2.track_discrete_elbo", "epoch.2.track_log_px_exact",
+                                 "epoch.3.track_discrete_elbo", "epoch.3.track_log_px_exact"]
+    (diff,) = table["differences"]
+    assert diff["label"] == "steplogistic minus logistic"
+    for epoch in (2, 3):
+        for key in ("track_discrete_elbo", "track_log_px_exact"):
+            measure = f"epoch.{epoch}.{key}"
+            a = [_at(study, "steplogistic", s, epoch, key) for s in (0, 1, 2)]
+            b = [_at(study, "logistic", s, epoch, key) for s in (0, 1, 2)]
+            row = next(r for r in table["rows"] if r["cell"] == CELLS["logistic"])
+            assert row["measures"][measure]["mean"] == pytest.approx(sum(b) / 3, rel=1e-12)
+            d = [x - y for x, y in zip(a, b, strict=True)]
+            mine = diff["measures"][measure]
+            assert mine["seeds"] == [0, 1, 2]
+            assert mine["mean"] == pytest.approx(sum(d) / 3, rel=1e-12, abs=1e-12)
+            assert mine["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+            low, high = stats.t.interval(0.95, 2, loc=sum(d) / 3, scale=stats.sem(d))
+            assert mine["ci95"] == pytest.approx([low, high], rel=1e-9, abs=1e-12)
+    assert "4 pairwise comparisons" in table["note"]
+    md = (study / "study.md").read_text()
+    lines = [x for x in md.splitlines() if x.startswith("| steplogistic minus logistic |")]
+    assert [x.split(" | ")[1] for x in lines[:2]] == ["2", "3"]  # a row per epoch
+
+
+def test_an_epoch_selector_reads_that_epochs_row_and_last_the_last(study):
+    table = json.loads((study / "study.json").read_text())["tables"][1]
+    (diff,) = table["differences"]  # logistic minus steplogistic
+    for measure, epoch in (("epoch.1.track_exact_gap", 1), ("last.track_exact_gap", 3)):
+        a = [_at(study, "logistic", s, epoch, "track_exact_gap") for s in (0, 1, 2)]
+        b = [_at(study, "steplogistic", s, epoch, "track_exact_gap") for s in (0, 1, 2)]
+        expected = sum(x - y for x, y in zip(a, b, strict=True)) / 3
+        assert diff["measures"][measure]["mean"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "measure, line",
+    [
+        ("epoch.0.track_exact_gap", "measures = [\"epoch.0.track_exact_gap\"]"),
+        ("epoch.two.track_exact_gap", "measures = [\"epoch.two.track_exact_gap\"]"),
+        ("last.track_exact_gap", "measures = [\"last.track_exact_gap\"]\nepochs = [1]"),
+        ("epochs", "measures = [\"track_exact_gap\"]\nepochs = [3, 2]"),
+    ],
+)
+def test_a_bad_selector_is_refused_naming_it(measure, line, tmp_path, capsys):
+    """In a study file (reproduce: exit 2, one line naming it, nothing written) and given to
+    `measure_values` directly."""
+    path = tmp_path / "bad.toml"
+    path.write_text(STUDY.split("[[table]]")[0] + f"[[table]]\ntitle = \"t\"\n{line}\n")
+    out = tmp_path / "out"
+    assert main(["reproduce", str(path), "--budget", "quick", "--out", str(out)]) == 2
+    err = one_line_error(capsys)
+    assert str(path) in err and measure in err and "table 1" in err
+    assert not out.exists()
+    if measure.startswith("epoch."):
+        from binaryvae.studies.tables import measure_values
+
+        with pytest.raises(BadInput, match=measure):
+            measure_values(tmp_path, {"name": "x"}, {0: {}}, measure)
