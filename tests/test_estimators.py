@@ -43,12 +43,12 @@ ELBO_EXACT = [n for n in UNBIASED_EXACT if FAMILY_CLASSES[n].estimator_objective
 
 def test_the_family_lists_hold_what_the_estimator_classes_say():
     """The derived lists, against the estimators' own papers: sfe, reinforce-loo, ARM, DisARM
-    and ARMS are unbiased score-function estimators; VIMCO is unbiased for the IWAE-K bound's
-    gradient and always takes the log importance weight; straight-through, Gumbel-Rao and
-    ReinMax are biased."""
+    ARMS, RELAX and RODEO are unbiased score-function estimators; VIMCO is unbiased for the
+    IWAE-K bound's gradient and always takes the log importance weight; straight-through,
+    Gumbel-Rao and ReinMax are biased."""
     assert SIGNAL_FAMILIES == [
         "bernoulli-sfe", "bernoulli-reinforce-loo", "bernoulli-arm", "bernoulli-disarm",
-        "bernoulli-arms", "bernoulli-arms-normal"
+        "bernoulli-arms", "bernoulli-arms-normal", "bernoulli-relax", "bernoulli-rodeo"
     ]  # fmt: skip
     assert UNBIASED_EXACT == [*SIGNAL_FAMILIES, "bernoulli-vimco"]
     assert ELBO_EXACT == SIGNAL_FAMILIES

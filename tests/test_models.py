@@ -332,8 +332,11 @@ def test_sfe_running_average_is_a_buffer_and_updates_in_training_only(images):
 
 @pytest.mark.parametrize("family,extra", [(f, {}) for f in ALL]
                          + [("bernoulli-reinforce-loo", {"loo_samples": 5}),
+                            ("bernoulli-reinforce-loo", {"samples": 5}),
                             ("bernoulli-vimco", {"samples": 5}),
-                            ("bernoulli-arms", {"samples": 5})])  # fmt: skip
+                            ("bernoulli-arms", {"samples": 5}),
+                            ("bernoulli-rodeo", {"samples": 5}),
+                            ("bernoulli-disarm", {"samples": 6})])  # fmt: skip
 def test_decoder_evaluations_per_step(family, extra, images):
     """The declared decoder passes per step (the estimator class's samples_per_step) against
     the codes the decoder actually receives in one training loss, counted per image."""
@@ -345,8 +348,9 @@ def test_decoder_evaluations_per_step(family, extra, images):
     per_image = sum(math.prod(shape[:-1]) for shape in seen) // 6
     assert model.decoder_evaluations_per_step == per_image
     want = {"bernoulli-disarm": 2, "bernoulli-arm": 2, "bernoulli-reinforce-loo": 2,
-            "bernoulli-vimco": 2, "bernoulli-arms": 2, "bernoulli-arms-normal": 2}  # fmt: skip
-    assert per_image == (5 if extra else want.get(family, 1))
+            "bernoulli-vimco": 2, "bernoulli-arms": 2, "bernoulli-arms-normal": 2,
+            "bernoulli-rodeo": 2, "bernoulli-relax": 3}  # fmt: skip
+    assert per_image == (next(iter(extra.values())) if extra else want.get(family, 1))
 
 
 @pytest.mark.parametrize("family", ALL)

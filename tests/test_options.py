@@ -32,7 +32,7 @@ def _build(family: str, extra: dict, **fields):
          "extra.sfe_decay is not an option of family 'concrete' (its options: "
          "concrete_prior_beta); sfe_decay applies to bernoulli-sfe"),
         ("bernoulli-disarm", {"loo_samples": 3}, {},
-         "family 'bernoulli-disarm' (its options: learning_signal)"),
+         "family 'bernoulli-disarm' (its options: samples, learning_signal)"),
         ("bernoulli-reinforce-loo", {"concrete_prior_beta": 2.0}, {},
          "concrete_prior_beta applies to concrete"),
         ("steplogistic", {"conv_channels": 4}, {},

@@ -45,6 +45,10 @@ SRC = Path(binaryvae.__file__).resolve().parent.parent
 # (estimator name, extra options): every registered estimator, the K-sample ones at K = 4 too
 CASES = [(name, {}) for name in ESTIMATORS] + [
     ("reinforce-loo", {"loo_samples": 4}),
+    ("reinforce-loo", {"samples": 3}),
+    ("disarm", {"samples": 4}),
+    ("relax", {"relax_hidden": 0, "learning_signal": "elbo"}),
+    ("rodeo", {"samples": 4, "rodeo_hidden": 8}),
     ("vimco", {"samples": 4}),
     ("arms", {"samples": 4}),
     ("arms-normal", {"samples": 4}),

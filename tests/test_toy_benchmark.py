@@ -12,6 +12,8 @@ For each estimator the moments E[g_i^k], k = 1..4, of its gradient estimate are 
 - ARMS (Dimitriev & Zhou 2021, K = 2, 3, 4): the K bits of a coordinate take each pattern with
   the probability of the Dirichlet copula's uniforms falling below q = min(p, 1 - p), exact by
   uniform spacings and inclusion-exclusion (`_pattern_probs`);
+- multi-sample DisARM (K/2 independent pairs, K = 4, 6): the binomial convolution of one
+  pair's exact moments (`exact_disarm_pairs`);
 - ARM and DisARM: the antithetic pair b = 1[u < p], b~ = 1[u > 1 - p] is constant on each of
   three intervals of every u_j (cut at min(p, 1 - p) and max(p, 1 - p)); summing over the 3^n
   cells with their lengths is exact, with ARM's weight (u_i - 1/2)^k integrated over u_i's
@@ -21,7 +23,9 @@ Tests: the library's estimators (`binaryvae.models.estimators`) on 200,000 draws
 mean and variance (5 standard errors, the variance's from the exact fourth moment); the
 published orderings hold (DisARM's variance below ARM's in every coordinate, Dong et al.;
 ARMS below LOO and below DisARM with K/2 pairs at equal K, Dimitriev & Zhou); ARMS at K = 2 is
-DisARM, moment for moment; and the exact variances are pinned as regression numbers.
+DisARM, moment for moment; and the exact variances are pinned as regression numbers. RELAX and
+RODEO (learned control variates, no closed-form moments) are held against the exact mean by
+100,000 draws.
 """
 
 from __future__ import annotations
@@ -142,6 +146,21 @@ def exact_antithetic(p0: float, which: str) -> torch.Tensor:
     return m
 
 
+@functools.cache
+def exact_disarm_pairs(p0: float, pairs: int) -> torch.Tensor:
+    """Multi-sample DisARM (K = 2 * pairs samples): the mean of ``pairs`` iid DisARM estimates.
+    Per coordinate, the raw moments of a sum of independent terms are the binomial convolution
+    E[(X + Y)^k] = sum_j C(k, j) E[X^j] E[Y^(k-j)]; the mean divides the k-th by pairs^k."""
+    one = torch.cat([torch.ones(1, N, dtype=torch.float64), exact_antithetic(p0, "disarm")])
+    total = one.clone()  # [5, n]: E[X^0..4] of the sum so far
+    for _ in range(pairs - 1):
+        total = torch.stack([
+            sum(math.comb(k, j) * total[j] * one[k - j] for j in range(k + 1)) for k in range(5)
+        ])  # fmt: skip
+    scale = torch.tensor([float(pairs) ** k for k in range(1, 5)], dtype=torch.float64)
+    return total[1:] / scale[:, None]
+
+
 def _pattern_probs(q: float, k: int) -> dict[tuple[int, ...], float]:
     """P(exactly the samples in S have u_k < q) under the Dirichlet copula, for every pattern:
     u_k < q iff d_k > t = 1 - q^(1/(k-1)), and for a flat Dirichlet P(d_k > t for all k in T)
@@ -200,6 +219,8 @@ EXACT = {
     "reinforce-loo-4": lambda p0: exact_loo(p0, 4),
     "arms-3": lambda p0: exact_arms(p0, 3),
     "arms-4": lambda p0: exact_arms(p0, 4),
+    "disarm-4": lambda p0: exact_disarm_pairs(p0, 2),
+    "disarm-6": lambda p0: exact_disarm_pairs(p0, 3),
 }
 ESTIMATOR = {
     "sfe": lambda: ScoreFunction(baseline=False),
@@ -210,6 +231,8 @@ ESTIMATOR = {
     "reinforce-loo-4": lambda: ReinforceLOO(4),
     "arms-3": lambda: ARMS(3),
     "arms-4": lambda: ARMS(4),
+    "disarm-4": lambda: DisARM(samples=4),
+    "disarm-6": lambda: DisARM(samples=6),
 }
 
 
@@ -253,6 +276,8 @@ PINNED = {
     "disarm": (1.482195701245693e-04, 1.482195701245635e-06, 1.4821957012453636e-08),
     "arms-3": (6.642026866477377e-05, 6.64202686647704e-07, 6.642026866475911e-09),
     "arms-4": (4.363516122384133e-05, 4.363516122383957e-07, 4.363516122383244e-09),
+    "disarm-4": (7.410978506228464e-05, 7.410978506228175e-07, 7.410978506226818e-09),
+    "disarm-6": (4.940652337485643e-05, 4.940652337485451e-07, 4.940652337484544e-09),
 }
 
 
@@ -290,10 +315,14 @@ def test_arms_with_two_samples_is_disarm_moment_for_moment():
 
 @pytest.mark.parametrize("p0", P0S)
 def test_arms_beats_loo_and_disarm_pairs_at_equal_samples(p0):
-    """At K = 4 decoder evaluations: ARMS < REINFORCE-LOO < two independent DisARM pairs
-    (variance of their mean: half of one pair's); at K = 3: ARMS < LOO."""
+    """At K = 4 decoder evaluations: ARMS < REINFORCE-LOO < multi-sample DisARM with two
+    independent pairs (``--samples 4``: the variance of their mean, half of one pair's, in
+    every coordinate); at K = 3: ARMS < LOO."""
     v = {n: float(_variance(EXACT[n](p0)).sum()) for n in EXACT}
-    assert v["arms-4"] < v["reinforce-loo-4"] < v["disarm"] / 2
+    one = _variance(EXACT["disarm"](p0))
+    torch.testing.assert_close(_variance(EXACT["disarm-4"](p0)), one / 2, rtol=1e-9, atol=0)
+    torch.testing.assert_close(_variance(EXACT["disarm-6"](p0)), one / 3, rtol=1e-9, atol=0)
+    assert v["arms-4"] < v["reinforce-loo-4"] < v["disarm-4"]
     assert v["arms-3"] < v["reinforce-loo-3"]
     assert v["arms-4"] < v["arms-3"] < v["disarm"]
 
@@ -314,3 +343,46 @@ def test_the_gaussian_copula_diagonal_cdf_against_closed_forms(rho):
     if rho == -1.0:
         torch.testing.assert_close(got, (2 * phi - 1).clamp_min(0), rtol=0, atol=1e-12)
     assert (got < phi.square()).all() and (got >= 0).all()
+
+
+# ------------------------------------------------------------------ learned control variates
+def _relax():
+    from binaryvae.models.published import RELAX
+
+    torch.manual_seed(0)
+    est = RELAX(hidden=8).double()
+    est.setup(N)
+    return est
+
+
+def _rodeo(k: int):
+    from binaryvae.models.published import RODEO
+
+    torch.manual_seed(0)
+    est = RODEO(k, hidden=8).double()
+    with torch.no_grad():  # the control variates on (alpha = beta = 0 is REINFORCE-LOO)
+        est.alpha.fill_(0.5)
+        est.beta.fill_(0.5)
+    return est
+
+
+LEARNED = {"relax": _relax, "rodeo-2": lambda: _rodeo(2), "rodeo-4": lambda: _rodeo(4)}
+
+
+@pytest.mark.parametrize("p0", [P0S[0], P0S[2]])
+@pytest.mark.parametrize("name", [
+    "relax", "rodeo-2", pytest.param("rodeo-4", marks=pytest.mark.slow),
+])  # fmt: skip
+def test_learned_control_variates_match_the_exact_gradient_by_many_draws(name, p0):
+    """RELAX (at its initial surrogate) and RODEO (alpha = beta = 0.5, a random network): their
+    moments have no closed form here, so the mean of 100,000 draws is held against the exact
+    gradient p (1 - p) (1 - 2 p0) within 5 standard errors of the draws' own spread."""
+    est = LEARNED[name]()
+    est.eval()
+    draws = 100_000
+    theta = torch.tensor([THETA] * draws, dtype=torch.float64, requires_grad=True)
+    out = est(theta, lambda bits: _f(bits, p0), torch.Generator().manual_seed(7))
+    (g,) = torch.autograd.grad(out.surrogate.sum(), theta)
+    se = g.std(0) / draws**0.5
+    print(name, p0, "draws var", g.var(0).tolist())
+    assert ((g.mean(0) - _exact_gradient(p0)).abs() < 5 * se).all()

@@ -176,6 +176,8 @@ LEARNING_SIGNAL_FAMILIES = (
     "bernoulli-disarm",
     "bernoulli-arms",
     "bernoulli-arms-normal",
+    "bernoulli-relax",
+    "bernoulli-rodeo",
 )
 # every field a preset may set (the family-dependent ones included); extra's learning signal
 # is named "extra.learning_signal"
@@ -348,12 +350,21 @@ class ModelOptions:
     # the estimator papers' configuration); binaryvae.models.objectives.estimated_discrete_elbo
     learning_signal: str = "reconstruction"
     # the estimators of binaryvae.models.published: K samples per image of the K-sample
-    # estimators (bernoulli-vimco, bernoulli-arms; None: 2), M inner samples of
+    # estimators (bernoulli-vimco, -arms, -rodeo, -disarm (K/2 pairs, K even), and
+    # -reinforce-loo, for which it is another name of loo_samples; None: 2), M inner samples of
     # bernoulli-gumbel-rao, and the relaxation's temperature tau of bernoulli-gumbel-rao and
     # bernoulli-reinmax
     samples: int | None = None
     inner_samples: int = 10
     st_temperature: float = 1.0
+    # bernoulli-relax: hidden units of the surrogate network r_rho (0: none, only the concrete
+    # relaxation), and the learning rate of its control variate's own Adam group (None: lr)
+    relax_hidden: int = 137
+    relax_lr: float | None = None
+    # bernoulli-rodeo: hidden units of its control variates' network N_rho, and the learning
+    # rate of their own Adam group (None: lr)
+    rodeo_hidden: int = 100
+    rodeo_lr: float | None = None
 
     @classmethod
     def from_extra(cls, extra: Any) -> ModelOptions:
@@ -362,6 +373,12 @@ class ModelOptions:
             raise BadInput(f"extra must be a JSON object of options, got {extra!r}")
         _reject_unknown(extra, cls, "option(s) in extra")
         values = dict(extra)
+        if "samples" in values and "loo_samples" in values \
+                and values["samples"] != values["loo_samples"]:  # fmt: skip
+            raise BadInput(
+                f"extra.samples ({values['samples']!r}) and extra.loo_samples "
+                f"({values['loo_samples']!r}) both set K of reinforce-loo; give one of them"
+            )
         for name, value in values.items():
             key = f"extra.{name}"
             if name == "sfe_decay":
@@ -383,6 +400,13 @@ class ModelOptions:
                 values[name] = check_int(key, value, 1, 1024)
             elif name == "st_temperature":
                 values[name] = check_float(key, value, 0.0, False)
+            elif name == "relax_hidden":
+                values[name] = check_int(key, value, 0, 4096)
+            elif name == "rodeo_hidden":
+                values[name] = check_int(key, value, 1, 4096)
+            elif name in ("relax_lr", "rodeo_lr"):
+                if value is not None:
+                    values[name] = check_float(key, value, 0.0, False)
             elif name == "learning_signal":
                 if value not in LEARNING_SIGNALS:
                     raise BadInput(

@@ -16,8 +16,10 @@ Like scikit-learn's ``check_estimator``: any gradient-estimator class (registere
 2. **the shape/device/dtype contract**: ``forward(logits [..., B, n], f, generator)`` returns
    ``(surrogate [..., B], value [..., B])`` of the logits' dtype and device, ``value`` detached
    and equal to ``surrogate``'s value, f called on hard bits ``[..., B, n]`` (forward values in
-   {0, 1}) of the logits' dtype, ``samples_per_step`` decoder rows per image, finite gradients;
-   in float32 and float64, with and without a leading replica axis.
+   {0, 1}; in [0, 1] for a class with ``relaxed_inputs = True``) of the logits' dtype,
+   ``samples_per_step`` decoder rows per image, finite gradients; in float32 and float64,
+   with and without a leading replica axis (an estimator with ``setup(latent_dim)`` is set
+   up for the model's bits first).
 3. **replica equality**: three models stacked into one (`binaryvae.models.replicas`) give each
    replica the gradient (every parameter) and the estimator state of its plain model, noise from
    a `ReplicaGenerator`, in float64 to 1e-9 relative.
@@ -138,9 +140,17 @@ def _family_for(cls: type[nn.Module], options: ModelOptions):
         "takes_learning_signal": cls.takes_learning_signal,
         "estimator_signal": getattr(cls, "learning_signal", None),
         "estimator_objective": getattr(cls, "objective", "expectation"),
-        "make_estimator": lambda self: cls.from_options(self.options),
+        "make_estimator": lambda self: _made(cls, self.options, N_BITS),
     }
     return type(f"Check_{cls.__name__}", (BernoulliFamily,), props)(options=options)
+
+
+def _made(cls, options: ModelOptions, n: int) -> nn.Module:
+    """``cls.from_options(options)``, set up for ``n`` bits where it has ``setup``."""
+    est = cls.from_options(options)
+    if callable(getattr(est, "setup", None)):
+        est.setup(n)
+    return est
 
 
 def _build(family: str, prior: str, seed: int, hidden=(16,), dtype=torch.float64):
@@ -256,8 +266,9 @@ def _check_contract(cls, options: ModelOptions, device: torch.device) -> None:
             f"{cls.__name__}: shape/device/dtype contract on {device}: {msg}"
         )
 
+    relaxed = bool(getattr(cls, "relaxed_inputs", False))
     for dtype, lead in itertools.product((torch.float32, torch.float64), ((), (3,))):
-        est = cls.from_options(options).to(device=device, dtype=dtype)
+        est = _made(cls, options, 4).to(device=device, dtype=dtype)
         # training mode updates state, which is per replica ([S, 1, *P]) only in a stacked
         # model (checked by the replica equality): with a leading axis, evaluation mode
         est.train(not lead)
@@ -278,7 +289,10 @@ def _check_contract(cls, options: ModelOptions, device: torch.device) -> None:
             if bits.dtype != logits.dtype or bits.device != logits.device:
                 fail(f"f got bits of {bits.dtype} on {bits.device}")
             hard = bits.detach()  # straight-through: b + p - p.detach(), b up to round-off
-            if not torch.all(torch.minimum(hard.abs(), (1 - hard).abs()) <= 1e-5):
+            if relaxed:  # a relaxation's soft bits (relax): in [0, 1]
+                if not torch.all((hard >= 0) & (hard <= 1)):
+                    fail("f got soft bits outside [0, 1]")
+            elif not torch.all(torch.minimum(hard.abs(), (1 - hard).abs()) <= 1e-5):
                 fail("f got bits whose values are not all 0 or 1")
             rows.append(bits.numel() // n)
             return -torch.tanh(bits @ weight).square().sum(-1)  # [..., B]

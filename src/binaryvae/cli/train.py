@@ -256,6 +256,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="gradient estimates per diagnostic (default 50)",
     )
     p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        metavar="K",
+        help="K samples per image of the K-sample estimators (extra.samples): bernoulli-disarm "
+        "(K/2 antithetic pairs, K even), -reinforce-loo, -arms, -vimco, -rodeo (default 2)",
+    )
+    p.add_argument(
         "--gmm-components",
         type=int,
         default=None,
@@ -409,6 +417,10 @@ def _apply(base: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
             explicit[field] = None if value == _NONE else value
     if getattr(args, "hidden", None) is not None:
         explicit["hidden"] = hidden_sizes(args.hidden)
+    if getattr(args, "samples", None) is not None:  # a family option: extra.samples
+        extra = dict(base.get("extra") or {})
+        extra.pop("loo_samples", None)  # its older name (reinforce-loo): --samples replaces it
+        explicit["extra"] = {**extra, "samples": args.samples}
     protocol = getattr(args, "protocol", None)
     if protocol is not None:
         keep = set(explicit)

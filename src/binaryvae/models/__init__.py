@@ -88,6 +88,8 @@ def build_model(
     decoder = make_decoder(kind, decoder_net, data_dim, config.options)
     prior = family.make_prior(n, learned=config.prior == "learned")
     estimator = family.make_estimator()
+    if estimator is not None and callable(getattr(estimator, "setup", None)):
+        estimator.setup(n)  # an estimator whose parameters' shapes depend on n (relax)
     if getattr(config, "decoder_sample", "shared") == "independent":
         if estimator is None or not getattr(estimator, "independent_decoder_sample", False):
             able = [name for name, cls in FAMILY_CLASSES.items()

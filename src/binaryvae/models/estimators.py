@@ -38,6 +38,7 @@ __all__ = [
     "ESTIMATORS",
     "make_estimator",
     "register_estimator",
+    "sample_count",
 ]
 
 # Every estimator class carries its properties (docs/internals.md, binaryvae.models):
@@ -154,12 +155,15 @@ class ReinforceLOO(nn.Module):
     grad ~= 1/(K-1) sum_k (f(b_k) - 1/K sum_j f(b_j)) grad log q(b_k),   b_1..b_K iid ~ q
 
     (equivalently 1/K sum_k (f(b_k) - mean_{j != k} f(b_j)) grad log q(b_k)). The decoder runs
-    once on all K samples ``[K, B, n]``.
+    once on all K samples ``[K, B, n]``. K is the option ``samples`` (``--samples K``) or its
+    older name ``loo_samples``.
     """
 
     unbiased, takes_learning_signal, independent_decoder_sample = True, True, True
 
-    takes_options = ("loo_samples",)
+    # K is ``samples`` (the name every K-sample estimator reads, ``--samples K``) or its older
+    # name ``loo_samples``; both given must agree
+    takes_options = ("loo_samples", "samples")
 
     def __init__(self, samples: int = 2, independent: bool = False):
         super().__init__()
@@ -170,7 +174,7 @@ class ReinforceLOO(nn.Module):
 
     @classmethod
     def from_options(cls, o: ModelOptions) -> ReinforceLOO:
-        return cls(o.loo_samples)
+        return cls(sample_count(o, legacy="loo_samples"))
 
     @property
     def samples_per_step(self) -> int:
@@ -241,38 +245,77 @@ class DisARM(nn.Module):
     an unbiased estimate of d E_q[f] / d a_i. The decoder parameters get 1/2 (grad f(b) +
     grad f(b~)). Two decoder evaluations, run as one pass on ``[2, B, n]``.
 
-    ``independent=True`` (the reference code's split, issue 28): the pair's f values are
+    ``samples`` K (even, ``--samples K``; default 2): K/2 independent antithetic pairs, u_1 ..
+    u_{K/2} iid, and the mean of their K/2 DisARM estimates, g = 2/K sum_m g^(m) (the
+    multi-sample DisARM that the ARMS paper, Dimitriev & Zhou 2021, compares at equal K, and
+    the reference code's: alekdimi/arms averages ``num_pairs`` pair estimates). Each pair's
+    weight is already a difference f(b) - f(b~), so a baseline shared across pairs (a
+    leave-one-out across pairs) cancels from it: the average is the multi-pair estimator.
+    The decoder parameters get the mean of grad f over all K samples. K decoder evaluations
+    per image, one pass on ``[K, B, n]``; at K = 2 the draws and the estimate are those of
+    the single pair, bit for bit.
+
+    ``independent=True`` (the reference code's split, issue 28): the pairs' f values are
     computed without gradient and only weight the logits; the decoder and prior get
-    grad f(b') at an independent b' ~ q (`_independent_term`): three decoder evaluations.
+    grad f(b') at an independent b' ~ q (`_independent_term`): K + 1 decoder evaluations.
     """
 
-    unbiased, takes_learning_signal, samples_per_step = True, True, 2
+    unbiased, takes_learning_signal = True, True
     independent_decoder_sample = True
+    takes_options = ("samples",)
 
-    def __init__(self, independent: bool = False):
+    def __init__(self, independent: bool = False, samples: int = 2):
         super().__init__()
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2 \
+                or samples % 2:  # fmt: skip
+            raise BadInput(
+                f"disarm takes K/2 antithetic pairs: extra.samples must be an even K >= 2, "
+                f"got {samples!r}"
+            )
         self.independent = bool(independent)
+        self.samples = int(samples)
 
     @classmethod
     def from_options(cls, o: ModelOptions) -> DisARM:
-        return cls()
+        return cls(samples=sample_count(o))
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.samples
 
     def forward(self, logits: torch.Tensor, f: Signal, generator=None) -> EstimatorOutput:
-        _, pair = _antithetic_pair(logits, generator)  # [2, B, n]: b, b~
+        pairs = self.samples // 2
+        if pairs == 1:
+            _, pair = _antithetic_pair(logits, generator)  # [2, B, n]: b, b~
+        else:
+            probs = torch.sigmoid(logits.detach())
+            u = _uniform((pairs, *logits.shape), logits, generator)  # [K/2, B, n]
+            pair = torch.stack([u < probs, 1.0 - u < probs], 1).to(logits.dtype)
+            pair = pair.flatten(0, 1)  # [K, B, n]: b^(1), b~^(1), b^(2), b~^(2), ...
         with torch.no_grad() if self.independent else contextlib.nullcontext():
-            fb = f(pair)  # [2, B]
-        b, bt = pair[0], pair[1]  # [B, n] each
+            fb = f(pair)  # [K, B]
+        fb2 = fb.unflatten(0, (pairs, 2))  # [K/2, 2, B]
+        b, bt = pair.unflatten(0, (pairs, 2)).unbind(1)  # [K/2, B, n] each
         weight = (
             0.5
-            * (fb[0] - fb[1]).detach().unsqueeze(-1)  # [B, 1]
+            * (fb2[:, 0] - fb2[:, 1]).detach().unsqueeze(-1)  # [K/2, B, 1]
             * (1.0 - 2.0 * bt)  # (-1)^{b~}
             * (b != bt).to(logits.dtype)
             * torch.sigmoid(logits.detach().abs())
-        )  # [B, n]: the DisARM gradient w.r.t. the logits
+        ).mean(0)  # [B, n]: the DisARM gradient w.r.t. the logits, averaged over the pairs
         surrogate = fb.mean(0) + (weight * (logits - logits.detach())).sum(-1)  # [B]
         if self.independent:
             surrogate = surrogate + _independent_term(logits, f, generator)
         return EstimatorOutput(surrogate, fb.detach().mean(0))
+
+
+def sample_count(o: ModelOptions, legacy: str | None = None, default: int = 2) -> int:
+    """K of a K-sample estimator: the option ``samples`` (``--samples K``), else its older
+    name ``legacy`` (reinforce-loo's ``loo_samples``), else ``default``. (Both names given
+    with different values are refused by `ModelOptions.from_extra`.)"""
+    if o.samples is not None:
+        return int(o.samples)
+    return int(getattr(o, legacy)) if legacy else default
 
 
 # The built-ins, registered as a package's estimator is (binaryvae.models.registry): name ->

@@ -20,7 +20,10 @@ EstimatorOutput`` (binaryvae.models.estimators) and the class attributes
 - ``samples_per_step`` (int, or a property of the instance): decoder evaluations per image;
 - ``from_options(options)`` (classmethod): an instance from `binaryvae.config.ModelOptions`;
 
-and optionally ``objective`` ("expectation", the default: it estimates grad E_q[f(b)]; or
+and optionally ``setup(latent_dim)`` (called once after ``from_options`` with the number of
+bits, for an estimator with parameters whose shapes depend on it: relax's network),
+``relaxed_inputs = True`` (f is also called on soft bits in [0, 1], a relaxation's), and
+``objective`` ("expectation", the default: it estimates grad E_q[f(b)]; or
 "iwae": grad E[log 1/K sum_k exp f(b_k)], f the log importance weight, K = ``samples``) and
 ``learning_signal`` (None: the option's; "elbo": it always needs the log importance weight).
 """

@@ -108,8 +108,9 @@ class VAE(nn.Module):
     # ------------------------------------------------------------------ objectives
     @property
     def decoder_evaluations_per_step(self) -> int:
-        """Decoder passes per training step (1; K for reinforce-loo; 2 for disarm; one more
-        with an independent decoder sample)."""
+        """Decoder passes per training step (1; K for reinforce-loo, arms, vimco, rodeo and
+        disarm with ``samples`` K, 2 for disarm and arm by default; 3 for relax; one more with
+        an independent decoder sample)."""
         if self.estimator is None:
             return 1
         extra = 1 if getattr(self.estimator, "independent", False) else 0

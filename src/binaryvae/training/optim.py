@@ -2,7 +2,8 @@
 protocol's variants (issue 28): Adam's epsilon, the learned prior's logits by plain SGD, and
 the encoder gradients' EMA moments (`binaryvae.models.grad_moments`) folded in at every step;
 and the training interventions of the same issue: SGD with momentum instead of Adam, and a
-learning rate multiplied once after a given epoch (`lr_factor`, `set_epoch_lr`)."""
+learning rate multiplied once after a given epoch (`lr_factor`, `set_epoch_lr`); and an
+estimator's own parameters (relax's, rodeo's control variates) in a group of their own lr."""
 
 from __future__ import annotations
 
@@ -94,6 +95,12 @@ def _options(model: torch.nn.Module, eps: float | None, prior_sgd_lr: float | No
     return float(eps), prior_sgd_lr
 
 
+def _estimator_lr(model: torch.nn.Module) -> float | None:
+    """The learning rate of the estimator's own Adam group (relax's ``relax_lr``), or None."""
+    lr = getattr(getattr(model, "estimator", None), "own_lr", None)
+    return None if lr is None else float(lr)
+
+
 def _with_initial_lr(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
@@ -117,19 +124,27 @@ def _make_sgd(model: torch.nn.Module, lr: float, momentum: float, prior_sgd_lr, 
 
 def _groups(model: torch.nn.Module, prior_sgd_lr: float | None) -> list[dict[str, Any]]:
     """The trainable parameters in the model's order (what checkpoints and replica stacking
-    index by), as contiguous groups: Adam's, and the prior's logits alone in an SGD group."""
+    index by), as contiguous groups: Adam's, the prior's logits alone in an SGD group, and the
+    estimator's own parameters (relax's control variate) in an Adam group at its own lr."""
     prior = getattr(getattr(model, "prior_module", None), "param", None)
+    own_lr = _estimator_lr(model)
+    estimator = getattr(model, "estimator", None)
+    own = {id(p) for p in estimator.parameters()} if own_lr is not None else set()
     groups: list[dict[str, Any]] = []
+    kinds: list[str] = []
     for p in model.parameters():
         if not p.requires_grad:
             continue
-        sgd = prior_sgd_lr is not None and p is prior
-        if sgd:
+        if prior_sgd_lr is not None and p is prior:
             groups.append({"params": [p], "lr": float(prior_sgd_lr), "sgd": True})
-        elif groups and not groups[-1].get("sgd"):
+            kinds.append("sgd")
+            continue
+        kind = "estimator" if id(p) in own else "adam"
+        if kinds and kinds[-1] == kind:
             groups[-1]["params"].append(p)
         else:
-            groups.append({"params": [p]})
+            groups.append({"params": [p], "lr": own_lr} if kind == "estimator" else {"params": [p]})
+            kinds.append(kind)
     return groups
 
 
@@ -154,8 +169,10 @@ def make_optimizer(
     SGD at this rate instead of inside Adam) default to what the model was built with
     (``model.optimizer_options``, from `binaryvae.models.build_model`: the config's
     ``adam_eps`` and ``prior_sgd_lr``), else 1e-8 and None. A model that tracks its encoder
-    gradients' moments (``model.grad_ema``) has them updated before every step. With none of
-    these the optimizer is plain ``torch.optim.Adam`` as before.
+    gradients' moments (``model.grad_ema``) has them updated before every step. An estimator
+    with ``own_lr`` (relax's ``relax_lr``, rodeo's ``rodeo_lr``) has its parameters in a group
+    of that learning rate. With none of these the optimizer is plain ``torch.optim.Adam`` as
+    before.
 
     ``kind`` ("adam" or "sgd") and ``momentum`` (SGD's) likewise default to the model's
     (``optimizer`` and ``momentum`` of `binaryvae.config.TrainConfig`), else "adam" and 0:
@@ -179,7 +196,7 @@ def make_optimizer(
         from binaryvae.errors import BadInput
 
         raise BadInput(f"unknown optimizer {kind!r}; choose one of adam, sgd")
-    if prior_sgd_lr is None and tracker is None:
+    if prior_sgd_lr is None and tracker is None and _estimator_lr(model) is None:
         params = [p for p in model.parameters() if p.requires_grad]
         try:
             return _with_initial_lr(torch.optim.Adam(params, lr=lr, eps=eps, fused=True))
