@@ -19,9 +19,10 @@ gradient is that of the image's own objective (not of the batch mean), in nats p
   to the same h, by enumerating the 2^n codes, and ``grad_bias_norm``: the norm of
   (mean estimate - exact gradient), with ``grad_bias_ratio`` = bias / exact norm,
   ``grad_bias_noise``: the root-mean-square norm that the mean's own sampling noise alone
-  gives (sqrt(sum of variances / K)), and the bias test below (`bias_statistics`). A bias well above the noise is a measured bias: of
-  straight-through, of a relaxation at its beta, of the Bernoulli ELBO (which is not the
-  discrete ELBO's gradient); an unbiased estimator's bias sits at the noise.
+  gives (sqrt(sum of variances / K)), and the bias test below (`bias_statistics`). A bias
+  well above the noise is a measured bias: of straight-through, of a relaxation at its beta,
+  of the Bernoulli ELBO (which is not the discrete ELBO's gradient); an unbiased estimator's
+  bias sits at the noise.
 
 All norms are per image (divided by sqrt(B)). The noise comes from its own generator, so
 measuring never moves the training's random streams.
