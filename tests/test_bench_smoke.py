@@ -35,6 +35,7 @@ SCRIPTS = {
     "bench_replicas.py": ["--threads", "1"],
     "estimator_study.py": [],
     "beta_sweep.py": [],
+    "bias_calibration.py": [],  # the bias test's calibration (issue 26)
     "bench_cli_startup.py": [],  # CLI issue
     "compare_duration.py": [],
     "bench_sweep.py": [],  # the sweep issue; its ray arm only with Ray installed
