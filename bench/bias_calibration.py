@@ -41,9 +41,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smoke test: one family, K = 4 and 8")
     args = p.parse_args(argv)
-    _common.quick_folders(args, p, ("out", "runs_dir"))
+    default_runs = args.runs_dir == p.get_default("runs_dir")
+    _common.quick_folders(args, p, ("out",))
     if args.quick:
         args.families, args.samples = "bernoulli-disarm", "4,8"
+        if default_runs:  # inside the temporary folder, beside the result files
+            args.runs_dir = str(Path(args.out) / "runs")
     return args
 
 

@@ -36,6 +36,7 @@ SCRIPTS = {
     "estimator_study.py": [],
     "beta_sweep.py": [],
     "bias_calibration.py": [],  # the bias test's calibration (issue 26)
+    "estimator_cost.py": [],  # decoder evaluations and steps/s per estimator (issue 26)
     "bench_cli_startup.py": [],  # CLI issue
     "compare_duration.py": [],
     "bench_sweep.py": [],  # the sweep issue; its ray arm only with Ray installed
