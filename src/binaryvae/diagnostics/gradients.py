@@ -51,8 +51,8 @@ noise in one direction) and 1 (many), c ~ 1 - 1 / (4 d_eff), where
 
 is the number of directions the noise spreads over. The ratio of norms bias / noise therefore
 reads low (down to 0.8) when few directions carry the noise, and its spread, sqrt(1 / (2 d_eff))
-for many directions, is what decides whether a reading of 1.1 is a bias or noise. Hence three
-statistics, all of the same K draws:
+for many directions, is what decides whether a reading of 1.1 is a bias or noise. Hence, from
+the same K draws:
 
 - ``grad_bias_sq_ratio`` = ||dbar||^2 / (tr(S) / K): numerator and denominator have the same
   expectation under unbiasedness, by (1) and (2), so it sits near 1 at any K (for Gaussian
@@ -71,11 +71,12 @@ statistics, all of the same K draws:
       T = (1 / (K (K - 1))) sum_{j != k} (d_j . (d_k - dbar_(jk))) (d_k . (d_j - dbar_(jk))),
 
   dbar_(jk) the mean of the other K - 2 draws (computed from the K x K Gram matrix of the
-  d_k). z = U / sqrt(2 T / (K (K - 1))): mean 0 and variance close to 1 under unbiasedness
-  for any noise distribution, approximately N(0, 1) when d_eff is large (Chen & Qin's
-  condition tr(Sigma^4) = o(tr(Sigma^2)^2)), and right-skewed when few directions dominate. A
-  bias is resolved above noise when z > 3 (one-sided). For a bias mu, z grows as
-  ||mu||^2 / sqrt(2 tr(Sigma^2) / K^2): like K, not sqrt(K). Needs K >= 3.
+  d_k). z = U / sqrt(2 T / (K (K - 1))): under unbiasedness U has mean 0 and the variance
+  above exactly, so z has mean near 0 and variance near 1 for any noise distribution (T in
+  place of tr(Sigma^2) is the approximation), approximately N(0, 1) when d_eff is large
+  (Chen & Qin's condition tr(Sigma^4) = o(tr(Sigma^2)^2)), and right-skewed when few
+  directions dominate. A bias is resolved above noise when z > 3 (one-sided). For a bias mu,
+  z grows as ||mu||^2 / sqrt(2 tr(Sigma^2) / K^2): like K, not sqrt(K). Needs K >= 3.
 - ``grad_bias_debiased`` = sqrt(max(U, 0)) / sqrt(B): the bias norm with the noise's share
   (1) taken out (0 when the noise explains the reading), and ``grad_noise_dims``: d_eff (3)
   with tr(S)^2 / T.
