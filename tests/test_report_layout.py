@@ -292,6 +292,28 @@ def test_the_gradient_legend_names_a_run_without_an_exact_gradient(captured, tmp
     assert not _outside(fig)
 
 
+def test_the_bias_panel_fills_the_markers_where_the_bias_test_resolves_a_bias(captured, tmp_path):
+    """Three measurements of one run, grad_bias_z 5, 1 and absent: the first drawn filled in
+    the run's colour, the other two hollow (white face), at their own steps and ratios."""
+    from matplotlib.colors import to_rgba
+
+    from binaryvae.report.gradients import gradient_figure
+
+    base = {"grad_var": 0.5, "grad_bias_noise": 0.01, "grad_exact_norm": 1.0}
+    grads = [dict(base, step=10, grad_bias_ratio=0.3, grad_bias_z=5.0),
+             dict(base, step=20, grad_bias_ratio=0.2, grad_bias_z=1.0),
+             dict(base, step=30, grad_bias_ratio=0.1)]  # fmt: skip
+    rec = _record("logistic", "elbo", [{"epoch": 1, "gradient": grads}], RELAXED_FACTS)
+    gradient_figure([rec], tmp_path / "g.png")
+    bias_ax = captured["g.png"].axes[1]
+    markers = {to_rgba(line.get_markerfacecolor()) == to_rgba("white"): line
+               for line in bias_ax.get_lines() if line.get_marker() == "o"}  # fmt: skip
+    assert list(markers[False].get_xdata()) == [10] and list(markers[False].get_ydata()) == [0.3]
+    assert to_rgba(markers[False].get_markerfacecolor()) == to_rgba(markers[False].get_color())
+    assert list(markers[True].get_xdata()) == [20, 30]
+    assert list(markers[True].get_ydata()) == [0.2, 0.1]
+
+
 # ----------------------------------------------------------------------------- sweep
 def test_sweep_refuses_an_empty_element_in_an_axis(tmp_path, capsys):
     for option, value in (("--latent-dims", "4,"), ("--families", "logistic,,concrete"),

@@ -7,8 +7,9 @@ This layer sits between evaluation and the run directories: it runs the training
 
 from binaryvae.diagnostics.gradients import (
     EXACT_GRADIENT_BITS,
+    bias_statistics,
     exact_discrete_elbo,
     gradient_diagnostics,
 )
 
-__all__ = ["EXACT_GRADIENT_BITS", "exact_discrete_elbo", "gradient_diagnostics"]
+__all__ = ["EXACT_GRADIENT_BITS", "bias_statistics", "exact_discrete_elbo", "gradient_diagnostics"]

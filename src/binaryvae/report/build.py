@@ -223,7 +223,9 @@ def _curve_section(records: list[RunRecord], figs: Path) -> Section:
             "Mnih & Tucker 2020, Fig. 5 right, whose estimators and network differ) and, for "
             "models of at most 12 bits, the distance of their mean from the exact gradient of "
             "the discrete ELBO, relative to that gradient's norm: the measured bias of "
-            "straight-through, of each relaxation at its beta and of the Bernoulli ELBO.",
+            "straight-through, of each relaxation at its beta and of the Bernoulli ELBO. "
+            "Dotted: the norm the mean's own noise gives (where an unbiased estimator sits); "
+            "a filled marker where the bias test resolves a bias above it (z > 3).",
         ))  # fmt: skip
         by_beta = gradients.bias_vs_beta(records, figs / "gradient_bias_vs_beta.png")
         if by_beta is not None:

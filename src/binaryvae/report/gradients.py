@@ -28,7 +28,9 @@ def has_gradients(records: list[RunRecord]) -> bool:
 def gradient_figure(records: list[RunRecord], path: Path) -> Path:
     """Left: mean variance of the encoder gradient estimate per coordinate vs training step
     (log scale). Right: the bias norm relative to the exact gradient's norm vs step (binary
-    runs with an exact gradient), with each run's noise level dotted. One legend under both
+    runs with an exact gradient), with each run's noise level dotted (the root-mean-square norm
+    of the mean's noise) and a filled marker where the bias test resolves a bias above it
+    (``grad_bias_z`` > 3), a hollow one where it does not. One legend under both
     panels names every run drawn in either (a continuous run has no exact gradient: it is in
     the left panel only)."""
     fig = new_figure(12, 4.4)
@@ -49,8 +51,15 @@ def gradient_figure(records: list[RunRecord], path: Path) -> Path:
         if with_exact:
             biased = True
             xs = [g["step"] for g in with_exact]
-            ax_bias.plot(xs, [g["grad_bias_ratio"] for g in with_exact], "-o", color=colour,
-                         ms=3, label=rec.label)  # fmt: skip
+            ratios = [g["grad_bias_ratio"] for g in with_exact]
+            ax_bias.plot(xs, ratios, "-", color=colour, label=rec.label)
+            # filled: the bias test resolves a bias above the noise there (grad_bias_z > 3,
+            # binaryvae.diagnostics.gradients); hollow: not resolved (or not computed)
+            resolved = [(g.get("grad_bias_z") or 0) > 3 for g in with_exact]
+            for on, face in ((True, colour), (False, "white")):
+                pts = [(s, r) for s, r, z in zip(xs, ratios, resolved, strict=True) if z == on]
+                if pts:
+                    ax_bias.plot(*zip(*pts, strict=True), "o", color=colour, mfc=face, ms=4)
             noise = [g["grad_bias_noise"] / g["grad_exact_norm"] for g in with_exact]
             ax_bias.plot(xs, noise, ":", color=colour, lw=1)
     ax_var.set_yscale("log")
@@ -60,7 +69,8 @@ def gradient_figure(records: list[RunRecord], path: Path) -> Path:
     ax_bias.set_xlabel("training step")
     ax_bias.set_ylabel("|mean estimate - exact| / |exact|")
     ax_bias.set_title("Bias against the exact discrete-ELBO gradient\n(dotted: the mean's own "
-                      "noise; an unbiased estimator sits on it)")  # fmt: skip
+                      "noise, an unbiased estimator's level;\nfilled: bias resolved above it, "
+                      "z > 3)")  # fmt: skip
     if not biased:
         ax_bias.text(0.5, 0.5, "no run small enough (n <= 12 bits)\nfor the exact gradient",
                      ha="center", va="center", transform=ax_bias.transAxes)  # fmt: skip

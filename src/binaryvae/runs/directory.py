@@ -74,7 +74,17 @@ _SUMMARY_FIELDS: dict[str, Any] = {
 _GRADIENT_RECORD = {
     "step": Required(int),
     **dict.fromkeys(
-        ("grad_var", "grad_bias_ratio", "grad_bias_noise", "grad_exact_norm"), NUMBER_OR_NULL
+        (
+            "grad_var",
+            "grad_bias_ratio",
+            "grad_bias_noise",
+            "grad_exact_norm",
+            "grad_bias_sq_ratio",
+            "grad_bias_z",
+            "grad_bias_debiased",
+            "grad_noise_dims",
+        ),
+        NUMBER_OR_NULL,
     ),
 }
 _METRICS_FIELDS: dict[str, Any] = {
