@@ -35,6 +35,19 @@ def test_every_result_names_engine_and_commit():
     assert not bad, bad
 
 
+def test_a_single_commit_is_the_one_the_run_recorded():
+    """Where a result records the commit it ran at (machine.git_commit), the engine's commit is
+    that one (a rerun that rewrote the file must not keep the old tag)."""
+    bad = []
+    for path in FILES:
+        data = json.loads(path.read_text())
+        made = (data.get("machine") or {}).get("git_commit")
+        tagged = data["engine"]["commit"]
+        if made and isinstance(tagged, str) and tagged != made:
+            bad.append(f"{path.relative_to(RESULTS)}: {tagged} != {made}")
+    assert not bad, bad
+
+
 def test_the_retired_loop_is_named_where_it_trained():
     """The 125-epoch claim runs came from bench/_common.py's train_steps, the estimator study's
     from binaryvae train: the tags say so (a wrong tag here would misattribute a table)."""
