@@ -174,7 +174,22 @@ def quick_folders(args, parser, names: tuple[str, ...] = ("out",)) -> Path | Non
     return tmp
 
 
+def engine_tag(obj: dict, name: str | None = None) -> dict:
+    """``obj`` with ``"engine"``: what made the result (``name``, default: this bench script,
+    which trains through ``binaryvae train`` or times code) and the commit its machine record
+    names; an existing tag is kept."""
+    if "engine" in obj:
+        return obj
+    commit = (obj.get("machine") or {}).get("git_commit") or _git_commit()
+    script = Path(sys.argv[0]).name
+    return {**obj, "engine": {"name": name or f"bench/{script} (see bench/README.md)",
+                              "commit": commit}}  # fmt: skip
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as JSON atomically; a result (a dict) gets its `engine_tag`."""
+    if isinstance(obj, dict):
+        obj = engine_tag(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

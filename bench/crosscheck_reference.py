@@ -486,7 +486,10 @@ def main(argv=None) -> int:
             run = run_reference_side if side == "reference" else run_binaryvae_side
             result = run(args, seed, runs)
             result.update(machine=machine, bench_command=command)
-            _common.write_json(path, result)
+            engine = ("reference implementation: github.com/alekdimi/arms "
+                      "(bench/crosscheck_reference.py)" if side == "reference" else
+                      "binaryvae train (driven by bench/crosscheck_reference.py)")  # fmt: skip
+            _common.write_json(path, _common.engine_tag(result, engine))
             print(f"{path.name}: test ELBO {_fmt(result['test_elbo'])}, test IWAE-"
                   f"{args.iwae_k} {_fmt(result.get(f'test_iwae_k{args.iwae_k}'))}, "
                   f"{_fmt(result['steps_per_s'])} steps/s", flush=True)  # fmt: skip

@@ -44,3 +44,18 @@ def test_runs_line_covers_every_result_file_not_just_the_first():
     one = _common.runs_line([_machine("2026-12-03 16:42 UTC", "5c3b58f", avx2)])
     assert "made 2026-12-03 16:42 UTC;" in one and " to " not in one
     assert _common.runs_line([]) == "Runs: none"
+
+
+def test_every_result_a_bench_script_writes_names_its_engine_and_commit(tmp_path):
+    """bench/_common.write_json tags a result with what made it (the script, or the name the
+    caller gives) and the commit its machine record names, so a rerun keeps
+    tests/test_bench_results_provenance.py true; an existing tag is kept."""
+    import json
+
+    _common.write_json(tmp_path / "a.json", {"machine": {"git_commit": "abc1234"}, "x": 1})
+    tag = json.loads((tmp_path / "a.json").read_text())["engine"]
+    assert tag["commit"] == "abc1234" and tag["name"].startswith("bench/")
+    named = _common.engine_tag({"machine": {"git_commit": "abc1234"}}, "reference code")
+    assert named["engine"] == {"name": "reference code", "commit": "abc1234"}
+    kept = {"engine": {"name": "x", "commit": "def5678"}}
+    assert _common.engine_tag(kept, "other") is kept
