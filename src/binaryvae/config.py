@@ -109,10 +109,12 @@ DEFAULT_MAX_RETRIES = 3
 # Fields that `--resume` (of `train` and of `compare`) may change about a stored run: how long
 # it trains and where/how it computes. Anything else would make the resumed run another run.
 # ``tensorboard`` only says where the metrics are also written (no effect on training);
-# ``summary_train_images`` what the summary also measures after training.
+# ``summary_train_images``, ``summary_grad_samples`` and ``summary_grad_images`` what the
+# summary also measures after training.
 RESUMABLE_FIELDS = (
-    "epochs", "steps", "threads", "device", "data_dir", "tensorboard", "summary_train_images"
-)
+    "epochs", "steps", "threads", "device", "data_dir", "tensorboard", "summary_train_images",
+    "summary_grad_samples", "summary_grad_images",
+)  # fmt: skip
 # Fields that record what training found rather than choose anything: the dataset's fingerprint
 # and where it was (`binaryvae.data.datasets.fingerprint_of`). They take no part in
 # comparing configurations (``==``, `TrainConfig.changed_fields`); the data they describe are
@@ -233,6 +235,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "validation": (0, 100_000_000),
     "track_images": (1, 100_000_000),
     "summary_train_images": (0, 100_000_000),
+    "summary_grad_samples": (0, 10_000),
+    "summary_grad_images": (1, 100_000_000),
 }
 _HEX = frozenset("0123456789abcdef")
 _HIDDEN_MAX = (16, 65_536)  # at most 16 layers of at most 65,536 units
@@ -554,6 +558,15 @@ class TrainConfig:
     # fewer), binarized once with a fixed seed; 0 = not computed. It is computed after
     # training and changes nothing else; a resume may change it (RESUMABLE_FIELDS)
     summary_train_images: int = 0
+    # summary.json's final_grad_* (`binaryvae.diagnostics.final`): the gradient diagnostics of
+    # the trained objective (`binaryvae.diagnostics.gradient_diagnostics`: its encoder-gradient
+    # bias against the exact discrete-ELBO gradient, with the calibrated bias test) from
+    # summary_grad_samples estimates (0 = not measured; else at least 3) on the first
+    # summary_grad_images test images, after training, from a generator of its own; binary
+    # families with a likelihood only. It changes nothing else; a resume may change both
+    # (RESUMABLE_FIELDS)
+    summary_grad_samples: int = 0
+    summary_grad_images: int = 128
     # recorded by training (RECORDED_FIELDS), None until then: the sha256 fingerprint of the
     # data it trained on (binaryvae.data.datasets.fingerprint_of) and where they were
     # found. A run whose config.json has none (written before 0.2.0) is accepted with the data
@@ -604,6 +617,11 @@ class TrainConfig:
             raise BadInput(f"data_source must be a path or null, got {self.data_source!r}")
         _check_budget(self)
         self.track = _check_track(self.track, self.latent_dim)
+        if self.summary_grad_samples in (1, 2):
+            raise BadInput(
+                f"summary_grad_samples must be 0 (off) or at least 3 estimates (the bias test's "
+                f"z needs 3), got {self.summary_grad_samples}"
+            )
         if not isinstance(self.tensorboard, bool):
             raise BadInput(f"tensorboard must be true or false, got {self.tensorboard!r}")
         self.options  # noqa: B018 - validates extra

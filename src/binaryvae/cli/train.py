@@ -88,6 +88,8 @@ _FIELDS = {
     "lr_decay": "lr_decay",
     "logit_clamp": "logit_clamp",
     "summary_train_images": "summary_train_images",
+    "summary_grad_samples": "summary_grad_samples",
+    "summary_grad_images": "summary_grad_images",
 }
 # what an option takes to mean "none" where the field may be null (argparse's None is "not
 # given")
@@ -296,6 +298,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also write summary.json's train_discrete_elbo: the discrete ELBO (1 sample per "
         "image) of the first N training images (the train part under --validation), binarized "
         "once with a fixed seed; the DisARM paper's train ELBO (default 0: off)",
+    )
+    p.add_argument(
+        "--summary-grad-samples",
+        type=int,
+        default=None,
+        metavar="K",
+        help="also write summary.json's final_grad_* after training: K estimates (at least 3) "
+        "of the trained objective's encoder gradient against the exact discrete-ELBO gradient, "
+        "its bias and the calibrated bias test (binaryvae.diagnostics.final; binary families, "
+        "at most 12 bits; noise from a generator of its own; default 0: off)",
+    )
+    p.add_argument(
+        "--summary-grad-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="test images --summary-grad-samples measures on: the first N (default 128)",
     )
     _add_protocol_options(p)
     _add_intervention_options(p)

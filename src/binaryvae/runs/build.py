@@ -151,8 +151,12 @@ def prepare(
 
 def _check_record_options(config: TrainConfig, model: torch.nn.Module, training: bool) -> None:
     """BadInput for trackers (``track``) on a family without a binary latent (they read its
-    bit logits) and, for a run that will train, for ``tensorboard`` without the optional
-    extra installed."""
+    bit logits), for ``summary_grad_samples`` on one without a binary latent and a likelihood
+    or above the enumeration limit (`binaryvae.diagnostics.final.check_final_gradient`) and,
+    for a run that will train, for ``tensorboard`` without the optional extra installed."""
+    from binaryvae.diagnostics.final import check_final_gradient
+
+    check_final_gradient(model, config)
     if config.track and not getattr(model.family, "binary", False):
         raise BadInput(
             f"track {','.join(config.track)} follows the bits of a binary latent; family "

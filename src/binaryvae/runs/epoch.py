@@ -110,7 +110,9 @@ def _budget_cut_only(point: Point, eval_every: int | None) -> bool:
 def finish(m: Member) -> None:
     """Fit what is fitted after training (autoencoder-gmm's mixture), checkpoint it, and write
     the summary (with ``TrainConfig.summary_train_images``, binary families: also the training
-    images' discrete ELBO, `binaryvae.evaluation.train_elbo`, from a generator of its own)."""
+    images' discrete ELBO, `binaryvae.evaluation.train_elbo`, from a generator of its own; with
+    ``TrainConfig.summary_grad_samples``: the trained objective's gradient bias,
+    `binaryvae.diagnostics.final`, likewise)."""
     from binaryvae.evaluation import evaluate_summary
     from binaryvae.training.classifier import feature_network
 
@@ -142,6 +144,18 @@ def finish(m: Member) -> None:
             model, ds.train_x, binarize=c.binarize, images=c.summary_train_images, seed=c.seed
         )
         summary.update(train_discrete_elbo=value, train_elbo_images=images)
+    if c.summary_grad_samples and model.family.binary:  # the trained objective's gradient bias
+        from binaryvae.diagnostics.final import final_gradient_diagnostics
+
+        summary.update(
+            final_gradient_diagnostics(
+                model,
+                m.test_x,
+                objective=c.objective,
+                samples=c.summary_grad_samples,
+                images=c.summary_grad_images,
+            )
+        )
     rows = m.run.read_metrics()
     # an epoch's last row holds its training seconds (its earlier rows, a part of them)
     ends = [

@@ -9,6 +9,7 @@ from binaryvae.errors import BadInput
 
 __all__ = [
     "NUMBER_LABELS",
+    "FINAL_GRADIENT_LABELS",
     "RECONSTRUCTION_ONLY",
     "TRAIN_ELBO_LABEL",
     "family_facts",
@@ -46,6 +47,33 @@ TRAIN_ELBO_LABEL = (
     "lower bound on log p(x) of the discrete model on the first train_elbo_images training "
     "images, binarized once with a fixed seed, 1 sample per image (the DisARM paper's train ELBO)"
 )
+
+
+# summary.json's final_grad_* (TrainConfig.summary_grad_samples > 0, binary families)
+FINAL_GRADIENT_LABELS = {
+    "final_grad_bias_ratio": (
+        "norm of (mean of final_grad_samples estimates of the trained objective's encoder "
+        "gradient - the exact discrete-ELBO gradient) / the exact gradient's norm, on the first "
+        "final_grad_batch test images after training (binaryvae.diagnostics.final)"
+    ),
+    "final_grad_bias_over_noise": (
+        "that bias norm / the norm the mean's own noise alone gives, sqrt(tr(S)/K) (about 1 "
+        "for an unbiased estimator, its spread set by final_grad_noise_dims)"
+    ),
+    "final_grad_bias_sq_ratio": (
+        "squared bias norm / tr(S)/K: near 1 for an unbiased estimator at any K"
+    ),
+    "final_grad_bias_z": (
+        "the squared bias's excess over the noise in its own standard errors (Chen & Qin; about "
+        "N(0, 1) for an unbiased estimator; z > 3 resolves a bias above the noise)"
+    ),
+    "final_grad_bias_debiased_ratio": (
+        "the bias norm with the noise's expected share taken out / the exact gradient's norm"
+    ),
+    "final_grad_noise_dims": (
+        "the number of directions the estimates' noise spreads over, tr(S)^2 / tr(Sigma^2)"
+    ),
+}
 
 
 def family_facts(config: TrainConfig) -> dict[str, bool]:
@@ -130,6 +158,8 @@ def summary_labels(config: TrainConfig, model: Any) -> dict[str, Any]:
         )
     if binary and getattr(config, "summary_train_images", 0):
         labels["train_discrete_elbo"] = TRAIN_ELBO_LABEL
+    if binary and getattr(config, "summary_grad_samples", 0):
+        labels.update(FINAL_GRADIENT_LABELS)
     return {
         # False for the deterministic autoencoder: its "relaxed ELBO" column is the
         # reconstruction term alone (no KL), not a bound on anything
