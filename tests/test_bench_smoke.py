@@ -30,7 +30,6 @@ SCRIPTS = {
     "bench_exact.py": None,  # evaluation issue; writes nothing with --quick
     "bench_smoothstep.py": None,  # distributions issue; writes only with --out
     "bench_replicas.py": ["--threads", "1"],
-    "beta_sweep.py": [],
     "bias_calibration.py": [],  # the bias test's calibration (issue 26)
     "estimator_cost.py": [],  # decoder evaluations and steps/s per estimator (issue 26)
     "bench_cli_startup.py": [],  # CLI issue
