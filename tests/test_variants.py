@@ -27,6 +27,7 @@ batch-size = 500
 threads = 1
 device = "cpu"
 steps = 3
+summary-iwae-k = 10
 {extra}
 [[variants]]
 name = "baseline"
@@ -157,6 +158,7 @@ latent-dims = [4]
 hidden = [16]
 batch-size = 500
 steps = 3
+summary-iwae-k = 10
 [[grid.variants]]
 name = "baseline"
 [[grid.variants]]
