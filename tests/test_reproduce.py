@@ -116,7 +116,8 @@ def test_a_runs_cost_is_steps_rows_trackers_gradients_and_summary_by_hand(monkey
     assert got["summary"] == pytest.approx(2000 * 2e-3)
     # a step budget that ends inside an epoch: its last row counts once
     cut = TrainConfig(dataset="mnist-mini", steps=20, batch_size=500, eval_iwae_every=1)
-    assert cost.evaluation_counts(cut)["rows"] == 2 and cost.evaluation_counts(cut)["iwae_rows"] == 2
+    cut_counts = cost.evaluation_counts(cut)
+    assert (cut_counts["rows"], cut_counts["iwae_rows"]) == (2, 2)  # at 16 (epoch 1) and 20
 
     study = load_study("lr-1e-3-interventions")  # quick: 5 cells x 2 seeds, 2 epochs of 16
     steps, evals = [], []
