@@ -41,6 +41,7 @@ name = "sgd-m0.9"
 optimizer = "sgd"
 momentum = 0.9
 lr = 3e-4
+steps = 4
 """
 
 
@@ -113,7 +114,8 @@ def test_a_variant_trains_with_exactly_its_override_and_a_resume_re_expands_it(
     assert (base["adam_eps"], base["optimizer"], base["momentum"], base["lr"]) == (
         default.adam_eps, default.optimizer, default.momentum, default.lr)
     for variant, change in (("adam-eps-1e-4", {"adam_eps": 1e-4}),
-                            ("sgd-m0.9", {"optimizer": "sgd", "momentum": 0.9, "lr": 3e-4})):
+                            ("sgd-m0.9", {"optimizer": "sgd", "momentum": 0.9, "lr": 3e-4,
+                                          "steps": 4})):  # fmt: skip
         mine = configs[variant]
         assert {k for k in mine if mine[k] != base[k]} == set(change), variant
         assert {k: mine[k] for k in change} == change
@@ -123,7 +125,13 @@ def test_a_variant_trains_with_exactly_its_override_and_a_resume_re_expands_it(
     record = json.loads((out / "sweep.json").read_text())
     assert [c["variant"] for c in record["cells"]] == ["baseline", "adam-eps-1e-4", "sgd-m0.9"]
     assert record["grid"]["variants"][2] == {"name": "sgd-m0.9", "optimizer": "sgd",
-                                             "momentum": 0.9, "lr": 3e-4}  # fmt: skip
+                                             "momentum": 0.9, "lr": 3e-4, "steps": 4}  # fmt: skip
+    from binaryvae.runs.sweep import read_sweep_summaries
+
+    # the variant's own budget (4 steps, not the grid's 3) is what finishes its runs
+    _, summaries = read_sweep_summaries(out)
+    assert {name[len(stem.name) + 1:]: s[0]["steps"] for name, s in summaries.items()} == {
+        "baseline": 3, "adam-eps-1e-4": 3, "sgd-m0.9": 4}
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/summary.json")}
     assert len(mtimes) == 3
     assert main(["sweep", "--out", str(out), "--resume", "--quiet", "--no-report"]) == 0
@@ -132,6 +140,14 @@ def test_a_variant_trains_with_exactly_its_override_and_a_resume_re_expands_it(
     assert [(c["name"], c["variant"], c["status"]) for c in again["cells"]] == [
         (c["name"], c["variant"], "finished") for c in record["cells"]]
     assert again["grid"]["variants"] == record["grid"]["variants"]
+    # a variant's budget may grow like the grid's (a resumable field): only its cell trains on
+    longer = _grid_file(tmp_path, GRID.format(extra="").replace("steps = 4", "steps = 6"))
+    argv = ["sweep", "--grid", str(longer), "--out", str(out), "--quiet", "--no-report"]
+    assert main(argv) == 0
+    changed = {p.parent.parent.name for p in mtimes if p.stat().st_mtime_ns != mtimes[p]}
+    assert changed == {f"{stem.name}_sgd-m0.9"}
+    sgd = json.loads((Path(f"{stem}_sgd-m0.9") / "seed-0" / "summary.json").read_text())
+    assert sgd["steps"] == 6
     before = (out / "sweep.json").read_bytes()
     for text, words in (
         (GRID.format(extra="").replace("adam-eps = 1e-4", "adam-eps = 1e-5"),
