@@ -551,8 +551,8 @@ def _check_continuation(out: Path, grid: Grid) -> None:
     if (stored.family_options != grid.family_options or set(grid.vary) - set(stored.vary)
             or bool(stored.variants) != bool(grid.variants)):  # fmt: skip
         raise BadInput(
-            f"{out} holds a sweep with other family-options or varied options; run it with its "
-            "own grid, or use --force to start over"
+            f"{out} holds a sweep with other family-options, varied options or variants; run it "
+            "with its own grid, or use --force to start over"
         )
 
 
