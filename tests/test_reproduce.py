@@ -51,6 +51,8 @@ EXPECTED = {
     "beta-sweep": ("24 cells x 3 seeds", "630", 4 * 2 * 16),
     # 5 variants x 5 seeds; quick: 5 cells x 2 seeds, 2 epochs of ceil(8,000 / 500) = 16
     "lr-1e-3-interventions": ("5 cells x 5 seeds", "58,625", 5 * 2 * 32),
+    # 3 families x 2 protocols x K = 2, 3, 4; quick: 3 families x K = 2, 3, one protocol
+    "estimator-samples": ("18 cells x 3 seeds", "100,000", 6 * 2 * 40),
 }
 ZERO_EVAL = {"row": 0.0, "row_iwae": 0.0, "track": 0.0, "summary": 0.0}
 
@@ -186,6 +188,8 @@ FULL = {
     "lr-1e-3-interventions": dict(epochs=125, dataset="fashion-mnist", family="steplogistic",
                                   batch_size=128, latent_dim=8, hidden=(512, 256, 128),
                                   beta=10.0, seeds=list(range(5))),  # fmt: skip
+    "estimator-samples": dict(steps=100_000, lr=1e-4, batch_size=50, latent_dim=200,
+                              summary_train_images=50_000, seeds=[0, 1, 2]),  # fmt: skip
     "steplogistic-bits": dict(epochs=10, dataset="mnist-mini", seeds=[0]),
     "steplogistic-bits-fashion": dict(epochs=5, dataset="fashion-mnist", seeds=[0]),
 }
