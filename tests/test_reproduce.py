@@ -49,16 +49,23 @@ EXPECTED = {
     # mnist-mini: 125 epochs of ceil(8,000 / 128) = 63 batches; Fashion-MNIST: of 469
     "dissertation-claim": ("6 cells x 10 seeds", "7,875/58,625", 3 * 3 * 16),
     "beta-sweep": ("24 cells x 3 seeds", "630", 4 * 2 * 16),
+    # 5 variants x 5 seeds; quick: 5 cells x 2 seeds, 2 epochs of ceil(8,000 / 500) = 16
+    "lr-1e-3-interventions": ("5 cells x 5 seeds", "58,625", 5 * 2 * 32),
+    # 3 families x 2 protocols x K = 2, 3, 4; quick: 3 families x K = 2, 3, one protocol
+    "estimator-samples": ("18 cells x 3 seeds", "100,000", 6 * 2 * 40),
 }
+ZERO_EVAL = {"row": 0.0, "row_iwae": 0.0, "track": 0.0, "summary": 0.0}
 
 
 def test_list_shows_every_study_with_its_cells_steps_and_cpu_time(monkeypatch, capsys):
-    """With every model timed at 0.01 s per step, the CPU time printed is cells x seeds x
-    steps x 0.01 s, computed here by hand."""
+    """With every model timed at 0.01 s per step and its evaluation at 0 s, the CPU time
+    printed is cells x seeds x steps x 0.01 s, computed here by hand (the evaluation's
+    arithmetic: the next test)."""
     from binaryvae.studies import cost, study_names
 
     timed = []
     monkeypatch.setattr(cost, "seconds_per_step", lambda config: timed.append(config) or 0.01)
+    monkeypatch.setattr(cost, "seconds_per_image", lambda config: dict(ZERO_EVAL))
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
     for name in study_names():
@@ -74,11 +81,75 @@ def test_list_shows_every_study_with_its_cells_steps_and_cpu_time(monkeypatch, c
         else:
             hours = n_cells * n_seeds * total * 0.01 / 3600
         text = f"{hours:,.0f} CPU-h" if hours >= 10 else f"{hours:.1f} CPU-h"
-        assert f"full {text}" in detail, (detail, text)
-        assert f"quick {quick_steps * 0.01:.0f} CPU-s" in detail, detail
-    assert "CPU seconds per step measured now on this machine" in out
-    assert "evaluation not counted" in out
+        assert f"(training {text}, evaluation " in detail, (detail, text)
+        if name != "estimator-study":  # its gradient diagnostics count as training steps
+            assert f"full {text} (training {text}, evaluation <1 CPU-s, summaries <1 CPU-s)" in (
+                detail), (detail, text)
+            assert f"quick {quick_steps * 0.01:.0f} CPU-s" in detail, detail
+    assert "CPU time = training (CPU seconds per step x steps) + evaluation" in out
+    assert "measured now on this machine" in out and "moves the numbers up or down" in out
     assert len(timed) == len({cost.cost_key(c) for c in timed})  # each model timed once
+
+
+def test_a_runs_cost_is_steps_rows_trackers_gradients_and_summary_by_hand(monkeypatch):
+    """`run_cost` and `study_cost` with the timers replaced by fixed numbers, against the
+    formula computed here: steps x s/step + rows x test images x s/image (rows with the IWAE
+    at theirs) + rows x tracked images x s/image + diagnostics x grad_samples x s/step + test
+    images x s/image of the summary; the rows counted by brute force over
+    `binaryvae.runs.budget.Budget.is_row`."""
+    from binaryvae.config import TrainConfig
+    from binaryvae.runs.budget import Budget
+    from binaryvae.studies import cost, load_study
+
+    image = {"row": 3e-4, "row_iwae": 5e-3, "track": 7e-5, "summary": 2e-3}
+    # mnist-mini: 8,000 training images in batches of 500 = 16 per epoch, 3 epochs = 48 steps
+    config = TrainConfig(dataset="mnist-mini", epochs=3, batch_size=500, eval_every_steps=5,
+                         eval_iwae_every=2, grad_every=10, grad_samples=4, track=("exact",),
+                         track_images=300, latent_dim=8)  # fmt: skip
+    rows = [s for s in range(1, 49) if Budget.of(config, 8000).is_row(s)]
+    assert rows == [5, 10, 15, 16, 20, 25, 30, 32, 35, 40, 45, 48]  # every 5, every epoch
+    counts = cost.evaluation_counts(config)
+    assert counts == {"rows": 12, "iwae_rows": 2, "grad": 4, "test_images": 2000,
+                      "track_images": 300}  # IWAE at epoch 2 and at the end  # fmt: skip
+    got = cost.run_cost(config, 0.01, image)
+    assert got["train"] == pytest.approx(48 * 0.01)
+    assert got["eval"] == pytest.approx((10 * 3e-4 + 2 * 5e-3) * 2000 + 12 * 300 * 7e-5
+                                        + 4 * 4 * 0.01)  # fmt: skip
+    assert got["summary"] == pytest.approx(2000 * 2e-3)
+    # a step budget that ends inside an epoch: its last row counts once
+    cut = TrainConfig(dataset="mnist-mini", steps=20, batch_size=500, eval_iwae_every=1)
+    cut_counts = cost.evaluation_counts(cut)
+    assert (cut_counts["rows"], cut_counts["iwae_rows"]) == (2, 2)  # at 16 (epoch 1) and 20
+
+    study = load_study("lr-1e-3-interventions")  # quick: 5 cells x 2 seeds, 2 epochs of 16
+    steps, evals = [], []
+    monkeypatch.setattr(cost, "seconds_per_step", lambda c: steps.append(c) or 0.02)
+    monkeypatch.setattr(cost, "seconds_per_image", lambda c: evals.append(c) or dict(image))
+    total = cost.study_cost(study, "quick")
+    train = 32 * 0.02
+    each = 2 * 2000 * 3e-4 + 2 * 1000 * 7e-5  # 2 rows; 1,000 tracked images
+    summary = 2000 * 2e-3
+    assert total["train_hours"] == pytest.approx(10 * train / 3600)
+    assert total["eval_hours"] == pytest.approx(10 * each / 3600)
+    assert total["summary_hours"] == pytest.approx(10 * summary / 3600)
+    assert total["cpu_hours"] == pytest.approx(10 * (train + each + summary) / 3600)
+    # timed once per distinct model: of the five variants, the logit clamp and SGD change a
+    # step's work; Adam's epsilon and the learning-rate decay do not
+    assert len(steps) == len({cost.cost_key(c) for c in steps}) == total["models"] == 3
+    assert len(evals) == len({cost.eval_key(c) for c in evals})
+
+
+def test_an_evaluation_is_timed_with_the_runs_own_functions():
+    from binaryvae.config import TrainConfig
+    from binaryvae.studies.cost import seconds_per_image
+
+    config = TrainConfig(family="bernoulli-disarm", hidden=(16,), latent_dim=4, batch_size=500,
+                         epochs=1, eval_iwae_every=1, eval_iwae_k=10, track=("exact", "flips"),
+                         summary_iwae_k=10)  # fmt: skip
+    got = seconds_per_image(config, images=20, summary_images=10)
+    assert sorted(got) == ["row", "row_iwae", "summary", "track"]
+    assert all(math.isfinite(v) and v >= 0 for v in got.values())
+    assert got["summary"] > 0
 
 
 def test_a_training_step_is_timed_with_the_runs_own_model():
@@ -113,6 +184,12 @@ FULL = {
     "adam-1e-4": dict(epochs=125, lr=1e-4, dataset="fashion-mnist", batch_size=128,
                       latent_dim=8, hidden=(512, 256, 128), seeds=list(range(10))),  # fmt: skip
     "beta-sweep": dict(epochs=10, lr=1e-3, latent_dim=8, seeds=[0, 1, 2]),
+    # lr differs by variant (SGD at 3e-4): checked in test_variants
+    "lr-1e-3-interventions": dict(epochs=125, dataset="fashion-mnist", family="steplogistic",
+                                  batch_size=128, latent_dim=8, hidden=(512, 256, 128),
+                                  beta=10.0, seeds=list(range(5))),  # fmt: skip
+    "estimator-samples": dict(steps=100_000, lr=1e-4, batch_size=50, latent_dim=200,
+                              summary_train_images=50_000, seeds=[0, 1, 2]),  # fmt: skip
     "steplogistic-bits": dict(epochs=10, dataset="mnist-mini", seeds=[0]),
     "steplogistic-bits-fashion": dict(epochs=5, dataset="fashion-mnist", seeds=[0]),
 }

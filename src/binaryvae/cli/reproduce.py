@@ -125,9 +125,9 @@ def _tables(study, budget: str, out: Path) -> int:
 
 
 def list_studies() -> int:
-    """One line per shipped study, and where its cost comes from."""
+    """One line per shipped study, and what its cost counts and where it comes from."""
     from binaryvae.studies import load_study, study_names
-    from binaryvae.studies.cost import MEASURED_STEPS, study_cost
+    from binaryvae.studies.cost import EVAL_IMAGES, MEASURED_STEPS, SUMMARY_IMAGES, study_cost
 
     measured: dict = {}
     for name in study_names():
@@ -137,13 +137,19 @@ def list_studies() -> int:
         steps = "/".join(f"{s:,}" for s in full["steps"])
         print(f"{name}: {study.title}")
         print(f"    {_count(full['cells'], 'cell')} x {_count(full['seeds'], 'seed')}, {steps} "
-              f"steps per run; CPU time: full {_cpu(full['cpu_hours'])}, quick "
-              f"{_cpu(quick['cpu_hours'])} ({_count(quick['cells'], 'cell')} x "
-              f"{_count(quick['seeds'], 'seed')})")
-    print(f"CPU time: training steps only, from CPU seconds per step measured now on this "
-          f"machine ({MEASURED_STEPS} steps of each of the {len(measured)} distinct models, one "
-          "thread, one seed, mnist-mini images; binaryvae.studies.cost) x steps x seeds; "
-          "evaluation not counted. Run one: binaryvae reproduce NAME --out DIR "
+              f"steps per run; CPU time: full {_cpu(full['cpu_hours'])} (training "
+              f"{_cpu(full['train_hours'])}, evaluation {_cpu(full['eval_hours'])}, summaries "
+              f"{_cpu(full['summary_hours'])}), quick {_cpu(quick['cpu_hours'])} "
+              f"({_count(quick['cells'], 'cell')} x {_count(quick['seeds'], 'seed')})")
+    models = sum(1 for k in measured if k[0] == "step")
+    print(f"CPU time = training (CPU seconds per step x steps) + evaluation (each metrics row's "
+          f"test bounds, IWAE and trackers, per image x images; gradient diagnostics as training "
+          f"steps) + the summary (IWAE, exact log p(x), sample FD, per image x test images), x "
+          f"seeds; measured now on this machine ({MEASURED_STEPS} steps, {EVAL_IMAGES} test "
+          f"images, {SUMMARY_IMAGES} for the summary, of each of the {models} distinct models, "
+          "one thread, mnist-mini images; binaryvae.studies.cost). Other work on the machine "
+          "while this runs moves the numbers up or down; a replica group of S seeds is "
+          "usually cheaper than S runs. Run one: binaryvae reproduce NAME --out DIR "
           "[--budget quick]")  # fmt: skip
     return 0
 

@@ -126,7 +126,8 @@ def cell_results(path: str | Path) -> tuple[dict[str, Any], list[CellResults]]:
                 status=entry["status"],
                 reason=entry.get("reason"),
                 rows=[r for r in rows if r["cell"] == entry["name"]],
-                vary=dict(entry.get("vary") or {}),
+                vary={**(entry.get("vary") or {}),
+                      **({"variant": entry["variant"]} if entry.get("variant") else {})},
             )
         )
     return record, cells

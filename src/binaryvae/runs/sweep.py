@@ -192,11 +192,18 @@ def _covers(summary: dict[str, Any], config: dict[str, Any]) -> bool:
     return summary.get("epochs") == config.get("epochs")
 
 
-def _budget_of(fixed: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """The budget (steps, epochs) of a recorded cell: the grid's fixed one, or the cell's own
-    where it varies it (a varied budget replaces the other one)."""
+def _budget_of(
+    fixed: dict[str, Any], entry: dict[str, Any], variants: list | None = None
+) -> dict[str, Any]:
+    """The budget (steps, epochs) of a recorded cell: the grid's fixed one, its variant's
+    (``variants``: the grid's recorded [[variants]]), or the cell's own where it varies it (a
+    budget set replaces the other one unless both are set)."""
     vary = entry.get("vary") or {}
     budget = {"steps": fixed.get("steps"), "epochs": fixed.get("epochs")}
+    mine = next((v for v in variants or () if isinstance(v, dict)
+                 and v.get("name") == entry.get("variant")), {})  # fmt: skip
+    if mine.get("steps") is not None or mine.get("epochs") is not None:
+        budget = {"steps": mine.get("steps"), "epochs": mine.get("epochs")}
     if vary.get("steps") is not None:
         budget = {"steps": vary["steps"], "epochs": None}
     elif vary.get("epochs") is not None:
@@ -351,6 +358,7 @@ def read_sweep_summaries(
     record = read_json(root / "sweep.json", SWEEP_SCHEMA)
     entries = list(record["cells"])
     fixed = (record.get("grid") or {}).get("fixed", {})
+    variants = (record.get("grid") or {}).get("variants")
     summaries: dict[str, dict[int, dict]] = {}
     for entry in entries:
         name = entry["name"]
@@ -361,7 +369,7 @@ def read_sweep_summaries(
                 summary = read_json(sub / "summary.json", SUMMARY_SCHEMA)
             except BadInput:  # missing or not a summary: not finished
                 continue
-            if isinstance(summary, dict) and _covers(summary, _budget_of(fixed, entry)):
+            if isinstance(summary, dict) and _covers(summary, _budget_of(fixed, entry, variants)):
                 summaries[name][int(seed_text)] = summary
                 entry["runs"][seed_text] = "finished"
     record["cells"] = entries
@@ -500,9 +508,9 @@ def _is_sweep(out: Path) -> bool:
 
 
 def _check_continuation(out: Path, grid: Grid) -> None:
-    """A sweep run again continues its recorded grid: every recorded value of every axis is
-    still there (axes may grow), and fixed values differ only in
-    `binaryvae.config.RESUMABLE_FIELDS` (BadInput naming each difference)."""
+    """A sweep run again continues its recorded grid: every recorded value of every axis (and
+    every variant) is still there (axes may grow), and fixed values -- a variant's too --
+    differ only in `binaryvae.config.RESUMABLE_FIELDS` (BadInput naming each difference)."""
     recorded = read_json(out / "sweep.json", SWEEP_SCHEMA)["grid"]
     stored = Grid.from_dict(recorded, f"{out / 'sweep.json'}")
     dropped = []
@@ -512,6 +520,7 @@ def _check_continuation(out: Path, grid: Grid) -> None:
         ("latent-dims", stored.latent_dims, grid.latent_dims),
         ("seeds", stored.seeds, grid.seeds),
         *((f"vary {k}", v, grid.vary.get(k, [])) for k, v in stored.vary.items()),
+        ("variants", list(stored.variants), list(grid.variants)),
     ):
         gone = [str(v) for v in old if v not in new]
         if axis.startswith("vary") and not grid.vary.get(axis[len("vary "):]):
@@ -533,10 +542,17 @@ def _check_continuation(out: Path, grid: Grid) -> None:
         seed=c.seed,
     )
     same_axes.check_resumable(c, str(out))
-    if stored.family_options != grid.family_options or set(grid.vary) - set(stored.vary):
+    # a variant kept keeps its options, except those a resume may change (the budget, threads)
+    first = (c.dataset, c.family, c.objective, c.latent_dim, {})
+    for name in stored.variants:  # every one is in grid.variants (checked above)
+        new = grid._config(*first, grid.variants[name])
+        new.check_resumable(stored._config(*first, stored.variants[name]),
+                            f"{out} (variant {name})")  # fmt: skip
+    if (stored.family_options != grid.family_options or set(grid.vary) - set(stored.vary)
+            or bool(stored.variants) != bool(grid.variants)):  # fmt: skip
         raise BadInput(
-            f"{out} holds a sweep with other family-options or varied options; run it with its "
-            "own grid, or use --force to start over"
+            f"{out} holds a sweep with other family-options, varied options or variants; run it "
+            "with its own grid, or use --force to start over"
         )
 
 

@@ -18,10 +18,18 @@ The grid comes from command-line options or a TOML/JSON file with the same names
     hidden = [[200, 200], []]
     learning_signal = ["elbo", "reconstruction"]   # family options (extra) by their own name
 
+    [[variants]]                   # one change at a time: each variant is the fixed values
+    name = "baseline"              # with its own on top, crossed with the axes (not with
+    [[variants]]                   # each other); the cell name gains _<name>
+    name = "adam-eps-1e-4"
+    adam-eps = 1e-4
+
 A varied option names a `TrainConfig` field (or a ``train`` option) or a family option of
 `binaryvae.config.ModelOptions` (set in ``extra``); each cell's name gains a suffix per varied
 option (``_lr-0.0001``, ``_hidden-200x200``). ``protocol`` varied applies each preset, with the
-fixed values given beside it still overriding it.
+fixed values given beside it still overriding it. A variant names the same options as [vary]
+(not an axis, not a varied option); its cells record ``variant = <name>`` (a study table pairs
+by it: ``baseline = { variant = "baseline" }``).
 
 `grid_from_values` checks every name and value and refuses (BadInput, naming it) an unknown
 key, an empty axis or a repeated value; `Grid.cells` gives the cells in a fixed order, each with
@@ -105,6 +113,8 @@ class Cell:
     layout: str = "replicas"  # "replicas": NAME/seed-<s>/ ; "run": NAME/ is the run directory
     # the varied options' values of this cell ([vary]: option name -> value), in grid order
     vary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the cell's variant ([[variants]]: its name), None in a grid without variants
+    variant: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -129,6 +139,7 @@ class Cell:
             "seeds": list(self.seeds),
             "layout": self.layout,
             **({"vary": _plain(self.vary)} if self.vary else {}),
+            **({"variant": self.variant} if self.variant is not None else {}),
         }
 
     def spec(self) -> dict[str, Any]:
@@ -143,6 +154,7 @@ class Cell:
             seeds=tuple(spec["seeds"]),
             layout=spec["layout"],
             vary=dict(spec.get("vary") or {}),
+            variant=spec.get("variant"),
         )
 
 
@@ -167,37 +179,55 @@ class Grid:
     family_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the fixed values given explicitly (they override a varied protocol's preset)
     explicit: list[str] = field(default_factory=list)
+    # [[variants]]: name -> the options it sets on top of the fixed values (TrainConfig field
+    # or family-option names), in the order given; crossed in innermost
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         """Every cell, datasets outermost, then (family, objective), then latent size, then
-        the varied options (in the order given); each config validated (BadInput naming the
-        cell)."""
+        the varied options (in the order given), then the variants; each config validated
+        (BadInput naming the cell, and the variant)."""
         cells = []
         combos = list(itertools.product(*self.vary.values())) if self.vary else [()]
-        for dataset, (family, objective), n, combo in itertools.product(
-            self.datasets, self.pairs, self.latent_dims, combos
+        variants = list(self.variants.items()) or [(None, {})]
+        for dataset, (family, objective), n, combo, (variant, over) in itertools.product(
+            self.datasets, self.pairs, self.latent_dims, combos, variants
         ):
             varied = dict(zip(self.vary, combo, strict=True))
             name = cell_name(dataset, family, objective, n) + "".join(
                 f"_{vary_label(k, v)}" for k, v in varied.items()
-            )
+            ) + (f"_{variant}" if variant is not None else "")
             try:
-                config = self._config(dataset, family, objective, n, varied)
+                config = self._config(dataset, family, objective, n, varied, over)
             except BadInput as e:
-                raise BadInput(f"cell {name}: {e}") from None
-            cells.append(Cell(name, config, tuple(self.seeds), vary=varied))
+                what = f"cell {name}" + (f" (variant {variant})" if variant is not None else "")
+                raise BadInput(f"{what}: {e}") from None
+            cells.append(Cell(name, config, tuple(self.seeds), vary=varied, variant=variant))
         names = [c.name for c in cells]
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
             raise BadInput(f"two cells would be named {twice[0]}: vary values that read alike")
         return cells
 
-    def _config(self, dataset: str, family: str, objective: str, n: int, varied: dict):
+    def _config(self, dataset: str, family: str, objective: str, n: int, varied: dict,
+                variant: dict | None = None):  # fmt: skip
         d = self.base.to_dict()
         d.update(dataset=dataset, family=family, objective=objective, latent_dim=n,
                  seed=self.seeds[0])  # fmt: skip
         extra = {**d["extra"], **self.family_options.get(family, {})}
         keep = set(self.base.protocol_overrides or ()) | set(_SINGULAR)
+        variant = variant or {}
+        for name, value in variant.items():  # the variant's values replace the fixed ones
+            if name in _OPTIONS:
+                extra[name] = value
+                keep.add(f"extra.{name}")
+                continue
+            d[name] = list(value) if isinstance(value, tuple) else value
+            keep.add(name)
+            # a variant's budget replaces the other one, unless the variant gives that one too
+            other = {"steps": "epochs", "epochs": "steps"}.get(name)
+            if other and value is not None and other not in variant:
+                d[other] = None
         for name, value in varied.items():
             if name in _OPTIONS:
                 extra[name] = value
@@ -211,7 +241,7 @@ class Grid:
                 d[other] = None
         keep |= {f"extra.{k}" for k in self.family_options.get(family, {})}
         d["extra"] = extra
-        if "protocol" in varied:  # the preset of this cell, explicit values on top
+        if "protocol" in varied or "protocol" in variant:  # this cell's preset, explicit on top
             d["protocol_overrides"] = None
             keep |= set(self.explicit) - {"protocol", "protocol_overrides"}
         return TrainConfig.from_dict(d).follow_protocol(keep)
@@ -231,9 +261,12 @@ class Grid:
         }
         if self.vary:
             out["vary"] = {k: [_plain(v) for v in vs] for k, vs in self.vary.items()}
+        if self.vary or self.variants:
             out["explicit"] = sorted(self.explicit)
         if self.family_options:
             out["family_options"] = _plain(self.family_options)
+        if self.variants:
+            out["variants"] = [{"name": k, **_plain(v)} for k, v in self.variants.items()]
         return out
 
     @classmethod
@@ -254,7 +287,7 @@ def recorded_values(d: dict[str, Any], where: str) -> tuple[dict[str, Any], list
             "seeds": d["seeds"],
             **d["fixed"],
         }
-        for key in ("vary", "family_options"):
+        for key in ("vary", "family_options", "variants"):
             if d.get(key):
                 values[key] = d[key]
         # the fixed values recorded hold every field: the varied ones are not fixed
@@ -311,7 +344,7 @@ def _known_keys() -> list[str]:
     )
 
 
-_TABLES = ("vary", "family_options")  # the grid's tables beside axes and fixed values
+_TABLES = ("vary", "family_options", "variants")  # the grid's tables beside axes and values
 
 
 def _freeze(value: Any) -> Any:
@@ -361,6 +394,59 @@ def _vary_values(values: Any, fixed: dict[str, Any], where: str) -> dict[str, li
                 raise BadInput(f"{where}: {label} lists {item!r} twice")
             seen.add(frozen)
         out[key] = [list(v) if isinstance(v, list | tuple) else v for v in items]
+    return out
+
+
+def _variants(values: Any, vary: dict[str, list], where: str) -> dict[str, dict[str, Any]]:
+    """[[variants]] checked: a non-empty list of tables, each with a unique filesystem-safe
+    ``name`` and options named as in [vary] (`VARY_NAMES`; ``extra.<option>`` and train's option
+    names accepted), none an axis or a varied option, each one value (``hidden``: a list of
+    sizes). Returns name -> {option: value}. BadInput naming the variant and key otherwise; the
+    values themselves are checked by the config of each cell (`Grid.cells`)."""
+    if values is None:
+        return {}
+    if not isinstance(values, list | tuple):
+        raise BadInput(f"{where}: variants is a list of tables ([[variants]]), each with a name")
+    if not values:
+        raise BadInput(f"{where}: variants is empty; give at least one (a name and its options)")
+    out: dict[str, dict[str, Any]] = {}
+    for i, item in enumerate(values, start=1):
+        if not isinstance(item, dict):
+            raise BadInput(f"{where}: variant {i} is not a table (a name and its options)")
+        name = item.get("name")
+        if name is None:
+            raise BadInput(f"{where}: variant {i} has no name")
+        if not isinstance(name, str) or len(name) > 100 or not _NAME.match(name):
+            raise BadInput(f"{where}: variant {i}: name {name!r} is not a name of letters, "
+                           "digits, '.', '_' and '-' (it becomes part of a directory name)")
+        if name in out:
+            raise BadInput(f"{where}: two variants are named {name!r}")
+        options: dict[str, Any] = {}
+        for raw, value in item.items():
+            if raw == "name":
+                continue
+            label = f"variant {name}: {raw}"
+            key = _key(raw, where)
+            key = key[len("extra."):] if key.startswith("extra.") else key
+            if key in AXES or key in _SINGULAR:
+                axis = _SINGULAR.get(key, key)
+                raise BadInput(f"{where}: {label}: {axis.replace('_', '-')} is an axis of the "
+                               "grid; a variant changes options, not axes")  # fmt: skip
+            if key not in VARY_NAMES:
+                raise BadInput(
+                    f"{where}: {label}: unknown option; known: "
+                    f"{', '.join(n.replace('_', '-') for n in VARY_NAMES)}"
+                )
+            if key in vary:
+                raise BadInput(f"{where}: {label}: {key.replace('_', '-')} is varied ([vary]); "
+                               "a variant cannot set it too")  # fmt: skip
+            if key in options:
+                raise BadInput(f"{where}: {label}: {key.replace('_', '-')} is given twice")
+            nested = isinstance(value, list | tuple)
+            if isinstance(value, dict) or (nested and key not in _LIST_FIELDS):
+                raise BadInput(f"{where}: {label}: {value!r} is not one value")
+            options[key] = list(value) if nested else value
+        out[name] = options
     return out
 
 
@@ -534,7 +620,9 @@ def grid_from_values(
     dataset and latent size; fixed values given beside it override it (recorded in each
     cell's ``protocol_overrides``), and its family-dependent fields follow each cell's family.
     ``vary`` (a table of option -> values, `VARY_NAMES`) adds an axis per option;
-    ``family_options`` (family -> options) sets options of ``extra`` for one family's cells.
+    ``family_options`` (family -> options) sets options of ``extra`` for one family's cells;
+    ``variants`` (a list of tables: ``name`` and options) gives each variant's cells its options
+    on top of the fixed values, crossed with the rest.
     ``explicit``: the fixed values given explicitly where ``values`` is a recorded grid (its
     ``fixed`` holds every field); they override a varied protocol's preset.
     BadInput, naming the key, for anything unknown, empty, repeated or invalid.
@@ -543,6 +631,7 @@ def grid_from_values(
     axes = {k: v for k, v in values.items() if k in AXES}
     fixed = {k: v for k, v in values.items() if k not in AXES and k not in _TABLES}
     vary = _vary_values(values.get("vary"), fixed, where)
+    variants = _variants(values.get("variants"), vary, where)
     if explicit is None:
         explicit = sorted(set(fixed) - {"protocol_overrides"})
     # a preset's dataset and latent size are the axes' defaults (for a varied protocol, where
@@ -602,11 +691,13 @@ def grid_from_values(
     except BadInput as e:
         raise BadInput(f"{where}: {e}") from None
     family_options = _family_options(values.get("family_options"), [f for f, _ in pairs], where)
-    grid = Grid(datasets, pairs, latent_dims, seeds, config, vary, family_options, explicit)
+    grid = Grid(datasets, pairs, latent_dims, seeds, config, vary, family_options, explicit,
+                variants)  # fmt: skip
     count = len(datasets) * len(pairs) * len(latent_dims) * math.prod(len(v) for v in vary.values())
+    count *= max(len(variants), 1)
     if count > MAX_CELLS:
         raise BadInput(f"{where}: {count} cells; at most {MAX_CELLS} per sweep")
-    if vary or family_options:
+    if vary or family_options or variants:
         try:
             grid.cells()  # every varied value checked now, naming its cell
         except BadInput as e:

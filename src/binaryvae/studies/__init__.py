@@ -1,7 +1,8 @@
 """The studies of docs/benchmarks.md as data: one TOML file each, loaded and checked here.
 
 A study file (``binaryvae/studies/<name>.toml``) names its grid (exactly a ``binaryvae sweep
---grid`` file: axes, fixed values, ``[grid.vary]`` and ``[grid.family-options]``), its seeds
+--grid`` file: axes, fixed values, ``[grid.vary]``, ``[grid.family-options]`` and
+``[[grid.variants]]``), its seeds
 (fixed in advance), two budgets (``[budget.full]``, the published one, and ``[budget.quick]``,
 a smoke version on mnist-mini; each overrides keys of ``[grid]``, ``seeds`` included) and its
 comparisons (``[[table]]``: the summary.json keys compared, and the baseline cells every other
@@ -25,7 +26,7 @@ cell is paired with, seed by seed)::
     [[table]]
     title = "..."
     measures = ["test_iwae_k100", "test_discrete_elbo"]   # or "last.<key>", "epoch.<E>.<key>"
-    baseline = { family = "bernoulli-disarm" }
+    baseline = { family = "bernoulli-disarm" }   # or { variant = "baseline" }
     only = { latent_dim = [200] }     # optional: the cells of this table
     reverse = false                   # optional: true gives baseline minus cell
     x = "beta"                        # optional: the figure's x axis (a coordinate)
@@ -62,7 +63,8 @@ __all__ = [
 ]
 
 BUDGETS = ("full", "quick")
-# what a cell is, besides its varied options: the axes of every grid
+# what a cell is, besides its varied options and its variant (``variant``, in a grid with
+# [[grid.variants]]): the axes of every grid
 COORDINATES = ("dataset", "family", "objective", "latent_dim")
 _TOP = ("title", "about", "docs", "seeds", "grid", "budget", "table")
 _TABLE = ("title", "measures", "baseline", "only", "reverse", "x", "about", "epochs")
@@ -243,6 +245,8 @@ def _parse(name: str, text: str, where: str) -> Study:
         cells = study.grid(budget).cells()
         for cell in cells:
             coordinates |= set(cell.vary)
+            if cell.variant is not None:
+                coordinates.add("variant")
     study.tables = [_table(t, i, coordinates, where) for i, t in enumerate(tables, start=1)]
     return study
 

@@ -5,9 +5,10 @@ makes several claims; markdown, JSON and a figure per table.
 Everything is read from the sweep directory the study ran into (sweep.json, each run's
 summary.json and, for ``last.<key>`` and ``epoch.<E>.<key>`` measures, the last row of its
 metrics.jsonl or the row that ends epoch E). A table with ``epochs`` (the claim by budget)
-reads each measure at those epochs and at the runs' last one, and renders a row per epoch. A cell's
-coordinates are its dataset, family, objective, latent size and varied options; its baseline
-partner is the cell with the same coordinates except those the table's ``baseline`` names.
+reads each measure at those epochs and at the runs' last one, and renders a row per epoch. A
+cell's coordinates are its dataset, family, objective, latent size, varied options and variant;
+its baseline partner is the cell with the same coordinates except those the table's
+``baseline`` names.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ __all__ = ["cell_coordinates", "measure_values", "study_tables", "render_markdow
 
 
 def cell_coordinates(entry: dict[str, Any]) -> dict[str, Any]:
-    """A recorded cell's coordinates (a sweep.json entry): the axes and the varied options."""
+    """A recorded cell's coordinates (a sweep.json entry): the axes, the varied options and,
+    in a grid with variants, ``variant`` (its name)."""
     out = {k: entry.get(k) for k in COORDINATES}
     out.update(entry.get("vary") or {})
+    if entry.get("variant") is not None:
+        out["variant"] = entry["variant"]
     return out
 
 
