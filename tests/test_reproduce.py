@@ -82,10 +82,13 @@ def test_list_shows_every_study_with_its_cells_steps_and_cpu_time(monkeypatch, c
             hours = n_cells * n_seeds * total * 0.01 / 3600
         text = f"{hours:,.0f} CPU-h" if hours >= 10 else f"{hours:.1f} CPU-h"
         assert f"(training {text}, evaluation " in detail, (detail, text)
-        if name != "estimator-study":  # its gradient diagnostics count as training steps
+        # their gradient diagnostics count as training steps (beta-sweep's: in its summaries)
+        if name not in ("estimator-study", "beta-sweep"):
             assert f"full {text} (training {text}, evaluation <1 CPU-s, summaries <1 CPU-s)" in (
                 detail), (detail, text)
             assert f"quick {quick_steps * 0.01:.0f} CPU-s" in detail, detail
+        if name == "beta-sweep":  # 72 runs x 200 estimates, each a step on 128 of 128 images
+            assert f"summaries {72 * 200 * 0.01 / 60:.1f} CPU-min" in detail, detail
     assert "CPU time = training (CPU seconds per step x steps) + evaluation" in out
     assert "measured now on this machine" in out and "moves the numbers up or down" in out
     assert len(timed) == len({cost.cost_key(c) for c in timed})  # each model timed once
@@ -116,6 +119,11 @@ def test_a_runs_cost_is_steps_rows_trackers_gradients_and_summary_by_hand(monkey
     assert got["eval"] == pytest.approx((10 * 3e-4 + 2 * 5e-3) * 2000 + 12 * 300 * 7e-5
                                         + 4 * 4 * 0.01)  # fmt: skip
     assert got["summary"] == pytest.approx(2000 * 2e-3)
+    # the gradient bias after training: 200 estimates, each a step on 128 of 500 images' work
+    with_it = TrainConfig.from_dict({**config.to_dict(), "summary_grad_samples": 200})
+    final = cost.run_cost(with_it, 0.01, image)
+    assert final["summary"] == pytest.approx(2000 * 2e-3 + 200 * 128 / 500 * 0.01)
+    assert (final["train"], final["eval"]) == (got["train"], got["eval"])
     # a step budget that ends inside an epoch: its last row counts once
     cut = TrainConfig(dataset="mnist-mini", steps=20, batch_size=500, eval_iwae_every=1)
     cut_counts = cost.evaluation_counts(cut)

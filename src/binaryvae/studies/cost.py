@@ -17,6 +17,9 @@ A run's cost is
     + rows x tracked images x s/image of the trackers
     + gradient diagnostics x grad_samples x s/step (counted as that many training steps)
     + test images x s/image of the summary
+    + summary_grad_samples x summary_grad_images / batch size x s/step (the gradient bias
+      after training, `binaryvae.diagnostics.final`: each estimate counted as a training step
+      on that many images)
 
 (`run_cost`); a cell's is that times its seeds (a replica group of S seeds is usually somewhat
 cheaper than S single runs: docs/benchmarks.md, section 11). Scaling per image assumes an
@@ -119,15 +122,19 @@ def evaluation_counts(config: TrainConfig) -> dict[str, int]:
 def run_cost(config: TrainConfig, step: float, image: dict[str, float]) -> dict[str, float]:
     """CPU seconds of one run of ``config`` from ``step`` (seconds per training step) and
     ``image`` (`seconds_per_image`): ``train`` (steps x step), ``eval`` (its rows, IWAE,
-    trackers and gradient diagnostics), ``summary`` (the summary's evaluation)."""
+    trackers and gradient diagnostics), ``summary`` (the summary's evaluation and, with
+    ``summary_grad_samples``, its gradient measurement: each estimate a step on
+    ``summary_grad_images`` images, at most the test split, instead of a batch)."""
     n = evaluation_counts(config)
+    grad_images = min(config.summary_grad_images, n["test_images"])
+    final_grad = config.summary_grad_samples * grad_images / config.batch_size * step
     rows = (n["rows"] - n["iwae_rows"]) * image["row"] + n["iwae_rows"] * image["row_iwae"]
     return {
         "train": steps_per_run(config) * step,
         "eval": rows * n["test_images"]
         + n["rows"] * n["track_images"] * image["track"]
         + n["grad"] * config.grad_samples * step,
-        "summary": n["test_images"] * image["summary"],
+        "summary": n["test_images"] * image["summary"] + final_grad,
     }
 
 
