@@ -12,8 +12,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from binaryvae.stats import mean_se
-
 __all__ = [
     "REPO",
     "machine_info",
@@ -133,14 +131,13 @@ def median(values) -> float:
 
 
 def fmt_mean_se(values, digits: int = 2) -> str:
-    """"mean ± s.e." of the finite ``values`` (`binaryvae.stats.mean_se`), the value alone for
-    one, "n/a" for none."""
-    m, se = mean_se(values)
-    if m is None:
-        return "n/a"
-    if se is None:
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} ± {se:.{digits}f}"
+    """"mean ± s.e." of the finite ``values``, the value alone for one, "n/a" for none: the
+    report's `binaryvae.report.document.fmt_mean_se` (one implementation, on
+    `binaryvae.stats.mean_se`), with the bench tables' "n/a"."""
+    from binaryvae.report.document import fmt_mean_se as report_fmt
+
+    text = report_fmt(values, digits)
+    return "n/a" if text == "—" else text
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -351,6 +351,23 @@ def _freeze(value: Any) -> Any:
     return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
 
 
+
+def _option_key(raw: str, where: str, label: str, axis_hint: str) -> str:
+    """The option a [vary] or [[variants]] key names (``extra.`` dropped); BadInput, naming
+    ``label``, for an axis (with ``axis_hint``) or a name no run option has."""
+    key = _key(raw, where)
+    key = key[len("extra."):] if key.startswith("extra.") else key
+    if key in AXES or key in _SINGULAR:
+        axis = _SINGULAR.get(key, key)
+        raise BadInput(f"{where}: {label}: {axis.replace('_', '-')} {axis_hint}")
+    if key not in VARY_NAMES:
+        raise BadInput(
+            f"{where}: {label}: unknown option; known: "
+            f"{', '.join(n.replace('_', '-') for n in VARY_NAMES)}"
+        )
+    return key
+
+
 def _vary_values(values: Any, fixed: dict[str, Any], where: str) -> dict[str, list]:
     """[vary] checked: every name a `VARY_NAMES` entry (``extra.<option>`` and train's option
     names accepted), not an axis, not also a fixed value; every list non-empty, without a
@@ -361,18 +378,9 @@ def _vary_values(values: Any, fixed: dict[str, Any], where: str) -> dict[str, li
         raise BadInput(f"{where}: vary is a table of option names and lists of values")
     out: dict[str, list] = {}
     for raw, items in values.items():
-        key = _key(raw, where)
-        key = key[len("extra."):] if key.startswith("extra.") else key
         label = f"vary {raw}"
-        if key in AXES or key in _SINGULAR:
-            axis = _SINGULAR.get(key, key)
-            raise BadInput(f"{where}: {label}: {axis.replace('_', '-')} is an axis of the grid "
-                           "already; give its values there")  # fmt: skip
-        if key not in VARY_NAMES:
-            raise BadInput(
-                f"{where}: {label}: unknown option; known: "
-                f"{', '.join(n.replace('_', '-') for n in VARY_NAMES)}"
-            )
+        key = _option_key(raw, where, label,
+                          "is an axis of the grid already; give its values there")
         if key in out:
             raise BadInput(f"{where}: vary names {key.replace('_', '-')} twice")
         if key in fixed or (key in _OPTIONS and key in (fixed.get("extra") or {})):
@@ -426,17 +434,8 @@ def _variants(values: Any, vary: dict[str, list], where: str) -> dict[str, dict[
             if raw == "name":
                 continue
             label = f"variant {name}: {raw}"
-            key = _key(raw, where)
-            key = key[len("extra."):] if key.startswith("extra.") else key
-            if key in AXES or key in _SINGULAR:
-                axis = _SINGULAR.get(key, key)
-                raise BadInput(f"{where}: {label}: {axis.replace('_', '-')} is an axis of the "
-                               "grid; a variant changes options, not axes")  # fmt: skip
-            if key not in VARY_NAMES:
-                raise BadInput(
-                    f"{where}: {label}: unknown option; known: "
-                    f"{', '.join(n.replace('_', '-') for n in VARY_NAMES)}"
-                )
+            key = _option_key(raw, where, label,
+                              "is an axis of the grid; a variant changes options, not axes")
             if key in vary:
                 raise BadInput(f"{where}: {label}: {key.replace('_', '-')} is varied ([vary]); "
                                "a variant cannot set it too")  # fmt: skip
