@@ -10,7 +10,7 @@ import re
 import pytest
 
 from _runs_helpers import tiny_config
-from binaryvae.report import build_document, write_report
+from binaryvae.report import write_report
 from binaryvae.report.style import tile
 from binaryvae.runs import compare, parse_families
 
