@@ -124,9 +124,14 @@ def test_gap_of_a_real_model_is_positive_and_iwae_closes_it():
     assert float((exact.log_px - iw).mean()) < 0.05 * float(exact.gap.mean()) + 0.01
 
 
+@pytest.mark.slow
 def test_evaluation_never_imports_the_estimators():
     """binaryvae.models/__init__ imports its estimators, so no binaryvae.models module at all may
-    be loaded by importing the evaluation package (it uses the model's public methods only)."""
+    be loaded by importing the evaluation package (it uses the model's public methods only).
+
+    Slow (a fresh interpreter imports torch): the default suite checks the same in
+    tests/test_layers.py (`test_importing_a_module_loads_only_what_the_rules_allow`: every
+    evaluation module, imported alone in a fresh interpreter, loads no models module)."""
     code = (
         "import sys, binaryvae.evaluation; "
         "bad = [m for m in sys.modules if m.startswith('binaryvae.models')]; "

@@ -73,12 +73,14 @@ def test_every_family_trains(family, data, images, toy):
     """A few dozen plain Adam steps raise the family's own ELBO on mnist-mini and on toy data.
 
     Margins: images start near -545 nats and gain > 50 nats in 60 steps for every family (the
-    decoder bias alone is worth ~ 300); toy data (8 dims) must gain > 0.5 nats.
+    decoder bias alone is worth ~ 300); toy data (8 dims) must gain > 0.5 nats. One hidden
+    layer of 32 (measured gains: >= 337 nats on images, >= 1.48 nats on toy data).
     """
     torch.manual_seed(0)
     x = images if data == "images" else toy
     kind = "image" if data == "images" else "real"
-    model = build_model(_config(family), x.shape[1], (28, 28) if kind == "image" else None, kind)
+    model = build_model(_config(family, hidden=(32,)), x.shape[1],
+                        (28, 28) if kind == "image" else None, kind)  # fmt: skip
     before = _mean_elbo(model, x, "elbo")
     losses = _train(model, x, "elbo", steps=60)
     after = _mean_elbo(model, x, "elbo")

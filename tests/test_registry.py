@@ -237,10 +237,15 @@ def test_an_installed_package_trains_and_is_checked(tmp_path, monkeypatch):
     site = tmp_path / "site"
     _install(site, "[binaryvae.estimators]\nantithetic = antithetic_est:Antithetic\n")
     out = tmp_path / "run"
-    done = _run(site, "-m", "binaryvae", "train", "--family", "bernoulli-antithetic",
-                "--epochs", "1", "--dataset", "mnist-mini", "--latent-dim", "4", "--hidden",
-                "16", "--threads", "1", "--batch-size", "500", "--device", "cpu", "--out",
-                str(out), "--quiet", "--no-report")  # fmt: skip
+    argv = ["train", "--family", "bernoulli-antithetic", "--epochs", "1", "--dataset",
+            "mnist-mini", "--latent-dim", "4", "--hidden", "16", "--threads", "1", "--batch-size",
+            "500", "--device", "cpu", "--out", str(out), "--quiet", "--no-report"]  # fmt: skip
+    # one fresh process (the package is found only through its entry point): the command,
+    # then the families that process sees
+    script = ("import sys; from binaryvae.cli import main; code = main(sys.argv[1:]); "
+              "from binaryvae.models.families import FAMILIES; print(list(FAMILIES)); "
+              "sys.exit(code)")  # fmt: skip
+    done = _run(site, "-c", script, *argv)
     assert done.returncode == 0, done.stderr
     import json
 
@@ -248,9 +253,7 @@ def test_an_installed_package_trains_and_is_checked(tmp_path, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["family"] == "bernoulli-antithetic" and summary["exact_latent"]
     # the families the CLI sees in that process include the package's
-    listed = _run(site, "-c", "from binaryvae.models.families import FAMILIES; "
-                  "print(list(FAMILIES))")  # fmt: skip
-    assert "'bernoulli-antithetic'" in listed.stdout and "'bernoulli-disarm'" in listed.stdout
+    assert "'bernoulli-antithetic'" in done.stdout and "'bernoulli-disarm'" in done.stdout
 
     monkeypatch.syspath_prepend(str(site))
     import antithetic_est
@@ -261,7 +264,37 @@ def test_an_installed_package_trains_and_is_checked(tmp_path, monkeypatch):
         check_estimator(antithetic_est.Planted)
 
 
-def test_a_package_that_fails_to_load_is_named_in_one_line(tmp_path):
+def test_a_package_that_fails_to_load_is_named_in_one_line(tmp_path, capsys):
+    """In this process, the entry points read again with the package on the path: `train`
+    exits 2 with one line naming the package, the entry point and the missing class, and
+    writes nothing. `test_a_package_that_fails_to_load_in_a_fresh_process` (slow) runs the
+    command in a fresh interpreter."""
+    import importlib
+
+    from binaryvae.cli import main
+
+    site = tmp_path / "site"
+    _install(site, "[binaryvae.estimators]\nbroken = antithetic_est:NoSuchClass\n")
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    ESTIMATORS._loaded = False
+    try:
+        code = main(["train", "--family", "bernoulli-disarm", "--epochs", "1", "--out",
+                     str(tmp_path / "run"), "--quiet", "--no-report"])  # fmt: skip
+    finally:
+        sys.path.remove(str(site))
+        importlib.invalidate_caches()
+        ESTIMATORS._loaded = False  # read again without the package at the next use
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "'antithetic-est'" in lines[0] and "'broken'" in lines[0] and "NoSuchClass" in lines[0]
+    assert not (tmp_path / "run").exists()
+    assert "bernoulli-disarm" in FAMILY_CLASSES and "broken" not in ESTIMATORS
+
+
+@pytest.mark.slow
+def test_a_package_that_fails_to_load_in_a_fresh_process(tmp_path):
     site = tmp_path / "site"
     _install(site, "[binaryvae.estimators]\nbroken = antithetic_est:NoSuchClass\n")
     done = _run(site, "-m", "binaryvae", "train", "--family", "bernoulli-disarm", "--epochs",

@@ -88,15 +88,31 @@ def _fresh(run: Path):
 
 
 # ------------------------------------------------------------- malformed optimizer state
-def test_a_malformed_adam_state_exits_2_before_the_fused_kernel(run):
+def _zeros3(p):
+    for entry in p["optimizer"]["state"].values():
+        entry["exp_avg"] = torch.zeros(3)
+
+
+def test_a_malformed_adam_state_exits_2_before_the_fused_kernel(run, capsys):
     """The issue's High 2: every exp_avg replaced by zeros(3) crashed `_fused_adam` (SIGSEGV,
-    exit 139). In a child process, so a native crash would show as -11/139 here."""
+    exit 139). Here in this process (a native crash would end the test session);
+    `test_a_malformed_adam_state_exits_2_in_a_child_process` (slow) runs the command in a fresh
+    interpreter, where such a crash shows as -11/139."""
+    _edit(_ckpt(run), _zeros3)
+    before = file_bytes(run)
+    assert main(train_argv(run, "--resume", epochs="2")) == 2
+    err = one_line_error(capsys)
+    assert str(_ckpt(run)) in err and "optimizer.state[0].exp_avg" in err and "[3]" in err
+    after = file_bytes(run)
+    after.pop(".binaryvae.lock", None), before.pop(".binaryvae.lock", None)
+    assert after == before  # nothing written, nothing lost
 
-    def zeros3(p):
-        for entry in p["optimizer"]["state"].values():
-            entry["exp_avg"] = torch.zeros(3)
 
-    _edit(_ckpt(run), zeros3)
+@pytest.mark.slow
+def test_a_malformed_adam_state_exits_2_in_a_child_process(run):
+    """The same as the test above, through `python -m binaryvae` in a child process, so a
+    native crash would show as -11/139 here (slow: a fresh interpreter imports torch)."""
+    _edit(_ckpt(run), _zeros3)
     before = file_bytes(run)
     proc = subprocess.run(
         [sys.executable, "-m", "binaryvae", *train_argv(run, "--resume", epochs="2")],

@@ -32,6 +32,9 @@ from binaryvae.training import fit_epoch, load_checkpoint, make_optimizer
 
 DATA = load_dataset("mnist-mini")
 SEEDS = [3, 0, 7]  # not in order: replica r is the r-th seed, whatever its value
+# the 13 trained cases stack two replicas (still out of order): what a third adds is the
+# stacking's layout, which the one-step and round-trip tests below check with SEEDS
+TRAINED_SEEDS = [3, 0]
 
 
 def _model(seed: int, **fields) -> torch.nn.Module:
@@ -80,7 +83,7 @@ CASES = [
 @pytest.mark.parametrize("family, fields, tol", CASES, ids=[f"{f}-{i}" for i, (f, _, _) in
                                                             enumerate(CASES)])  # fmt: skip
 def test_replica_r_equals_the_single_run_with_seed_r(family, fields, tol):
-    """50 steps of batch 40: every parameter and every Adam moment of every replica within
+    """50 steps of batch 40: every parameter and every Adam moment of both replicas within
     ``tol`` (relative to the tensor's scale) of the single run's."""
     fields = dict(family=family, latent_dim=6, hidden=(32,), batch_size=40, **fields)
     binarize = fields.get("binarize", "none")
@@ -88,7 +91,7 @@ def test_replica_r_equals_the_single_run_with_seed_r(family, fields, tol):
     x = DATA.train_x[:2000]  # 50 batches of 40
 
     singles = []
-    for seed in SEEDS:
+    for seed in TRAINED_SEEDS:
         model = _model(seed, **fields)
         opt = make_optimizer(model, 1e-3)
         batches = EpochBatches(x, batch_size=40, binarize=binarize, seed=seed)
@@ -96,18 +99,18 @@ def test_replica_r_equals_the_single_run_with_seed_r(family, fields, tol):
         fit_epoch(model, opt, batches.epoch(1), epoch=1, objective=objective, generator=g)
         singles.append((model, opt))
 
-    stacked = stack_models([_model(seed, **fields) for seed in SEEDS])
+    stacked = stack_models([_model(seed, **fields) for seed in TRAINED_SEEDS])
     opt = make_optimizer(stacked, 1e-3)
-    loaders = [EpochBatches(x, batch_size=40, binarize=binarize, seed=s) for s in SEEDS]
+    loaders = [EpochBatches(x, batch_size=40, binarize=binarize, seed=s) for s in TRAINED_SEEDS]
     batches = (torch.stack(xs) for xs in zip(*[b.epoch(1) for b in loaders], strict=True))
-    g = ReplicaGenerator([torch.Generator().manual_seed(100 + s) for s in SEEDS])
+    g = ReplicaGenerator([torch.Generator().manual_seed(100 + s) for s in TRAINED_SEEDS])
     stats = fit_epoch(stacked, opt, batches, epoch=1, objective=objective, generator=g,
-                      replicas=len(SEEDS))  # fmt: skip
-    assert [s.batches for s in stats] == [50, 50, 50]
+                      replicas=len(TRAINED_SEEDS))  # fmt: skip
+    assert [s.batches for s in stats] == [50, 50]
 
     layouts = replica_layouts(stacked)
     for r, (model, single_opt) in enumerate(singles):
-        state = unstack_state(stacked.state_dict(), r, layouts, len(SEEDS))
+        state = unstack_state(stacked.state_dict(), r, layouts, len(TRAINED_SEEDS))
         for key, value in model.state_dict().items():
             assert state[key].shape == value.shape, key
             assert _relative(state[key], value) < tol, (key, _relative(state[key], value))

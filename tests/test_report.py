@@ -10,7 +10,7 @@ import re
 import pytest
 
 from _runs_helpers import tiny_config
-from binaryvae.report import build_document, write_report
+from binaryvae.report import write_report
 from binaryvae.report.style import tile
 from binaryvae.runs import compare, parse_families
 
@@ -36,9 +36,40 @@ def compare_dir(compare_run):
 
 
 @pytest.fixture(scope="module")
-def report(compare_dir):
-    path = write_report(compare_dir)
-    return path, build_document(compare_dir)
+def written(compare_dir):
+    """`write_report` of the compare, once: report.html's path, the Document it wrote and every
+    figure it drew (as matplotlib Figures, captured at save time), and the left-out note of
+    the KL panel."""
+    import binaryvae.report.build as build
+    import binaryvae.report.curves as curves
+    import binaryvae.report.model_figures as model_figures
+
+    figures, docs, notes = {}, [], []
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (curves, model_figures):
+            real = module.save
+
+            def capture(fig, path, real=real):
+                figures[path.name] = fig
+                return real(fig, path)
+
+            mp.setattr(module, "save", capture)
+        real_build, real_kl = build.build_document, curves.kl_recon_per_epoch
+        mp.setattr(build, "build_document",
+                   lambda *a, **k: docs.append(real_build(*a, **k)) or docs[-1])  # fmt: skip
+        mp.setattr(curves, "kl_recon_per_epoch",
+                   lambda *a, **k: notes.append(real_kl(*a, **k)) or notes[-1])  # fmt: skip
+        path = write_report(compare_dir)
+    (doc,) = docs
+    ((_, note),) = notes
+    return path, doc, figures, note
+
+
+@pytest.fixture(scope="module")
+def report(written):
+    """report.html's path and the Document `write_report` built (drawn once, not twice)."""
+    path, doc, _, _ = written
+    return path, doc
 
 
 def test_every_figure_is_a_non_empty_png_referenced_by_the_html(compare_dir, report):
@@ -194,34 +225,13 @@ def test_compare_json_and_summaries_name_what_trained_each_run(compare_dir):
 
 
 @pytest.fixture(scope="module")
-def drawn(compare_dir):
-    """Every figure the report draws, as matplotlib Figures (captured at save time)."""
-    import binaryvae.report.curves as curves
-    import binaryvae.report.model_figures as model_figures
-    from binaryvae.report.build import load_for_report
+def drawn(compare_dir, written):
+    """Every figure the report drew, as matplotlib Figures (captured at save time while
+    `write_report` drew them), the runs' records and the KL panel's left-out note."""
     from binaryvae.report.collect import collect_runs
 
-    figures = {}
-    with pytest.MonkeyPatch.context() as mp:
-        for module in (curves, model_figures):
-            real = module.save
-
-            def capture(fig, path, real=real):
-                figures[path.name] = fig
-                return real(fig, path)
-
-            mp.setattr(module, "save", capture)
-        records = collect_runs(compare_dir)
-        out = compare_dir / "drawn"
-        curves.elbo_per_family(records, out / "elbo_per_epoch.png")
-        curves.elbo_all_families(records, out / "elbo_all_families.png")
-        _, note = curves.kl_recon_per_epoch(records, out / "kl_recon_per_epoch.png")
-        loaded = [load_for_report(r) for r in records]
-        index = model_figures.pick_test_images(loaded[0].test_y)
-        model_figures.reconstruction_figure(loaded, index, out / "reconstructions.png")
-        for lr in loaded:
-            model_figures.samples_figure(lr, out / f"samples_{lr.record.name}.png", n=16)
-    return figures, records, note
+    _, _, figures, note = written
+    return figures, collect_runs(compare_dir), note
 
 
 def _titles(fig) -> list[str]:

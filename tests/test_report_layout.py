@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from _runs_helpers import tiny_config
 from binaryvae.cli import main
-from binaryvae.report import build_document, sample_figure, write_report
+from binaryvae.report import sample_figure, write_report
 from binaryvae.report.collect import RunRecord, collect_runs
 from binaryvae.report.style import DPI, MAX_WIDTH, new_figure, text_artists
 from binaryvae.runs import train_replicas, train_run
@@ -30,7 +30,12 @@ RELAXED = {"gaussian-sigmoid", "logistic", "concrete", "steplogistic", "smoothst
 
 @pytest.fixture
 def captured(monkeypatch):
-    """{file name: Figure} of every figure saved while the test runs (after it was drawn).
+    """{file name: Figure} of every figure saved while the test runs (after it was drawn)."""
+    return _capture(monkeypatch)
+
+
+def _capture(monkeypatch) -> dict[str, Figure]:
+    """{file name: Figure} of every figure saved while ``monkeypatch`` is active.
 
     Figures are drawn into memory and then written by `atomic_write_bytes` (report.style.save,
     report.sweep), so the name is taken from that write of the figure just drawn."""
@@ -109,10 +114,35 @@ def seeds(tmp_path_factory):
     return out, log.getvalue()
 
 
+def _written(out: Path) -> tuple[dict[str, Figure], object]:
+    """`write_report(out, theory=False)`, once: every figure it drew and the Document it wrote."""
+    import binaryvae.report.build as build
+
+    docs = []
+    with pytest.MonkeyPatch.context() as mp:
+        figures = _capture(mp)
+        real = build.build_document
+        mp.setattr(build, "build_document", lambda *a, **k: docs.append(real(*a, **k)) or docs[-1])
+        write_report(out, theory=False)
+    (doc,) = docs
+    return figures, doc
+
+
+@pytest.fixture(scope="module")
+def single_report(single):
+    """The figures and the Document of the single run's report (drawn once for its tests)."""
+    return _written(single[0])
+
+
+@pytest.fixture(scope="module")
+def seeds_report(seeds):
+    """The figures and the Document of the seeds' report (drawn once for its tests)."""
+    return _written(seeds[0])
+
+
 # ----------------------------------------------------------------------------- figure layout
-def test_every_figure_of_a_single_run_report_fits_its_text(single, captured):
-    out, _ = single
-    write_report(out, theory=False)
+def test_every_figure_of_a_single_run_report_fits_its_text(single_report):
+    captured, _ = single_report
     names = {"elbo_per_epoch.png", "lambda_histogram.png", "posterior_means.png",
              "elbo_all_families.png", "kl_recon_per_epoch.png"}  # fmt: skip
     assert names <= set(captured), set(captured)
@@ -122,9 +152,8 @@ def test_every_figure_of_a_single_run_report_fits_its_text(single, captured):
         assert captured[name].bbox.width > 400, (name, captured[name].bbox.width)
 
 
-def test_every_figure_of_a_seeds_report_fits_its_text(seeds, captured):
-    out, _ = seeds
-    write_report(out, theory=False)
+def test_every_figure_of_a_seeds_report_fits_its_text(seeds_report):
+    captured, _ = seeds_report
     assert "elbo_per_epoch.png" in captured
     _check_layout(captured)
 
@@ -152,9 +181,9 @@ def test_sample_titles_fit(captured, tmp_path):
 
 
 # ----------------------------------------------------------------------------- replicas
-def test_a_seeds_report_labels_each_seed_and_has_a_mean_and_se_row(seeds, captured):
+def test_a_seeds_report_labels_each_seed_and_has_a_mean_and_se_row(seeds, seeds_report):
     out, _ = seeds
-    doc = build_document(out, theory=False)
+    captured, doc = seeds_report
     assert "seeds 0, 1, 2," in doc.intro
     titles = [ax.get_title() for ax in captured["elbo_per_epoch.png"].axes if ax.get_visible()]
     for s in range(3):
@@ -247,16 +276,18 @@ def test_the_off_scale_sentence_gives_the_runs_own_gap_or_is_left_out():
     assert off_scale_sentence([plain, exact]) == ""
 
 
-def test_the_elbo_caption_of_a_report_without_a_bernoulli_elbo_run_has_no_off_scale_words(seeds):
-    doc = build_document(seeds[0], theory=False)
+def test_the_elbo_caption_of_a_report_without_a_bernoulli_elbo_run_has_no_off_scale_words(
+    seeds_report,
+):
+    _, doc = seeds_report
     (item,) = [i for s in doc.sections for i in s.items
                if getattr(i, "file", None) and i.file.name == "elbo_per_epoch.png"]  # fmt: skip
     assert "own axes" not in item.caption and "nats lower" not in item.caption
 
 
-def test_the_elbo_caption_of_a_bernoulli_elbo_run_gives_its_gap(single):
+def test_the_elbo_caption_of_a_bernoulli_elbo_run_gives_its_gap(single, single_report):
     out, _ = single
-    doc = build_document(out, theory=False)
+    _, doc = single_report
     (item,) = [i for s in doc.sections for i in s.items
                if getattr(i, "file", None) and i.file.name == "elbo_per_epoch.png"]  # fmt: skip
     last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
