@@ -51,8 +51,8 @@ EXPECTED = {
     "beta-sweep": ("24 cells x 3 seeds", "630", 4 * 2 * 16),
     # 5 variants x 5 seeds; quick: 5 cells x 2 seeds, 2 epochs of ceil(8,000 / 500) = 16
     "lr-1e-3-interventions": ("5 cells x 5 seeds", "58,625", 5 * 2 * 32),
-    # 3 families x 2 protocols x K = 2, 3, 4; quick: 3 families x K = 2, 3, one protocol
-    "estimator-samples": ("18 cells x 3 seeds", "100,000", 6 * 2 * 40),
+    # 4 families x 2 protocols x K = 2, 4; quick: 4 families x K = 2, 4, one protocol
+    "estimator-samples": ("16 cells x 3 seeds", "100,000", 8 * 2 * 40),
 }
 ZERO_EVAL = {"row": 0.0, "row_iwae": 0.0, "track": 0.0, "summary": 0.0}
 
