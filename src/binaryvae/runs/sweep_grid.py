@@ -217,28 +217,23 @@ class Grid:
         extra = {**d["extra"], **self.family_options.get(family, {})}
         keep = set(self.base.protocol_overrides or ()) | set(_SINGULAR)
         variant = variant or {}
-        for name, value in variant.items():  # the variant's values replace the fixed ones
-            if name in _OPTIONS:
-                extra[name] = value
-                keep.add(f"extra.{name}")
-                continue
-            d[name] = list(value) if isinstance(value, tuple) else value
-            keep.add(name)
-            # a variant's budget replaces the other one, unless the variant gives that one too
-            other = {"steps": "epochs", "epochs": "steps"}.get(name)
-            if other and value is not None and other not in variant:
-                d[other] = None
-        for name, value in varied.items():
-            if name in _OPTIONS:
-                extra[name] = value
-                keep.add(f"extra.{name}")
-                continue
-            d[name] = list(value) if isinstance(value, tuple) else value
-            keep.add(name)
-            # a varied budget replaces the other one, unless that one is given too
-            other = {"steps": "epochs", "epochs": "steps"}.get(name)
-            if other and value is not None and other not in varied and other not in self.explicit:
-                d[other] = None
+
+        def put(values: dict[str, Any], given: set[str]) -> None:
+            """``values`` replace the fixed ones (family options into extra); a budget (steps
+            or epochs) replaces the other one unless ``given`` names that one too."""
+            for name, value in values.items():
+                if name in _OPTIONS:
+                    extra[name] = value
+                    keep.add(f"extra.{name}")
+                    continue
+                d[name] = list(value) if isinstance(value, tuple) else value
+                keep.add(name)
+                other = {"steps": "epochs", "epochs": "steps"}.get(name)
+                if other and value is not None and other not in given:
+                    d[other] = None
+
+        put(variant, set(variant))  # the variant's values, then the varied ones on top
+        put(varied, set(varied) | set(self.explicit))
         keep |= {f"extra.{k}" for k in self.family_options.get(family, {})}
         d["extra"] = extra
         if "protocol" in varied or "protocol" in variant:  # this cell's preset, explicit on top
