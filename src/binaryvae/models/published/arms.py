@@ -35,7 +35,7 @@ from torch import nn
 
 from binaryvae.config import ModelOptions
 from binaryvae.distributions import draw, open_uniform
-from binaryvae.errors import BadInput
+from binaryvae.models.published._samples import sample_count
 from binaryvae.models.registry import register_estimator
 
 __all__ = ["ARMS", "ARMSNormal", "dirichlet_copula", "diagonal_copula_cdf", "diagonal_normal_cdf"]
@@ -109,8 +109,7 @@ class ARMS(nn.Module):
 
     def __init__(self, samples: int = 2, independent: bool = False):
         super().__init__()
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-            raise BadInput(f"arms needs at least 2 samples (extra.samples), got {samples!r}")
+        samples = sample_count("arms", samples)
         self.samples = int(samples)
         self.independent = bool(independent)
 

@@ -50,6 +50,7 @@ from torch import nn
 from binaryvae.config import ModelOptions
 from binaryvae.distributions import draw
 from binaryvae.errors import BadInput
+from binaryvae.models.published._samples import sample_count
 from binaryvae.models.registry import register_estimator
 
 __all__ = ["RODEO", "gibbs_stein", "others"]
@@ -78,8 +79,7 @@ class RODEO(nn.Module):
 
     def __init__(self, samples: int = 2, hidden: int = 100, lr: float | None = None):
         super().__init__()
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-            raise BadInput(f"rodeo needs at least 2 samples (extra.samples), got {samples!r}")
+        samples = sample_count("rodeo", samples)
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise BadInput(f"rodeo needs rodeo_hidden >= 1, got {hidden!r}")
         if lr is not None and not lr > 0:

@@ -29,7 +29,7 @@ from torch import nn
 
 from binaryvae.config import ModelOptions
 from binaryvae.distributions import bernoulli_log_mass, draw
-from binaryvae.errors import BadInput
+from binaryvae.models.published._samples import sample_count
 from binaryvae.models.registry import register_estimator
 
 __all__ = ["VIMCO", "leave_one_out_bounds"]
@@ -58,8 +58,7 @@ class VIMCO(nn.Module):
 
     def __init__(self, samples: int = 2):
         super().__init__()
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-            raise BadInput(f"vimco needs at least 2 samples (extra.samples), got {samples!r}")
+        samples = sample_count("vimco", samples)
         self.samples = int(samples)
 
     @classmethod
