@@ -77,3 +77,33 @@ def fail_fsync_of(monkeypatch, predicate, err: int | None = None) -> None:
         return real(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
+
+
+SUMMARY_TIMING = ("seconds_per_epoch", "eval_seconds_per_epoch", "summary_seconds",
+                  "summary_eval_seconds")  # fmt: skip
+
+
+def checkpoint_of(run: Path) -> dict:
+    """The run's checkpoints/last.pt, loaded (and validated) by binaryvae."""
+    from binaryvae.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(run / "checkpoints" / "last.pt")
+
+
+def summary_of(run: Path) -> dict:
+    """The run's summary.json without its timing keys."""
+    s = json.loads((run / "summary.json").read_text())
+    return {k: v for k, v in s.items() if k not in SUMMARY_TIMING}
+
+
+def assert_same_weights(got: Path, want: Path) -> None:
+    """Two runs' checkpoints hold the same parameters and the same Adam state, bit for bit."""
+    import torch
+
+    a, b = checkpoint_of(got), checkpoint_of(want)
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for i, state in b["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(a["optimizer"]["state"][i][key], value), (i, key)

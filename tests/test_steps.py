@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from _runs_helpers import TINY, metric_rows, tiny_config
+from _runs_helpers import (
+    TINY,
+    assert_same_weights,
+    checkpoint_of,
+    metric_rows,
+    summary_of,
+    tiny_config,
+)
 from binaryvae.cli import main
 from binaryvae.config import TrainConfig
 from binaryvae.errors import BadInput
@@ -20,8 +27,6 @@ from binaryvae.runs import train_replicas, train_run
 from binaryvae.training.checkpoint import CheckpointError, checkpoint_schema, load_checkpoint
 
 PER_EPOCH = math.ceil(8000 / 500)  # toy's (and mnist-mini's) 8,000 training points, batch 500
-SUMMARY_TIMING = ("seconds_per_epoch", "eval_seconds_per_epoch", "summary_seconds",
-                  "summary_eval_seconds")  # fmt: skip
 
 
 def _cfg(**changes) -> TrainConfig:
@@ -29,31 +34,16 @@ def _cfg(**changes) -> TrainConfig:
     return tiny_config(**{"family": "steplogistic", "epochs": None, "dataset": "toy", **changes})
 
 
-def _ckpt(run: Path) -> dict:
-    return load_checkpoint(run / "checkpoints" / "last.pt")
-
-
 def _adam_steps(run: Path) -> set[int]:
     """The optimizer step count Adam recorded for every parameter of the run's checkpoint."""
-    return {int(s["step"]) for s in _ckpt(run)["optimizer"]["state"].values()}
-
-
-def _summary(run: Path) -> dict:
-    s = json.loads((run / "summary.json").read_text())
-    return {k: v for k, v in s.items() if k not in SUMMARY_TIMING}
+    return {int(s["step"]) for s in checkpoint_of(run)["optimizer"]["state"].values()}
 
 
 def _assert_same_run(got: Path, want: Path) -> None:
     """Parameters, Adam state, metrics rows (timing aside) and summary equal, bit for bit."""
-    a, b = _ckpt(got), _ckpt(want)
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for i, state in b["optimizer"]["state"].items():
-        for key, value in state.items():
-            assert torch.equal(a["optimizer"]["state"][i][key], value), (i, key)
+    assert_same_weights(got, want)
     assert metric_rows(got) == metric_rows(want)
-    assert _summary(got) == _summary(want)
+    assert summary_of(got) == summary_of(want)
 
 
 def _expected_row_steps(total: int, every: int | None) -> list[int]:
@@ -93,7 +83,7 @@ def test_a_step_budget_stops_after_exactly_n_optimizer_steps(tmp_path, monkeypat
         (2, 21, 5),
     ]
     assert summary["steps"] == 21 and summary["epochs"] == 2
-    assert _ckpt(out)["extra"]["step"] == 21
+    assert checkpoint_of(out)["extra"]["step"] == 21
 
 
 def test_eval_every_steps_writes_rows_at_exactly_the_multiples(tmp_path):
@@ -144,7 +134,7 @@ def test_resume_inside_an_epoch_equals_an_uninterrupted_run(tmp_path, data):
     train_run(_cfg(steps=27, **cfg), straight, progress=False)
     train_run(_cfg(steps=13, **cfg), cut, progress=False)
     assert [r["step"] for r in metric_rows(cut)] == [10, 13]
-    assert _ckpt(cut)["extra"]["epoch_batches"] == 13
+    assert checkpoint_of(cut)["extra"]["epoch_batches"] == 13
     train_run(_cfg(steps=27, **cfg), cut, resume=True, progress=False)
     assert [r["step"] for r in metric_rows(cut)] == [10, 16, 20, 27]
     _assert_same_run(cut, straight)
@@ -170,7 +160,7 @@ def test_a_run_interrupted_after_an_evaluation_row_resumes_exactly(tmp_path, mon
         train_run(_cfg(steps=30, eval_every_steps=6), cut, progress=False)
     monkeypatch.undo()
     assert [r["step"] for r in metric_rows(cut)] == [6, 12, 16, 18]
-    assert _ckpt(cut)["extra"]["epoch_batches"] == 2
+    assert checkpoint_of(cut)["extra"]["epoch_batches"] == 2
     train_run(_cfg(steps=30, eval_every_steps=6), cut, resume=True, progress=False)
     _assert_same_run(cut, straight)
 

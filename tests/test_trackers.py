@@ -9,14 +9,20 @@ import hashlib
 import itertools
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from _runs_helpers import TINY, metric_rows, tiny_config
+from _runs_helpers import (
+    TINY,
+    assert_same_weights,
+    checkpoint_of,
+    metric_rows,
+    summary_of,
+    tiny_config,
+)
 from binaryvae.cli import main
 from binaryvae.config import TRACK_EXACT_BITS, TrainConfig
 from binaryvae.errors import BadInput
@@ -29,12 +35,10 @@ from binaryvae.evaluation.trackers import (
     track_subset,
 )
 from binaryvae.runs import train_replicas, train_run
-from binaryvae.training.checkpoint import config_fingerprint, load_checkpoint
+from binaryvae.training.checkpoint import config_fingerprint
 
 ALL = ("exact", "logits", "flips")
 TRACK_ALL = [k for keys in TRACK_KEYS.values() for k in keys]
-SUMMARY_TIMING = ("seconds_per_epoch", "eval_seconds_per_epoch", "summary_seconds",
-                  "summary_eval_seconds")  # fmt: skip
 
 
 def _cfg(**changes) -> TrainConfig:
@@ -42,27 +46,8 @@ def _cfg(**changes) -> TrainConfig:
     return tiny_config(**{"family": "steplogistic", "epochs": None, "dataset": "toy", **changes})
 
 
-def _ckpt(run: Path) -> dict:
-    return load_checkpoint(run / "checkpoints" / "last.pt")
-
-
 def _untracked(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("track_")} for r in rows]
-
-
-def _summary(run: Path) -> dict:
-    s = json.loads((run / "summary.json").read_text())
-    return {k: v for k, v in s.items() if k not in SUMMARY_TIMING}
-
-
-def _assert_same_training(got: Path, want: Path) -> None:
-    a, b = _ckpt(got), _ckpt(want)
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for i, state in b["optimizer"]["state"].items():
-        for key, value in state.items():
-            assert torch.equal(a["optimizer"]["state"][i][key], value), (i, key)
 
 
 # ----------------------------------------------------------------------------- the numbers
@@ -198,7 +183,7 @@ def test_training_with_trackers_is_training_without_them(tmp_path):
     train_run(_cfg(steps=20, eval_every_steps=7), plain, progress=False)
     train_run(_cfg(steps=20, eval_every_steps=7, track=ALL, track_images=64), tracked,
               progress=False)  # fmt: skip
-    _assert_same_training(tracked, plain)
+    assert_same_weights(tracked, plain)
     rows, base = metric_rows(tracked), metric_rows(plain)
     assert _untracked(rows) == base
     assert [r["step"] for r in rows] == [7, 14, 16, 20]
@@ -206,7 +191,7 @@ def test_training_with_trackers_is_training_without_them(tmp_path):
         assert set(TRACK_ALL) <= set(r)
         assert (r["track_bits_flipped"] is None) == (i == 0)
         assert all(isinstance(r[k], float) for k in TRACK_ALL if i or "flip" not in k)
-    assert _summary(tracked) == _summary(plain)
+    assert summary_of(tracked) == summary_of(plain)
 
 
 @pytest.mark.parametrize("cut", ["budget", "interrupt"])
@@ -221,7 +206,7 @@ def test_a_resumed_run_writes_the_rows_of_an_uninterrupted_one(tmp_path, monkeyp
     train_run(_cfg(steps=27, **cfg), straight, progress=False)
     if cut == "budget":
         train_run(_cfg(steps=13, **cfg), run, progress=False)
-        assert "track_logits_before" in _ckpt(run)["extra"]
+        assert "track_logits_before" in checkpoint_of(run)["extra"]
     else:
         original = engine.end_epoch
 
@@ -236,13 +221,14 @@ def test_a_resumed_run_writes_the_rows_of_an_uninterrupted_one(tmp_path, monkeyp
         monkeypatch.undo()
         assert [r["step"] for r in metric_rows(run)] == [10, 16, 20]
     train_run(_cfg(steps=27, **cfg), run, resume=True, progress=False)
-    _assert_same_training(run, straight)
+    assert_same_weights(run, straight)
     rows = metric_rows(run)
     assert rows == metric_rows(straight)
     assert [r["step"] for r in rows] == [10, 16, 20, 27]
     assert all(isinstance(r["track_bits_flipped"], float) for r in rows[1:])
-    stored = _ckpt(run)["extra"]["track_logits"]
-    assert stored.shape == (50, 4) and torch.equal(stored, _ckpt(straight)["extra"]["track_logits"])
+    stored = checkpoint_of(run)["extra"]["track_logits"]
+    want = checkpoint_of(straight)["extra"]["track_logits"]
+    assert stored.shape == (50, 4) and torch.equal(stored, want)
 
 
 def test_replicas_write_the_tracker_rows_of_single_runs(tmp_path):
@@ -342,7 +328,7 @@ def test_the_cli_and_the_sweep_grid_take_the_tracker_options(tmp_path):
     assert {k for k in row if k.startswith("track_")} == set(
         TRACK_KEYS["logits"] + TRACK_KEYS["flips"]
     )
-    assert _ckpt(out)["extra"]["track_logits"].shape == (40, 4)
+    assert checkpoint_of(out)["extra"]["track_logits"].shape == (40, 4)
     grid = grid_from_values({"families": ["steplogistic"], "track": "exact,flips",
                              "track-images": 30, "steps": 3})  # fmt: skip
     assert {c.config.track for c in grid.cells()} == {("exact", "flips")}
