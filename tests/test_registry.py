@@ -233,6 +233,7 @@ def _run(site: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_an_installed_package_trains_and_is_checked(tmp_path, monkeypatch):
     site = tmp_path / "site"
     _install(site, "[binaryvae.estimators]\nantithetic = antithetic_est:Antithetic\n")

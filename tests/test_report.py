@@ -72,6 +72,7 @@ def report(written):
     return path, doc
 
 
+@pytest.mark.e2e
 def test_every_figure_is_a_non_empty_png_referenced_by_the_html(compare_dir, report):
     path, doc = report
     html = path.read_text()
@@ -88,6 +89,7 @@ def test_every_figure_is_a_non_empty_png_referenced_by_the_html(compare_dir, rep
     assert on_disk == {f.file.name for f in figures}
 
 
+@pytest.mark.e2e
 def test_the_report_has_every_figure_of_the_issue(report):
     _, doc = report
     names = {f.file.name for f in doc.figures()}
@@ -104,6 +106,7 @@ def test_the_report_has_every_figure_of_the_issue(report):
         assert any(wanted in t for t in tables), wanted
 
 
+@pytest.mark.e2e
 def test_html_is_self_contained(report):
     path, doc = report
     html = path.read_text()
@@ -112,6 +115,7 @@ def test_html_is_self_contained(report):
     assert not re.search(r'(src|href)="(https?:)?//', html)
 
 
+@pytest.mark.e2e
 def test_final_table_labels_what_is_a_bound(report):
     path, _ = report
     html = path.read_text()
@@ -127,6 +131,7 @@ def test_final_table_labels_what_is_a_bound(report):
         assert f"<th>{column}" in html, column
 
 
+@pytest.mark.e2e
 def test_report_of_a_single_run_and_regeneration(compare_dir):
     run = compare_dir / "bernoulli-sfe"
     first = write_report(run, theory=False)
@@ -141,6 +146,37 @@ def test_report_of_a_directory_without_runs_is_bad_input(tmp_path):
 
     with pytest.raises(BadInput, match="no run directories"):
         write_report(tmp_path)
+
+
+def test_theory_figures_are_drawn_once_per_process_and_equal_a_fresh_drawing(tmp_path,
+                                                                              monkeypatch):
+    """The run-independent theory figures: the second report of a process gets the first's PNG
+    bytes without drawing (matplotlib is most of a small report's time), and those bytes are
+    what drawing them afresh gives."""
+    import binaryvae.report.theory_figures as tf
+
+    monkeypatch.setattr(tf, "_DRAWN", {})
+    calls = []
+    for name in ("steplogistic_figure", "toy_posterior_figure", "smoothstep_figure"):
+        real = getattr(tf, name)
+        monkeypatch.setattr(tf, name, lambda path, real=real: calls.append(path.name) or real(path))
+    folders = [tmp_path / d for d in ("first", "second", "fresh")]
+    for folder in folders:
+        folder.mkdir()
+    first, _ = tf.theory_items(folders[0])
+    assert sorted(calls) == ["smoothstep.png", "steplogistic.png", "toy_posterior.png"]
+    second, _ = tf.theory_items(folders[1])
+    assert len(calls) == 3  # nothing drawn again
+    monkeypatch.setattr(tf, "_DRAWN", {})
+    tf.theory_items(folders[2])
+    assert len(calls) == 6
+    for name in ("smoothstep.png", "steplogistic.png", "toy_posterior.png"):
+        drawn = (folders[2] / name).read_bytes()
+        assert drawn[:8] == PNG
+        assert (folders[0] / name).read_bytes() == drawn == (folders[1] / name).read_bytes()
+    # the captions (which quote the figures' data) are the same
+    assert [getattr(i, "caption", None) for i in first] == [getattr(i, "caption", None)
+                                                            for i in second]
 
 
 def test_tile_lays_images_out_in_rows():
@@ -159,6 +195,7 @@ def _md_cells(line: str) -> list[str]:
     return re.split(r"(?<!\\)\|", inner[1:-1])
 
 
+@pytest.mark.e2e
 def test_every_markdown_table_has_as_many_cells_per_row_as_header(compare_dir, report):
     md = (compare_dir / "report.md").read_text().splitlines()
     tables = 0
@@ -176,6 +213,7 @@ def test_every_markdown_table_has_as_many_cells_per_row_as_header(compare_dir, r
     assert "KL(Logistic(mu,1) \\|\\| Logistic(0,1))" in "\n".join(md)
 
 
+@pytest.mark.e2e
 def test_html_renders_code_spans_not_backticks(report):
     path, _ = report
     html = path.read_text()
@@ -191,6 +229,7 @@ def _lines(log: str, run: str) -> list[str]:
     return [line for line in log.splitlines() if line.startswith(f"{run} epoch")]
 
 
+@pytest.mark.e2e
 def test_compare_log_names_what_trained_each_run(compare_run):
     _, log = compare_run
     assert "== autoencoder-gmm (reconstruction only (autoencoder: no KL, not a bound))" in log
@@ -206,6 +245,7 @@ def test_compare_log_names_what_trained_each_run(compare_run):
         assert "train elbo " in line
 
 
+@pytest.mark.e2e
 def test_compare_json_and_summaries_name_what_trained_each_run(compare_dir):
     listing = json.loads((compare_dir / "compare.json").read_text())
     assert listing["families"] == [
@@ -239,6 +279,7 @@ def _titles(fig) -> list[str]:
     return [ax.get_title() for ax in axes]
 
 
+@pytest.mark.e2e
 def test_bound_panels_name_the_objective_of_each_run(drawn):
     figures, records, _ = drawn
     titles = _titles(figures["elbo_per_epoch.png"])
@@ -253,6 +294,7 @@ def test_bound_panels_name_the_objective_of_each_run(drawn):
     assert "Normal-latent" in by_run["gaussian"]
 
 
+@pytest.mark.e2e
 def test_relaxed_elbo_of_a_bernoulli_elbo_run_gets_its_own_axis(drawn):
     """Fig. 4.8's panel: the Bernoulli ELBO (trained on), the discrete ELBO and the exact
     log p(x) share the panel and its scale; the relaxed ELBO (about 120 nats lower after
@@ -275,6 +317,7 @@ def test_relaxed_elbo_of_a_bernoulli_elbo_run_gets_its_own_axis(drawn):
     ]
 
 
+@pytest.mark.e2e
 def test_epoch_axes_have_integer_ticks_and_units(drawn):
     figures, *_ = drawn
     for name in ("elbo_per_epoch.png", "elbo_all_families.png", "kl_recon_per_epoch.png"):
@@ -292,6 +335,7 @@ def test_epoch_axes_have_integer_ticks_and_units(drawn):
             assert "nats" in label or label == "relaxed\nELBO", (name, label)
 
 
+@pytest.mark.e2e
 def test_kl_panel_leaves_out_the_autoencoder_and_the_untrained_relaxed_kl(drawn):
     figures, records, note = drawn
     ax_kl = figures["kl_recon_per_epoch.png"].get_axes()[0]
@@ -304,6 +348,7 @@ def test_kl_panel_leaves_out_the_autoencoder_and_the_untrained_relaxed_kl(drawn)
     assert "concrete (bernoulli-elbo)" in note
 
 
+@pytest.mark.e2e
 def test_reconstruction_and_sample_titles_say_what_is_decoded(drawn):
     figures, *_ = drawn
     rows = _titles(figures["reconstructions.png"])
@@ -324,6 +369,7 @@ def test_reconstruction_and_sample_titles_say_what_is_decoded(drawn):
     assert "N(0, I)" in figures["samples_gaussian.png"]._suptitle.get_text()
 
 
+@pytest.mark.e2e
 def test_captions_cite_only_the_seed_figures_the_runs_reproduce(compare_dir, report):
     md = (compare_dir / "report.md").read_text()
     # a gaussian run on an MNIST subset: the continuous-model figures are reproduced
@@ -342,6 +388,7 @@ def test_captions_cite_only_the_seed_figures_the_runs_reproduce(compare_dir, rep
     assert "there 2-dimensional codes" in md and "here 4 dimensions, 2 epochs, mnist-mini" in md
 
 
+@pytest.mark.e2e
 def test_capacity_of_binary_and_continuous_codes_is_stated(report):
     path, _ = report
     html = path.read_text()
@@ -365,6 +412,7 @@ def test_epoch_axis_ticks_are_whole_epochs(epochs):
     assert lo < min(epochs) and hi > max(epochs)
 
 
+@pytest.mark.e2e
 def test_a_compare_report_shows_the_gradient_variance_of_each_run(compare_dir, report, tmp_path):
     """compare measures gradients by default (`COMPARE_GRADIENTS`; the fixture's compare every 8
     steps); the report draws one variance line per run that has a likelihood, from

@@ -41,6 +41,7 @@ def _capture(monkeypatch) -> dict[str, Figure]:
     report.sweep), so the name is taken from that write of the figure just drawn."""
     import binaryvae.report.style as style
     import binaryvae.report.sweep as sweep
+    import binaryvae.report.theory_figures as theory_figures
 
     figures: dict[str, Figure] = {}
     drawn: list[Figure] = []
@@ -65,6 +66,8 @@ def _capture(monkeypatch) -> dict[str, Figure]:
         return write
 
     monkeypatch.setattr(Figure, "savefig", savefig)
+    # the theory figures are drawn once per process: drawn again here, so that they are seen
+    monkeypatch.setattr(theory_figures, "_DRAWN", {})
     for module in (style, sweep):
         monkeypatch.setattr(module, "atomic_write_bytes", writer(module))
     return figures
@@ -141,6 +144,7 @@ def seeds_report(seeds):
 
 
 # ----------------------------------------------------------------------------- figure layout
+@pytest.mark.e2e
 def test_every_figure_of_a_single_run_report_fits_its_text(single_report):
     captured, _ = single_report
     names = {"elbo_per_epoch.png", "lambda_histogram.png", "posterior_means.png",
@@ -152,6 +156,7 @@ def test_every_figure_of_a_single_run_report_fits_its_text(single_report):
         assert captured[name].bbox.width > 400, (name, captured[name].bbox.width)
 
 
+@pytest.mark.e2e
 def test_every_figure_of_a_seeds_report_fits_its_text(seeds_report):
     captured, _ = seeds_report
     assert "elbo_per_epoch.png" in captured
@@ -181,6 +186,7 @@ def test_sample_titles_fit(captured, tmp_path):
 
 
 # ----------------------------------------------------------------------------- replicas
+@pytest.mark.e2e
 def test_a_seeds_report_labels_each_seed_and_has_a_mean_and_se_row(seeds, seeds_report):
     out, _ = seeds
     captured, doc = seeds_report
@@ -213,6 +219,7 @@ def test_family_relaxed_is_true_exactly_for_the_relaxations():
         assert type(family).relaxed == family.relaxed  # a property of the class
 
 
+@pytest.mark.e2e
 def test_own_elbo_key_follows_the_relaxation_in_metrics_and_summary(single, seeds):
     relaxed_run, _ = single
     exact_run, _ = seeds
@@ -226,6 +233,7 @@ def test_own_elbo_key_follows_the_relaxation_in_metrics_and_summary(single, seed
         assert rows[-1][key] == pytest.approx(rows[-1]["test_recon"] - rows[-1]["test_kl"])
 
 
+@pytest.mark.e2e
 def test_the_console_says_relaxed_only_for_a_relaxation(single, seeds):
     _, relaxed_log = single
     _, exact_log = seeds
@@ -235,6 +243,7 @@ def test_the_console_says_relaxed_only_for_a_relaxation(single, seeds):
     assert "test relaxed " in relaxed_log
 
 
+@pytest.mark.e2e
 def test_a_run_written_before_test_elbo_is_still_read(seeds, tmp_path):
     """Old run directories have test_relaxed_elbo for every family: the report reads it."""
     import shutil
@@ -276,6 +285,7 @@ def test_the_off_scale_sentence_gives_the_runs_own_gap_or_is_left_out():
     assert off_scale_sentence([plain, exact]) == ""
 
 
+@pytest.mark.e2e
 def test_the_elbo_caption_of_a_report_without_a_bernoulli_elbo_run_has_no_off_scale_words(
     seeds_report,
 ):
@@ -285,6 +295,7 @@ def test_the_elbo_caption_of_a_report_without_a_bernoulli_elbo_run_has_no_off_sc
     assert "own axes" not in item.caption and "nats lower" not in item.caption
 
 
+@pytest.mark.e2e
 def test_the_elbo_caption_of_a_bernoulli_elbo_run_gives_its_gap(single, single_report):
     out, _ = single
     _, doc = single_report

@@ -11,12 +11,14 @@ the data `binaryvae.theory` computes:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from binaryvae.report.document import FigureItem, TableItem, fmt
 from binaryvae.report.style import legend_outside, new_figure, save
+from binaryvae.storage import atomic_write_bytes
 
 __all__ = [
     "smoothstep_figure",
@@ -118,16 +120,22 @@ def smoothstep_figure(path: Path) -> tuple[Path, dict]:
     return save(fig, path), f
 
 
-def table_5_1_item() -> TableItem:
+@functools.cache
+def _table_5_1_rows() -> tuple[tuple[str, ...], ...]:
+    """Table 5.1's formatted rows, computed once per process (quadrature checks, about 0.5 s)."""
     from binaryvae import theory
 
-    rows = [
-        [fmt(r["mu"], 1), fmt(r["kl_logistic"], 5), fmt(r["kl_bernoulli"], 5),
+    return tuple(
+        (fmt(r["mu"], 1), fmt(r["kl_logistic"], 5), fmt(r["kl_bernoulli"], 5),
          fmt(r["ratio"], 2),
          "—" if r["dissertation_logistic"] is None
-         else f"{r['dissertation_logistic']:.2f} / {r['dissertation_bernoulli']:.2f}"]
+         else f"{r['dissertation_logistic']:.2f} / {r['dissertation_bernoulli']:.2f}")
         for r in theory.table_5_1()
-    ]  # fmt: skip
+    )  # fmt: skip
+
+
+def table_5_1_item() -> TableItem:
+    rows = [list(r) for r in _table_5_1_rows()]
     return TableItem(
         "Table 5.1: KL to the prior, Logistic vs Bernoulli (one dimension)",
         [
@@ -144,18 +152,37 @@ def table_5_1_item() -> TableItem:
     )
 
 
+# The theory figures depend on no run: a process draws each once (about 2 s of matplotlib for
+# the three) and writes the same PNG bytes into every later report's figures/ (a sweep, a
+# compare and a test suite write many reports). {file name: (PNG bytes, the figure's data)}.
+_DRAWN: dict[str, tuple[bytes, dict | None]] = {}
+
+
+def _drawn_once(draw, path: Path) -> tuple[Path, dict | None]:
+    """``draw(path)`` the first time this process asks for ``path.name``; afterwards the same
+    bytes written to ``path`` (atomically, as `save` writes). Returns (path, data or None)."""
+    hit = _DRAWN.get(path.name)
+    if hit is not None:
+        atomic_write_bytes(path, hit[0])
+        return path, hit[1]
+    result = draw(path)
+    written, data = result if isinstance(result, tuple) else (result, None)
+    _DRAWN[path.name] = (Path(written).read_bytes(), data)
+    return written, data
+
+
 def theory_items(figs: Path) -> tuple[list, list[str]]:
     """The theory section's figures and tables; and what could not be drawn, with why."""
     items, omitted = [], []
     items.append(FigureItem(
-        steplogistic_figure(figs / "steplogistic.png"),
+        _drawn_once(steplogistic_figure, figs / "steplogistic.png")[0],
         "StepLogistic samples, pdf and CDF",
         "Normalised histogram of 100,000 inverse-CDF samples (eq. 5.7) against the pdf "
         "(eq. 5.4) at alpha = 0.5 (reproduces diss. Fig. 5.4), and the CDF (eq. 5.6) at "
         "alpha = 1.5, continuous with a kink at 0 (reproduces diss. Fig. 5.3). Same parameters "
         "as the dissertation's figures.",
     ))  # fmt: skip
-    path, d = toy_posterior_figure(figs / "toy_posterior.png")
+    path, d = _drawn_once(toy_posterior_figure, figs / "toy_posterior.png")
     items.append(FigureItem(
         path, "Toy posterior and its Logistic and StepLogistic fits",
         "Exact posterior of the toy model (x ~ N(step(z), 0.5^2), z ~ Logistic(0,1), x = 1), "
@@ -164,7 +191,7 @@ def theory_items(figs: Path) -> tuple[list, list[str]]:
         "that both fits are optimal (the dissertation trained for 400 iterations).",
     ))  # fmt: skip
     items.append(table_5_1_item())
-    path, f = smoothstep_figure(figs / "smoothstep.png")
+    path, f = _drawn_once(smoothstep_figure, figs / "smoothstep.png")
     (a, b), *_ = f["negative_z_intervals"] or [(float("nan"), float("nan"))]
     items.append(FigureItem(
         path, "SmoothStepLogistic pdf and CDF, and where eq. 5.9 fails",
