@@ -69,6 +69,12 @@ ESTIMATORS = {
     "loorf": ("loorf", "bernoulli-reinforce-loo"),
     "arm": ("arm", "bernoulli-arm"),
     "arms": ("arms", "bernoulli-arms"),
+    # RELAX: both learn a control variate c = eta [f(sigma(z / lambda)) + r(.)], parametrised
+    # differently (the reference's r reads the image and z, binaryvae's the logits and z; the
+    # reference minimises the squared encoder-parameter gradient summed over the batch,
+    # binaryvae the per-logit estimate's second moment): a cross-check of the protocol around
+    # two RELAXes, not of one formula (docs/benchmarks.md, section 6).
+    "relax": ("relax", "bernoulli-relax"),
 }
 ESTIMATOR_OPTION = {"loorf": "loo_samples", "arms": "samples"}
 BINARYVAE_OPTIONS = ("--protocol", "--steps")
