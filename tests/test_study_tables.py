@@ -137,3 +137,26 @@ def test_a_bad_selector_is_refused_naming_it(measure, line, tmp_path, capsys):
 
         with pytest.raises(BadInput, match=measure):
             measure_values(tmp_path, {"name": "x"}, {0: {}}, measure)
+
+
+def test_bench_study_results_commits_each_finished_run_tagged(study, tmp_path):
+    """bench/study_results.py: one JSON per finished run, holding that run's config, summary
+    and metrics rows as they are on disk, tagged with the engine and the commit given."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import study_results
+
+    results = tmp_path / "results"
+    assert study_results.main(["--out", str(study), "--study", "per-epoch", "--results",
+                               str(results), "--commit", "abc1234"]) == 0  # fmt: skip
+    files = sorted(results.glob("*.json"))
+    runs = sorted(p for p in study.glob("*/seed-*") if (p / "summary.json").is_file())
+    assert len(files) == len(runs) == 6
+    for run in runs:
+        record = json.loads((results / f"{run.parent.name}_seed{run.name[5:]}.json").read_text())
+        assert record["engine"] == {"name": "binaryvae reproduce per-epoch", "commit": "abc1234"}
+        assert record["summary"] == json.loads((run / "summary.json").read_text())
+        assert record["config"] == json.loads((run / "config.json").read_text())
+        assert record["metrics"] == _rows(run)
+    assert (results / "study.md").read_text() == (study / "study.md").read_text()

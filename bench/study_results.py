@@ -1,0 +1,78 @@
+"""Commit a study's finished runs as raw results: one tagged JSON per run, and the study's tables.
+
+`binaryvae reproduce NAME --out DIR` leaves run directories (checkpoints included: megabytes
+per run) that are not committed. This script copies what a table needs from every finished run
+of DIR -- its config.json, summary.json and metrics.jsonl rows -- into one JSON file per run,
+``RESULTS/<cell>_seed<s>.json``, tagged with the engine and the commit that trained it (the
+tag tests/test_bench_results_provenance.py checks), plus DIR/study.md when it exists (write it
+first with ``binaryvae reproduce NAME --out DIR --tables-only``). Runs not finished are left
+out; nothing in DIR is changed.
+
+    binaryvae reproduce estimator-study --out DIR --tables-only
+    python bench/study_results.py --out DIR --study estimator-study \\
+        --results bench/results/estimator-study-rerun --commit 6ba4c18
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _common  # noqa: E402
+
+
+def collect(out: Path, study: str, results: Path, commit: str) -> list[Path]:
+    """Write one tagged JSON per finished run of the sweep ``out``; return the files written."""
+    from binaryvae.runs.sweep import read_sweep_summaries
+
+    _, summaries = read_sweep_summaries(out)
+    written = []
+    results.mkdir(parents=True, exist_ok=True)
+    for cell, runs in sorted(summaries.items()):
+        for seed, summary in sorted(runs.items()):
+            run = out / cell / f"seed-{seed}"
+            if not run.is_dir():  # a single-run cell (layout "run")
+                run = out / cell
+            rows = [json.loads(line) for line in
+                    (run / "metrics.jsonl").read_text().splitlines() if line.strip()]  # fmt: skip
+            record = {
+                "engine": {"name": f"binaryvae reproduce {study}", "commit": commit},
+                "study": study,
+                "cell": cell,
+                "seed": seed,
+                "config": json.loads((run / "config.json").read_text()),
+                "summary": summary,
+                "metrics": rows,
+            }
+            path = results / f"{cell}_seed{seed}.json"
+            path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+            written.append(path)
+    if (out / "study.md").is_file():
+        shutil.copyfile(out / "study.md", results / "study.md")
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="the study's sweep directory (reproduce --out)")
+    p.add_argument("--study", required=True, help="the study's name (for the engine tag)")
+    p.add_argument("--results", required=True, help="where the JSON files go (committed)")
+    p.add_argument("--commit", default=None,
+                   help="the commit that trained the runs (default: this checkout's)")
+    args = p.parse_args(argv)
+    commit = args.commit or _common.machine_info().get("git_commit")
+    if not commit:
+        p.error("--commit: this checkout's commit is unknown; give the one that trained the runs")
+    files = collect(Path(args.out), args.study, Path(args.results), commit)
+    print(f"{len(files)} run(s) written to {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
