@@ -369,6 +369,25 @@ def test_the_preset_sets_every_option_and_records_none_overridden():
     assert linear.hidden == () and linear.changed_fields(c) == ["hidden", "protocol"]
 
 
+@pytest.mark.parametrize("net", ["nonlinear", "linear"])
+def test_the_mnist_presets_are_the_fashion_presets_on_mnist(net):
+    """--protocol disarm-<net>-mnist: the reference's dynamic_mnist run, every other option of
+    disarm-<net> unchanged; the run records the preset and no override."""
+    from binaryvae.cli.train import config_from_args
+
+    fashion = config_from_args(_args("--protocol", f"disarm-{net}", "--family", "bernoulli-arm"))
+    mnist = config_from_args(_args("--protocol", f"disarm-{net}-mnist", "--family",
+                                   "bernoulli-arm"))  # fmt: skip
+    assert mnist.dataset == "mnist" and fashion.dataset == "fashion-mnist"
+    assert mnist.changed_fields(fashion) == ["dataset", "protocol"]
+    assert mnist.protocol == f"disarm-{net}-mnist" and mnist.protocol_overrides == []
+    # an option beside it overrides it as with the Fashion-MNIST preset
+    other = config_from_args(_args("--protocol", f"disarm-{net}-mnist", "--family",
+                                   "bernoulli-arm", "--dataset", "fashion-mnist"))  # fmt: skip
+    assert other.changed_fields(fashion) == ["protocol", "protocol_overrides"]
+    assert other.protocol_overrides == ["dataset"]
+
+
 def test_an_option_beside_the_preset_overrides_it_and_is_recorded():
     from binaryvae.cli.train import config_from_args
 

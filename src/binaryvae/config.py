@@ -159,6 +159,11 @@ _PROTOCOL_COMMON: dict[str, Any] = {
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "disarm-nonlinear": {**_PROTOCOL_COMMON, "hidden": (200, 200)},
     "disarm-linear": {**_PROTOCOL_COMMON, "hidden": ()},
+    # the same on MNIST: the reference's --dataset=dynamic_mnist, the same split (its
+    # train[:50000] / train[50000:]) and every other flag unchanged. (Its omniglot variant reads
+    # a chardata.mat of its own split; binaryvae has no Omniglot dataset.)
+    "disarm-nonlinear-mnist": {**_PROTOCOL_COMMON, "hidden": (200, 200), "dataset": "mnist"},
+    "disarm-linear-mnist": {**_PROTOCOL_COMMON, "hidden": (), "dataset": "mnist"},
 }
 # The families whose estimator offers decoder_sample "independent", and those that take a
 # learning signal (ModelOptions.learning_signal): what the registry's classes say

@@ -337,7 +337,8 @@ def _add_protocol_options(p: argparse.ArgumentParser) -> None:
         "1e-4 (eps 1e-7), 200 bits, learned prior by SGD 1e-2, centred encoder input, signed "
         "decoder input, data-mean decoder bias, glorot init, independent decoder sample and the "
         "ELBO learning signal (where the family takes them), summary IWAE k=100, "
-        "grad_var_param_ema; nonlinear: --hidden 200,200 LeakyReLU(0.3); linear: no hidden layer",
+        "grad_var_param_ema; nonlinear: --hidden 200,200 LeakyReLU(0.3); linear: no hidden layer; "
+        "-mnist: the same on MNIST",
     )
     g.add_argument("--encoder-input", default=None, choices=ENCODER_INPUTS,
                    help="raw x (default) or centred: x - (training mean)")
