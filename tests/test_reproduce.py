@@ -350,6 +350,101 @@ def test_cells_trains_only_the_chosen_cells_and_the_rest_later(quick_study, tmp_
     assert parts == whole and len(whole) >= 4
 
 
+def test_seeds_trains_a_few_seeds_at_a_time_each_subset_the_group_train_gives(tmp_path,
+                                                                              capsys):
+    """--seeds 1, then --seeds 0,2: each subset of a cell is the replica group `binaryvae train
+    --seeds SUBSET` gives, bit for bit; a later subset leaves the finished seeds' files as they
+    were; replicas.json then lists every seed, and the command without --seeds trains nothing
+    more and tables all three seeds."""
+    out = tmp_path / "split"
+    argv = ["reproduce", STUDY, "--budget", "quick", "--out", str(out), "--threads", "1",
+            "--device", "cpu", "--quiet", "--cells", "*reinforce-loo*"]  # fmt: skip
+    cell = out / "mnist-mini_bernoulli-reinforce-loo_elbo_8bit"
+    assert main([*argv, "--seeds", "1"]) == 0
+    assert "1 of 1 cells finished" in capsys.readouterr().out
+    assert sorted(p.name for p in cell.glob("seed-*")) == ["seed-1"]
+    entry = next(c for c in json.loads((out / "sweep.json").read_text())["cells"]
+                 if c["name"] == cell.name)  # fmt: skip
+    assert entry["status"] == "pending" and entry["runs"] == {"0": "pending", "1": "finished",
+                                                              "2": "pending"}  # fmt: skip
+    first = {f: f.read_bytes() for f in (cell / "seed-1").rglob("*") if f.is_file()
+             and f.name != ".binaryvae.lock"}  # fmt: skip
+    assert main([*argv, "--seeds", "0,2"]) == 0
+    assert {f: f.read_bytes() for f in first} == first  # seed 1 untouched
+    assert json.loads((cell / "replicas.json").read_text())["seeds"] == [0, 1, 2]
+    for subset in ("1", "0,2"):
+        theirs = tmp_path / f"train-{subset}"
+        assert main(["train", "--out", str(theirs), "--protocol", "disarm-linear", "--family",
+                     "bernoulli-reinforce-loo", "--dataset", "mnist-mini", "--latent-dim", "8",
+                     "--validation", "1000", "--steps", "40", "--eval-every-steps", "20",
+                     "--seeds", subset, "--threads", "1", "--device", "cpu", "--quiet",
+                     "--no-report"]) == 0  # fmt: skip
+        for seed in map(int, subset.split(",")):
+            a, b = _params(cell / f"seed-{seed}"), _params(theirs / f"seed-{seed}")
+            assert all(a[k].equal(b[k]) for k in a), (subset, seed)
+            assert metric_rows(cell / f"seed-{seed}") == metric_rows(theirs / f"seed-{seed}")
+    before = {f: f.read_bytes() for f in cell.rglob("*") if f.is_file()
+              and f.name != ".binaryvae.lock"}  # fmt: skip
+    assert main(argv) == 0  # every seed finished: nothing is trained again
+    assert {f: f.read_bytes() for f in before} == before
+    table = json.loads((out / "study.json").read_text())["tables"][0]
+    row = next(r for r in table["rows"] if r["cell"] == cell.name)
+    assert row["seeds"] == [0, 1, 2]
+
+
+SPLIT_STUDY = """
+title = "a group trained a few seeds at a time"
+about = "a test study"
+docs = "tests"
+seeds = [0, 1, 2]
+
+[grid]
+datasets = ["mnist-mini"]
+families = ["steplogistic:elbo"]
+latent-dims = [4]
+hidden = [16]
+batch-size = 500
+steps = {steps}
+
+[budget.full]
+
+[budget.quick]
+
+[[table]]
+title = "t"
+measures = ["test_elbo"]
+"""
+
+
+def test_a_group_left_part_way_finishes_its_other_seeds_after_some_went_ahead(tmp_path):
+    """The whole group trains 6 steps; the budget grows to 12 and --seeds 0 takes seed 0 there
+    alone; the command without --seeds then continues seeds 1 and 2 from their checkpoints as
+    a group, leaving seed 0's files as they are, and every seed ends at 12 steps."""
+    study, out = tmp_path / "split.toml", tmp_path / "out"
+    argv = ["reproduce", str(study), "--out", str(out), "--threads", "1", "--device", "cpu",
+            "--quiet"]  # fmt: skip
+    study.write_text(SPLIT_STUDY.replace("{steps}", "6"))
+    assert main(argv) == 0
+    study.write_text(SPLIT_STUDY.replace("{steps}", "12"))
+    assert main([*argv, "--seeds", "0"]) == 0
+    cell = out / "mnist-mini_steplogistic_elbo_4bit"
+    assert [_summary(cell / f"seed-{s}")["steps"] for s in (0, 1, 2)] == [12, 6, 6]
+    seed0 = {f: f.read_bytes() for f in (cell / "seed-0").rglob("*") if f.is_file()
+             and f.name != ".binaryvae.lock"}  # fmt: skip
+    assert main(argv) == 0
+    assert [_summary(cell / f"seed-{s}")["steps"] for s in (0, 1, 2)] == [12, 12, 12]
+    assert {f: f.read_bytes() for f in seed0} == seed0
+    assert [r["step"] for r in metric_rows(cell / "seed-2")][-1] == 12
+
+
+def test_seeds_the_study_does_not_have_are_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["reproduce", STUDY, "--budget", "quick", "--out", str(out), "--seeds",
+                 "1,7"]) == 2  # fmt: skip
+    assert "--seeds: study published-budget has no seed 7" in one_line_error(capsys)
+    assert not out.exists()
+
+
 # ----------------------------------------------------------------------------- [vary]
 def _sweep(out, *extra):
     return ["sweep", "--out", str(out), "--families", "bernoulli-sfe", "--latent-dims", "4",

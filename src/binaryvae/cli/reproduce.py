@@ -40,6 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="train only the cells whose names match one of these shell patterns "
                    "(e.g. 'fashion-mnist_bernoulli-*_hidden-200x200'); the tables use every "
                    "finished cell")
+    p.add_argument("--seeds", default=None, metavar="0,2",
+                   help="train only these of the study's seeds now (e.g. one per session or "
+                   "per machine), each the run the whole replica group would give it; the "
+                   "others later, with --seeds again or without it")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="look for dataset files in DIR first")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -77,14 +81,17 @@ def run_reproduce(args: argparse.Namespace) -> int:
     grid = study.grid(args.budget, threads=run_threads(args), device=args.device,
                       data_dir=args.data_dir)  # fmt: skip
     only = select_cells(grid.cells(), args.cells, study.name)
+    seeds = select_seeds(grid.seeds, args.seeds, study.name)
     if not args.quiet:
         cells = grid.cells()
         print(f"reproduce {study.name} ({args.budget}): {len(cells)} cells x "
               f"{len(grid.seeds)} seeds into {out}", file=sys.stderr, flush=True)  # fmt: skip
     results = sweep(grid, out, executor=executor, force=args.force, progress=not args.quiet,
-                    only=only)  # fmt: skip
+                    only=only, seeds=seeds)  # fmt: skip
     if only is not None:
         results = {name: r for name, r in results.items() if name in only}
+    if seeds is not None:  # a cell whose chosen seeds all finished counts as done now
+        results = {name: _chosen_only(r, seeds) for name, r in results.items()}
     status = print_results(results, "reproduce")
     _tables(study, args.budget, out)
     return status
@@ -105,6 +112,30 @@ def select_cells(cells, patterns: str | None, study: str) -> frozenset[str] | No
                            f"(its cells: {', '.join(c.name for c in cells)})")  # fmt: skip
         chosen |= hits
     return frozenset(chosen)
+
+
+def select_seeds(study_seeds, text: str | None, study: str) -> frozenset[int] | None:
+    """The seeds ``--seeds`` chooses (None: all); a seed the study does not have is refused."""
+    if text is None:
+        return None
+    from binaryvae.runs.seeds import parse_seeds
+
+    chosen = parse_seeds(text)
+    unknown = [s for s in chosen if s not in study_seeds]
+    if unknown:
+        raise BadInput(f"--seeds: study {study} has no seed {unknown[0]} (its seeds: "
+                       f"{', '.join(map(str, study_seeds))})")  # fmt: skip
+    return frozenset(chosen)
+
+
+def _chosen_only(result: dict, seeds: frozenset[int]) -> dict:
+    """A cell's result as far as the chosen seeds go: finished when each of them finished."""
+    if result["status"] != "pending":
+        return result
+    runs = {s: r for s, r in result["runs"].items() if s in seeds}
+    if runs and all(r.get("status", "finished") == "finished" for r in runs.values()):
+        return {**result, "status": "finished", "runs": runs}
+    return result
 
 
 def _tables(study, budget: str, out: Path) -> int:

@@ -90,9 +90,12 @@ def resumed_config(run: RunDir, config: TrainConfig) -> TrainConfig:
     )
 
 
-def check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig) -> None:
+def check_group_resume(
+    out: Path, listing: dict[str, Any], config: TrainConfig, *, partial: bool = False
+) -> list[int]:
     """BadInput unless ``out``'s replicas.json allows resuming it with ``listing``'s seeds
-    (none dropped) and ``config`` (changed in resumable fields only)."""
+    (none dropped, unless ``partial``: a few seeds of the group trained at a time) and
+    ``config`` (changed in resumable fields only). Returns the seeds it records."""
     from binaryvae.runs.directory import read_replicas_listing
 
     try:
@@ -105,12 +108,13 @@ def check_group_resume(out: Path, listing: dict[str, Any], config: TrainConfig) 
     except BadInput as e:
         raise BadInput(f"cannot resume {out}: replicas.json: {e}") from None
     dropped = [s for s in old_seeds if s not in listing["seeds"]]
-    if dropped:
+    if dropped and not partial:
         raise BadInput(
             f"--resume continues the replicas of {out}; it cannot drop seeds "
             f"{seed_text(dropped)} (seeds may only be added)"
         )
     dataclasses.replace(config, seed=stored.seed).check_resumable(stored, str(out))
+    return list(old_seeds)
 
 
 def open_member(run: RunDir, prepared: Prepared, resume: bool) -> Member:

@@ -36,6 +36,7 @@ from binaryvae.errors import BadInput
 from binaryvae.jsonfiles import read_json
 from binaryvae.runs.directory import SUMMARY_SCHEMA, SWEEP_SCHEMA
 from binaryvae.runs.ownership import check_new_dir, claim_existing, claim_new, read_marker
+from binaryvae.runs.seeds import seed_text as _seed_text
 from binaryvae.runs.sweep_executors import LocalExecutor, RayExecutor, one_line
 from binaryvae.runs.sweep_grid import Cell, Grid
 from binaryvae.stats import finite, mean_se
@@ -137,6 +138,7 @@ def run_cell(spec: dict[str, Any], stream: TextIO | None = None) -> dict[str, An
     cell = Cell.from_spec(spec)
     path = Path(spec["root"]) / cell.name
     progress = bool(spec.get("progress", False))
+    held: dict[int, dict[str, Any]] = {}  # seeds finished earlier, kept as they are
     try:
         # a started cell holds config.json (compare's single runs) or replicas.json (a group)
         resume = (path / ("config.json" if cell.layout == "run" else "replicas.json")).is_file()
@@ -148,16 +150,46 @@ def run_cell(spec: dict[str, Any], stream: TextIO | None = None) -> dict[str, An
             except TrainingDiverged as e:
                 runs = {cell.seeds[0]: {"status": "diverged", "message": str(e)}}
         else:
-            runs = train_replicas(cell.config, list(cell.seeds), path, **how)
+            seeds, partial = _seeds_to_train(cell, path, spec.get("train_seeds"), resume)
+            finished = finished_seed_summaries(cell, spec["root"]) if resume else {}
+            if partial or 0 < len(finished) < len(cell.seeds):
+                # the finished seeds are kept as they are; the others train as one group
+                held, partial = finished, True
+                seeds = [s for s in seeds if s not in held]
+            runs = train_replicas(cell.config, seeds, path, partial=partial, **how) if seeds \
+                else {}  # fmt: skip
     except BadInput as e:
-        return _ended("failed", one_line(e), {}, start)
+        return _ended("failed", one_line(e), held, start)
     except Exception as e:  # noqa: BLE001 - the cell's own failure: reported, the sweep goes on
-        return _ended("failed", one_line(f"{type(e).__name__}: {e}"), {}, start)
+        return _ended("failed", one_line(f"{type(e).__name__}: {e}"), held, start)
     diverged = [s for s, r in runs.items() if r.get("status") == "diverged"]
+    runs = {**held, **runs}
     if diverged:
         reason = "; ".join(f"seed {s}: {one_line(runs[s]['message'], 300)}" for s in diverged)
         return _ended("diverged", reason, runs, start)
+    missing = [s for s in cell.seeds if s not in runs]
+    if missing:
+        return _ended("pending", f"seeds {_seed_text(missing)} not trained yet (reproduce "
+                      "--seeds trains a few at a time)", runs, start)  # fmt: skip
     return _ended("finished", None, runs, start)
+
+
+def _seeds_to_train(
+    cell: Cell, path: Path, chosen: list[int] | None, resume: bool
+) -> tuple[list[int], bool]:
+    """(the seeds of a replica cell to train now, whether the group is trained a few seeds at a
+    time): ``chosen`` (`reproduce --seeds`), or every seed; partial when seeds were chosen or
+    the group on disk holds other seeds than the cell has (`run_cell` also trains partially when
+    some of the cell's seeds are finished and others not: it leaves the finished ones)."""
+    if chosen is not None:
+        return list(chosen), True
+    if resume:
+        from binaryvae.runs.directory import read_replicas_listing
+
+        recorded = read_replicas_listing(path)["seeds"]
+        if set(recorded) != set(cell.seeds):
+            return list(cell.seeds), True
+    return list(cell.seeds), False
 
 
 def _ended(status: str, reason: str | None, runs: dict, start: float) -> dict[str, Any]:
@@ -172,15 +204,21 @@ def _ended(status: str, reason: str | None, runs: dict, start: float) -> dict[st
 def finished_summaries(cell: Cell, root: str | Path) -> dict[int, dict[str, Any]] | None:
     """Every seed's summary when the whole cell is finished on disk (a summary.json covering
     the cell's epochs in each run directory), else None."""
+    out = finished_seed_summaries(cell, root)
+    return out if len(out) == len(cell.seeds) else None
+
+
+def finished_seed_summaries(cell: Cell, root: str | Path) -> dict[int, dict[str, Any]]:
+    """``{seed: summary}`` of the cell's runs that are finished on disk (a summary.json covering
+    the cell's budget), the others left out."""
     out = {}
     for seed, path in cell.run_dirs(root).items():
         try:
             summary = read_json(path / "summary.json", SUMMARY_SCHEMA)
-        except BadInput:  # missing, or not a summary: the cell is not finished
-            return None
-        if not isinstance(summary, dict) or not _covers(summary, cell.config.to_dict()):
-            return None
-        out[seed] = summary
+        except BadInput:  # missing, or not a summary: not finished
+            continue
+        if isinstance(summary, dict) and _covers(summary, cell.config.to_dict()):
+            out[seed] = summary
     return out
 
 
@@ -425,18 +463,28 @@ def execute(
     stream: TextIO | None = None,
     header=None,
     only: frozenset[str] | None = None,
+    seeds: frozenset[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run the cells that are not finished on disk (those named in ``only``, when given) with
     ``executor``; keep ``state`` (and sweep.json/sweep.csv) current; print one line per finished
-    cell with its headline number and the overall count and ETA. Returns
+    cell with its headline number and the overall count and ETA. ``seeds``: train only these
+    seeds of each cell now (its other seeds are left as they are on disk). Returns
     `SweepState.results`."""
     stream = sys.stderr if stream is None else stream
-    todo = []
+    todo, chosen = [], {}
     for cell in cells:
         done = finished_summaries(cell, root)
         if done is None:
-            if only is None or cell.name in only:
-                todo.append(cell)
+            if only is not None and cell.name not in only:
+                continue
+            if seeds is not None:
+                have = finished_seed_summaries(cell, root)
+                chosen[cell.name] = [s for s in cell.seeds if s in seeds and s not in have]
+                if not chosen[cell.name]:  # the chosen seeds are finished already
+                    state.end(cell.name, {"status": "pending", "runs": have, "reason":
+                                          "the seeds chosen are finished; others are not"})
+                    continue
+            todo.append(cell)
             continue
         state.end(cell.name, {"status": "finished", "runs": done})
         if progress:
@@ -448,7 +496,9 @@ def execute(
             )
     state.write()
     local = executor.name == "local"
-    specs = [{"root": str(root), "progress": progress and local, **c.spec()} for c in todo]
+    specs = [{"root": str(root), "progress": progress and local, **c.spec(),
+              **({"train_seeds": chosen[c.name]} if c.name in chosen else {})}
+             for c in todo]  # fmt: skip
     started = time.monotonic()
     finished_here = 0
     total = len(cells)
@@ -583,10 +633,13 @@ def sweep(
     progress: bool = True,
     stream: TextIO | None = None,
     only: frozenset[str] | None = None,
+    seeds: frozenset[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every cell of ``grid`` under ``out`` with ``executor`` (default: this process).
     ``only``: the names of the cells to train now (the others are recorded, and skipped or
-    left pending as they are on disk).
+    left pending as they are on disk); ``seeds``: the seeds of each cell to train now (a
+    replica group trained a few seeds at a time; each seed's run is the one the whole group
+    would give it).
 
     A new ``out`` is created (marked, locked). An ``out`` that holds a sweep is continued --
     finished cells skipped, the others resumed from their checkpoints -- when its grid is the
@@ -619,7 +672,7 @@ def sweep(
             handle.commit()
         return execute(
             cells, out, state, executor, progress=progress, stream=stream, header=_header(stream),
-            only=only,
+            only=only, seeds=seeds,
         )  # fmt: skip
 
 

@@ -96,6 +96,7 @@ def train_replicas(
     progress: bool = True,
     label: str = "",
     stream: TextIO | None = None,
+    partial: bool = False,
 ) -> dict[int, dict[str, Any]]:
     """Train ``config`` once per seed, all seeds at once, into ``out/seed-<s>/``.
 
@@ -109,6 +110,11 @@ def train_replicas(
     ``resume``: continue every ``seed-<s>`` from its checkpoint (seeds may be added, not
     dropped; options as in `train_run`). Returns ``{seed: summary}``, with
     ``{"status": "diverged", "message": ...}`` for a replica that stopped.
+
+    ``partial`` (a study trained a few seeds at a time, `binaryvae reproduce --seeds`): ``seeds``
+    may leave out seeds the group already holds (they are neither trained nor touched), and
+    replicas.json lists every seed the group holds. Each replica draws what its single run
+    draws whichever seeds it is trained beside (`binaryvae.models.replicas`).
     """
     stream = sys.stderr if stream is None else stream
     seeds = parse_seeds(seeds)
@@ -119,7 +125,9 @@ def train_replicas(
     with ExitStack() as stack:
         if resume:
             stack.enter_context(claim_existing(out, "resume"))
-            check_group_resume(out, listing, config)
+            held = check_group_resume(out, listing, config, partial=partial)
+            if partial:
+                listing["seeds"] = sorted(set(held) | set(seeds))
         else:
             check_new_dir(out, force)
         first = prepare(configs[0], replicas=len(seeds))  # the whole group's memory checked
