@@ -42,8 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "finished cell")
     p.add_argument("--seeds", default=None, metavar="0,2",
                    help="train only these of the study's seeds now (e.g. one per session or "
-                   "per machine), each the run the whole replica group would give it; the "
-                   "others later, with --seeds again or without it")
+                   "per machine), as one replica group beside the seeds already trained; each "
+                   "seed draws the data order and noise it draws in the whole group. The others "
+                   "later, with --seeds again or without it; exit code 0 when the chosen seeds "
+                   "of the chosen cells finished")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="look for dataset files in DIR first")
     p.add_argument("--threads", type=int, default=None, metavar="N",
