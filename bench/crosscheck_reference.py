@@ -77,6 +77,9 @@ ESTIMATORS = {
     "relax": ("relax", "bernoulli-relax"),
 }
 ESTIMATOR_OPTION = {"loorf": "loo_samples", "arms": "samples"}
+# each estimator's name in the table's title
+ESTIMATOR_TITLES = {"disarm": "DisARM", "loorf": "REINFORCE-LOO", "arm": "ARM", "arms": "ARMS",
+                    "relax": "RELAX"}  # fmt: skip
 BINARYVAE_OPTIONS = ("--protocol", "--steps")
 
 
@@ -390,9 +393,9 @@ def aggregate(args) -> str:
                 continue
             per_side.setdefault(side, []).append(json.loads(path.read_text()))
     machines = [r["machine"] for rs in per_side.values() for r in rs if r.get("machine")]
-    title = {"disarm": "DisARM", "loorf": "REINFORCE-LOO", "arm": "ARM", "arms": "ARMS"}
     k = f" (K = {2 * args.num_pairs})" if args.estimator in ESTIMATOR_OPTION else ""
-    lines = [f"# Cross-check against the reference: {title[args.estimator]}{k}, {args.net} net, "
+    lines = [f"# Cross-check against the reference: {ESTIMATOR_TITLES[args.estimator]}{k}, "
+             f"{args.net} net, "
              f"{args.steps:,} steps{' (' + args.tag + ')' if args.tag else ''}", ""]  # fmt: skip
     if machines:
         m = machines[0]

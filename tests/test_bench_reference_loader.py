@@ -154,6 +154,24 @@ def test_crosscheck_other_estimators_get_the_same_sample_count_on_both_sides(tmp
         crosscheck_reference.parse_args(["--estimator", "arm", "--num-pairs", "2"])
 
 
+@pytest.mark.parametrize("estimator", sorted(crosscheck_reference.ESTIMATORS))
+def test_crosscheck_aggregates_a_table_for_every_estimator_it_runs(estimator, tmp_path):
+    """--aggregate-only over binaryvae-side results alone (the reference's not run yet): the
+    table names the estimator and the run (a KeyError here once lost the RELAX table)."""
+    args = crosscheck_reference.parse_args(["--estimator", estimator, "--results",
+                                            str(tmp_path), "--steps", "12000"])  # fmt: skip
+    name = crosscheck_reference.result_name("binaryvae", "nonlinear", 12000, 0, "", estimator)
+    (tmp_path / name).write_text(json.dumps({
+        "side": "binaryvae", "steps": 12000, "seed": 0, "test_elbo": -268.45,
+        "test_iwae_k100": -257.80, "steps_per_s": 50.5, "wall_seconds": 300.0,
+        "timing": {"train_seconds": 237.6, "wall_seconds": 300.0},
+        "machine": crosscheck_reference._machine(1),
+    }))  # fmt: skip
+    table = crosscheck_reference.aggregate(args)
+    assert crosscheck_reference.ESTIMATOR_TITLES[estimator] in table.splitlines()[0]
+    assert "-257.80" in table
+
+
 def test_crosscheck_binaryvae_ablation_flags_need_a_tag_and_the_option_form():
     ok = crosscheck_reference.parse_args(["--binaryvae-flag=--encoder-input=raw", "--tag", "raw"])
     assert ok.binaryvae_flag == ["--encoder-input=raw"]
