@@ -27,8 +27,18 @@ sys.path.insert(0, str(HERE))
 import _common  # noqa: E402
 
 
-def collect(out: Path, study: str, results: Path, commit: str) -> list[Path]:
-    """Write one tagged JSON per finished run of the sweep ``out``; return the files written."""
+def collect(out: Path, study: str, results: Path, commit: str,
+            folders: dict[str, str] | None = None) -> list[Path]:
+    """Write one tagged JSON per finished run of the sweep ``out``; return the files written.
+    ``folders`` (path -> placeholder; default: the data folder as ``$DATA``, ``out`` as
+    ``<out>``) are replaced in what is written, so no result names a folder of this machine."""
+    import os
+
+    if folders is None:
+        folders = {str(Path(out).resolve()): "<out>"}
+        data = os.environ.get("BINARYVAE_DATA_DIR")
+        if data:
+            folders[str(Path(data).resolve())] = "$DATA"
     from binaryvae.runs.sweep import read_sweep_summaries
 
     _, summaries = read_sweep_summaries(out)
@@ -51,7 +61,10 @@ def collect(out: Path, study: str, results: Path, commit: str) -> list[Path]:
                 "metrics": rows,
             }
             path = results / f"{cell}_seed{seed}.json"
-            path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+            text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+            for folder, name in sorted(folders.items(), key=lambda kv: -len(kv[0])):
+                text = text.replace(json.dumps(folder)[1:-1], name)  # no folder of this machine
+            path.write_text(text)
             written.append(path)
     if (out / "study.md").is_file():
         shutil.copyfile(out / "study.md", results / "study.md")

@@ -160,3 +160,4 @@ def test_bench_study_results_commits_each_finished_run_tagged(study, tmp_path):
         assert record["config"] == json.loads((run / "config.json").read_text())
         assert record["metrics"] == _rows(run)
     assert (results / "study.md").read_text() == (study / "study.md").read_text()
+    assert not any(str(study) in f.read_text() for f in files)  # no folder of this machine
