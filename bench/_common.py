@@ -25,6 +25,7 @@ __all__ = [
     "busy_loop",
     "write_table",
     "quick_folders",
+    "without_folders",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -231,3 +232,17 @@ def write_table(out: Path, name: str, summary: dict, text: str) -> None:
     write_json(out / f"{name}.json", summary)
     (out / f"{name}.md").write_text(text + "\n")
     print(text)
+
+
+def without_folders(value, folders: dict[str, str]):
+    """``value`` (a result: dicts, lists, strings) with every string's mention of a folder of
+    this machine (``folders``: path -> placeholder, longest first) replaced by its placeholder,
+    so that a committed result names no folder of the machine that made it."""
+    if isinstance(value, dict):
+        return {k: without_folders(v, folders) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_folders(v, folders) for v in value]
+    if isinstance(value, str):
+        for path in sorted(folders, key=len, reverse=True):
+            value = value.replace(path, folders[path])
+    return value

@@ -50,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
+from _common import without_folders  # noqa: E402
 
 __all__ = [
     "main",
@@ -329,20 +330,6 @@ def _samples_config(out: Path, args) -> Path:
     option = ESTIMATOR_OPTION[args.estimator]
     path.write_text(json.dumps({"extra": {option: 2 * args.num_pairs}}))
     return path
-
-
-def without_folders(value, folders: dict[str, str]):
-    """``value`` (a result: dicts, lists, strings) with every string's mention of a folder of
-    this machine (``folders``: path -> placeholder, longest first) replaced by its placeholder,
-    so that a committed result names no folder of the machine that made it."""
-    if isinstance(value, dict):
-        return {k: without_folders(v, folders) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_folders(v, folders) for v in value]
-    if isinstance(value, str):
-        for path in sorted(folders, key=len, reverse=True):
-            value = value.replace(path, folders[path])
-    return value
 
 
 PATH_OPTIONS = {

@@ -61,10 +61,8 @@ def collect(out: Path, study: str, results: Path, commit: str,
                 "metrics": rows,
             }
             path = results / f"{cell}_seed{seed}.json"
-            text = json.dumps(record, indent=1, sort_keys=True) + "\n"
-            for folder, name in sorted(folders.items(), key=lambda kv: -len(kv[0])):
-                text = text.replace(json.dumps(folder)[1:-1], name)  # no folder of this machine
-            path.write_text(text)
+            record = _common.without_folders(record, folders)  # no folder of this machine
+            path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
             written.append(path)
     if (out / "study.md").is_file():
         shutil.copyfile(out / "study.md", results / "study.md")

@@ -473,12 +473,12 @@ def execute(
     stream = sys.stderr if stream is None else stream
     todo, chosen = [], {}
     for cell in cells:
-        done = finished_summaries(cell, root)
+        have = finished_seed_summaries(cell, root)
+        done = have if len(have) == len(cell.seeds) else None
         if done is None:
             if only is not None and cell.name not in only:
                 continue
             if seeds is not None:
-                have = finished_seed_summaries(cell, root)
                 chosen[cell.name] = [s for s in cell.seeds if s in seeds and s not in have]
                 if not chosen[cell.name]:  # the chosen seeds are finished already
                     state.end(cell.name, {"status": "pending", "runs": have, "reason":
