@@ -18,6 +18,13 @@ that many updates, the reference's own ``evaluate`` on the test set with 1 sampl
 losses every 1,000 steps, all kept in the result). Steps/s: the training loop's time without
 the reference's periodic evaluations and without the first (tracing) step.
 
+``--estimator rodeo`` checks RODEO (Shi et al. 2022) against its authors' code instead
+(``--reference-dir``: a checkout of github.com/thjashin/rodeo; its
+``experiment_launcher_singlelayer`` with ``--grad_type=discrete_stein_avg --K=2``) on the
+protocol its README publishes for Fashion-MNIST (lr 3e-4, batch 100, the prior fixed, raw
+inputs), binaryvae with the same options over its preset (`RODEO_BINARYVAE_OPTIONS`); its test
+IWAE-100 is computed by `reference_loader.iwae_bound` (RODEO's own ``evaluate`` draws K only).
+
 binaryvae side, per seed: ``binaryvae train --protocol disarm-<net> --family bernoulli-disarm
 --steps N --seed S --threads 1``, reading ``test_discrete_elbo`` and ``test_iwae_k100`` from its
 summary.json. When this binaryvae has no ``--protocol`` / ``--steps`` yet, it says so and exits 2.
@@ -62,6 +69,16 @@ __all__ = [
 ]
 
 REFERENCE_MODULES = ("experiment_launcher.py", "networks.py", "dataset.py")
+# The reference code of each estimator: alekdimi/arms by default; RODEO's own code
+# (github.com/thjashin/rodeo, modified from the arms code: the same DiscreteVAE, dataset.py and
+# tfds.load) for rodeo, with its launcher module and the modules hashed into each result.
+REFERENCES = {
+    "arms": {"repository": "github.com/alekdimi/arms", "launcher": "experiment_launcher",
+             "modules": REFERENCE_MODULES},
+    "rodeo": {"repository": "github.com/thjashin/rodeo",
+              "launcher": "experiment_launcher_singlelayer",
+              "modules": ("experiment_launcher_singlelayer.py", "networks.py", "dataset.py")},
+}  # fmt: skip
 # --estimator: the reference's --grad_type and binaryvae's family for each estimator both
 # implement. With --num-pairs P the reference's loorf and arms draw K = 2P samples and its
 # disarm averages P pairs; binaryvae gets the same K (extra option in ESTIMATOR_OPTION).
@@ -76,17 +93,32 @@ ESTIMATORS = {
     # binaryvae the per-logit estimate's second moment): a cross-check of the protocol around
     # two RELAXes, not of one formula (docs/benchmarks.md, section 6).
     "relax": ("relax", "bernoulli-relax"),
+    # RODEO (Shi et al. 2022) at K = 2: its code's discrete_stein_avg, on its own published
+    # Fashion-MNIST protocol (`reference_flags`; binaryvae: `RODEO_BINARYVAE_OPTIONS`)
+    "rodeo": ("discrete_stein_avg", "bernoulli-rodeo"),
 }
 ESTIMATOR_OPTION = {"loorf": "loo_samples", "arms": "samples"}
 # each estimator's name in the table's title
 ESTIMATOR_TITLES = {"disarm": "DisARM", "loorf": "REINFORCE-LOO", "arm": "ARM", "arms": "ARMS",
-                    "relax": "RELAX"}  # fmt: skip
+                    "relax": "RELAX", "rodeo": "RODEO"}  # fmt: skip
+# RODEO's published protocol (the thjashin/rodeo README: fashion_mnist at lr 3e-4 for both
+# networks, its defaults otherwise: batch 100, prior logits fixed at 0 (prior_lr 0), raw {0,1}
+# input to both networks, Keras init with zero biases, Adam epsilon 1e-7, the control network
+# and (alpha, beta) by their own Adams at 1e-3, decoder gradients from the K samples) as
+# binaryvae options over the disarm-<net> preset (what the preset sets otherwise is the same:
+# the split, dynamic binarization, 200 bits, LeakyReLU(0.3) 200-200 network, glorot init)
+RODEO_BINARYVAE_OPTIONS = (
+    "--batch-size", "100", "--lr", "3e-4", "--prior", "fixed", "--prior-sgd-lr", "none",
+    "--encoder-input", "raw", "--decoder-input", "bits", "--decoder-bias", "default",
+)  # fmt: skip
+RODEO_EXTRA = {"samples": 2, "rodeo_lr": 1e-3}
 BINARYVAE_OPTIONS = ("--protocol", "--steps")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reference-dir", help="a checkout of github.com/alekdimi/arms")
+    p.add_argument("--reference-dir", help="a checkout of github.com/alekdimi/arms "
+                   "(of github.com/thjashin/rodeo for --estimator rodeo)")
     p.add_argument(
         "--reference-commit",
         help="its commit, when the checkout is not a git work tree (recorded in each result)",
@@ -153,10 +185,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def reference_of(estimator: str) -> dict:
+    """The reference code that runs ``estimator`` (`REFERENCES`)."""
+    return REFERENCES["rodeo" if estimator == "rodeo" else "arms"]
+
+
 def reference_flags(net: str, extra: list[str] = (), estimator: str = "disarm",
                     num_pairs: int = 1) -> list[str]:
     """The reference's flags for ``estimator`` on Fashion-MNIST as published (every value
     explicit, so the record does not depend on the reference's defaults)."""
+    if estimator == "rodeo":  # RODEO's own code and protocol (`RODEO_BINARYVAE_OPTIONS`)
+        return [
+            "--dataset=fashion_mnist",
+            f"--grad_type={ESTIMATORS[estimator][0]}",
+            f"--encoder_type={net}",
+            f"--K={2 * num_pairs}",
+            "--D=200",
+            "--batch_size=100",
+            "--genmo_lr=3e-4",
+            "--infnet_lr=3e-4",
+            "--prior_lr=0",
+            "--hyper_lr=1e-3",
+            "--control_lr=1e-3",
+            *extra,
+        ]
     return [
         "--dataset=fashion_mnist",
         f"--grad_type={ESTIMATORS[estimator][0]}",
@@ -248,6 +300,7 @@ def run_reference_side(args, seed: int, runs: Path) -> dict:
         "--reference-dir", str(ref_dir), "--data-dir", str(args.data_dir),
         "--steps", str(args.steps), "--seed", str(seed), "--iwae-k", str(args.iwae_k),
         "--threads", str(args.threads), "--logdir", str(logdir / "tb"), "--out", str(out),
+        "--launcher", reference_of(args.estimator)["launcher"],
         "--", *reference_flags(args.net, args.reference_flag, args.estimator, args.num_pairs),
     ]  # fmt: skip
     t0 = time.perf_counter()
@@ -261,10 +314,11 @@ def run_reference_side(args, seed: int, runs: Path) -> dict:
                          f"log: {logdir / 'output.txt'}")  # fmt: skip
     result = json.loads(out.read_text())
     result["wall_seconds"] = time.perf_counter() - t0
+    reference = reference_of(args.estimator)
     result["reference"] = {
-        "repository": "github.com/alekdimi/arms",
+        "repository": reference["repository"],
         "commit": _reference_commit(args),
-        "sha256": {m: _sha256(ref_dir / m) for m in REFERENCE_MODULES},
+        "sha256": {m: _sha256(ref_dir / m) for m in reference["modules"]},
     }
     result["reference_flags"] = [
         f for f in result["reference_flags"] if not f.startswith("--logdir")
@@ -285,7 +339,9 @@ def run_binaryvae_side(args, seed: int, runs: Path) -> dict:
         "--family", family, "--steps", str(args.steps), "--seed", str(seed),
         "--threads", str(args.threads), "--out", str(out), "--quiet", "--no-report",
     ]  # fmt: skip
-    if args.estimator in ESTIMATOR_OPTION:  # the reference's K = 2 x num_pairs samples
+    if args.estimator == "rodeo":  # RODEO's own protocol over the preset
+        cmd += [*RODEO_BINARYVAE_OPTIONS, "--config", str(_samples_config(out, args))]
+    elif args.estimator in ESTIMATOR_OPTION:  # the reference's K = 2 x num_pairs samples
         cmd += ["--config", str(_samples_config(out, args))]
     for flag in args.binaryvae_flag:  # an ablation: one preset option set back (recorded)
         cmd += flag.split("=", 1)
@@ -327,8 +383,11 @@ def _samples_config(out: Path, args) -> Path:
     ``binaryvae train`` takes family options from ``--config``'s ``extra``."""
     path = out.parent / f"{out.name}.config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    option = ESTIMATOR_OPTION[args.estimator]
-    path.write_text(json.dumps({"extra": {option: 2 * args.num_pairs}}))
+    if args.estimator == "rodeo":
+        extra = dict(RODEO_EXTRA, samples=2 * args.num_pairs)
+    else:
+        extra = {ESTIMATOR_OPTION[args.estimator]: 2 * args.num_pairs}
+    path.write_text(json.dumps({"extra": extra}))
     return path
 
 
@@ -453,11 +512,12 @@ def main(argv=None) -> int:
         return 0
     sides = ["reference", "binaryvae"] if args.side == "both" else [args.side]
     if "reference" in sides:
+        reference = reference_of(args.estimator)
         if not args.reference_dir or not all(
-            (Path(args.reference_dir) / m).is_file() for m in REFERENCE_MODULES
+            (Path(args.reference_dir) / m).is_file() for m in reference["modules"]
         ):
             _fail(f"--reference-dir: {args.reference_dir!r} is not a checkout of "
-                  f"github.com/alekdimi/arms (needs {', '.join(REFERENCE_MODULES)})")  # fmt: skip
+                  f"{reference['repository']} (needs {', '.join(reference['modules'])})")
         if not args.reference_python:
             _fail("--reference-python: not given and $BINARYVAE_REFERENCE_PYTHON is not set")
     if args.data_dir is None:
@@ -482,7 +542,7 @@ def main(argv=None) -> int:
             run = run_reference_side if side == "reference" else run_binaryvae_side
             result = run(args, seed, runs)
             result.update(machine=machine, bench_command=command)
-            engine = ("reference implementation: github.com/alekdimi/arms "
+            engine = (f"reference implementation: {reference_of(args.estimator)['repository']} "
                       "(bench/crosscheck_reference.py)" if side == "reference" else
                       "binaryvae train (driven by bench/crosscheck_reference.py)")  # fmt: skip
             _common.write_json(path, _common.engine_tag(result, engine))

@@ -29,6 +29,15 @@ Two parts:
   evaluates the reference's own ``evaluate`` on the test set with 1 sample (the test ELBO) and
   with ``--iwae-k`` samples (the IWAE bound; the reference itself never computes it), records
   every scalar the reference logs, and times the training loop; one JSON file.
+
+  ``--launcher experiment_launcher_singlelayer`` runs RODEO's code instead (github.com/thjashin/
+  rodeo, the same lineage: its ``dataset.py`` calls the same ``tfds.load``). Its ``main`` takes
+  the gradient type, defines its training step inside itself (so a step is timed from one
+  ``get_next`` of the training iterator to the next), and its ``evaluate`` draws ``--K`` samples
+  whatever ``num_eval_samples`` says (with ``num_eval_samples > 1`` it returns the IWAE-K
+  bound, K = 2 for RODEO's published runs): the test IWAE-``--iwae-k`` is computed here from the
+  trained model's own ``sample_latent`` and ``get_loss`` (`iwae_bound`), the log-mean-exp of
+  ``--iwae-k`` single-sample ELBOs per image, as binaryvae's IWAE.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ __all__ = [
     "split_arrays",
     "install_fake_tfds",
     "run_reference",
+    "iwae_bound",
 ]
 
 # split name -> (images file, labels file), the IDX names without .gz
@@ -191,6 +201,8 @@ def run_reference(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--logdir", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--launcher", default="experiment_launcher",
+                   help="the reference's launcher module (experiment_launcher_singlelayer: RODEO)")
     p.add_argument("flags", nargs="*", help="the reference's own flags, after --")
     args = p.parse_args(argv)
 
@@ -201,8 +213,13 @@ def run_reference(argv=None) -> dict:
     loads: list = []
     install_fake_tfds(args.data_dir, args.threads, loads)
     sys.path.insert(0, str(Path(args.reference_dir).resolve()))
+    import importlib
+
     import dataset as ref_dataset  # noqa: E402  (the reference's modules)
-    import experiment_launcher as ref  # noqa: E402
+
+    ref = importlib.import_module(args.launcher)
+    if not hasattr(ref, "train_one_step"):  # RODEO's launcher: see the module docstring
+        return _run_singlelayer(args, ref, ref_dataset, loads)
 
     flags = [
         "experiment_launcher",
@@ -306,6 +323,173 @@ def run_reference(argv=None) -> dict:
             "steady_steps": steady_steps,
             "steps_per_s": steady_steps / steady_seconds,
             "seconds_per_1000_steps": 1000 * steady_seconds / steady_steps,
+        },
+        "tensorflow": tf.__version__,
+        "tf_threads": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            "tfdata_private_pool": args.threads,
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def iwae_bound(model, dataset, k: int) -> float:
+    """Mean over ``dataset``'s images of log (1/k) sum_j exp ELBO_j (the IWAE bound, Burda et
+    al. 2016, eq. 8) of a reference ``DiscreteVAE``: ``k`` codes per image from its own
+    ``sample_latent(batch, k)`` (``b [k, B, D]``), each ELBO_j = -``get_loss(b, eta, x)
+    [k, B]``; images in batches as ``dataset`` yields them (flattened to ``[B, 784]``)."""
+    import tensorflow as tf
+
+    @tf.function
+    def per_batch(batch):
+        x = tf.cast(tf.reshape(batch, [tf.shape(batch)[0], -1]), tf.float32)
+        b, eta, _, _ = model.sample_latent(x, k)
+        elbo = -model.get_loss(b, eta, x)  # [k, B]
+        return tf.reduce_logsumexp(elbo, axis=0) - tf.math.log(float(k))  # [B]
+
+    total, count = 0.0, 0
+    for batch in dataset:
+        bound = per_batch(batch).numpy()
+        total += float(bound.sum())
+        count += bound.shape[0]
+    return total / count
+
+
+def _run_singlelayer(args, ref, ref_dataset, loads: list) -> dict:
+    """`run_reference` for RODEO's ``experiment_launcher_singlelayer`` (module docstring)."""
+    import json
+    import os
+    import time
+
+    import tensorflow as tf
+
+    flags = [
+        args.launcher,
+        *args.flags,
+        f"--num_steps={args.steps}",
+        f"--seed={args.seed}",
+        f"--logdir={args.logdir}",
+    ]
+    ref.FLAGS(flags)
+    seen: dict = {"datasets": None, "model": None, "next_times": [], "evals": []}
+    logged: list[dict] = []
+    original_batches = ref_dataset.get_dynamic_mnist_batch
+    original_model = ref.networks.DiscreteVAE
+    original_evaluate = ref.evaluate
+    original_scalar = tf.summary.scalar
+
+    class TimedIterator:
+        """The training iterator, each ``get_next`` (one per training step) timed."""
+
+        def __init__(self, it):
+            self._it = it
+
+        def get_next(self):
+            seen["next_times"].append(time.perf_counter())
+            return self._it.get_next()
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return self.get_next()
+
+    class TimedTrain:
+        """The training dataset: ``iter`` of it is timed; `evaluate` gets the dataset itself."""
+
+        def __init__(self, ds):
+            self.dataset = ds
+
+        def __iter__(self):
+            return TimedIterator(iter(self.dataset))
+
+    def batches(*a, **kw):
+        seen["datasets"] = original_batches(*a, **kw)
+        train, valid, test = seen["datasets"]
+        return TimedTrain(train), valid, test
+
+    def model(*a, **kw):
+        seen["model"] = original_model(*a, **kw)
+        return seen["model"]
+
+    def evaluate(model_, ds, *a, **kw):
+        t = time.perf_counter()
+        out = original_evaluate(model_, getattr(ds, "dataset", ds), *a, **kw)
+        seen["evals"].append((t, time.perf_counter()))
+        return out
+
+    def scalar(name, data, step=None, **kw):
+        logged.append({"step": int(step), "name": name, "value": float(np.asarray(data))})
+        return original_scalar(name, data, step=step, **kw)
+
+    ref_dataset.get_dynamic_mnist_batch = batches
+    ref.networks.DiscreteVAE = model
+    ref.evaluate = evaluate
+    tf.summary.scalar = scalar
+
+    t0 = time.perf_counter()
+    ref.main(ref.FLAGS.grad_type)
+    t_end = time.perf_counter()
+    starts = seen["next_times"]
+    if len(starts) != args.steps:
+        raise RuntimeError(f"the reference made {len(starts)} steps, asked {args.steps}")
+    ends = [*starts[1:], t_end]  # step i: from its get_next to the next one's (or the end)
+    loop_seconds = t_end - starts[0]
+    eval_seconds = sum(b - a for a, b in seen["evals"])
+    first_step = ends[0] - starts[0] - sum(b - a for a, b in seen["evals"] if a < ends[0])
+    warm = min(100, args.steps // 10)
+    t_warm = ends[warm]
+    steady_seconds = (t_end - t_warm) - sum(b - a for a, b in seen["evals"] if a >= t_warm)
+    steady_steps = args.steps - 1 - warm
+
+    tf.summary.scalar = original_scalar
+    _, valid_ds, test_ds = seen["datasets"]
+    trained = seen["model"]
+    t = time.perf_counter()
+    test_elbo = -float(original_evaluate(trained, test_ds, num_eval_samples=1))
+    valid_elbo = -float(original_evaluate(trained, valid_ds, num_eval_samples=1))
+    test_iwae = iwae_bound(trained, test_ds, args.iwae_k)
+    final_eval_seconds = time.perf_counter() - t
+
+    history: dict[int, dict] = {}
+    for row in logged:
+        history.setdefault(row["step"], {"step": row["step"], "updates": row["step"] + 1})
+        history[row["step"]][row["name"]] = row["value"]
+    train_seconds = loop_seconds - eval_seconds - first_step
+    result = {
+        "side": "reference",
+        "launcher": args.launcher,
+        "steps": args.steps,
+        "seed": args.seed,
+        "reference_flags": flags[1:],
+        "tfds_loads": loads,
+        "final": {
+            "updates": args.steps,
+            "test_elbo_1sample": test_elbo,
+            "valid_elbo_1sample": valid_elbo,
+            f"test_iwae_k{args.iwae_k}": test_iwae,
+            "test_iwae_computed_by": "bench/reference_loader.py iwae_bound (the reference's "
+            "evaluate draws --K samples only)",
+            "seconds": final_eval_seconds,
+        },
+        "logged": [history[k] for k in sorted(history)],
+        "timing": {
+            "setup_seconds": starts[0] - t0,
+            "first_step_seconds": first_step,
+            "loop_seconds": loop_seconds,
+            "logged_eval_seconds": eval_seconds,
+            "train_seconds": train_seconds,
+            "steps_per_s_after_first": (args.steps - 1) / train_seconds,
+            "seconds_per_1000_steps_with_logged_eval": 1000 * loop_seconds / args.steps,
+            "warmup_steps": warm,
+            "steady_seconds": steady_seconds,
+            "steady_steps": steady_steps,
+            "steps_per_s": steady_steps / steady_seconds,
+            "seconds_per_1000_steps": 1000 * steady_seconds / steady_steps,
+            "step_timed_by": "get_next of the training iterator",
         },
         "tensorflow": tf.__version__,
         "tf_threads": {

@@ -154,6 +154,40 @@ def test_crosscheck_other_estimators_get_the_same_sample_count_on_both_sides(tmp
         crosscheck_reference.parse_args(["--estimator", "arm", "--num-pairs", "2"])
 
 
+def test_crosscheck_rodeo_runs_rodeos_code_on_its_published_protocol(tmp_path):
+    """--estimator rodeo: the reference is thjashin/rodeo's single-layer launcher with its
+    README's Fashion-MNIST flags, and binaryvae's options over the preset give the same
+    protocol field by field (batch 100, lr 3e-4, the prior fixed at 0 logits, raw inputs,
+    default decoder bias, glorot init, Adam epsilon 1e-7, K = 2, control network at 1e-3)."""
+    from binaryvae.cli import build_parser
+    from binaryvae.cli.train import config_from_args
+
+    ref = crosscheck_reference.reference_of("rodeo")
+    assert ref["repository"] == "github.com/thjashin/rodeo"
+    assert ref["launcher"] == "experiment_launcher_singlelayer"
+    assert crosscheck_reference.reference_of("disarm")["launcher"] == "experiment_launcher"
+    flags = crosscheck_reference.reference_flags("nonlinear", [], "rodeo")
+    assert flags == [
+        "--dataset=fashion_mnist", "--grad_type=discrete_stein_avg",
+        "--encoder_type=nonlinear", "--K=2", "--D=200", "--batch_size=100", "--genmo_lr=3e-4",
+        "--infnet_lr=3e-4", "--prior_lr=0", "--hyper_lr=1e-3", "--control_lr=1e-3",
+    ]  # fmt: skip
+    args = crosscheck_reference.parse_args(["--estimator", "rodeo"])
+    config = crosscheck_reference._samples_config(tmp_path / "run", args)
+    argv = ["train", "--out", "unused", "--protocol", "disarm-nonlinear", "--family",
+            "bernoulli-rodeo", *crosscheck_reference.RODEO_BINARYVAE_OPTIONS,
+            "--config", str(config)]  # fmt: skip
+    c = config_from_args(build_parser().parse_args(argv))
+    assert (c.dataset, c.binarize, c.validation, c.batch_size, c.lr, c.adam_eps) == (
+        "fashion-mnist", "dynamic", 10_000, 100, 3e-4, 1e-7)
+    assert (c.latent_dim, tuple(c.hidden), c.activation) == (200, (200, 200), "leaky_relu")
+    assert (c.prior, c.prior_sgd_lr, c.encoder_input, c.decoder_input, c.decoder_bias,
+            c.init, c.decoder_sample) == (
+        "fixed", None, "raw", "bits", "default", "glorot", "shared")  # fmt: skip
+    assert c.extra == {"samples": 2, "rodeo_lr": 1e-3, "learning_signal": "elbo"}
+    assert c.summary_iwae_k == 100
+
+
 @pytest.mark.parametrize("estimator", sorted(crosscheck_reference.ESTIMATORS))
 def test_crosscheck_aggregates_a_table_for_every_estimator_it_runs(estimator, tmp_path):
     """--aggregate-only over binaryvae-side results alone (the reference's not run yet): the
