@@ -7,7 +7,11 @@ import os
 from pathlib import Path
 
 # A tiny network and big batches: one mnist-mini epoch (8,000 images) takes well under a second.
-TINY = ["--hidden", "16", "--batch-size", "500", "--threads", "1", "--device", "cpu"]
+# TINY_NET for compare and sweep; TINY for train adds its summary: IWAE-100 and no sample FD
+# (most of a tiny run's time was its summary; the default k and the FD are tested where they
+# are the point: test_protocol, test_summary_fd, test_evaluation_fid, ...).
+TINY_NET = ["--hidden", "16", "--batch-size", "500", "--threads", "1", "--device", "cpu"]
+TINY = [*TINY_NET, "--summary-iwae-k", "100", "--summary-fd-samples", "0"]
 TIMING_KEYS = ("train_seconds", "eval_seconds")
 # A folder holding real datasets (fashion-mnist/ with its four IDX files) for the tests that
 # read them: $BINARYVAE_TEST_DATASETS, else shared/datasets beside the checkout (where CI puts

@@ -21,7 +21,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _runs_helpers import TINY, fail_fsync_of, file_bytes, metric_rows, one_line_error, train_argv
+from _runs_helpers import (
+    TINY_NET,
+    fail_fsync_of,
+    file_bytes,
+    metric_rows,
+    one_line_error,
+    train_argv,
+)
 from binaryvae.cli import main
 from binaryvae.runs.ownership import LOCK_FILE, MARKER, DirLock
 from binaryvae.training.checkpoint import FORMAT, load_checkpoint, save_checkpoint
@@ -156,7 +163,7 @@ def test_force_on_a_folder_holding_a_run_and_a_thesis_keeps_both(trained, tmp_pa
     (d / "thesis.tex").write_text("\\documentclass{article}")
     before = file_bytes(d)
     argv = ["compare", "--out", str(d), "--force", "--families", "bernoulli-sfe", "--epochs", "1",
-            "--latent-dim", "4", *TINY, "--quiet", "--no-report"]  # fmt: skip
+            "--latent-dim", "4", *TINY_NET, "--quiet", "--no-report"]  # fmt: skip
     assert main(argv) == 2
     one_line_error(capsys)
     assert file_bytes(d) == before
@@ -165,7 +172,7 @@ def test_force_on_a_folder_holding_a_run_and_a_thesis_keeps_both(trained, tmp_pa
 def test_compare_force_removes_only_what_binaryvae_wrote(tmp_path):
     out = tmp_path / "cmp"
     argv = ["compare", "--out", str(out), "--families", "bernoulli-sfe", "--epochs", "1",
-            "--latent-dim", "4", *TINY, "--quiet", "--no-report"]  # fmt: skip
+            "--latent-dim", "4", *TINY_NET, "--quiet", "--no-report"]  # fmt: skip
     assert main(argv) == 0
     (out / "notes.md").write_text("mine")
     (out / "bernoulli-sfe" / "analysis.ipynb").write_text("{}")
@@ -261,7 +268,7 @@ def test_bad_values_exit_2_before_anything_is_written(tmp_path, capsys, options,
 def test_compare_resume_refuses_changed_options_naming_each(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--out", str(out), "--families", "bernoulli-sfe", "--epochs", "1",
-            "--latent-dim", "4", *TINY, "--quiet", "--no-report"]  # fmt: skip
+            "--latent-dim", "4", *TINY_NET, "--quiet", "--no-report"]  # fmt: skip
     assert main(argv) == 0
     before = file_bytes(out)
     assert main([*argv, "--resume", "--hidden", "32", "--lr", "0.01"]) == 2

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from _runs_helpers import TINY, fail_fsync_of, file_bytes, one_line_error, train_argv
+from _runs_helpers import TINY_NET, fail_fsync_of, file_bytes, one_line_error, train_argv
 from binaryvae.cli import main
 from binaryvae.runs.ownership import LOCK_FILE, MARKER, DirLock
 from binaryvae.storage import (
@@ -185,7 +185,7 @@ def test_compare_force_refuses_a_link_in_a_marked_sub_directory(tmp_path, user, 
     (sub / "figures").symlink_to(user, target_is_directory=True)
     before_user, before_top = _no_links(user), _no_links(top)
     argv = ["compare", "--out", str(top), "--force", "--families", "bernoulli-sfe", "--epochs",
-            "1", "--latent-dim", "4", *TINY, "--quiet", "--no-report"]  # fmt: skip
+            "1", "--latent-dim", "4", *TINY_NET, "--quiet", "--no-report"]  # fmt: skip
     assert main(argv) == 2
     err = one_line_error(capsys)
     assert str(sub / "figures") in err and "neither follows nor deletes" in err

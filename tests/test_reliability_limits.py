@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from _runs_helpers import TINY, one_line_error
+from _runs_helpers import TINY, TINY_NET, one_line_error
 from binaryvae import resources
 from binaryvae.cli import main
 from binaryvae.config import TrainConfig
@@ -401,7 +401,7 @@ def test_bad_options_exit_2_in_one_line_writing_nothing(tmp_path, monkeypatch, c
     monkeypatch.chdir(work)
     argv = [a.format(tmp=tmp_path) for a in argv]
     if argv[0] in ("train", "compare", "sweep"):
-        argv += ["--quiet", "--epochs", "1", *TINY[4:]]  # threads and device: a cheap run
+        argv += ["--quiet", "--epochs", "1", *TINY_NET[4:]]  # threads and device: a cheap run
     assert main(argv) == 2
     err = one_line_error(capsys)
     assert message in err, err

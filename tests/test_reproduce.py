@@ -405,6 +405,7 @@ latent-dims = [4]
 hidden = [16]
 batch-size = 500
 steps = {steps}
+summary-iwae-k = 100
 
 [budget.full]
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from _runs_helpers import (
-    TINY,
+    TINY_NET,
     assert_same_weights,
     checkpoint_of,
     metric_rows,
@@ -190,7 +190,8 @@ def test_a_run_continues_from_a_step_budget_to_epochs(tmp_path):
 
 
 def _train(out, *options) -> list[str]:
-    return ["train", "--out", str(out), "--dataset", "toy", "--latent-dim", "4", *TINY,
+    # TINY_NET: these options also resume `inside` (a TrainConfig with the default summary)
+    return ["train", "--out", str(out), "--dataset", "toy", "--latent-dim", "4", *TINY_NET,
             "--quiet", "--no-report", *options]  # fmt: skip
 
 

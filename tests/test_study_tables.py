@@ -28,6 +28,7 @@ epochs = 3
 hidden = [16]
 batch-size = 500
 track = ["exact"]
+summary-iwae-k = 100
 
 [budget.full]
 

@@ -113,7 +113,7 @@ DEFAULT_MAX_RETRIES = 3
 # summary also measures after training.
 RESUMABLE_FIELDS = (
     "epochs", "steps", "threads", "device", "data_dir", "tensorboard", "summary_train_images",
-    "summary_grad_samples", "summary_grad_images",
+    "summary_grad_samples", "summary_grad_images", "summary_fd_samples",
 )  # fmt: skip
 # Fields that record what training found rather than choose anything: the dataset's fingerprint
 # and where it was (`binaryvae.data.datasets.fingerprint_of`). They take no part in
@@ -572,6 +572,11 @@ class TrainConfig:
     # (RESUMABLE_FIELDS)
     summary_grad_samples: int = 0
     summary_grad_images: int = 128
+    # summary.json's sample_fd (`binaryvae.evaluation.fid`): the Fréchet distance of this many
+    # generated images to the test images; None = as many as test images, 0 = not computed
+    # (it is computed last, from the summary's own seed, so it changes no other number); a
+    # resume may change it (RESUMABLE_FIELDS)
+    summary_fd_samples: int | None = None
     # recorded by training (RECORDED_FIELDS), None until then: the sha256 fingerprint of the
     # data it trained on (binaryvae.data.datasets.fingerprint_of) and where they were
     # found. A run whose config.json has none (written before 0.2.0) is accepted with the data
@@ -652,6 +657,9 @@ class TrainConfig:
                 f"{given} needs {missing} (--lr-decay-epoch E --lr-decay F: multiply the "
                 "learning rate by F once, after epoch E); give both or neither"
             )
+        if self.summary_fd_samples is not None:
+            check_int("sample FD images (summary_fd_samples)", self.summary_fd_samples, 0,
+                      100_000_000)  # fmt: skip
         if self.lr_decay_epoch is not None:
             check_int("lr decay epoch (lr_decay_epoch)", self.lr_decay_epoch, 1, 1_000_000)
             self.lr_decay = check_float("lr decay factor (lr_decay)", self.lr_decay, 0.0, False,

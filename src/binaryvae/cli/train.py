@@ -90,6 +90,7 @@ _FIELDS = {
     "summary_train_images": "summary_train_images",
     "summary_grad_samples": "summary_grad_samples",
     "summary_grad_images": "summary_grad_images",
+    "summary_fd_samples": "summary_fd_samples",
 }
 # what an option takes to mean "none" where the field may be null (argparse's None is "not
 # given")
@@ -298,6 +299,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also write summary.json's train_discrete_elbo: the discrete ELBO (1 sample per "
         "image) of the first N training images (the train part under --validation), binarized "
         "once with a fixed seed; the DisARM paper's train ELBO (default 0: off)",
+    )
+    p.add_argument(
+        "--summary-fd-samples",
+        type=_int_or_none,
+        default=None,
+        metavar="N",
+        help="summary.json's sample_fd from N generated images (0: not computed; default: as "
+        "many as test images); it changes no other number",
     )
     p.add_argument(
         "--summary-grad-samples",

@@ -219,14 +219,33 @@ def _checked_parts(
     return parts
 
 
+# mnist-mini as read and checked, per process: {the two files' (path, size, mtime, inode):
+# (x, y, image shape, fingerprint parts)}. A file changed on disk has another key, so it is
+# read and checked against the registry again; the Dataset gets copies (index tensors).
+_MNIST_MINI_READ: dict[tuple, tuple] = {}
+
+
+def _mnist_mini_arrays() -> tuple[torch.Tensor, torch.Tensor, tuple[int, int], list]:
+    """mnist-mini's images, labels, image shape and fingerprint parts, read and checked once
+    per process while its files stay as they are (`_MNIST_MINI_READ`)."""
+    files = _mnist_mini_files()
+    stats = [path.stat() for _, path in files]
+    key = tuple((str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+                for (_, path), st in zip(files, stats, strict=True))  # fmt: skip
+    if key not in _MNIST_MINI_READ:
+        digests: dict[str, str] = {}
+        x, y, shape = read_image_label_pair(files[0][1], files[1][1], digests)
+        parts = _checked_parts("mnist-mini", files, digests)
+        _MNIST_MINI_READ.clear()
+        _MNIST_MINI_READ[key] = (x, y, shape, parts)
+    return _MNIST_MINI_READ[key]
+
+
 def _mnist_mini(
     data_dir: str | Path | None = None, download: bool = True, image_shape=None
 ) -> Dataset:
     _expect_shape("mnist-mini", (28, 28), image_shape)
-    files = _mnist_mini_files()
-    digests: dict[str, str] = {}
-    x, y, shape = read_image_label_pair(files[0][1], files[1][1], digests)
-    parts = _checked_parts("mnist-mini", files, digests)
+    x, y, shape, parts = _mnist_mini_arrays()
     train, test = mnist_mini_split(len(x))
     return Dataset(
         "mnist-mini",

@@ -129,11 +129,13 @@ def finish(m: Member) -> None:
             config=c,
         )
     t0 = time.perf_counter()
+    fd = c.summary_fd_samples  # None: as many as test images; 0: no sample FD
     summary = dict(
         evaluate_summary(
             model,
             m.test_x,
-            features=feature_network(ds),
+            features=None if fd == 0 else feature_network(ds),
+            fd_samples=fd or None,
             seed=epoch_seed(c.seed, 0, "summary"),
         )
     )

@@ -198,8 +198,9 @@ def seconds_per_image(
     `binaryvae.evaluation.evaluate_epoch`), ``row_iwae`` (the same with its
     ``eval_iwae_k``-sample IWAE; = ``row`` where the run asks for none), ``track`` (per tracked
     image, the trackers of ``config.track``; 0 without) and ``summary``
-    (`binaryvae.evaluation.evaluate_summary` with the sample FD of as many samples as images;
-    the feature classifier fitted first if it is not cached, untimed)."""
+    (`binaryvae.evaluation.evaluate_summary` with the sample FD of as many samples as images,
+    none where ``summary_fd_samples`` is 0; the feature classifier fitted first if it is not
+    cached, untimed)."""
     import torch
 
     from binaryvae.data import test_tensor
@@ -235,7 +236,8 @@ def seconds_per_image(
         out["track"] = (time.process_time() - start) / len(tracked)
     from binaryvae.training.classifier import feature_network
 
-    features = feature_network(ds)  # fitted (untimed) where not cached
+    # fitted (untimed) where not cached; none where the run computes no sample FD
+    features = None if config.summary_fd_samples == 0 else feature_network(ds)
     x = test_tensor(ds.test_x[:summary_images], binarize=probe.binarize, seed=0)
     out["summary"] = timed(lambda v: evaluate_summary(model, v, features=features, seed=0,
                                                       fd_samples=len(v))) / len(x)
