@@ -209,6 +209,11 @@ def test_evaluate_keeps_one_iwae_entry_per_k(cli_run, capsys):
     # the IWAE grows with k towards the exact log p(x) (4 bits: all 16 codes enumerated)
     assert s["test_iwae_k3"] < s["test_iwae_k7"] < s["test_iwae_k100"]
     assert s["test_iwae_k7"] < s["test_log_px_exact"]
+    # the default k (1,000 at 4 bits) asked of a run trained with another: its own key only
+    assert main(["evaluate", str(cli_run), "--iwae", "1000"]) == 0
+    s = json.loads((cli_run / "summary.json").read_text())
+    assert s["iwae_k"] == 100 and s["test_iwae"] == trained["test_iwae"]
+    assert s["test_iwae_k100"] < s["test_iwae_k1000"] < s["test_log_px_exact"]
 
 
 def test_evaluate_bad_input(tmp_path, capsys):
