@@ -11,11 +11,16 @@ out; nothing in DIR is changed.
     binaryvae reproduce estimator-study --out DIR --tables-only
     python bench/study_results.py --out DIR --study estimator-study \\
         --results bench/results/estimator-study-rerun --commit 6ba4c18
+
+Cells trained at different commits are committed one group at a time: ``--cells PATTERN``
+(shell patterns, as ``reproduce --cells``) writes only those cells' runs, leaving the files of
+the others (and their commit tags) as they are.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import shutil
 import sys
@@ -28,8 +33,9 @@ import _common  # noqa: E402
 
 
 def collect(out: Path, study: str, results: Path, commit: str,
-            folders: dict[str, str] | None = None) -> list[Path]:
-    """Write one tagged JSON per finished run of the sweep ``out``; return the files written.
+            folders: dict[str, str] | None = None, cells: list[str] | None = None) -> list[Path]:
+    """Write one tagged JSON per finished run of the sweep ``out`` (of the cells matching one
+    of the shell patterns ``cells``, default every cell); return the files written.
     ``folders`` (path -> placeholder; default: the data folder as ``$DATA``, ``out`` as
     ``<out>``) are replaced in what is written, so no result names a folder of this machine."""
     import os
@@ -45,6 +51,8 @@ def collect(out: Path, study: str, results: Path, commit: str,
     written = []
     results.mkdir(parents=True, exist_ok=True)
     for cell, runs in sorted(summaries.items()):
+        if cells and not any(fnmatch.fnmatchcase(cell, pattern) for pattern in cells):
+            continue
         for seed, summary in sorted(runs.items()):
             run = out / cell / f"seed-{seed}"
             if not run.is_dir():  # a single-run cell (layout "run")
@@ -76,11 +84,14 @@ def main(argv=None) -> int:
     p.add_argument("--results", required=True, help="where the JSON files go (committed)")
     p.add_argument("--commit", default=None,
                    help="the commit that trained the runs (default: this checkout's)")
+    p.add_argument("--cells", default=None, metavar="PATTERN[,PATTERN]",
+                   help="write only these cells' runs (shell patterns; default: every cell)")
     args = p.parse_args(argv)
     commit = args.commit or _common.machine_info().get("git_commit")
     if not commit:
         p.error("--commit: this checkout's commit is unknown; give the one that trained the runs")
-    files = collect(Path(args.out), args.study, Path(args.results), commit)
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None
+    files = collect(Path(args.out), args.study, Path(args.results), commit, cells=cells)
     print(f"{len(files)} run(s) written to {args.results}")
     return 0
 

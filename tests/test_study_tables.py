@@ -162,3 +162,24 @@ def test_bench_study_results_commits_each_finished_run_tagged(study, tmp_path):
         assert record["metrics"] == _rows(run)
     assert (results / "study.md").read_text() == (study / "study.md").read_text()
     assert not any(str(study) in f.read_text() for f in files)  # no folder of this machine
+
+
+def test_bench_study_results_cells_writes_only_those_and_keeps_the_others_tags(study, tmp_path):
+    """--cells: a cell trained at another commit is written with its own tag; the files of the
+    cells already committed keep theirs, byte for byte."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import study_results
+
+    results = tmp_path / "results"
+    base = ["--out", str(study), "--study", "per-epoch", "--results", str(results)]
+    assert study_results.main([*base, "--commit", "aaa1111", "--cells", "*_logistic_*"]) == 0
+    first = {p.name: p.read_bytes() for p in results.glob("*.json")}
+    assert sorted(first) == [f"{CELLS['logistic']}_seed{s}.json" for s in (0, 1, 2)]
+    assert study_results.main([*base, "--commit", "bbb2222", "--cells", "*steplogistic*"]) == 0
+    for name, data in first.items():
+        assert (results / name).read_bytes() == data
+    tags = {p.name: json.loads(p.read_text())["engine"]["commit"] for p in results.glob("*.json")}
+    assert tags == {**{n: "aaa1111" for n in first},
+                    **{f"{CELLS['steplogistic']}_seed{s}.json": "bbb2222" for s in (0, 1, 2)}}
