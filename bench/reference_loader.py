@@ -187,8 +187,6 @@ def install_fake_tfds(data_dir: str | Path, threads: int = 1, record: list | Non
 def run_reference(argv=None) -> dict:
     """Train the reference once (see the module docstring); returns and writes the result."""
     import argparse
-    import json
-    import os
     import sys
     import time
 
@@ -218,17 +216,16 @@ def run_reference(argv=None) -> dict:
     import dataset as ref_dataset  # noqa: E402  (the reference's modules)
 
     ref = importlib.import_module(args.launcher)
-    if not hasattr(ref, "train_one_step"):  # RODEO's launcher: see the module docstring
-        return _run_singlelayer(args, ref, ref_dataset, loads)
-
     flags = [
-        "experiment_launcher",
+        args.launcher,
         *args.flags,
         f"--num_steps={args.steps}",
         f"--seed={args.seed}",
         f"--logdir={args.logdir}",
     ]
     ref.FLAGS(flags)
+    if not hasattr(ref, "train_one_step"):  # RODEO's launcher: see the module docstring
+        return _run_singlelayer(args, flags, ref, ref_dataset, loads)
 
     # Observe, without changing, what main does: the model and test set it builds, the time of
     # each training step and evaluation, every scalar it logs.
@@ -292,38 +289,46 @@ def run_reference(argv=None) -> dict:
     test_iwae = -float(original_evaluate(model, test_ds, num_eval_samples=args.iwae_k))
     final_eval_seconds = time.perf_counter() - t
 
+    return _write_result(
+        args, flags, loads, logged,
+        final={"test_elbo_1sample": test_elbo, "valid_elbo_1sample": valid_elbo,
+               f"test_iwae_k{args.iwae_k}": test_iwae, "seconds": final_eval_seconds},
+        timing={"setup_seconds": times[0][0] - t0, "first_step_seconds": first_step,
+                "loop_seconds": loop_seconds, "logged_eval_seconds": eval_seconds,
+                "train_seconds": train_seconds, "warmup_steps": warm,
+                "steady_seconds": steady_seconds, "steady_steps": steady_steps},
+    )  # fmt: skip
+
+
+def _write_result(args, flags: list[str], loads: list, logged: list[dict], final: dict,
+                  timing: dict, extra: dict | None = None) -> dict:
+    """The result of one reference run (`run_reference`), written to ``args.out``: ``final``
+    (after exactly ``args.steps`` updates), every scalar the reference ``logged`` by its step
+    (step i comes after i + 1 updates), and ``timing`` with the rates derived from it."""
+    import json
+    import os
+
+    import tensorflow as tf
+
     history: dict[int, dict] = {}
     for row in logged:
         history.setdefault(row["step"], {"step": row["step"], "updates": row["step"] + 1})
         history[row["step"]][row["name"]] = row["value"]
+    steps, t = args.steps, dict(timing)
+    t["steps_per_s_after_first"] = (steps - 1) / t["train_seconds"]
+    t["seconds_per_1000_steps_with_logged_eval"] = 1000 * t["loop_seconds"] / steps
+    t["steps_per_s"] = t["steady_steps"] / t["steady_seconds"]
+    t["seconds_per_1000_steps"] = 1000 * t["steady_seconds"] / t["steady_steps"]
     result = {
         "side": "reference",
-        "steps": args.steps,
+        **(extra or {}),
+        "steps": steps,
         "seed": args.seed,
         "reference_flags": flags[1:],
         "tfds_loads": loads,
-        "final": {
-            "updates": args.steps,
-            "test_elbo_1sample": test_elbo,
-            "valid_elbo_1sample": valid_elbo,
-            f"test_iwae_k{args.iwae_k}": test_iwae,
-            "seconds": final_eval_seconds,
-        },
+        "final": {"updates": steps, **final},
         "logged": [history[k] for k in sorted(history)],
-        "timing": {
-            "setup_seconds": times[0][0] - t0,
-            "first_step_seconds": first_step,
-            "loop_seconds": loop_seconds,
-            "logged_eval_seconds": eval_seconds,
-            "train_seconds": train_seconds,
-            "steps_per_s_after_first": (args.steps - 1) / train_seconds,
-            "seconds_per_1000_steps_with_logged_eval": 1000 * loop_seconds / args.steps,
-            "warmup_steps": warm,
-            "steady_seconds": steady_seconds,
-            "steady_steps": steady_steps,
-            "steps_per_s": steady_steps / steady_seconds,
-            "seconds_per_1000_steps": 1000 * steady_seconds / steady_steps,
-        },
+        "timing": t,
         "tensorflow": tf.__version__,
         "tf_threads": {
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -358,22 +363,12 @@ def iwae_bound(model, dataset, k: int) -> float:
     return total / count
 
 
-def _run_singlelayer(args, ref, ref_dataset, loads: list) -> dict:
+def _run_singlelayer(args, flags: list[str], ref, ref_dataset, loads: list) -> dict:
     """`run_reference` for RODEO's ``experiment_launcher_singlelayer`` (module docstring)."""
-    import json
-    import os
     import time
 
     import tensorflow as tf
 
-    flags = [
-        args.launcher,
-        *args.flags,
-        f"--num_steps={args.steps}",
-        f"--seed={args.seed}",
-        f"--logdir={args.logdir}",
-    ]
-    ref.FLAGS(flags)
     seen: dict = {"datasets": None, "model": None, "next_times": [], "evals": []}
     logged: list[dict] = []
     original_batches = ref_dataset.get_dynamic_mnist_batch
@@ -454,53 +449,19 @@ def _run_singlelayer(args, ref, ref_dataset, loads: list) -> dict:
     test_iwae = iwae_bound(trained, test_ds, args.iwae_k)
     final_eval_seconds = time.perf_counter() - t
 
-    history: dict[int, dict] = {}
-    for row in logged:
-        history.setdefault(row["step"], {"step": row["step"], "updates": row["step"] + 1})
-        history[row["step"]][row["name"]] = row["value"]
-    train_seconds = loop_seconds - eval_seconds - first_step
-    result = {
-        "side": "reference",
-        "launcher": args.launcher,
-        "steps": args.steps,
-        "seed": args.seed,
-        "reference_flags": flags[1:],
-        "tfds_loads": loads,
-        "final": {
-            "updates": args.steps,
-            "test_elbo_1sample": test_elbo,
-            "valid_elbo_1sample": valid_elbo,
-            f"test_iwae_k{args.iwae_k}": test_iwae,
-            "test_iwae_computed_by": "bench/reference_loader.py iwae_bound (the reference's "
-            "evaluate draws --K samples only)",
-            "seconds": final_eval_seconds,
-        },
-        "logged": [history[k] for k in sorted(history)],
-        "timing": {
-            "setup_seconds": starts[0] - t0,
-            "first_step_seconds": first_step,
-            "loop_seconds": loop_seconds,
-            "logged_eval_seconds": eval_seconds,
-            "train_seconds": train_seconds,
-            "steps_per_s_after_first": (args.steps - 1) / train_seconds,
-            "seconds_per_1000_steps_with_logged_eval": 1000 * loop_seconds / args.steps,
-            "warmup_steps": warm,
-            "steady_seconds": steady_seconds,
-            "steady_steps": steady_steps,
-            "steps_per_s": steady_steps / steady_seconds,
-            "seconds_per_1000_steps": 1000 * steady_seconds / steady_steps,
-            "step_timed_by": "get_next of the training iterator",
-        },
-        "tensorflow": tf.__version__,
-        "tf_threads": {
-            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
-            "tfdata_private_pool": args.threads,
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        },
-    }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    return _write_result(
+        args, flags, loads, logged,
+        final={"test_elbo_1sample": test_elbo, "valid_elbo_1sample": valid_elbo,
+               f"test_iwae_k{args.iwae_k}": test_iwae,
+               "test_iwae_computed_by": "bench/reference_loader.py iwae_bound (the reference's "
+               "evaluate draws --K samples only)", "seconds": final_eval_seconds},
+        timing={"setup_seconds": starts[0] - t0, "first_step_seconds": first_step,
+                "loop_seconds": loop_seconds, "logged_eval_seconds": eval_seconds,
+                "train_seconds": loop_seconds - eval_seconds - first_step, "warmup_steps": warm,
+                "steady_seconds": steady_seconds, "steady_steps": steady_steps,
+                "step_timed_by": "get_next of the training iterator"},
+        extra={"launcher": args.launcher},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
