@@ -198,6 +198,26 @@ def test_corrupt_embedded_mnist_mini_is_refused(tmp_path, monkeypatch):
         load_dataset("mnist-mini")
 
 
+def test_mnist_mini_changed_in_place_after_a_first_read_is_refused(tmp_path, monkeypatch):
+    """mnist-mini is read and checked once per process (`datasets._MNIST_MINI_READ`): a file
+    changed in place after a first good read (same path) is read and checked again, and
+    refused; the good bytes put back load again."""
+    copy = tmp_path / "mini"
+    shutil.copytree(datasets.MNIST_MINI_DIR, copy)
+    monkeypatch.setattr(datasets, "MNIST_MINI_DIR", copy)
+    first = load_dataset("mnist-mini")
+    path = copy / "t10k-labels-idx1-ubyte.gz"
+    good = path.read_bytes()
+    labels = bytearray(gzip.decompress(good))
+    labels[-1] = (labels[-1] + 1) % 10
+    path.write_bytes(gzip.compress(bytes(labels)))
+    with pytest.raises(BadInput, match="t10k-labels-idx1-ubyte.gz: not the t10k-labels"):
+        load_dataset("mnist-mini")
+    path.write_bytes(good)
+    again = load_dataset("mnist-mini")
+    assert torch.equal(again.test_y, first.test_y) and again.fingerprint == first.fingerprint
+
+
 @pytest.fixture
 def idx_run(isolated, monkeypatch):
     """A run trained on the stand-in mnist in --data-dir ``isolated/train-data``."""
