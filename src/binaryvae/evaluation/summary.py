@@ -29,6 +29,7 @@ __all__ = [
     "evaluate_summary",
     "EPOCH_EXACT_BITS",
     "default_iwae_k",
+    "run_iwae_k",
     "has_bernoulli_elbo",
     "has_likelihood",
     "iwae_key",
@@ -81,6 +82,12 @@ def default_iwae_k(model: Any) -> int:
     once (binary, n <= 12: a sample costs a gather), else 100 (a sample is a decoder pass)."""
     cheap = is_binary(model) and int(model.latent_dim) <= ENUMERATE_BITS
     return IWAE_K_ENUMERATED if cheap else IWAE_K_DECODED
+
+
+def run_iwae_k(model: Any) -> int:
+    """The k of a run's ``test_iwae``: its configured ``summary_iwae_k`` (set from
+    TrainConfig.summary_iwae_k by `binaryvae.models.build_model`), else `default_iwae_k`."""
+    return getattr(model, "summary_iwae_k", None) or default_iwae_k(model)
 
 
 def has_likelihood(model: Any) -> bool:
@@ -232,8 +239,8 @@ def evaluate_summary(
     with seeded(None if seed is None else seed + 1, model_device(model)), eval_mode(model):
         x = to_model(model, test_x)
         proposal = "discrete" if is_binary(model) else "relaxed"
-        if iwae_k is None:  # the run's configured k (TrainConfig.summary_iwae_k), else default
-            iwae_k = getattr(model, "summary_iwae_k", None) or default_iwae_k(model)
+        if iwae_k is None:
+            iwae_k = run_iwae_k(model)
         if has_likelihood(model) and iwae_k > 0:
             iw = _batched(lambda b: iwae_bound(model, b, iwae_k, proposal=proposal), x, batch_size)
             out.update(test_iwae=_mean(iw), iwae_k=iwae_k, iwae_proposal=proposal)

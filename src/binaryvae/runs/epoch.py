@@ -114,7 +114,7 @@ def finish(m: Member) -> None:
     ``TrainConfig.summary_grad_samples``: the trained objective's gradient bias,
     `binaryvae.diagnostics.final`, likewise)."""
     from binaryvae.evaluation import evaluate_summary
-    from binaryvae.training.classifier import feature_network
+    from binaryvae.training.classifier import fd_features
 
     c, model, ds = m.config, m.model, m.prepared.dataset
     if not m.finalized:
@@ -129,13 +129,12 @@ def finish(m: Member) -> None:
             config=c,
         )
     t0 = time.perf_counter()
-    fd = c.summary_fd_samples  # None: as many as test images; 0: no sample FD
     summary = dict(
         evaluate_summary(
             model,
             m.test_x,
-            features=None if fd == 0 else feature_network(ds),
-            fd_samples=fd or None,
+            features=fd_features(ds, c.summary_fd_samples),
+            fd_samples=c.summary_fd_samples or None,  # None: as many as test images
             seed=epoch_seed(c.seed, 0, "summary"),
         )
     )

@@ -31,8 +31,8 @@ def evaluate_run(
     ``exact``: enumerate all 2^n codes for log p(x) even above the per-epoch limit (n <= 20;
     BadInput above). ``iwae_k``: samples of the importance-weighted bound (1..`MAX_IWAE_K`).
     Its value is stored under its own key (``test_iwae_k<k>``); ``test_iwae`` / ``iwae_k`` stay
-    the entry of the run's k (its ``summary_iwae_k``, else
-    `binaryvae.evaluation.summary.default_iwae_k`), so no earlier k is ever replaced. The
+    the entry of the run's k (`binaryvae.evaluation.summary.run_iwae_k`), so no earlier k is
+    ever replaced. The
     sample FD is the run's (``summary_fd_samples``; 0: none). The run directory is locked while
     it is evaluated (one writer). Returns the updated summary.
     """
@@ -105,26 +105,24 @@ def _evaluate_loaded(
     run: RunDir, prepared: Any, summary: dict[str, Any], exact: bool, iwae_k: int | None
 ) -> dict:
     from binaryvae.evaluation import evaluate_summary
-    from binaryvae.evaluation.summary import default_iwae_k
-    from binaryvae.training.classifier import feature_network
+    from binaryvae.evaluation.summary import run_iwae_k
+    from binaryvae.training.classifier import fd_features
 
     c = prepared.config
     options: dict[str, Any] = {"exact": exact}
     if iwae_k is not None:
         options["iwae_k"] = iwae_k
-    fd = c.summary_fd_samples  # the run's own sample FD: None = every test image, 0 = none
     numbers = evaluate_summary(
         prepared.model,
         test_data(prepared),
-        features=None if fd == 0 else feature_network(prepared.dataset),
-        fd_samples=fd or None,
+        features=fd_features(prepared.dataset, c.summary_fd_samples),  # the run's sample FD
+        fd_samples=c.summary_fd_samples or None,
         seed=epoch_seed(c.seed, 0, "summary"),
         **options,
     )
     numbers = dict(numbers)
-    run_k = getattr(prepared.model, "summary_iwae_k", None) or default_iwae_k(prepared.model)
-    if iwae_k is not None and iwae_k != run_k:
-        # another k than the default: only its per-k key; test_iwae stays the default k's
+    if iwae_k is not None and iwae_k != run_iwae_k(prepared.model):
+        # another k than the run's: only its per-k key; test_iwae stays the run's k's
         for key in ("test_iwae", "iwae_k", "iwae_proposal"):
             numbers.pop(key, None)
     summary = dict(summary)

@@ -234,10 +234,9 @@ def seconds_per_image(
         start = time.process_time()
         tracker.measure(model)
         out["track"] = (time.process_time() - start) / len(tracked)
-    from binaryvae.training.classifier import feature_network
+    from binaryvae.training.classifier import fd_features
 
-    # fitted (untimed) where not cached; none where the run computes no sample FD
-    features = None if config.summary_fd_samples == 0 else feature_network(ds)
+    features = fd_features(ds, config.summary_fd_samples)  # fitted (untimed) if not cached
     x = test_tensor(ds.test_x[:summary_images], binarize=probe.binarize, seed=0)
     out["summary"] = timed(lambda v: evaluate_summary(model, v, features=features, seed=0,
                                                       fd_samples=len(v))) / len(x)

@@ -52,6 +52,7 @@ __all__ = [
     "dataset_fingerprint",
     "deterministic_fit",
     "feature_network",
+    "fd_features",
     "fit_classifier",
     "load_or_train_classifier",
 ]
@@ -298,3 +299,10 @@ def feature_network(dataset: Any, cache_dir: str | os.PathLike | None = None) ->
         return torch.cat(parts).double().numpy()  # [N, F]
 
     return Features(features, f"classifier:{path.name}", accuracy)
+
+
+def fd_features(dataset: Any, fd_samples: int | None) -> Features | None:
+    """The feature function of a run's summary sample FD from ``fd_samples`` generated images
+    (`binaryvae.config.TrainConfig.summary_fd_samples`): None when it is 0 (no sample FD),
+    else `feature_network` of ``dataset``."""
+    return None if fd_samples == 0 else feature_network(dataset)
