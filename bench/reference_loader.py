@@ -233,8 +233,6 @@ def run_reference(argv=None) -> dict:
     logged: list[dict] = []
     original_batches = ref_dataset.get_dynamic_mnist_batch
     original_step = ref.train_one_step
-    original_evaluate = ref.evaluate
-    original_scalar = tf.summary.scalar
 
     def batches(*a, **kw):
         seen["datasets"] = original_batches(*a, **kw)
@@ -247,20 +245,9 @@ def run_reference(argv=None) -> dict:
         seen["step_times"].append((t, time.perf_counter()))
         return out
 
-    def evaluate(*a, **kw):
-        t = time.perf_counter()
-        out = original_evaluate(*a, **kw)
-        seen["evals"].append((t, time.perf_counter()))
-        return out
-
-    def scalar(name, data, step=None, **kw):
-        logged.append({"step": int(step), "name": name, "value": float(np.asarray(data))})
-        return original_scalar(name, data, step=step, **kw)
-
     ref_dataset.get_dynamic_mnist_batch = batches
     ref.train_one_step = step
-    ref.evaluate = evaluate
-    tf.summary.scalar = scalar
+    original_evaluate, original_scalar = _observe(ref, seen, logged)
 
     t0 = time.perf_counter()
     ref.main([])
@@ -298,6 +285,32 @@ def run_reference(argv=None) -> dict:
                 "train_seconds": train_seconds, "warmup_steps": warm,
                 "steady_seconds": steady_seconds, "steady_steps": steady_steps},
     )  # fmt: skip
+
+
+def _observe(ref, seen: dict, logged: list) -> tuple:
+    """Wrap, without changing what they do, the reference's ``evaluate`` (each call's start and
+    end appended to ``seen["evals"]``; a wrapped training dataset is given back as the
+    ``tf.data.Dataset`` it holds) and ``tf.summary.scalar`` (each scalar appended to
+    ``logged``); returns the two originals."""
+    import time
+
+    import tensorflow as tf
+
+    original_evaluate, original_scalar = ref.evaluate, tf.summary.scalar
+
+    def evaluate(model, ds, *a, **kw):
+        t = time.perf_counter()
+        out = original_evaluate(model, getattr(ds, "dataset", ds), *a, **kw)
+        seen["evals"].append((t, time.perf_counter()))
+        return out
+
+    def scalar(name, data, step=None, **kw):
+        logged.append({"step": int(step), "name": name, "value": float(np.asarray(data))})
+        return original_scalar(name, data, step=step, **kw)
+
+    ref.evaluate = evaluate
+    tf.summary.scalar = scalar
+    return original_evaluate, original_scalar
 
 
 def _write_result(args, flags: list[str], loads: list, logged: list[dict], final: dict,
@@ -373,8 +386,6 @@ def _run_singlelayer(args, flags: list[str], ref, ref_dataset, loads: list) -> d
     logged: list[dict] = []
     original_batches = ref_dataset.get_dynamic_mnist_batch
     original_model = ref.networks.DiscreteVAE
-    original_evaluate = ref.evaluate
-    original_scalar = tf.summary.scalar
 
     class TimedIterator:
         """The training iterator, each ``get_next`` (one per training step) timed."""
@@ -410,20 +421,9 @@ def _run_singlelayer(args, flags: list[str], ref, ref_dataset, loads: list) -> d
         seen["model"] = original_model(*a, **kw)
         return seen["model"]
 
-    def evaluate(model_, ds, *a, **kw):
-        t = time.perf_counter()
-        out = original_evaluate(model_, getattr(ds, "dataset", ds), *a, **kw)
-        seen["evals"].append((t, time.perf_counter()))
-        return out
-
-    def scalar(name, data, step=None, **kw):
-        logged.append({"step": int(step), "name": name, "value": float(np.asarray(data))})
-        return original_scalar(name, data, step=step, **kw)
-
     ref_dataset.get_dynamic_mnist_batch = batches
     ref.networks.DiscreteVAE = model
-    ref.evaluate = evaluate
-    tf.summary.scalar = scalar
+    original_evaluate, original_scalar = _observe(ref, seen, logged)
 
     t0 = time.perf_counter()
     ref.main(ref.FLAGS.grad_type)
