@@ -8,6 +8,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import pytest
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -59,3 +60,46 @@ def test_every_result_a_bench_script_writes_names_its_engine_and_commit(tmp_path
     assert named["engine"] == {"name": "reference code", "commit": "abc1234"}
     kept = {"engine": {"name": "x", "commit": "def5678"}}
     assert _common.engine_tag(kept, "other") is kept
+
+
+def test_rerun_against_bench_pairs_seeds_and_uses_the_old_seeds_t_interval(tmp_path):
+    """bench/rerun_against_bench.py: the old runs' 95% interval is scipy's t interval over all
+    their seeds, the rerun's mean is over the seeds it has, and the per-seed differences pair
+    equal seeds; a cell without old files is left out; the committed claim rerun reproduces
+    the docs' row (StepLogistic seeds 0-4 inside the old interval, -85.67 to +94.77 nats)."""
+    import json
+
+    import rerun_against_bench as rab
+
+    rerun, old = tmp_path / "rerun", tmp_path / "old"
+    rerun.mkdir(), old.mkdir()
+    values_old = {0: -300.0, 1: -310.0, 2: -290.0, 3: -305.0}
+    values_new = {1: -311.5, 3: -301.0}
+    for s, v in values_old.items():
+        (old / f"diss_fashion-mnist_logistic_s{s}_e125_n8.json").write_text(
+            json.dumps({"discrete_elbo": v, "log_px": v + 20, "gap": 20.0 + s})
+        )
+    for s, v in values_new.items():
+        summary = {"test_discrete_elbo": v, "test_log_px_exact": v + 19, "test_exact_gap": 19.0}
+        for cell in ("fashion-mnist_logistic_elbo_8bit", "fashion-mnist_steplogistic_elbo_8bit"):
+            (rerun / f"{cell}_seed{s}.json").write_text(
+                json.dumps({"cell": cell, "seed": s, "summary": summary})
+            )
+    rows = rab.compare("dissertation-claim", rerun, old)
+    assert {r["cell"] for r in rows} == {"fashion-mnist_logistic_elbo_8bit"}  # no old files
+    row = next(r for r in rows if r["measure"] == "discrete ELBO (exact)")
+    xs = list(values_old.values())
+    lo, hi = stats.t.interval(0.95, len(xs) - 1, loc=statistics.mean(xs), scale=stats.sem(xs))
+    assert row["old_interval"] == [pytest.approx(lo), pytest.approx(hi)]
+    assert row["rerun_mean"] == pytest.approx(statistics.mean(values_new.values()))
+    assert row["rerun_se"] == pytest.approx(stats.sem(list(values_new.values())))
+    assert row["per_seed_difference"] == {1: pytest.approx(-1.5), 3: pytest.approx(4.0)}
+    assert lo <= -306.25 <= hi and row["inside"] is True
+    gap = next(r for r in rows if r["measure"] == "gap")  # old 20-23, rerun 19: outside
+    assert gap["old_interval"][0] > 19.0 and gap["inside"] is False
+
+    committed = rab.compare("dissertation-claim")
+    step = next(r for r in committed if r["cell"] == "fashion-mnist_steplogistic_elbo_8bit"
+                and r["measure"] == "discrete ELBO (exact)")  # fmt: skip
+    diffs = step["per_seed_difference"].values()
+    assert step["inside"] and round(min(diffs), 2) == -85.67 and round(max(diffs), 2) == 94.77
