@@ -16,6 +16,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 import pytest
@@ -436,6 +437,118 @@ def test_a_group_left_part_way_finishes_its_other_seeds_after_some_went_ahead(tm
     assert [_summary(cell / f"seed-{s}")["steps"] for s in (0, 1, 2)] == [12, 12, 12]
     assert {f: f.read_bytes() for f in seed0} == seed0
     assert [r["step"] for r in metric_rows(cell / "seed-2")][-1] == 12
+
+
+MERGE_STUDY = SPLIT_STUDY.replace("{steps}", "6").replace(
+    'families = ["steplogistic:elbo"]', 'families = ["steplogistic:elbo", "logistic:elbo"]'
+)
+CELLS = ("mnist-mini_steplogistic_elbo_4bit", "mnist-mini_logistic_elbo_4bit")
+
+
+def _reproduce(study: Path, out: Path, *extra: str) -> int:
+    return main(["reproduce", str(study), "--out", str(out), "--threads", "1", "--device",
+                 "cpu", "--quiet", *extra])  # fmt: skip
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {f: f.read_bytes() for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != ".binaryvae.lock"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def merge_folders(tmp_path_factory):
+    """A study of two cells: --seeds 0 into A, --seeds 1,2 into B (two groups at the same time,
+    e.g. on two cores), and --seeds 0 then --seeds 1,2 into one folder D."""
+    root = tmp_path_factory.mktemp("merge")
+    study = root / "merge.toml"
+    study.write_text(MERGE_STUDY)
+    for out, seeds in (("A", "0"), ("B", "1,2"), ("D", "0"), ("D", "1,2")):
+        assert _reproduce(study, root / out, "--seeds", seeds) == 0
+    return root, study
+
+
+def test_merge_from_joins_two_folders_into_what_one_folder_trained_in_turn_holds(
+    merge_folders, tmp_path, capsys
+):
+    """--merge-from B copies B's finished seeds into A: every run then equals the one D holds
+    (parameters, metrics rows, summary; timings aside), replicas.json and the study's tables
+    are byte for byte D's, B is left as it was, and a cell A did not have is made whole."""
+    root, study = merge_folders
+    a = tmp_path / "A"
+    shutil.copytree(root / "A", a)
+    only_steplogistic = tmp_path / "C"  # a folder that has not started the other cell
+    assert _reproduce(study, only_steplogistic, "--seeds", "0", "--cells", "*steplogistic*") == 0
+    b_before = _files(root / "B")
+    capsys.readouterr()
+    assert _reproduce(study, a, "--merge-from", str(root / "B")) == 0
+    assert f"merged {CELLS[0]}: seeds 1, 2" in capsys.readouterr().out
+    assert _files(root / "B") == b_before
+    for cell in CELLS:
+        assert (a / cell / "replicas.json").read_bytes() == (
+            root / "D" / cell / "replicas.json").read_bytes()  # fmt: skip
+        for seed in (0, 1, 2):
+            mine, theirs = a / cell / f"seed-{seed}", root / "D" / cell / f"seed-{seed}"
+            pa, pb = _params(mine), _params(theirs)
+            assert all(pa[k].equal(pb[k]) for k in pa), (cell, seed)
+            assert metric_rows(mine) == metric_rows(theirs)
+            assert _summary(mine) == _summary(theirs)
+    assert (a / "study.md").read_bytes() == (root / "D" / "study.md").read_bytes()
+    assert _reproduce(study, only_steplogistic, "--merge-from", str(root / "B")) == 0
+    listing = json.loads((only_steplogistic / CELLS[1] / "replicas.json").read_text())
+    assert listing["seeds"] == [1, 2] and listing["config"]["seed"] == 1
+    assert sorted(p.name for p in (only_steplogistic / CELLS[1]).glob("seed-*")) == [
+        "seed-1", "seed-2"]  # fmt: skip
+
+
+def test_merge_from_copies_only_finished_seeds(merge_folders, tmp_path, capsys):
+    root, study = merge_folders
+    a, b = tmp_path / "A", tmp_path / "B"
+    shutil.copytree(root / "A", a), shutil.copytree(root / "B", b)
+    (b / CELLS[1] / "seed-2" / "summary.json").unlink()  # seed 2 stopped before its summary
+    capsys.readouterr()
+    assert _reproduce(study, a, "--merge-from", str(b)) == 0
+    out = capsys.readouterr().out
+    assert f"merged {CELLS[1]}: seeds 1" in out and f"left {CELLS[1]}: seeds 2 not" in out
+    assert not (a / CELLS[1] / "seed-2").exists()
+    assert json.loads((a / CELLS[1] / "replicas.json").read_text())["seeds"] == [0, 1]
+
+
+@pytest.mark.parametrize("case", ["seed in both", "link", "other options", "other study",
+                                  "with --seeds"])  # fmt: skip
+def test_merge_from_refuses_what_cannot_be_joined_and_writes_nothing(
+    merge_folders, case, tmp_path, capsys
+):
+    root, study = merge_folders
+    a, b = tmp_path / "A", tmp_path / "B"
+    shutil.copytree(root / "A", a), shutil.copytree(root / "B", b)
+    extra, words = [], ""
+    if case == "seed in both":
+        b = root / "D"  # D holds seed 0 too
+        words = f"cannot merge cell {CELLS[0]}: seed 0 is in both folders"
+    elif case == "link":
+        secret = tmp_path / "secret.txt"
+        secret.write_text("the user's")
+        (b / CELLS[1] / "seed-1" / "notes").symlink_to(secret)
+        words = "notes is not a plain file or folder"
+    elif case == "other options":  # same cells, another learning rate
+        other = tmp_path / "other.toml"
+        other.write_text(MERGE_STUDY.replace("batch-size = 500", "batch-size = 500\nlr = 3e-4"))
+        b = tmp_path / "B-lr"
+        assert _reproduce(other, b, "--seeds", "1", "--cells", "*logistic*") == 0
+        words = "trained it with other options: lr (0.001 vs 0.0003)"
+    elif case == "other study":
+        b = tmp_path / "B-study"
+        other = tmp_path / "other.toml"
+        other.write_text(MERGE_STUDY.replace('"steplogistic:elbo", ', ""))
+        assert _reproduce(other, b, "--seeds", "1") == 0
+        words = "they hold sweeps of other cells"
+    else:
+        extra, words = ["--seeds", "1"], "--merge-from trains nothing and replaces nothing"
+    before = _files(a)
+    capsys.readouterr()
+    assert _reproduce(study, a, "--merge-from", str(b), *extra) == 2
+    assert words in one_line_error(capsys)
+    assert _files(a) == before
 
 
 def test_seeds_the_study_does_not_have_are_refused(tmp_path, capsys):

@@ -46,6 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "seed draws the data order and noise it draws in the whole group. The others "
                    "later, with --seeds again or without it; exit code 0 when the chosen seeds "
                    "of the chosen cells finished")
+    p.add_argument("--merge-from", default=None, metavar="DIR2",
+                   help="train nothing: copy into DIR the finished seeds of the same study run "
+                   "into DIR2 (e.g. its other seeds, trained with --seeds on another core or "
+                   "machine), then write the tables. Refused, nothing copied, when a cell was "
+                   "trained with other options, a seed is in both folders or DIR2 holds a link; "
+                   "with --cells, only those cells")  # fmt: skip
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="look for dataset files in DIR first")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -74,6 +80,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
         path_option(getattr(args, option), "--" + option.replace("_", "-"))
     study = load_study(args.name)
     out = Path(args.out)
+    if args.merge_from is not None:
+        return _merge(study, args, out)
     if args.tables_only:
         return _tables(study, args.budget, out)
     from binaryvae.cli.sweep import run_threads
@@ -97,6 +105,35 @@ def run_reproduce(args: argparse.Namespace) -> int:
     status = print_results(results, "reproduce")
     _tables(study, args.budget, out)
     return status
+
+
+def _merge(study, args: argparse.Namespace, out: Path) -> int:
+    """--merge-from: join the finished seeds of another folder of the study into ``out``
+    (`binaryvae.runs.sweep_merge`), then write the tables."""
+    from binaryvae.runs.sweep_merge import merge_sweeps
+
+    clashing = [flag for flag, given in (("--seeds", args.seeds is not None),
+                                         ("--tables-only", args.tables_only),
+                                         ("--force", args.force)) if given]  # fmt: skip
+    if clashing:
+        raise BadInput(f"--merge-from trains nothing and replaces nothing: it takes no "
+                       f"{clashing[0]}")  # fmt: skip
+    path_option(args.merge_from, "--merge-from")
+    for folder in (out, Path(args.merge_from)):
+        if not (folder / "sweep.json").is_file():
+            raise BadInput(f"{folder} holds no study run (no sweep.json)")
+    cells = study.grid(args.budget).cells()
+    only = select_cells(cells, args.cells, study.name)
+    chosen = [c for c in cells if only is None or c.name in only]
+    plan = merge_sweeps(chosen, out, Path(args.merge_from))
+    for name, seeds in plan.copy.items():
+        print(f"merged {name}: seeds {', '.join(map(str, seeds))}")
+    for name, seeds in plan.unfinished.items():
+        print(f"left {name}: seeds {', '.join(map(str, seeds))} not finished in "
+              f"{args.merge_from}")  # fmt: skip
+    if not plan.copy:
+        print(f"nothing to merge: {args.merge_from} holds no finished seed of these cells")
+    return _tables(study, args.budget, out)
 
 
 def select_cells(cells, patterns: str | None, study: str) -> frozenset[str] | None:

@@ -126,8 +126,9 @@ def train_replicas(
         if resume:
             stack.enter_context(claim_existing(out, "resume"))
             held = check_group_resume(out, listing, config, partial=partial)
-            if partial:
+            if partial:  # every seed the group holds, and the config of the first of them
                 listing["seeds"] = sorted(set(held) | set(seeds))
+                listing["config"]["seed"] = listing["seeds"][0]
         else:
             check_new_dir(out, force)
         first = prepare(configs[0], replicas=len(seeds))  # the whole group's memory checked
