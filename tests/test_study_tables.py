@@ -183,3 +183,18 @@ def test_bench_study_results_cells_writes_only_those_and_keeps_the_others_tags(s
     tags = {p.name: json.loads(p.read_text())["engine"]["commit"] for p in results.glob("*.json")}
     assert tags == {**{n: "aaa1111" for n in first},
                     **{f"{CELLS['steplogistic']}_seed{s}.json": "bbb2222" for s in (0, 1, 2)}}
+
+
+def test_a_small_measure_is_printed_to_its_standard_errors_two_significant_digits():
+    """Bounds in nats keep two decimals; a gradient variance of 0.0426 ± 0.0012 is not printed
+    as 0.04 ± 0.00 (its s.e. sets the decimals), and its paired interval follows it."""
+    from binaryvae.studies.tables import _interval, _mean_se
+
+    assert _mean_se({"mean": -243.4843, "se": 0.0449}) == "-243.48 ± 0.04"
+    assert _mean_se({"mean": 0.042631, "se": 0.0012}) == "0.0426 ± 0.0012"
+    assert _mean_se({"mean": -0.001234, "se": 0.0004}, sign=True) == "-0.00123 ± 0.00040"
+    assert _mean_se({"mean": 0.00391, "se": None}) == "0.0039"  # one seed: the mean's digits
+    assert _mean_se({"mean": 34.42, "se": 0.0}) == "34.42 ± 0.00"
+    assert _interval({"mean": 0.0021, "se": 0.0003, "t": 4.303, "ci95": [0.00081, 0.00339]}) == (
+        "t = 4.30: [+0.00081, +0.00339]"
+    )

@@ -14,6 +14,7 @@ its baseline partner is the cell with the same coordinates except those the tabl
 from __future__ import annotations
 
 import io
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -209,24 +210,37 @@ def _label(cell: dict, varying: list[str]) -> str:
 
 
 # ----------------------------------------------------------------------------- rendering
-def _num(x: float | None, sign: bool = False) -> str:
+def _decimals(d: dict[str, Any]) -> int:
+    """Decimals to print a mean ± s.e. with: 2 (nats: the bounds' s.e. are 0.01 or more), or
+    as many as show the s.e.'s first two significant digits when it is smaller (the mean's,
+    without an s.e. or when it is 0): a gradient variance of 0.0426 ± 0.0012 is not 0.04 ±
+    0.00."""
+    scale = d.get("se") or abs(d.get("mean") or 0.0)
+    if not scale or not math.isfinite(scale) or scale >= 0.01:
+        return 2
+    return min(10, 1 - math.floor(math.log10(scale)))
+
+
+def _num(x: float | None, sign: bool = False, decimals: int = 2) -> str:
     if x is None:
         return "—"
-    return f"{x:+.2f}" if sign else f"{x:.2f}"
+    return f"{x:+.{decimals}f}" if sign else f"{x:.{decimals}f}"
 
 
 def _mean_se(d: dict[str, Any], sign: bool = False) -> str:
     if d.get("mean") is None:
         return "—"
-    text = _num(d["mean"], sign)
-    return text + (f" ± {d['se']:.2f}" if d.get("se") is not None else "")
+    k = _decimals(d)
+    text = _num(d["mean"], sign, k)
+    return text + (f" ± {d['se']:.{k}f}" if d.get("se") is not None else "")
 
 
 def _interval(d: dict[str, Any]) -> str:
     ci = d.get("ci95")
     if ci is None:
         return "—"
-    return f"t = {d['t']:.2f}: [{ci[0]:+.2f}, {ci[1]:+.2f}]"
+    k = _decimals(d)
+    return f"t = {d['t']:.2f}: [{ci[0]:+.{k}f}, {ci[1]:+.{k}f}]"
 
 
 def render_markdown(study: Study, budget: str, tables: list[dict[str, Any]]) -> str:
