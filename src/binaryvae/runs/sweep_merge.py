@@ -122,13 +122,19 @@ def plan_merge(cells: list, out: Path, other: Path) -> MergePlan:
             if both:
                 raise BadInput(f"cannot merge cell {cell.name}: seed {both[0]} is in both "
                                "folders")  # fmt: skip
-        for path in cell.run_dirs(other).values():
-            if path.is_dir() and (bad := _special_file(path)) is not None:
+        for path in _copied_dirs(cell, other, finished):
+            if (bad := _special_file(path)) is not None:
                 raise BadInput(f"cannot merge cell {cell.name}: {bad} is not a plain file or "
                                "folder (a link or a special file); nothing was copied")  # fmt: skip
         plan.copy[cell.name] = finished
         plan._cells[cell.name] = cell
     return plan
+
+
+def _copied_dirs(cell, other: Path, seeds: list[int]) -> list[Path]:
+    """The run directories of ``cell`` in ``other`` that hold ``seeds``."""
+    dirs = cell.run_dirs(other)
+    return [dirs[s] for s in seeds]
 
 
 def _copy_run(source: Path, target: Path) -> None:
@@ -147,15 +153,13 @@ def merge_sweeps(cells: list, out: str | Path, other: str | Path) -> MergePlan:
     joined."""
     out, other = Path(out), Path(other)
     plan = plan_merge(cells, out, other)
-    with ExitStack() as stack:
-        stack.enter_context(claim_existing(out, "merge into"))
+    with claim_existing(out, "merge into"):
         plan = plan_merge(cells, out, other)  # again, now that nobody else writes to out
         for name, seeds in plan.copy.items():
             cell, theirs, mine = plan._cells[name], other / name, out / name
-            with ExitStack() as cell_locks:
-                for path in cell.run_dirs(other).values():
-                    if path.is_dir():
-                        cell_locks.enter_context(claim_existing(path, "merge from"))
+            with ExitStack() as cell_locks:  # the seeds copied; others may still be training
+                for path in _copied_dirs(cell, other, seeds):
+                    cell_locks.enter_context(claim_existing(path, "merge from"))
                 if cell.layout == "run":
                     _copy_run(theirs, mine)
                     continue
