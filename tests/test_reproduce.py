@@ -503,23 +503,24 @@ def test_merge_from_joins_two_folders_into_what_one_folder_trained_in_turn_holds
 
 
 def test_merge_from_copies_only_finished_seeds(merge_folders, tmp_path, capsys):
-    """An unfinished seed of B is named and left where it is, even while a process trains it
-    (holding its lock); the finished ones are copied."""
-    root, study = merge_folders
-    a, b = tmp_path / "A", tmp_path / "B"
-    shutil.copytree(root / "A", a), shutil.copytree(root / "B", b)
-    (b / CELLS[1] / "seed-1" / "summary.json").unlink()  # seed 1 stopped before its summary
-    capsys.readouterr()
+    """An unfinished seed of DIR2 is named and left where it is, even while a process trains it
+    (holding its lock); the cell's finished seeds are copied."""
     from binaryvae.runs.ownership import DirLock
 
-    training = DirLock(b / CELLS[1] / "seed-1").acquire()  # and is training again in B
+    root, study = merge_folders
+    a, d = tmp_path / "A", tmp_path / "D"
+    shutil.copytree(root / "A", a), shutil.copytree(root / "D", d)
+    shutil.rmtree(a / CELLS[1])  # A has not started the logistic cell
+    (d / CELLS[1] / "seed-1" / "summary.json").unlink()  # seed 1 stopped before its summary
+    capsys.readouterr()
+    training = DirLock(d / CELLS[1] / "seed-1").acquire()  # and is training again in D
     try:
-        assert _reproduce(study, a, "--merge-from", str(b)) == 0
+        assert _reproduce(study, a, "--merge-from", str(d), "--cells", "*_logistic*") == 0
     finally:
         training.release()
     out = capsys.readouterr().out
-    assert f"merged {CELLS[0]}: seeds 1" in out and f"left {CELLS[1]}: seeds 1 not" in out
-    assert not (a / CELLS[1] / "seed-1").exists() and (a / CELLS[0] / "seed-1").is_dir()
+    assert f"merged {CELLS[1]}: seeds 0" in out and f"left {CELLS[1]}: seeds 1 not" in out
+    assert (a / CELLS[1] / "seed-0").is_dir() and not (a / CELLS[1] / "seed-1").exists()
     assert json.loads((a / CELLS[1] / "replicas.json").read_text())["seeds"] == [0]
 
 
