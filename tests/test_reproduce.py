@@ -524,8 +524,8 @@ def test_merge_from_copies_only_finished_seeds(merge_folders, tmp_path, capsys):
     assert json.loads((a / CELLS[1] / "replicas.json").read_text())["seeds"] == [0]
 
 
-@pytest.mark.parametrize("case", ["seed in both", "link", "other options", "other study",
-                                  "with --seeds"])  # fmt: skip
+@pytest.mark.parametrize("case", ["seed in both", "link", "other options", "other data",
+                                  "other study", "with --seeds"])  # fmt: skip
 def test_merge_from_refuses_what_cannot_be_joined_and_writes_nothing(
     merge_folders, case, tmp_path, capsys
 ):
@@ -547,6 +547,11 @@ def test_merge_from_refuses_what_cannot_be_joined_and_writes_nothing(
         b = tmp_path / "B-lr"
         assert _reproduce(other, b, "--seeds", "1", "--cells", "*logistic*") == 0
         words = "trained it with other options: lr (0.001 vs 0.0003)"
+    elif case == "other data":  # B's run records another dataset fingerprint than A's
+        config = b / CELLS[1] / "seed-1" / "config.json"
+        recorded = json.loads(config.read_text())
+        config.write_text(json.dumps({**recorded, "data_fingerprint": "0" * 64}))
+        words = "trained it on other data (fingerprints"
     elif case == "other study":
         b = tmp_path / "B-study"
         other = tmp_path / "other.toml"

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from binaryvae.config import TrainConfig
+from binaryvae.config import RESUMABLE_FIELDS, TrainConfig
 from binaryvae.errors import BadInput
-from binaryvae.runs.directory import read_replicas_listing
+from binaryvae.runs.directory import RunDir, read_replicas_listing
 from binaryvae.runs.ownership import LOCK_FILE, claim_existing, claim_new
 from binaryvae.storage import write_json_atomic
 
@@ -66,16 +66,28 @@ def _group_config(path: Path, cell_name: str, where: str) -> TrainConfig:
 
 
 def _check_same_options(mine: TrainConfig, theirs: TrainConfig, cell_name: str) -> None:
-    """BadInput naming each option (outside the resumable ones) the two groups differ in."""
-    theirs = TrainConfig.from_dict({**theirs.to_dict(), "seed": mine.seed})
-    try:
-        theirs.check_resumable(mine, cell_name)
-    except BadInput:
-        changed = ", ".join(f"{n} ({getattr(mine, n)!r} vs {getattr(theirs, n)!r})"
-                            for n in mine.changed_fields(theirs))  # fmt: skip
+    """BadInput naming each option the two groups differ in outside the ones a resume may
+    change (`binaryvae.config.RESUMABLE_FIELDS`)."""
+    changed = [n for n in mine.changed_fields(theirs) if n not in RESUMABLE_FIELDS + ("seed",)]
+    if changed:
+        text = ", ".join(f"{n} ({getattr(mine, n)!r} vs {getattr(theirs, n)!r})" for n in changed)
         raise BadInput(f"cannot merge cell {cell_name}: the two folders trained it with "
-                       f"other options: {changed}") from None  # fmt: skip
-    a, b = mine.data_fingerprint, theirs.data_fingerprint
+                       f"other options: {text}")  # fmt: skip
+
+
+def _data_fingerprint(runs: list[Path]) -> str | None:
+    """The data fingerprint the first of ``runs`` that records one has in its config.json
+    (replicas.json does not record it)."""
+    for run in runs:
+        if RunDir(run).config_path.is_file():
+            found = RunDir(run).read_config().data_fingerprint
+            if found:
+                return found
+    return None
+
+
+def _check_same_data(mine: list[Path], theirs: list[Path], cell_name: str) -> None:
+    a, b = _data_fingerprint(mine), _data_fingerprint(theirs)
     if a and b and a != b:
         raise BadInput(f"cannot merge cell {cell_name}: the two folders trained it on other "
                        f"data (fingerprints {a[:12]} and {b[:12]})")  # fmt: skip
@@ -115,6 +127,8 @@ def plan_merge(cells: list, out: Path, other: Path) -> MergePlan:
             _check_same_options(cell.config, group, cell.name)  # trained as the study says
             if (mine / "replicas.json").is_file():
                 _check_same_options(_group_config(mine, cell.name, str(out)), group, cell.name)
+                _check_same_data(sorted(mine.glob("seed-*")),
+                                 _copied_dirs(cell, other, finished), cell.name)  # fmt: skip
             elif mine.exists():
                 raise BadInput(f"cannot merge cell {cell.name}: {mine} exists but holds no "
                                "replica group")  # fmt: skip
