@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _common  # noqa: E402
+from binaryvae.runs.seeds import seed_text  # noqa: E402
 from binaryvae.stats import mean_se, t_interval  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -114,11 +115,6 @@ def compare(study: str, rerun: Path | None = None, old: Path | None = None) -> l
     return rows
 
 
-def _seeds(seeds: list[int]) -> str:
-    return f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else (
-        ",".join(map(str, seeds)))  # fmt: skip
-
-
 def table(rows: list[dict]) -> str:
     out = []
     for r in rows:
@@ -128,8 +124,8 @@ def table(rows: list[dict]) -> str:
         out.append([
             r["cell"], r["measure"],
             f"{r['old_mean']:.2f}{se_old} [{r['old_interval'][0]:.2f}, "
-            f"{r['old_interval'][1]:.2f}] ({_seeds(r['old_seeds'])})",
-            f"{r['rerun_mean']:.2f}{se_new} ({_seeds(r['rerun_seeds'])})",
+            f"{r['old_interval'][1]:.2f}] ({seed_text(r['old_seeds'])})",
+            f"{r['rerun_mean']:.2f}{se_new} ({seed_text(r['rerun_seeds'])})",
             "yes" if r["inside"] else "no",
             f"{min(diffs):+.3g} to {max(diffs):+.3g}" if diffs else "",
         ])  # fmt: skip

@@ -66,7 +66,7 @@ def test_rerun_against_bench_pairs_seeds_and_uses_the_old_seeds_t_interval(tmp_p
     """bench/rerun_against_bench.py: the old runs' 95% interval is scipy's t interval over all
     their seeds, the rerun's mean is over the seeds it has, and the per-seed differences pair
     equal seeds; a cell without old files is left out; the committed claim rerun reproduces
-    the docs' row (StepLogistic seeds 0-4 inside the old interval, -85.67 to +94.77 nats)."""
+    the docs' row (StepLogistic's ten seeds inside the old interval, -85.67 to +94.77 nats)."""
     import json
 
     import rerun_against_bench as rab
