@@ -15,6 +15,18 @@ out; nothing in DIR is changed.
 Cells trained at different commits are committed one group at a time: ``--cells PATTERN``
 (shell patterns, as ``reproduce --cells``) writes only those cells' runs, leaving the files of
 the others (and their commit tags) as they are.
+
+The other way, ``--restore`` rebuilds a study folder from the committed files -- sweep.json as
+``reproduce`` writes it and each run's config.json, summary.json and metrics.jsonl (no
+checkpoint) -- so that the tables of runs trained on several machines or in sessions whose
+folders are gone are written again, by the command that writes every study's tables:
+
+    python bench/study_results.py --restore --results bench/results/claim125-rerun \
+        --study dissertation-claim --out DIR
+    binaryvae reproduce dissertation-claim --out DIR --tables-only
+
+The restored runs count as finished (their summaries cover the budget); a seed not committed
+can still be trained into DIR with ``reproduce NAME --out DIR --seeds ...``.
 """
 
 from __future__ import annotations
@@ -77,16 +89,86 @@ def collect(out: Path, study: str, results: Path, commit: str,
     return written
 
 
+def restore(results: Path, study: str, out: Path, budget: str = "full") -> list[Path]:
+    """Rebuild the study folder ``out`` (new, or an empty folder) from the committed run files of
+    study ``study`` (a shipped name or a .toml file) in ``results``: sweep.json for the study's
+    ``budget`` and ``<cell>/seed-<s>/{config,summary}.json, metrics.jsonl`` of each committed run.
+    Returns the run folders written. BadInput (nothing written) for a file of another study or
+    a cell that is not in the study's grid."""
+    from binaryvae.errors import BadInput
+    from binaryvae.runs.ownership import check_new_dir, claim_new
+    from binaryvae.runs.sweep import SweepState
+    from binaryvae.runs.sweep_executors import LocalExecutor
+    from binaryvae.storage import atomic_write_text, write_json_atomic
+    from binaryvae.studies import load_study
+
+    spec = load_study(study)
+    grid = spec.grid(budget)
+    cells = {c.name: c for c in grid.cells()}
+    records = []
+    for path in sorted(Path(results).glob("*_seed*.json")):
+        record = json.loads(path.read_text())
+        if record.get("study") != spec.name:
+            raise BadInput(f"{path} holds a run of study {record.get('study')!r}, not "
+                           f"{spec.name!r}")  # fmt: skip
+        if record["cell"] not in cells or int(record["seed"]) not in cells[record["cell"]].seeds:
+            raise BadInput(f"{path}: cell {record['cell']} seed {record['seed']} is not in study "
+                           f"{spec.name}'s {budget} budget")  # fmt: skip
+        records.append(record)
+    if not records:
+        raise BadInput(f"{results} holds no committed run (<cell>_seed<s>.json)")
+    out = Path(out)
+    check_new_dir(out, force=False)
+    written = []
+    with claim_new(out, force=False, kind="sweep") as handle:
+        state = SweepState(out, "sweep", grid.to_dict(), list(cells.values()),
+                           LocalExecutor().describe())  # fmt: skip
+        runs: dict[str, dict[int, dict]] = {name: {} for name in cells}
+        for record in records:
+            run = out / record["cell"] / f"seed-{record['seed']}"
+            run.mkdir(parents=True)
+            write_json_atomic(run / "config.json", record["config"])
+            write_json_atomic(run / "summary.json", record["summary"])
+            atomic_write_text(run / "metrics.jsonl", "".join(
+                json.dumps(row, sort_keys=True) + "\n" for row in record["metrics"]))
+            runs[record["cell"]][int(record["seed"])] = record["summary"]
+            written.append(run)
+        for name, cell in cells.items():
+            complete = set(runs[name]) == set(cell.seeds)
+            state.end(name, {"status": "finished" if complete else "pending",
+                             "runs": runs[name]})  # fmt: skip
+        state.write()
+        handle.commit()
+    return written
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="the study's sweep directory (reproduce --out)")
+    p.add_argument("--restore", action="store_true",
+                   help="the other way: rebuild the study folder --out (new) from the files "
+                        "in --results, for `reproduce NAME --out OUT --tables-only`")
     p.add_argument("--study", required=True, help="the study's name (for the engine tag)")
     p.add_argument("--results", required=True, help="where the JSON files go (committed)")
     p.add_argument("--commit", default=None,
                    help="the commit that trained the runs (default: this checkout's)")
     p.add_argument("--cells", default=None, metavar="PATTERN[,PATTERN]",
                    help="write only these cells' runs (shell patterns; default: every cell)")
+    p.add_argument("--budget", default="full", choices=("full", "quick"),
+                   help="--restore: the study's budget the runs were trained at (default full)")
     args = p.parse_args(argv)
+    if args.restore:
+        from binaryvae.errors import BadInput
+
+        if args.commit or args.cells:
+            p.error("--restore takes no --commit and no --cells")
+        try:
+            runs = restore(Path(args.results), args.study, Path(args.out), args.budget)
+        except BadInput as error:
+            print(f"study_results: {error}", file=sys.stderr)
+            return 2
+        print(f"{len(runs)} run(s) restored into {args.out}")
+        return 0
     commit = args.commit or _common.machine_info().get("git_commit")
     if not commit:
         p.error("--commit: this checkout's commit is unknown; give the one that trained the runs")

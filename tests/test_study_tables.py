@@ -198,3 +198,84 @@ def test_a_small_measure_is_printed_to_its_standard_errors_two_significant_digit
     assert _interval({"mean": 0.0021, "se": 0.0003, "t": 4.303, "ci95": [0.00081, 0.00339]}) == (
         "t = 4.30: [+0.00081, +0.00339]"
     )
+
+
+def _study_results():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import study_results
+
+    return study_results
+
+
+def test_restored_runs_write_the_same_tables_as_the_folder_they_were_committed_from(
+    study, tmp_path, capsys
+):
+    """--restore rebuilds a study folder from the committed files alone (the run folders of a
+    long study are gone after the session that trained them): `reproduce --tables-only` on it
+    writes the original study.md byte for byte and the same study.json tables; the restored runs
+    count as finished in sweep.json."""
+    study_results = _study_results()
+    results, restored = tmp_path / "results", tmp_path / "restored"
+    assert study_results.main(["--out", str(study), "--study", "per-epoch", "--results",
+                               str(results), "--commit", "abc1234"]) == 0  # fmt: skip
+    toml = str(study.parent / "per-epoch.toml")
+    assert study_results.main(["--restore", "--results", str(results), "--study", toml,
+                               "--out", str(restored), "--budget", "quick"]) == 0  # fmt: skip
+    assert main(["reproduce", toml, "--budget", "quick", "--out", str(restored),
+                 "--tables-only"]) == 0  # fmt: skip
+    assert (restored / "study.md").read_text() == (study / "study.md").read_text()
+    tables = json.loads((restored / "study.json").read_text())["tables"]
+    assert tables == json.loads((study / "study.json").read_text())["tables"]
+    sweep = json.loads((restored / "sweep.json").read_text())
+    assert {c["name"]: c["status"] for c in sweep["cells"]} == dict.fromkeys(CELLS.values(),
+                                                                            "finished")
+
+
+def test_restore_refuses_another_studys_files_and_writes_nothing(study, tmp_path, capsys):
+    """A committed file of another study (or a cell the study does not have) is refused with
+    exit code 2 and one line naming the file; the folder is not created."""
+    study_results = _study_results()
+    results = tmp_path / "results"
+    assert study_results.main(["--out", str(study), "--study", "per-epoch", "--results",
+                               str(results), "--commit", "abc1234"]) == 0  # fmt: skip
+    capsys.readouterr()
+    toml = str(study.parent / "per-epoch.toml")
+    planted = results / f"{CELLS['logistic']}_seed1.json"
+    record = json.loads(planted.read_text())
+    planted.write_text(json.dumps({**record, "study": "estimator-study"}))
+    out = tmp_path / "restored"
+    argv = ["--restore", "--results", str(results), "--study", toml, "--out", str(out),
+            "--budget", "quick"]  # fmt: skip
+    assert study_results.main(argv) == 2
+    assert planted.name in one_line_error(capsys) and not out.exists()
+    planted.write_text(json.dumps({**record, "cell": "mnist-mini_concrete_elbo_4bit"}))
+    assert study_results.main(argv) == 2
+    assert "mnist-mini_concrete_elbo_4bit" in one_line_error(capsys) and not out.exists()
+
+
+COMMITTED = Path(__file__).resolve().parent.parent / "bench" / "results"
+STUDY_FOLDERS = sorted(
+    p.parent.name for p in COMMITTED.glob("*/study.md") if any(p.parent.glob("*_seed*.json"))
+)
+
+
+def test_the_committed_study_folders_are_found():
+    assert {"claim125-rerun", "estimator-study-rerun", "estimator-samples"} <= set(STUDY_FOLDERS)
+
+
+@pytest.mark.parametrize("folder", STUDY_FOLDERS)
+def test_every_committed_study_table_regenerates_from_its_committed_runs(folder, tmp_path):
+    """The study.md committed beside a study's run files is what the tables code writes from
+    those files alone (restored, then tabled): no table quotes a run that is not committed, and
+    a table of runs trained in several sessions is the command's, not a hand-edit."""
+    from binaryvae.studies import load_study
+    from binaryvae.studies.tables import render_markdown, study_tables
+
+    results = COMMITTED / folder
+    name = json.loads(next(results.glob("*_seed*.json")).read_text())["study"]
+    _study_results().restore(results, name, tmp_path / "restored")
+    spec = load_study(name)
+    text = render_markdown(spec, "full", study_tables(spec, tmp_path / "restored"))
+    assert text == (results / "study.md").read_text()
