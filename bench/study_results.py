@@ -93,8 +93,8 @@ def restore(results: Path, study: str, out: Path, budget: str = "full") -> list[
     """Rebuild the study folder ``out`` (new, or an empty folder) from the committed run files of
     study ``study`` (a shipped name or a .toml file) in ``results``: sweep.json for the study's
     ``budget`` and ``<cell>/seed-<s>/{config,summary}.json, metrics.jsonl`` of each committed run.
-    Returns the run folders written. BadInput (nothing written) for a file of another study or
-    a cell that is not in the study's grid."""
+    Returns the run folders written. BadInput (nothing written) for a file that is not a run
+    file, whose name is not its run's, of another study, or of a cell not in the study's grid."""
     from binaryvae.errors import BadInput
     from binaryvae.runs.ownership import check_new_dir, claim_new
     from binaryvae.runs.sweep import SweepState
@@ -107,12 +107,18 @@ def restore(results: Path, study: str, out: Path, budget: str = "full") -> list[
     cells = {c.name: c for c in grid.cells()}
     records = []
     for path in sorted(Path(results).glob("*_seed*.json")):
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+            name, seed = record["cell"], int(record["seed"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise BadInput(f"{path} is not a committed run file ({error})") from None
+        if path.name != f"{name}_seed{seed}.json":  # one file per run: no run written twice
+            raise BadInput(f"{path} holds cell {name} seed {seed}: not the run its name says")
         if record.get("study") != spec.name:
             raise BadInput(f"{path} holds a run of study {record.get('study')!r}, not "
                            f"{spec.name!r}")  # fmt: skip
-        if record["cell"] not in cells or int(record["seed"]) not in cells[record["cell"]].seeds:
-            raise BadInput(f"{path}: cell {record['cell']} seed {record['seed']} is not in study "
+        if name not in cells or seed not in cells[name].seeds:
+            raise BadInput(f"{path}: cell {name} seed {seed} is not in study "
                            f"{spec.name}'s {budget} budget")  # fmt: skip
         records.append(record)
     if not records:

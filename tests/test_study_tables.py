@@ -234,8 +234,9 @@ def test_restored_runs_write_the_same_tables_as_the_folder_they_were_committed_f
 
 
 def test_restore_refuses_another_studys_files_and_writes_nothing(study, tmp_path, capsys):
-    """A committed file of another study (or a cell the study does not have) is refused with
-    exit code 2 and one line naming the file; the folder is not created."""
+    """A committed file of another study, of a cell the study does not have, named for another
+    run, or not JSON is refused with exit code 2 and one line naming it; the folder is not
+    created."""
     study_results = _study_results()
     results = tmp_path / "results"
     assert study_results.main(["--out", str(study), "--study", "per-epoch", "--results",
@@ -250,9 +251,18 @@ def test_restore_refuses_another_studys_files_and_writes_nothing(study, tmp_path
             "--budget", "quick"]  # fmt: skip
     assert study_results.main(argv) == 2
     assert planted.name in one_line_error(capsys) and not out.exists()
-    planted.write_text(json.dumps({**record, "cell": "mnist-mini_concrete_elbo_4bit"}))
+    foreign = results / "mnist-mini_concrete_elbo_4bit_seed1.json"
+    planted.rename(foreign)
+    foreign.write_text(json.dumps({**record, "cell": "mnist-mini_concrete_elbo_4bit"}))
     assert study_results.main(argv) == 2
     assert "mnist-mini_concrete_elbo_4bit" in one_line_error(capsys) and not out.exists()
+    foreign.rename(planted)
+    planted.write_text(json.dumps({**record, "seed": 0}))  # a second file of seed 0
+    assert study_results.main(argv) == 2
+    assert "not the run its name says" in one_line_error(capsys) and not out.exists()
+    planted.write_text("{")
+    assert study_results.main(argv) == 2
+    assert "not a committed run file" in one_line_error(capsys) and not out.exists()
 
 
 COMMITTED = Path(__file__).resolve().parent.parent / "bench" / "results"
