@@ -120,7 +120,7 @@ def restore(results: Path, study: str, out: Path, budget: str = "full") -> list[
         if name not in cells or seed not in cells[name].seeds:
             raise BadInput(f"{path}: cell {name} seed {seed} is not in study "
                            f"{spec.name}'s {budget} budget")  # fmt: skip
-        records.append(record)
+        records.append((name, seed, record))
     if not records:
         raise BadInput(f"{results} holds no committed run (<cell>_seed<s>.json)")
     out = Path(out)
@@ -130,14 +130,14 @@ def restore(results: Path, study: str, out: Path, budget: str = "full") -> list[
         state = SweepState(out, "sweep", grid.to_dict(), list(cells.values()),
                            LocalExecutor().describe())  # fmt: skip
         runs: dict[str, dict[int, dict]] = {name: {} for name in cells}
-        for record in records:
-            run = out / record["cell"] / f"seed-{record['seed']}"
+        for name, seed, record in records:
+            run = out / name / f"seed-{seed}"
             run.mkdir(parents=True)
             write_json_atomic(run / "config.json", record["config"])
             write_json_atomic(run / "summary.json", record["summary"])
             atomic_write_text(run / "metrics.jsonl", "".join(
                 json.dumps(row, sort_keys=True) + "\n" for row in record["metrics"]))
-            runs[record["cell"]][int(record["seed"])] = record["summary"]
+            runs[name][seed] = record["summary"]
             written.append(run)
         for name, cell in cells.items():
             complete = set(runs[name]) == set(cell.seeds)

@@ -78,9 +78,9 @@ def _check_same_options(mine: TrainConfig, theirs: TrainConfig, cell_name: str) 
 def _data_fingerprint(runs: list[Path]) -> str | None:
     """The data fingerprint the first of ``runs`` that records one has in its config.json
     (replicas.json does not record it)."""
-    for run in runs:
-        if RunDir(run).config_path.is_file():
-            found = RunDir(run).read_config().data_fingerprint
+    for run in map(RunDir, runs):
+        if run.config_path.is_file():
+            found = run.read_config().data_fingerprint
             if found:
                 return found
     return None
@@ -118,6 +118,7 @@ def plan_merge(cells: list, out: Path, other: Path) -> MergePlan:
             plan.unfinished[cell.name] = unfinished
         if not finished:
             continue
+        copied = _copied_dirs(cell, other, finished)
         mine = out / cell.name
         if cell.layout == "run":
             if mine.exists():
@@ -127,8 +128,7 @@ def plan_merge(cells: list, out: Path, other: Path) -> MergePlan:
             _check_same_options(cell.config, group, cell.name)  # trained as the study says
             if (mine / "replicas.json").is_file():
                 _check_same_options(_group_config(mine, cell.name, str(out)), group, cell.name)
-                _check_same_data(sorted(mine.glob("seed-*")),
-                                 _copied_dirs(cell, other, finished), cell.name)  # fmt: skip
+                _check_same_data(sorted(mine.glob("seed-*")), copied, cell.name)
             elif mine.exists():
                 raise BadInput(f"cannot merge cell {cell.name}: {mine} exists but holds no "
                                "replica group")  # fmt: skip
@@ -136,7 +136,7 @@ def plan_merge(cells: list, out: Path, other: Path) -> MergePlan:
             if both:
                 raise BadInput(f"cannot merge cell {cell.name}: seed {both[0]} is in both "
                                "folders")  # fmt: skip
-        for path in _copied_dirs(cell, other, finished):
+        for path in copied:
             if (bad := _special_file(path)) is not None:
                 raise BadInput(f"cannot merge cell {cell.name}: {bad} is not a plain file or "
                                "folder (a link or a special file); nothing was copied")  # fmt: skip
